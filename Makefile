@@ -1,0 +1,50 @@
+# edgeship: two commands set up everything on a fresh machine:
+#   make export TARGET=tflite     (creates .venv, installs, exports the demo)
+#   make test
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TARGET ?= all
+PRECISION ?= all
+DEVICE ?= local
+PYTEST_ARGS ?=
+
+.PHONY: setup export eval profile gate report test test-all bench clean
+
+setup: $(STAMP)
+
+# torch first: 2.13.0 is the CPU wheel on this machine; any looser spec pulls CUDA builds.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	touch $(STAMP)
+
+export: setup
+	$(BIN)/edgeship export --target $(TARGET) --precision $(PRECISION)
+
+eval: setup
+	$(BIN)/edgeship eval
+
+profile: setup
+	$(BIN)/edgeship profile --device $(DEVICE)
+
+gate: setup
+	$(BIN)/edgeship gate
+
+report: setup
+	$(BIN)/edgeship report
+
+test: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-all: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf build
