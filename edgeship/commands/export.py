@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edgeship.commands import add_selection, command
+
+
+@command("export", help="export the model to ONNX/TFLite/CoreML artifacts (fp32, fp16, int8 ...)", order=10)
+class Export:
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        add_selection(p)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from edgeship.config import load_config
+        from edgeship.pipeline import export
+        from edgeship.selection import parse_precisions, parse_targets
+
+        targets, precisions = parse_targets(args.target), parse_precisions(args.precision)
+        cfg = load_config(args.config)
+        manifests = export(cfg, targets, precisions, on_event=lambda m: print(m, file=sys.stderr, flush=True))
+        for m in manifests:
+            note = f"  ({'; '.join(m.notes)})" if m.notes else ""
+            print(f"{m.target}-{m.precision}: {m.model_file} {m.size_bytes / 1024:.1f} KiB{note}")
+        return 0

@@ -1,0 +1,325 @@
+"""edgeship.toml, parsed once into typed, frozen objects.
+
+Unknown keys, wrong types and bad values are ConfigError naming the file and the dotted key,
+with a did-you-mean suggestion for typos. Paths in the file are relative to the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edgeship.errors import ConfigError
+from edgeship.types import CalibrationMethod, IOType, Precision, QuantType, Target
+
+CONFIG_NAME = "edgeship.toml"
+DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+
+class InputSpec(_Frozen):
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    # Inclusive value range for integer inputs (token ids) used for synthetic profiling data.
+    range: tuple[float, float] | None = None
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v: str) -> str:
+        if v not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}")
+        return v
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(d <= 0 for d in v):
+            raise ValueError("shape must be a non-empty list of positive integers")
+        return v
+
+
+class ModelConfig(_Frozen):
+    name: str
+    factory: str | None = None      # "pkg.module:fn" returning an nn.Module
+    source: Path | None = None      # a saved torch.export program (.pt2)
+    inputs: tuple[InputSpec, ...]
+    outputs: tuple[str, ...] = ("output",)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelConfig":
+        if (self.factory is None) == (self.source is None):
+            raise ValueError("set exactly one of 'factory' (\"pkg.module:fn\") or 'source' (.pt2)")
+        if len({i.name for i in self.inputs}) != len(self.inputs):
+            raise ValueError("input names must be unique")
+        return self
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v or any(c in v for c in "/\\ ") or v.startswith("."):
+            raise ValueError("name must be a plain identifier (no spaces or slashes)")
+        return v
+
+
+class DataConfig(_Frozen):
+    # "pkg.module:fn" yielding dict[str, ndarray] batches, or a directory of .npz/.npy files.
+    calibration: str | None = None
+    evaluation: str | None = None
+    calibration_samples: int = Field(256, gt=0)
+    evaluation_samples: int | None = Field(None, gt=0)
+    label_key: str = "label"
+
+
+class QuantizationConfig(_Frozen):
+    method: CalibrationMethod = CalibrationMethod.MINMAX
+    per_channel: bool = True
+    percentile: float = Field(99.999, gt=50.0, le=100.0)
+    activation_type: QuantType = QuantType.AUTO
+    weight_type: QuantType = QuantType.INT8
+
+
+class TargetConfig(_Frozen):
+    precisions: tuple[Precision, ...] | None = None   # None: every precision the target has
+    opset: int = Field(18, ge=13)                     # onnx
+    io: IOType = IOType.FLOAT                         # tflite: full-integer I/O or float I/O
+    deployment_target: str = "iOS16"                  # coreml
+    compute_units: str = "CPU_ONLY"                   # coreml, on macOS
+
+
+class ProfileConfig(_Frozen):
+    threads: int = Field(1, ge=1)
+    warmup_runs: int = Field(10, ge=0)
+    warmup_seconds: float = Field(1.0, ge=0)
+    min_runs: int = Field(100, ge=1)
+    min_seconds: float = Field(1.0, ge=0)
+    max_seconds: float = Field(30.0, gt=0)
+    timeout_s: float = Field(600.0, gt=0)
+
+
+class GateConfig(_Frozen):
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    bootstrap_resamples: int = Field(2000, ge=100)
+    max_rounds: int = Field(3, ge=1)          # sequential re-measurement when the CI straddles
+    regression_threshold: float = Field(0.05, ge=0)   # baseline: minimum effect size
+    regression_alpha: float = Field(0.01, gt=0, lt=1)
+    memory_tolerance_mb: float = Field(0.5, ge=0)
+
+
+class LocalDeviceConfig(_Frozen):
+    kind: Literal["local"] = "local"
+    python: str | None = None     # default: the interpreter running edgeship
+
+
+class SSHDeviceConfig(_Frozen):
+    kind: Literal["ssh"]
+    host: str                      # ~/.ssh/config alias or user@host
+    port: int | None = None
+    python: str = "python3"
+    workdir: str | None = None     # default: a fresh mktemp -d on the board
+    env: dict[str, str] = {}
+    identity_file: Path | None = None
+    ssh_options: tuple[str, ...] = ()   # extra -o options, e.g. "UserKnownHostsFile=/x"
+    connect_timeout_s: float = 10.0
+
+
+class ADBDeviceConfig(_Frozen):
+    kind: Literal["adb"]
+    serial: str | None = None
+    benchmark_binaries: dict[str, Path] = {}   # target -> local path of the native tool
+    cpu_mask: str | None = None
+    cooldown_s: float = Field(0.0, ge=0)
+    adb: str = "adb"
+
+
+DeviceConfig = Annotated[
+    Union[LocalDeviceConfig, SSHDeviceConfig, ADBDeviceConfig], Field(discriminator="kind")
+]
+
+
+class LatencyBudget(_Frozen):
+    p50: float | None = Field(None, gt=0)
+    p90: float | None = Field(None, gt=0)
+    p99: float | None = Field(None, gt=0)
+    mean: float | None = Field(None, gt=0)
+
+
+class BudgetConfig(_Frozen):
+    device: str = "*"
+    target: str = "*"
+    precision: str = "*"
+    latency_ms: LatencyBudget | None = None
+    peak_memory_mb: float | None = Field(None, gt=0)
+    size_kb: float | None = Field(None, gt=0)
+    max_accuracy_drop: float | None = Field(None, ge=0)
+    min_cosine: float | None = Field(None, ge=-1, le=1)
+    require: bool = False        # a SKIPPED run (no runtime on the device) counts as FAIL
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: str) -> str:
+        if v != "*" and v not in {t.value for t in Target}:
+            raise ValueError(_choice_msg(v, [t.value for t in Target] + ["*"]))
+        return v
+
+    @field_validator("precision")
+    @classmethod
+    def _precision(cls, v: str) -> str:
+        if v != "*" and v not in {p.value for p in Precision}:
+            raise ValueError(_choice_msg(v, [p.value for p in Precision] + ["*"]))
+        return v
+
+
+class Config(_Frozen):
+    model: ModelConfig
+    data: DataConfig = DataConfig()
+    quantization: QuantizationConfig = QuantizationConfig()
+    targets: dict[Target, TargetConfig] = {t: TargetConfig() for t in Target}
+    profile: ProfileConfig = ProfileConfig()
+    gate: GateConfig = GateConfig()
+    devices: dict[str, DeviceConfig] = {"local": LocalDeviceConfig()}
+    budgets: tuple[BudgetConfig, ...] = ()
+    build_dir: Path = Path("build")
+
+    # Set by load_config, not by the file.
+    path: Path | None = Field(None, exclude=True)
+    digest: str = Field("", exclude=True)
+
+    @field_validator("devices")
+    @classmethod
+    def _local_always(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # the local CPU is always a device, whether or not the file names it
+        return v if "local" in v else {"local": LocalDeviceConfig(), **v}
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def resolve(self, p: Path | str) -> Path:
+        p = Path(p)
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def build(self) -> Path:
+        return self.resolve(self.build_dir)
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.build / "artifacts" / self.model.name
+
+    def target_config(self, target: Target) -> TargetConfig:
+        return self.targets.get(target, TargetConfig())
+
+
+def _choice_msg(value: str, choices: list[str]) -> str:
+    near = difflib.get_close_matches(value, choices, n=1)
+    hint = f"; did you mean '{near[0]}'?" if near else ""
+    return f"'{value}' is not one of {', '.join(choices)}{hint}"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Valid keys of the table at ``loc`` (for did-you-mean on an unknown key)."""
+    cls: Any = model
+    for part in loc:
+        if isinstance(part, int) or cls is None:
+            continue
+        field = getattr(cls, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        cls = _model_in(ann)
+    return list(getattr(cls, "model_fields", {}).keys()) if cls is not None else []
+
+
+def _model_in(ann: Any) -> Any:
+    """The BaseModel class inside an annotation like ``X | None`` or ``tuple[X, ...]``."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("LocalDeviceConfig", "SSHDeviceConfig", "ADBDeviceConfig") or str(
+            part
+        ) in ("local", "ssh", "adb") and out.startswith("devices."):
+            continue  # discriminated-union tags are noise in the user's key path
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _first_error(exc: ValidationError, source: str) -> ConfigError:
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    key = _format_loc(loc)
+    if err["type"] == "extra_forbidden":
+        valid = [f for f in _fields_at(Config, loc[:-1]) if f not in ("path", "digest")]
+        near = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(valid)}"
+        return ConfigError(f"{source}: unknown key '{key}'{hint}")
+    if err["type"] == "missing":
+        return ConfigError(f"{source}: missing required key '{key}'")
+    msg = err["msg"].removeprefix("Value error, ")
+    if "enum" in err["type"]:
+        expected = err.get("ctx", {}).get("expected", "")
+        choices = [c.strip(" '") for c in expected.replace(" or ", ",").split(",") if c.strip()]
+        msg = _choice_msg(str(err.get("input")), choices)
+    return ConfigError(f"{source}: key '{key}': {msg}")
+
+
+def parse_config(data: dict[str, Any], source: str = CONFIG_NAME, path: Path | None = None) -> Config:
+    """Validate a TOML document already loaded as a dict."""
+    data = dict(data)
+    if "build" in data and isinstance(data["build"], dict):
+        # [build] dir = "..." is the friendlier spelling of build_dir
+        data["build_dir"] = data.pop("build").get("dir", "build")
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc, source) from None
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+    return cfg.model_copy(update={"path": path, "digest": digest})
+
+
+def find_config(explicit: Path | str | None = None) -> Path:
+    if explicit is not None:
+        p = Path(explicit)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found (pass --config PATH or run 'edgeship init')")
+        return p
+    p = Path.cwd() / CONFIG_NAME
+    if not p.is_file():
+        raise ConfigError(
+            f"{CONFIG_NAME} not found in {Path.cwd()}: run 'edgeship init' or pass --config PATH"
+        )
+    return p
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Find, read and validate edgeship.toml."""
+    p = find_config(path).resolve()
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+    cfg = parse_config(data, source=str(p), path=p)
+    if cfg.model.source is not None and not cfg.resolve(cfg.model.source).is_file():
+        raise ConfigError(f"{p}: key 'model.source': file not found: {cfg.resolve(cfg.model.source)}")
+    return cfg

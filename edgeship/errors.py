@@ -1,0 +1,69 @@
+"""The one exception tree of edgeship.
+
+    EdgeshipError                 base; the CLI prints ``str(exc)`` on one line
+    ├── UsageError                user error: bad config, bad input, missing file (exit 2)
+    │   ├── ConfigError           edgeship.toml: unknown key, wrong type, bad reference
+    │   ├── InputDataError        calibration/evaluation data, inputs.npz shape/dtype
+    │   ├── ArtifactError         corrupt artifact, manifest sha256 mismatch
+    │   ├── MissingDependency     an optional extra is not installed (says what to install)
+    │   └── UnknownNameError      a registry lookup of an unknown name
+    ├── ExportError               a conversion failed (op cannot be lowered, inf/NaN outputs)
+    ├── RuntimeFailure            loading or running an artifact failed
+    └── DeviceError               a device is unreachable, timed out, or a remote step failed
+
+Foreign errors (torch, onnxruntime, coremltools, ssh) are re-raised as one of these
+``from exc`` with context: which model, target, precision, device or file. Every subclass of
+EdgeshipError is a user-facing condition (exit 2 from the CLI); a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+
+class EdgeshipError(Exception):
+    """Base of every error edgeship raises on purpose."""
+
+    exit_code = 2
+
+
+class UsageError(EdgeshipError):
+    """The user asked for something impossible: fix the input and run again."""
+
+
+class ConfigError(UsageError):
+    """edgeship.toml is invalid; the message names the file and key."""
+
+
+class InputDataError(UsageError):
+    """Calibration, evaluation or profiling inputs are missing or malformed."""
+
+
+class ArtifactError(UsageError):
+    """An artifact directory is missing, corrupt, or does not match its manifest."""
+
+
+class MissingDependency(UsageError):
+    """An optional dependency is not installed."""
+
+    def __init__(self, module: str, extra: str, purpose: str = "") -> None:
+        what = f" (needed for {purpose})" if purpose else ""
+        super().__init__(
+            f"python module '{module}' is not installed{what}: pip install 'edgeship[{extra}]'"
+        )
+        self.module = module
+        self.extra = extra
+
+
+class UnknownNameError(UsageError):
+    """A registry was asked for a name it does not know."""
+
+
+class ExportError(EdgeshipError):
+    """Converting a model to a target format failed."""
+
+
+class RuntimeFailure(EdgeshipError):
+    """Loading or running an artifact with its runtime failed."""
+
+
+class DeviceError(EdgeshipError):
+    """A device could not be reached or a step on it failed or timed out."""

@@ -1,0 +1,67 @@
+"""The FP32 PyTorch reference: built from a factory or loaded from a torch.export .pt2."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edgeship.config import Config, InputSpec
+from edgeship.errors import ConfigError, ExportError
+from edgeship.lazy import require
+from edgeship.refs import resolve_callable
+
+
+def load_reference(cfg: Config) -> Any:
+    """Return an ``nn.Module`` in eval mode (a .pt2 program is wrapped with ``.module()``)."""
+    torch = require("torch", "torch", "loading the PyTorch model")
+    if cfg.model.factory is not None:
+        fn = resolve_callable(cfg.model.factory, "model.factory")
+        try:
+            model = fn()
+        except Exception as exc:
+            raise ConfigError(f"key 'model.factory': {cfg.model.factory}() raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(model, torch.nn.Module):
+            raise ConfigError(
+                f"key 'model.factory': {cfg.model.factory}() returned {type(model).__name__}, expected torch.nn.Module"
+            )
+        return model.eval()
+    path = cfg.resolve(cfg.model.source)  # type: ignore[arg-type]
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"key 'model.source': {path} is not a torch.export .pt2 archive (save one with torch.export.save)")
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:
+        raise ConfigError(f"key 'model.source': {path} could not be loaded as a torch.export program: {exc}") from None
+    return program.module()
+
+
+def synthetic_inputs(specs: Sequence[InputSpec], seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic inputs matching the specs (for profiling when no data is configured)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for s in specs:
+        dt = np.dtype(s.dtype)
+        if dt.kind == "f":
+            out[s.name] = rng.standard_normal(s.shape).astype(dt)
+        elif dt.kind == "b":
+            out[s.name] = np.ones(s.shape, dtype=dt)
+        else:
+            lo, hi = s.range if s.range else (0, 100)
+            out[s.name] = rng.integers(int(lo), int(hi) + 1, size=s.shape).astype(dt)
+    return out
+
+
+def run_reference(model: Any, inputs: dict[str, np.ndarray], specs: Sequence[InputSpec]) -> list[np.ndarray]:
+    """Run the torch model on numpy inputs; returns outputs as float32/int numpy arrays."""
+    torch = require("torch", "torch")
+    args = tuple(torch.from_numpy(np.ascontiguousarray(inputs[s.name])) for s in specs)
+    with torch.no_grad():
+        try:
+            out = model(*args)
+        except Exception as exc:
+            raise ExportError(f"the reference model failed on inputs shaped {[a.shape for a in args]}: {exc}") from exc
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return [o.detach().cpu().numpy() for o in outs]

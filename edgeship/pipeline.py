@@ -1,0 +1,107 @@
+"""export: PyTorch model -> one verified artifact per target and precision."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from functools import lru_cache
+
+from edgeship.calibration import DataSource, Sample, load_samples
+from edgeship.config import Config
+from edgeship.errors import ConfigError, UsageError
+from edgeship.manifest import Manifest
+from edgeship.model import load_reference, run_reference, synthetic_inputs
+from edgeship.types import Precision, Target
+
+
+def plan(cfg: Config, targets: tuple[Target, ...] | None, precisions: tuple[Precision, ...] | None) -> list[tuple[Target, Precision]]:
+    """The (target, precision) pairs to export; validated before any model is loaded."""
+    from edgeship.exporters.base import EXPORTERS
+
+    chosen = targets or tuple(t for t in Target if t in cfg.targets) or tuple(Target)
+    pairs: list[tuple[Target, Precision]] = []
+    for t in chosen:
+        exporter = EXPORTERS.get(t.value)
+        configured = cfg.target_config(t).precisions or exporter.precisions
+        for p in configured:
+            if p not in exporter.precisions:
+                have = ", ".join(x.value for x in exporter.precisions)
+                raise ConfigError(f"key 'targets.{t}.precisions': target '{t}' has no precision '{p}'; it has: {have}")
+        wanted = precisions or configured
+        for p in wanted:
+            if p not in exporter.precisions:
+                have = ", ".join(x.value for x in exporter.precisions)
+                raise UsageError(f"target '{t}' has no precision '{p}'; it has: {have}")
+            if precisions is None or p in precisions:
+                pairs.append((t, p))
+    if not pairs:
+        raise UsageError("nothing to export for that --target/--precision selection")
+    return pairs
+
+
+def calibration_loader(cfg: Config) -> Callable[[], list[Sample]] | None:
+    if cfg.data.calibration is None:
+        return None
+    source = DataSource(cfg.data.calibration, "data.calibration", cfg.root)
+
+    @lru_cache(maxsize=1)
+    def load() -> list[Sample]:
+        return load_samples(source, cfg.model.inputs, cfg.data.calibration_samples, cfg.data.label_key)
+
+    return load
+
+
+def build_job(cfg: Config, target: Target):  # -> ExportJob
+    from edgeship.exporters.base import ExportJob
+
+    model = load_reference(cfg)
+    calib = calibration_loader(cfg)
+    example = calib()[0].inputs if calib is not None else synthetic_inputs(cfg.model.inputs)
+    outs = run_reference(model, example, cfg.model.inputs)
+    if len(outs) != len(cfg.model.outputs):
+        raise ConfigError(
+            f"key 'model.outputs': the model returns {len(outs)} output(s) but {len(cfg.model.outputs)} "
+            f"name(s) are configured ({list(cfg.model.outputs)})"
+        )
+    return ExportJob(
+        model=model,
+        model_name=cfg.model.name,
+        inputs=cfg.model.inputs,
+        outputs=cfg.model.outputs,
+        example_inputs=example,
+        quantization=cfg.quantization,
+        target_config=cfg.target_config(target),
+        config_digest=cfg.digest,
+        calibration=calib,
+        calibration_ref=cfg.data.calibration,
+    )
+
+
+def export(
+    cfg: Config,
+    targets: tuple[Target, ...] | None = None,
+    precisions: tuple[Precision, ...] | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> list[Manifest]:
+    """Export every selected (target, precision); stops at the first failure.
+
+    Artifacts already written stay (each is complete); the failed one leaves nothing.
+    """
+    from edgeship.exporters.base import get_exporter
+
+    pairs = plan(cfg, targets, precisions)
+    say = on_event or (lambda _msg: None)
+    manifests: list[Manifest] = []
+    jobs: dict[Target, object] = {}
+    base_job = None
+    for t, p in pairs:
+        if base_job is None:
+            base_job = build_job(cfg, t)
+        if t not in jobs:
+            jobs[t] = dataclasses.replace(base_job, target_config=cfg.target_config(t))
+        out_dir = cfg.artifacts_dir / f"{t}-{p}"
+        say(f"export {cfg.model.name} {t}-{p} ...")
+        m = get_exporter(t).export(jobs[t], p, out_dir)  # type: ignore[arg-type]
+        say(f"  wrote {out_dir} ({m.size_bytes / 1024:.1f} KiB)")
+        manifests.append(m)
+    return manifests

@@ -1,0 +1,95 @@
+"""Which targets x precisions a command works on: parsed once from CLI/API strings."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeship.config import Config
+from edgeship.errors import UsageError
+from edgeship.manifest import Manifest, read_manifest
+from edgeship.types import Precision, Target
+
+
+def _parse(value: str | Iterable[str] | None, enum: type, what: str) -> tuple | None:
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    items = [str(i).strip() for i in items if str(i).strip()]
+    if not items or "all" in items:
+        return None
+    out = []
+    for item in items:
+        try:
+            out.append(enum(item))
+        except ValueError:
+            choices = [e.value for e in enum] + ["all"]
+            near = difflib.get_close_matches(item, choices, n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else ""
+            raise UsageError(f"unknown {what} '{item}' (choose from {', '.join(choices)}){hint}") from None
+    return tuple(dict.fromkeys(out))
+
+
+def parse_targets(value: str | Iterable[str] | None) -> tuple[Target, ...] | None:
+    return _parse(value, Target, "target")
+
+
+def parse_precisions(value: str | Iterable[str] | None) -> tuple[Precision, ...] | None:
+    return _parse(value, Precision, "precision")
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    path: Path
+    manifest: Manifest
+
+    @property
+    def name(self) -> str:
+        return f"{self.manifest.target}-{self.manifest.precision}"
+
+    @property
+    def target(self) -> Target:
+        return Target(self.manifest.target)
+
+    @property
+    def precision(self) -> Precision:
+        return Precision(self.manifest.precision)
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / self.manifest.model_file
+
+
+def find_artifacts(
+    cfg: Config,
+    targets: tuple[Target, ...] | None = None,
+    precisions: tuple[Precision, ...] | None = None,
+    verify: bool = True,
+) -> list[ArtifactRef]:
+    """Exported artifacts of the configured model, filtered, in target/precision order.
+
+    Directories starting with '.' are in-progress temp dirs and never listed.
+    """
+    root = cfg.artifacts_dir
+    found: list[ArtifactRef] = []
+    if not root.is_dir():
+        raise UsageError(f"no artifacts under {root}; run 'edgeship export' first")
+    order = {t: i for i, t in enumerate(Target)}
+    porder = {p: i for i, p in enumerate(Precision)}
+    for d in sorted(root.iterdir()):
+        if d.name.startswith(".") or not d.is_dir():
+            continue
+        m = read_manifest(d, verify=verify)
+        ref = ArtifactRef(d, m)
+        if targets and ref.target not in targets:
+            continue
+        if precisions and ref.precision not in precisions:
+            continue
+        found.append(ref)
+    found.sort(key=lambda r: (order[r.target], porder[r.precision]))
+    if not found:
+        what = f" matching target={','.join(map(str, targets or ['all']))} precision={','.join(map(str, precisions or ['all']))}"
+        raise UsageError(f"no artifacts under {root}{what}; run 'edgeship export' first")
+    return found

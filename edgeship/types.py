@@ -1,0 +1,55 @@
+"""String enums shared by config, exporters, runtimes and reports.
+
+Strings from TOML or the command line are converted to these once, at the edge.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class _StrEnum(str, Enum):
+    def __str__(self) -> str:
+        return self.value
+
+
+class Target(_StrEnum):
+    ONNX = "onnx"
+    TFLITE = "tflite"
+    COREML = "coreml"
+
+
+class Precision(_StrEnum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"                    # static: weights and activations, calibrated
+    INT8_DYNAMIC = "int8-dynamic"    # int8 weights, activations quantized at run time
+    INT8_WEIGHT = "int8-weight"      # weight-only int8, float compute
+
+    @property
+    def is_int8(self) -> bool:
+        return self.value.startswith("int8")
+
+
+class CalibrationMethod(_StrEnum):
+    MINMAX = "minmax"
+    PERCENTILE = "percentile"
+    ENTROPY = "entropy"
+
+
+class QuantType(_StrEnum):
+    AUTO = "auto"     # chosen per target CPU by the exporter; the choice lands in the manifest
+    INT8 = "int8"
+    UINT8 = "uint8"
+
+
+class IOType(_StrEnum):
+    FLOAT = "float"
+    INT8 = "int8"
+
+
+class Verdict(_StrEnum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    MARGINAL = "MARGINAL"
+    SKIPPED = "SKIPPED"

@@ -1,0 +1,144 @@
+"""The exporter contract and registry.
+
+``Exporter.export`` is the public entry: it validates the request, runs the backend's
+``_export`` inside an atomic temp directory, checks the produced file, and writes
+``manifest.json`` last. A backend implements ``_export`` only. Backend modules import
+torch/onnx/litert/coremltools inside their methods, never at module level.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from edgeship.calibration import Sample
+from edgeship.config import InputSpec, QuantizationConfig, TargetConfig
+from edgeship.errors import ExportError, UsageError
+from edgeship.fsutil import atomic_directory
+from edgeship.manifest import Manifest, TensorInfo, file_table
+from edgeship.registry import Registry
+from edgeship.types import Precision, Target
+
+EXPORTERS: Registry[type["Exporter"]] = Registry("exporter", "edgeship.exporters")
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """Everything an exporter needs; built once by the pipeline, shared by all targets."""
+
+    model: Any                                  # torch.nn.Module, eval mode, FP32
+    model_name: str
+    inputs: tuple[InputSpec, ...]
+    outputs: tuple[str, ...]
+    example_inputs: dict[str, np.ndarray]
+    quantization: QuantizationConfig
+    target_config: TargetConfig
+    config_digest: str = ""
+    # Lazily loaded: only int8 exports pay for reading the calibration set.
+    calibration: Callable[[], Sequence[Sample]] | None = None
+    calibration_ref: str | None = None
+
+    def calibration_samples(self) -> Sequence[Sample]:
+        if self.calibration is None:
+            raise UsageError(
+                f"model '{self.model_name}': int8 export needs calibration data; set [data] calibration "
+                "in edgeship.toml (\"pkg.module:fn\" or a directory of .npz files)"
+            )
+        return self.calibration()
+
+    def example_args(self) -> tuple[Any, ...]:
+        import torch
+
+        return tuple(torch.from_numpy(np.ascontiguousarray(self.example_inputs[s.name])) for s in self.inputs)
+
+
+@dataclass
+class ExportResult:
+    """What a backend reports back about the file it wrote."""
+
+    model_file: str                                   # relative to the artifact directory
+    recipe: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None          # {"method", "samples", "source"}
+    io_quantization: dict[str, dict[str, float]] = field(default_factory=dict)
+    io_dtypes: dict[str, str] = field(default_factory=dict)   # tensor name -> dtype if not the spec's
+    output_shapes: dict[str, list[int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+class Exporter(ABC):
+    target: ClassVar[Target]
+    runtime: ClassVar[str]                       # runtime name in edgeship.runtimes
+    precisions: ClassVar[tuple[Precision, ...]]
+    version_modules: ClassVar[tuple[str, ...]] = ("torch",)
+
+    def export(self, job: ExportJob, precision: Precision, out_dir: Path) -> Manifest:
+        """Export ``job`` at ``precision`` into ``out_dir`` atomically; return its manifest."""
+        precision = Precision(precision)
+        if precision not in self.precisions:
+            have = ", ".join(p.value for p in self.precisions)
+            raise UsageError(f"target '{self.target}' has no precision '{precision}'; it has: {have}")
+        with atomic_directory(out_dir) as tmp:
+            try:
+                res = self._export(job, precision, tmp)
+            except (UsageError, ExportError):
+                raise
+            except Exception as exc:
+                raise ExportError(
+                    f"{job.model_name}: {self.target}-{precision} export failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            model_path = tmp / res.model_file
+            if not model_path.exists():
+                raise ExportError(f"{job.model_name}: {self.target}-{precision}: backend wrote no {res.model_file}")
+            manifest = Manifest(
+                model=job.model_name,
+                target=self.target.value,
+                precision=precision.value,
+                runtime=self.runtime,
+                model_file=res.model_file,
+                inputs=[
+                    TensorInfo(s.name, list(s.shape), res.io_dtypes.get(s.name, s.dtype), res.io_quantization.get(s.name))
+                    for s in job.inputs
+                ],
+                outputs=[
+                    TensorInfo(n, res.output_shapes.get(n, []), res.io_dtypes.get(n, "float32"), res.io_quantization.get(n))
+                    for n in job.outputs
+                ],
+                files=file_table(tmp),
+                recipe=res.recipe,
+                calibration=res.calibration,
+                config_digest=job.config_digest,
+                versions=self.versions(),
+                created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                notes=res.notes,
+            )
+            manifest.write(tmp)
+        return manifest
+
+    @abstractmethod
+    def _export(self, job: ExportJob, precision: Precision, workdir: Path) -> ExportResult:
+        """Convert ``job.model`` at ``precision``, writing files into ``workdir``."""
+
+    @classmethod
+    def versions(cls) -> dict[str, str]:
+        out = {"edgeship": _version("edgeship"), "numpy": np.__version__}
+        for mod in cls.version_modules:
+            out[mod] = _version(mod)
+        return out
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def get_exporter(target: Target | str) -> Exporter:
+    return EXPORTERS.get(str(target))()

@@ -1,0 +1,135 @@
+"""Tiny models every exporter is exercised on (beyond the demo).
+
+Each entry gives a factory, input specs and output names, so tests can build a config for
+any of them. Keep them small: the whole suite runs them through every target.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from edgeship.config import InputSpec
+
+
+class TinyEncoder(nn.Module):
+    """A one-layer transformer encoder: embedding, attention with a padding mask, LayerNorm, GELU."""
+
+    def __init__(self, vocab: int = 64, dim: int = 32, heads: int = 4, seq: int = 16, classes: int = 5) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(torch.randn(1, seq, dim) * 0.02)
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.ln1 = nn.LayerNorm(dim)
+        self.ln2 = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        b, s = input_ids.shape
+        x = self.embed(input_ids) + self.pos[:, :s]
+        h = self.ln1(x)
+        q, k, v = self.qkv(h).chunk(3, dim=-1)
+        d = q.shape[-1] // self.heads
+        q = q.reshape(b, s, self.heads, d).transpose(1, 2)
+        k = k.reshape(b, s, self.heads, d).transpose(1, 2)
+        v = v.reshape(b, s, self.heads, d).transpose(1, 2)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d)
+        bias = (1.0 - attention_mask[:, None, None, :].to(scores.dtype)) * -1e4
+        att = torch.softmax(scores + bias, dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(b, s, -1)
+        x = x + self.proj(y)
+        x = x + self.ff(self.ln2(x))
+        m = attention_mask[..., None].to(x.dtype)
+        pooled = (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return self.head(pooled)
+
+
+class DepthwiseCNN(nn.Module):
+    """MobileNet-style depthwise-separable blocks with ReLU6 and a residual add."""
+
+    def __init__(self, classes: int = 10) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+
+        def dw(cin: int, cout: int, stride: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU6(),
+                nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU6(),
+            )
+
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6())
+        self.b1 = dw(16, 16, 1)
+        self.b2 = dw(16, 32, 2)
+        self.b3 = dw(32, 32, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, classes)
+        # non-trivial BN statistics so folding is exercised
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = x + self.b1(x)
+        x = self.b2(x)
+        x = x + self.b3(x)
+        return self.fc(self.pool(x).flatten(1))
+
+
+def tiny_encoder() -> nn.Module:
+    return TinyEncoder().eval()
+
+
+def depthwise_cnn() -> nn.Module:
+    return DepthwiseCNN().eval()
+
+
+def encoder_batches() -> Any:
+    """Calibration data for the encoder: token ids and a mask with some padding."""
+    g = torch.Generator().manual_seed(1)
+    for _ in range(8):
+        ids = torch.randint(0, 64, (4, 16), generator=g)
+        lengths = torch.randint(6, 17, (4,), generator=g)
+        mask = (torch.arange(16)[None, :] < lengths[:, None]).to(torch.int64)
+        yield {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+
+
+def cnn_batches() -> Any:
+    g = torch.Generator().manual_seed(2)
+    for _ in range(8):
+        yield {"image": torch.rand(4, 3, 32, 32, generator=g).numpy()}
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    name: str
+    factory: str
+    inputs: tuple[InputSpec, ...]
+    outputs: tuple[str, ...]
+    calibration: str
+
+
+TINY_MODELS: dict[str, TinyModel] = {
+    "tiny_encoder": TinyModel(
+        "tiny_encoder", "tests.models:tiny_encoder",
+        (InputSpec(name="input_ids", shape=(1, 16), dtype="int64", range=(0, 63)),
+         InputSpec(name="attention_mask", shape=(1, 16), dtype="int64", range=(1, 1))),
+        ("logits",), "tests.models:encoder_batches",
+    ),
+    "depthwise_cnn": TinyModel(
+        "depthwise_cnn", "tests.models:depthwise_cnn",
+        (InputSpec(name="image", shape=(1, 3, 32, 32), dtype="float32"),),
+        ("logits",), "tests.models:cnn_batches",
+    ),
+}
+
+Factory = Callable[[], nn.Module]
