@@ -266,8 +266,10 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 
 
 def _first_error(exc: ValidationError, source: str) -> ConfigError:
-    err = exc.errors()[0]
-    loc = tuple(err["loc"])
+    # a typo'd key also makes the real key "missing": report the typo, it is the cause
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    err = errors[0]
+    loc = tuple(p for p in err["loc"] if p != "[key]")
     key = _format_loc(loc)
     if err["type"] == "extra_forbidden":
         valid = [f for f in _fields_at(Config, loc[:-1]) if f not in ("path", "digest")]
