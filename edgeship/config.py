@@ -229,8 +229,15 @@ def _choice_msg(value: str, choices: list[str]) -> str:
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """Valid keys of the table at ``loc`` (for did-you-mean on an unknown key)."""
     cls: Any = model
-    for part in loc:
+    kinds = {"local": LocalDeviceConfig, "ssh": SSHDeviceConfig, "adb": ADBDeviceConfig}
+    for i, part in enumerate(loc):
         if isinstance(part, int) or cls is None:
+            continue
+        if i == 2 and loc[0] == "devices" and part in kinds:
+            cls = kinds[part]
+            continue
+        if i == 1 and loc[0] in ("devices", "targets"):
+            cls = TargetConfig if loc[0] == "targets" else None
             continue
         field = getattr(cls, "model_fields", {}).get(part)
         if field is None:
