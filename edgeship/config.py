@@ -231,10 +231,10 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     cls: Any = model
     kinds = {"local": LocalDeviceConfig, "ssh": SSHDeviceConfig, "adb": ADBDeviceConfig}
     for i, part in enumerate(loc):
-        if isinstance(part, int) or cls is None:
-            continue
         if i == 2 and loc[0] == "devices" and part in kinds:
             cls = kinds[part]
+            continue
+        if isinstance(part, int) or cls is None:
             continue
         if i == 1 and loc[0] in ("devices", "targets"):
             cls = TargetConfig if loc[0] == "targets" else None
