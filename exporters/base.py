@@ -23,6 +23,7 @@ from edgeship.config import InputSpec, QuantizationConfig, TargetConfig
 from edgeship.errors import ExportError, UsageError
 from edgeship.fsutil import atomic_directory
 from edgeship.manifest import Manifest, TensorInfo, file_table
+from edgeship.quiet import quiet
 from edgeship.registry import Registry
 from edgeship.types import Precision, Target
 
@@ -86,7 +87,8 @@ class Exporter(ABC):
             raise UsageError(f"target '{self.target}' has no precision '{precision}'; it has: {have}")
         with atomic_directory(out_dir) as tmp:
             try:
-                res = self._export(job, precision, tmp)
+                with quiet():
+                    res = self._export(job, precision, tmp)
             except (UsageError, ExportError):
                 raise
             except Exception as exc:
@@ -142,3 +144,41 @@ def _version(dist: str) -> str:
 
 def get_exporter(target: Target | str) -> Exporter:
     return EXPORTERS.get(str(target))()
+
+
+# Export-time sanity bounds: an artifact whose outputs on the example/calibration inputs are
+# this far from the FP32 reference is broken, and its export fails (eval measures the rest).
+MIN_EXPORT_COSINE = {
+    Precision.FP32: 0.9999,
+    Precision.FP16: 0.995,
+    Precision.INT8: 0.90,
+    Precision.INT8_DYNAMIC: 0.95,
+    Precision.INT8_WEIGHT: 0.97,
+}
+
+
+def check_outputs(
+    job: ExportJob, precision: Precision, target: Target,
+    reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[Sequence[np.ndarray]],
+) -> dict[str, float]:
+    """Compare an exported model's outputs to the reference; ExportError if they disagree.
+
+    Returns the fidelity numbers so the exporter can record them in the recipe.
+    """
+    from edgeship.metrics import fidelity
+
+    for sample in candidate:
+        for name, arr in zip(job.outputs, sample):
+            if not np.isfinite(np.asarray(arr, np.float64)).all():
+                raise ExportError(
+                    f"{job.model_name}: {target}-{precision}: output '{name}' has inf/NaN "
+                    "(overflow in reduced precision); keep this layer in fp32 or rescale the model"
+                )
+    fid = fidelity(reference, candidate)
+    bound = MIN_EXPORT_COSINE[precision]
+    if fid["cosine_min"] < bound:
+        raise ExportError(
+            f"{job.model_name}: {target}-{precision}: outputs do not match the PyTorch reference "
+            f"(min cosine {fid['cosine_min']:.5f} < {bound}); the artifact was not written"
+        )
+    return fid

@@ -1,0 +1,207 @@
+"""ONNX: fp32 via the torch.export-based exporter, fp16, int8 static QDQ, int8 dynamic.
+
+int8 static uses onnxruntime's quantize_static in QDQ format, calibrated on the project's
+samples. The activation type matters on CPUs: on x86 with VNNI, u8 activations x s8 weights
+run the fast u8s8 kernels (measured 1.8x vs fp32, where s8s8 gave 1.15x), while arm64's
+sdot kernels favour s8s8. ``activation_type = "auto"`` picks by the exporting host's arch;
+the choice and the reason land in the manifest.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeship.calibration import Sample
+from edgeship.errors import ExportError, UsageError
+from edgeship.exporters.base import EXPORTERS, ExportJob, ExportResult, Exporter, check_outputs
+from edgeship.lazy import require
+from edgeship.model import run_reference
+from edgeship.types import CalibrationMethod, Precision, QuantType, Target
+
+MODEL_FILE = "model.onnx"
+VALIDATION_SAMPLES = 8
+# Dynamic quantization: ORT's CPU ConvInteger takes only u8 weights, so like Optimum we
+# quantize the matmul-like ops, which is where dynamic quantization pays off.
+DYNAMIC_OPS = ["MatMul", "Gemm", "Attention"]
+
+
+@EXPORTERS.register("onnx")
+class OnnxExporter(Exporter):
+    target = Target.ONNX
+    runtime = "onnxruntime"
+    precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC)
+    version_modules = ("torch", "onnx", "onnxscript", "onnxruntime")
+
+    def _export(self, job: ExportJob, precision: Precision, workdir: Path) -> ExportResult:
+        require("onnx", "onnx", "ONNX export")
+        require("onnxruntime", "onnx", "ONNX export")
+        out = workdir / MODEL_FILE
+        scratch = workdir / ".scratch"
+        scratch.mkdir()
+        fp32 = scratch / "fp32.onnx" if precision is not Precision.FP32 else out
+        recipe: dict[str, Any] = {"exporter": "torch.onnx.export(dynamo=True)", "opset": job.target_config.opset}
+        self._export_fp32(job, fp32)
+        calibration = None
+        if precision is Precision.FP16:
+            recipe.update(self._fp16(fp32, out))
+        elif precision is Precision.INT8:
+            samples = job.calibration_samples()
+            recipe.update(self._int8_static(job, fp32, out, scratch, samples))
+            q = job.quantization
+            calibration = {"method": q.method.value, "samples": len(samples), "source": job.calibration_ref}
+        elif precision is Precision.INT8_DYNAMIC:
+            recipe.update(self._int8_dynamic(fp32, out))
+        _rm_tree(scratch)
+        recipe["fidelity_check"] = self._validate(job, precision, out)
+        return ExportResult(model_file=MODEL_FILE, recipe=recipe, calibration=calibration,
+                            output_shapes=self._output_shapes(out))
+
+    # -- conversions -------------------------------------------------------------------------
+    def _export_fp32(self, job: ExportJob, path: Path) -> None:
+        torch = require("torch", "torch")
+        try:
+            with torch.no_grad():
+                torch.onnx.export(
+                    job.model, job.example_args(), str(path), dynamo=True, external_data=False,
+                    input_names=[s.name for s in job.inputs], output_names=list(job.outputs),
+                    opset_version=job.target_config.opset, verbose=False,
+                )
+        except Exception as exc:
+            raise ExportError(f"{job.model_name}: onnx export failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+
+    @staticmethod
+    def _fp16(src: Path, dst: Path) -> dict[str, Any]:
+        onnx = require("onnx", "onnx")
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+        onnx.save(model, str(dst))
+        return {"converter": "onnxruntime.transformers.float16", "keep_io_types": True,
+                "weights": "float16", "compute": "float16", "io": "float32"}
+
+    def _int8_static(self, job: ExportJob, src: Path, dst: Path, scratch: Path, samples: Sequence[Sample]) -> dict[str, Any]:
+        from onnxruntime.quantization import (
+            CalibrationDataReader, CalibrationMethod as OrtMethod, QuantFormat, QuantType as OrtType, quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        q = job.quantization
+        act, reason = activation_type(q.activation_type)
+        weight = OrtType.QUInt8 if q.weight_type is QuantType.UINT8 else OrtType.QInt8
+        method = {
+            CalibrationMethod.MINMAX: OrtMethod.MinMax,
+            CalibrationMethod.PERCENTILE: OrtMethod.Percentile,
+            CalibrationMethod.ENTROPY: OrtMethod.Entropy,
+        }[q.method]
+        extra: dict[str, Any] = {"CalibMovingAverage": False}
+        if q.method is CalibrationMethod.PERCENTILE:
+            extra["CalibPercentile"] = q.percentile
+
+        class Reader(CalibrationDataReader):  # type: ignore[misc]
+            def __init__(self) -> None:
+                self._it: Iterator[Sample] = iter(samples)
+
+            def get_next(self) -> dict[str, np.ndarray] | None:
+                s = next(self._it, None)
+                return None if s is None else dict(s.inputs)
+
+        pre = scratch / "pre.onnx"
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=q.per_channel,
+            activation_type=OrtType.QUInt8 if act is QuantType.UINT8 else OrtType.QInt8,
+            weight_type=weight, calibrate_method=method, extra_options=extra,
+        )
+        return {
+            "quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ",
+            "activation_type": act.value, "activation_type_reason": reason,
+            "weight_type": "uint8" if weight == OrtType.QUInt8 else "int8",
+            "per_channel": q.per_channel, "calibration_method": q.method.value,
+            **({"percentile": q.percentile} if q.method is CalibrationMethod.PERCENTILE else {}),
+            "preprocess": "quant_pre_process (onnx shape inference + ORT graph optimization)",
+            "float_ops": _float_ops(dst),
+        }
+
+    @staticmethod
+    def _int8_dynamic(src: Path, dst: Path) -> dict[str, Any]:
+        from onnxruntime.quantization import QuantType as OrtType, quantize_dynamic
+
+        quantize_dynamic(str(src), str(dst), weight_type=OrtType.QInt8, op_types_to_quantize=DYNAMIC_OPS)
+        return {"quantizer": "onnxruntime.quantization.quantize_dynamic", "weight_type": "int8",
+                "activations": "quantized at run time (uint8)", "op_types": DYNAMIC_OPS,
+                "float_ops": _float_ops(dst)}
+
+    # -- checks ------------------------------------------------------------------------------
+    def _validate(self, job: ExportJob, precision: Precision, path: Path) -> dict[str, float]:
+        import onnxruntime as ort
+
+        try:
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ExportError(f"{job.model_name}: onnx-{precision}: onnxruntime cannot load the export: {_first_line(exc)}") from exc
+        feeds = validation_feeds(job)
+        ref = [run_reference(job.model, f, job.inputs) for f in feeds]
+        got = [sess.run(list(job.outputs), f) for f in feeds]
+        return check_outputs(job, precision, self.target, ref, got)
+
+    @staticmethod
+    def _output_shapes(path: Path) -> dict[str, list[int]]:
+        onnx = require("onnx", "onnx")
+        m = onnx.load(str(path), load_external_data=False)
+        return {
+            o.name: [d.dim_value if d.HasField("dim_value") else -1 for d in o.type.tensor_type.shape.dim]
+            for o in m.graph.output
+        }
+
+
+def activation_type(requested: QuantType, machine: str | None = None) -> tuple[QuantType, str]:
+    """Resolve ``auto`` to the activation type that runs fast on the export host's CPU."""
+    if requested is not QuantType.AUTO:
+        return requested, "set in [quantization] activation_type"
+    machine = (machine or platform.machine()).lower()
+    if machine in ("x86_64", "amd64", "i686", "x86"):
+        return QuantType.UINT8, f"auto on {machine}: u8 activations x s8 weights use the VNNI/AVX2 u8s8 kernels"
+    return QuantType.INT8, f"auto on {machine}: s8 activations x s8 weights use the arm sdot/i8mm kernels"
+
+
+def validation_feeds(job: ExportJob) -> list[dict[str, np.ndarray]]:
+    """Example inputs plus a few calibration samples (when configured) for export checks."""
+    feeds = [dict(job.example_inputs)]
+    if job.calibration is not None:
+        feeds += [dict(s.inputs) for s in list(job.calibration_samples())[1:VALIDATION_SAMPLES]]
+    return feeds
+
+
+def _float_ops(path: Path) -> list[str]:
+    """Op types left computing in float (not between DequantizeLinear/QuantizeLinear or integer)."""
+    onnx = require("onnx", "onnx")
+    m = onnx.load(str(path), load_external_data=False)
+    quantized_inputs = {n.output[0] for n in m.graph.node if n.op_type == "DequantizeLinear"}
+    skip = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Shape", "Reshape", "Flatten",
+            "Transpose", "Squeeze", "Unsqueeze", "Gather", "Concat", "Constant", "Cast", "Identity"}
+    ops = set()
+    for n in m.graph.node:
+        if n.op_type in skip or "Integer" in n.op_type or n.op_type.startswith("QLinear"):
+            continue
+        if not any(i in quantized_inputs for i in n.input):
+            ops.add(n.op_type)
+    return sorted(ops)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _rm_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+__all__ = ["OnnxExporter", "activation_type", "validation_feeds", "UsageError"]
