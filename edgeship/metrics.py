@@ -18,7 +18,7 @@ def _per_sample(outputs: Sequence[Sequence[np.ndarray]]) -> np.ndarray:
     return np.stack([np.concatenate([np.asarray(o, np.float64).ravel() for o in sample]) for sample in outputs])
 
 
-def fidelity(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[Sequence[np.ndarray]]) -> dict[str, float]:
+def fidelity(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[Sequence[np.ndarray]]) -> dict[str, float | None]:
     """Compare per-sample outputs: ``reference[i]`` and ``candidate[i]`` are the outputs of sample i."""
     if len(reference) != len(candidate) or not reference:
         raise ValueError(f"need the same non-zero number of samples, got {len(reference)} and {len(candidate)}")
@@ -32,7 +32,8 @@ def fidelity(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[Sequ
     err = got - ref
     noise = float((err**2).sum())
     signal = float((ref**2).sum())
-    snr = float("inf") if noise <= EPS * max(signal, EPS) else 10.0 * np.log10(max(signal, EPS) / noise)
+    # identical outputs have no noise: SNR is reported as None rather than infinity (not JSON)
+    snr = None if noise == 0.0 else float(10.0 * np.log10(max(signal, EPS) / noise))
     ref_top = np.stack([np.asarray(s[0]).reshape(-1, np.asarray(s[0]).shape[-1]).argmax(-1) for s in reference])
     got_top = np.stack([np.asarray(s[0]).reshape(-1, np.asarray(s[0]).shape[-1]).argmax(-1) for s in candidate])
     if not np.isfinite(got).all():
