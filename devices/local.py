@@ -1,0 +1,90 @@
+"""The local CPU as a device: a temp work dir and a fresh subprocess per run.
+
+Measurements never happen in the edgeship process itself: the runner starts in a new
+interpreter, exactly as it would on a board, so imports, allocator state and threads of
+edgeship do not leak into the numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeship.config import LocalDeviceConfig
+from edgeship.devices.base import DEVICES, Device, RunResult
+from edgeship.errors import DeviceError
+
+
+@DEVICES.register("local")
+class LocalDevice(Device):
+    kind = "local"
+
+    def __init__(self, name: str = "local", config: LocalDeviceConfig | None = None) -> None:
+        super().__init__(name, config or LocalDeviceConfig())
+        self._workdir: str | None = None
+
+    @property
+    def workdir(self) -> str:
+        if self._workdir is None:
+            raise DeviceError(f"device '{self.name}': not connected")
+        return self._workdir
+
+    @property
+    def python(self) -> str:
+        return self.config.python or sys.executable
+
+    def connect(self) -> None:
+        if self._workdir is None:
+            self._workdir = tempfile.mkdtemp(prefix="edgeship-local-")
+
+    def push(self, local: Path, remote_name: str) -> str:
+        dest = Path(self.workdir) / remote_name
+        if Path(local).is_dir():
+            shutil.copytree(local, dest, dirs_exist_ok=True)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(local, dest)
+        return str(dest)
+
+    def run(self, argv: list[str], timeout: float, cwd: str | None = None) -> RunResult:
+        t0 = time.monotonic()
+        # own process group so a timeout kills the runner and anything it started
+        proc = subprocess.Popen(argv, cwd=cwd or self.workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise DeviceError(f"device '{self.name}': '{Path(argv[0]).name} {' '.join(argv[1:3])}' timed out after {timeout:g} s") from None
+        return RunResult(list(argv), proc.returncode, out, err, time.monotonic() - t0)
+
+    def pull(self, remote: str, local: Path) -> None:
+        src = Path(remote)
+        if not src.is_file():
+            raise DeviceError(f"device '{self.name}': {remote} does not exist")
+        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, local)
+
+    def info(self) -> dict[str, Any]:
+        import platform
+
+        from edgeship.runtimes.base import available
+
+        return {
+            "kind": self.kind, "platform": platform.platform(), "machine": platform.machine(),
+            "python": platform.python_version(), "executable": self.python,
+            "runtimes": {rt: available(rt)[0] for rt in ("onnxruntime", "litert", "coreml")},
+        }
+
+    def cleanup(self) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None

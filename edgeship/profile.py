@@ -1,0 +1,147 @@
+"""profile: push each artifact with the standalone runner to a device, run, pull result.json.
+
+Never measures in the edgeship process: the runner always runs in a fresh interpreter on
+the device (a subprocess for ``local``). A runner that fails, crashes or hangs gives one clear
+line naming the device and the artifact, and no result file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgeship.bundle import RUNNER_PACKAGE, build_bundle, profiling_inputs
+from edgeship.config import Config
+from edgeship.devices.base import Device, open_device
+from edgeship.errors import ArtifactError, DeviceError, RuntimeFailure
+from edgeship.fsutil import sha256_file, write_json_atomic
+from edgeship.selection import ArtifactRef, find_artifacts
+from edgeship.types import Precision, Target
+
+SCHEMA = "edgeship.result/1"
+EXIT_BAD_INPUT = 3
+EXIT_RUNTIME = 4
+
+
+def results_dir(cfg: Config, device: str) -> Path:
+    return cfg.build / "results" / device
+
+
+def result_path(cfg: Config, device: str, artifact_name: str) -> Path:
+    return results_dir(cfg, device) / f"{artifact_name}.json"
+
+
+def runner_argv(device: Device, bundle: str, ref: ArtifactRef, cfg: Config,
+                min_runs: int | None = None, min_seconds: float | None = None) -> list[str]:
+    p = cfg.profile
+    sep = "/"  # remote paths are POSIX on every device kind we support
+    return [
+        device.python or "python3", "-m", f"{RUNNER_PACKAGE}.runner",
+        "--artifact", f"{bundle}{sep}artifact", "--inputs", f"{bundle}{sep}inputs.npz",
+        "--out", f"{bundle}{sep}result.json",
+        "--threads", str(p.threads),
+        "--warmup-runs", str(p.warmup_runs), "--warmup-seconds", str(p.warmup_seconds),
+        "--min-runs", str(min_runs if min_runs is not None else p.min_runs),
+        "--min-seconds", str(min_seconds if min_seconds is not None else p.min_seconds),
+        "--max-seconds", str(p.max_seconds),
+    ]
+
+
+def profile_artifact(cfg: Config, device: Device, ref: ArtifactRef, min_runs: int | None = None,
+                     min_seconds: float | None = None, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run one artifact on an open device and return its validated result (not saved)."""
+    native = getattr(device, "profile_native", None)
+    if native is not None:   # devices without python (adb) run the vendor's benchmark tool
+        return _finish(native(ref, cfg, min_runs=min_runs), device, ref)
+    with tempfile.TemporaryDirectory(prefix="edgeship-bundle-") as tmp:
+        local = build_bundle(Path(tmp) / "bundle", ref, inputs if inputs is not None else profiling_inputs(cfg))
+        remote = device.push(local, f"bundle-{ref.name}")
+        run = device.run(runner_argv(device, remote, ref, cfg, min_runs, min_seconds),
+                         timeout=cfg.profile.timeout_s, cwd=remote)
+        where = f"device '{device.name}', artifact {ref.name}"
+        if run.returncode != 0:
+            msg = _last_line(run.stderr) or f"exit code {run.returncode}"
+            if run.returncode == EXIT_BAD_INPUT:
+                raise ArtifactError(f"{where}: {msg}")
+            if run.returncode == EXIT_RUNTIME:
+                raise RuntimeFailure(f"{where}: {msg}")
+            raise DeviceError(f"{where}: the runner crashed ({msg}, exit {run.returncode})")
+        pulled = Path(tmp) / "result.json"
+        device.pull(f"{remote}/result.json", pulled)
+        try:
+            result = json.loads(pulled.read_text())
+        except ValueError as exc:
+            raise DeviceError(f"{where}: unreadable result.json ({exc})") from None
+    return _finish(result, device, ref)
+
+
+def _finish(result: dict[str, Any], device: Device, ref: ArtifactRef) -> dict[str, Any]:
+    where = f"device '{device.name}', artifact {ref.name}"
+    if result.get("schema") != SCHEMA:
+        raise DeviceError(f"{where}: result has schema {result.get('schema')!r}, expected {SCHEMA!r}")
+    if result.get("status") == "ok":
+        samples = (result.get("timing") or {}).get("samples_ns") or []
+        aggregates = (result.get("timing") or {}).get("aggregate")
+        if not samples and not aggregates:
+            raise DeviceError(f"{where}: the runner returned no latency samples")
+        if any((not isinstance(s, int)) or s <= 0 for s in samples):
+            raise DeviceError(f"{where}: the runner returned invalid latency samples")
+    result["device"] = {"name": device.name, "kind": device.kind}
+    result["artifact"] = {
+        "name": ref.name, "model": ref.manifest.model, "target": ref.manifest.target,
+        "precision": ref.manifest.precision, "runtime": ref.manifest.runtime,
+        "size_bytes": ref.manifest.size_bytes, "manifest_sha256": sha256_file(ref.path / "manifest.json"),
+    }
+    result["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return result
+
+
+def profile(
+    cfg: Config, device: str = "local", targets: tuple[Target, ...] | None = None,
+    precisions: tuple[Precision, ...] | None = None, on_event: Callable[[str], None] | None = None,
+    min_runs: int | None = None, min_seconds: float | None = None,
+) -> list[dict[str, Any]]:
+    """Profile every matching artifact on ``device``; results land in build/results/<device>/."""
+    say = on_event or (lambda _m: None)
+    refs = find_artifacts(cfg, targets, precisions)
+    inputs = profiling_inputs(cfg)
+    results = []
+    with open_device(device, cfg) as dev:
+        for ref in refs:
+            say(f"profile {ref.name} on {device} ...")
+            result = profile_artifact(cfg, dev, ref, min_runs, min_seconds, inputs)
+            write_json_atomic(result_path(cfg, device, ref.name), result)
+            if result["status"] != "ok":
+                say(f"  {ref.name}: SKIPPED ({result['skip_reason']})")
+            results.append(result)
+    return results
+
+
+def load_results(cfg: Config, device: str | None = None) -> list[dict[str, Any]]:
+    """Saved results of the configured model, for every device (or one)."""
+    root = cfg.build / "results"
+    out = []
+    if not root.is_dir():
+        return out
+    for d in sorted(root.iterdir()):
+        if not d.is_dir() or (device is not None and d.name != device):
+            continue
+        for f in sorted(d.glob("*.json")):
+            try:
+                r = json.loads(f.read_text())
+            except ValueError as exc:
+                raise ArtifactError(f"{f}: corrupt result file ({exc}); re-run 'edgeship profile'") from None
+            if r.get("artifact", {}).get("model") == cfg.model.name:
+                out.append(r)
+    return out
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    return lines[-1].removeprefix("edgeship-runner: error: ")
