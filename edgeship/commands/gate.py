@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import argparse
+
+from edgeship.commands import command
+
+
+@command("gate", help="judge profile/eval results against [[budgets]]; exit 0 pass, 1 fail, 2 bad input", order=40)
+class Gate:
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", "-d", help="only results of this device (default: all profiled devices)")
+        p.add_argument("--baseline", metavar="REPORT_JSON", help="flag latency regressions against an earlier report.json")
+        p.add_argument("--threshold", type=float, help="minimum slowdown that counts as a regression (default 0.05)")
+        p.add_argument("--force", action="store_true", help="compare with a baseline from different hardware")
+        p.add_argument("--no-remeasure", action="store_true", help="decide on the saved samples only (no extra rounds)")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from edgeship.config import load_config
+        from edgeship.gate import gate, load_report
+        from edgeship.progress import Progress
+        from edgeship.reports import write_reports
+        from edgeship.reports.terminal import render_terminal
+
+        cfg = load_config(args.config)
+        baseline = load_report(args.baseline) if args.baseline else None
+        remeasure = (lambda _d, _a: []) if args.no_remeasure else None
+        with Progress() as progress:
+            result = gate(cfg, args.device, remeasure, baseline, args.force, args.threshold, progress.event)
+        paths = write_reports(result.report, cfg.build / "reports")
+        print(render_terminal(result.report))
+        print("reports: " + ", ".join(str(p) for p in paths))
+        return result.exit_code

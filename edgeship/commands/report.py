@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edgeship.commands import command
+
+
+@command("report", help="render report.md/junit.xml/report.html from a saved report.json", order=45)
+class Report:
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--from", dest="source", metavar="REPORT_JSON", help="default: build/reports/report.json")
+        p.add_argument("--out", metavar="DIR", help="output directory (default: next to the report.json)")
+        p.add_argument("--baseline", metavar="REPORT_JSON", help="also show this earlier report side by side (HTML)")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from edgeship.gate import load_report
+        from edgeship.reports import write_reports
+        from edgeship.reports.terminal import render_terminal
+
+        if args.source:
+            src = Path(args.source)
+        else:
+            from edgeship.config import load_config
+
+            src = load_config(args.config).build / "reports" / "report.json"
+        report = load_report(src)
+        if args.baseline:
+            report = {**report, "compare_to": load_report(Path(args.baseline))}
+        out = Path(args.out) if args.out else src.parent
+        paths = write_reports(report, out, json_too=False)
+        print(render_terminal(report))
+        print("wrote " + ", ".join(str(p) for p in paths))
+        return 0

@@ -1,0 +1,43 @@
+"""report.md: verdicts and a latency table, ready to post as a pull-request comment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ICON = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "MARGINAL": "⚠️ MARGINAL", "SKIPPED": "⏭️ SKIPPED"}
+
+
+def verdict_label(c: dict[str, Any]) -> str:
+    if c["verdict"] == "MARGINAL":
+        return f"{ICON['MARGINAL']} ({'pass' if c['passed'] else 'fail'})"
+    return ICON.get(c["verdict"], c["verdict"])
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines = [f"## edgeship gate: {report['model']} — **{report['verdict']}**", ""]
+    counts = ", ".join(f"{v} {k}" for k, v in report["counts"].items() if v)
+    lines += [f"{len(report['checks'])} checks: {counts}", ""]
+    lines += ["| verdict | device | artifact | metric | value | budget | detail |", "|---|---|---|---|---:|---:|---|"]
+    for c in report["checks"]:
+        value = "" if c["value"] is None else f"{c['value']:.4g}"
+        lines.append(f"| {verdict_label(c)} | {c['device']} | {c['artifact']} | {c['metric']} | {value} | {c['limit']:g} | {c['detail']} |")
+    rows = [r for r in report["results"] if r.get("status") == "ok"]
+    if rows:
+        lines += ["", "### Latency (ms) and memory", "",
+                  "| device | artifact | p50 | p90 | p99 | mean | std | n | peak MB | size KiB |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            s, m = r["summary_ms"], r.get("memory") or {}
+            peaks = [v for v in (m.get("init_peak_kb"), m.get("steady_peak_kb")) if v is not None]
+            peak = f"{max(peaks) / 1024:.1f}" if peaks else ""
+            lines.append(
+                f"| {r['device']['name']} | {r['artifact']['name']} | {s['p50']:.4f} | {s['p90']:.4f} | {s['p99']:.4f} | "
+                f"{s['mean']:.4f} | {s['std']:.4f} | {s['count']} | {peak} | {r['artifact']['size_bytes'] / 1024:.1f} |"
+            )
+    skipped = [r for r in report["results"] if r.get("status") != "ok"]
+    for r in skipped:
+        lines.append(f"\n- {r['device']['name']}/{r['artifact']['name']}: SKIPPED — {r.get('skip_reason')}")
+    env = next((r.get("env") for r in rows), None)
+    if env:
+        lines += ["", f"<sub>{env.get('cpu')} · {env.get('platform')} · python {env.get('python')} · edgeship {report['edgeship']} · {report['created']}</sub>"]
+    return "\n".join(lines) + "\n"

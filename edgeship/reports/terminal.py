@@ -1,0 +1,18 @@
+"""The terminal verdict table (plain text, safe to pipe)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeship.table import render
+
+
+def render_terminal(report: dict[str, Any]) -> str:
+    rows = []
+    for c in report["checks"]:
+        verdict = c["verdict"] if c["verdict"] != "MARGINAL" else f"MARGINAL({'pass' if c['passed'] else 'fail'})"
+        value = "" if c["value"] is None else f"{c['value']:.4g}"
+        rows.append([verdict, c["device"], c["artifact"], c["metric"], value, f"{c['limit']:g}", c["detail"][:90]])
+    head = ["verdict", "device", "artifact", "metric", "value", "budget", "detail"]
+    counts = ", ".join(f"{v} {k}" for k, v in report["counts"].items() if v)
+    return render(head, rows) + f"\n\ngate: {report['verdict']} ({counts})"
