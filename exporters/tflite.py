@@ -1,0 +1,192 @@
+"""TFLite (LiteRT) with litert-torch: no TensorFlow needed.
+
+    fp32          litert_torch.convert
+    fp16          fp32 model + ai_edge_quantizer FLOAT_CASTING (float16 weights, float32 compute/I-O)
+    int8          PT2E static full-integer quantization calibrated on the project's samples,
+                  per-channel symmetric weights, float32 I/O (quantize/dequantize at the edges)
+    int8-dynamic  ai_edge_quantizer dynamic_wi8_afp32 (int8 weights, activations at run time)
+    int8-weight   ai_edge_quantizer weight_only_wi8_afp32 (int8 weights, float compute)
+
+Calibration methods for int8: minmax -> MinMaxObserver, percentile -> HistogramObserver
+(histogram range search that clips outliers; the closest PT2E offers). entropy (KL) has no
+PT2E observer and is rejected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeship.calibration import Sample
+from edgeship.errors import ExportError, UsageError
+from edgeship.exporters.base import EXPORTERS, ExportJob, ExportResult, Exporter, check_outputs
+from edgeship.exporters.onnx import validation_feeds
+from edgeship.lazy import require
+from edgeship.model import run_reference
+from edgeship.types import CalibrationMethod, IOType, Precision, Target
+
+MODEL_FILE = "model.tflite"
+# litert-torch downcasts 64-bit I/O (enable_x64=False): most on-device runtimes lack int64.
+DOWNCAST = {"int64": "int32", "float64": "float32"}
+
+
+@EXPORTERS.register("tflite")
+class TFLiteExporter(Exporter):
+    target = Target.TFLITE
+    runtime = "litert"
+    precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC, Precision.INT8_WEIGHT)
+    version_modules = ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer")
+
+    def _export(self, job: ExportJob, precision: Precision, workdir: Path) -> ExportResult:
+        litert_torch = require("litert_torch", "tflite", "TFLite export")
+        from litert_torch import _config
+
+        _config.config.show_progress = False   # it prints rich progress to stdout
+        out = workdir / MODEL_FILE
+        recipe: dict[str, Any] = {"converter": "litert_torch.convert"}
+        calibration = None
+        if job.target_config.io is IOType.INT8:
+            raise UsageError(
+                f"key 'targets.tflite.io': io = \"int8\" is not supported by this litert-torch path yet; "
+                "use io = \"float\" (the int8 model quantizes its float inputs on entry)"
+            )
+        if precision is Precision.INT8:
+            samples = job.calibration_samples()
+            recipe.update(self._int8_static(litert_torch, job, out, samples))
+            calibration = {"method": job.quantization.method.value, "samples": len(samples), "source": job.calibration_ref}
+        else:
+            self._convert(litert_torch, job, job.model, out)
+            if precision is not Precision.FP32:
+                recipe.update(self._post_quantize(out, precision))
+        recipe["fidelity_check"] = self._validate(job, precision, out)
+        return ExportResult(
+            model_file=MODEL_FILE, recipe=recipe, calibration=calibration,
+            io_dtypes={s.name: DOWNCAST.get(s.dtype, s.dtype) for s in job.inputs},
+        )
+
+    # -- conversions -------------------------------------------------------------------------
+    def _convert(self, litert_torch: Any, job: ExportJob, module: Any, out: Path, quant_config: Any = None) -> None:
+        try:
+            edge = litert_torch.convert(module, job.example_args(), quant_config=quant_config)
+            edge.export(str(out))
+        except Exception as exc:
+            raise ExportError(f"{job.model_name}: tflite: {_describe_failure(exc)}") from exc
+
+    def _int8_static(self, litert_torch: Any, job: ExportJob, out: Path, samples: Sequence[Sample]) -> dict[str, Any]:
+        import torch
+        from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+        from litert_torch.quantize.quant_config import QuantConfig
+        from torchao.quantization.pt2e.observer import HistogramObserver, MinMaxObserver
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        q = job.quantization
+        observers = {CalibrationMethod.MINMAX: MinMaxObserver, CalibrationMethod.PERCENTILE: HistogramObserver}
+        if q.method not in observers:
+            raise UsageError(
+                f"key 'quantization.method': tflite int8 supports 'minmax' and 'percentile' "
+                f"(histogram) calibration; '{q.method}' has no PT2E observer"
+            )
+        config = get_symmetric_quantization_config(is_per_channel=q.per_channel)
+        act = _with_observer(config.input_activation, observers[q.method])
+        config = _replace(config, input_activation=act, output_activation=act)
+        quantizer = PT2EQuantizer().set_global(config)
+        try:
+            captured = torch.export.export(job.model, job.example_args()).module()
+            prepared = prepare_pt2e(captured, quantizer)
+            with torch.no_grad():
+                for s in samples:
+                    prepared(*(torch.from_numpy(np.ascontiguousarray(s.inputs[i.name])) for i in job.inputs))
+            converted = convert_pt2e(prepared, fold_quantize=False)
+        except Exception as exc:
+            raise ExportError(f"{job.model_name}: tflite-int8: PT2E quantization failed: {_describe_failure(exc)}") from exc
+        self._convert(litert_torch, job, converted, out, QuantConfig(pt2e_quantizer=quantizer))
+        return {
+            "quantizer": "PT2E (litert_torch PT2EQuantizer), static", "weights": "int8 symmetric",
+            "granularity": "per-channel" if q.per_channel else "per-tensor",
+            "activations": "int8 affine", "activation_observer": observers[q.method].__name__,
+            "calibration_method": q.method.value, "io": "float32 (quantized on entry, dequantized on exit)",
+        }
+
+    @staticmethod
+    def _post_quantize(path: Path, precision: Precision) -> dict[str, Any]:
+        from ai_edge_quantizer import qtyping, quantizer, recipe
+
+        q = quantizer.Quantizer(str(path))
+        if precision is Precision.FP16:
+            q.update_quantization_recipe(
+                regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                algorithm_key=quantizer.AlgorithmName.FLOAT_CASTING,
+                op_config=qtyping.OpQuantizationConfig(
+                    weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
+                    compute_precision=qtyping.ComputePrecision.FLOAT, explicit_dequantize=True,
+                ),
+            )
+            info = {"quantizer": "ai_edge_quantizer FLOAT_CASTING", "weights": "float16",
+                    "compute": "float32", "io": "float32"}
+        elif precision is Precision.INT8_DYNAMIC:
+            q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+            info = {"quantizer": "ai_edge_quantizer dynamic_wi8_afp32", "weights": "int8 per-channel",
+                    "activations": "float32, quantized at run time by the kernels"}
+        else:
+            q.load_quantization_recipe(recipe.weight_only_wi8_afp32())
+            info = {"quantizer": "ai_edge_quantizer weight_only_wi8_afp32", "weights": "int8 per-channel",
+                    "compute": "float32 (weights dequantized explicitly)"}
+        result = q.quantize(enable_progress_report=False)
+        path.write_bytes(bytes(result.quantized_model))
+        return info
+
+    # -- checks ------------------------------------------------------------------------------
+    def _validate(self, job: ExportJob, precision: Precision, path: Path) -> dict[str, float]:
+        from edgeship.runtimes.litert import LiteRTRuntime
+
+        manifest = {
+            "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": DOWNCAST.get(s.dtype, s.dtype)} for s in job.inputs],
+            "outputs": [{"name": n} for n in job.outputs],
+        }
+        feeds = validation_feeds(job)
+        ref = [run_reference(job.model, f, job.inputs) for f in feeds]
+        try:
+            with LiteRTRuntime(str(path), manifest, threads=1) as rt:
+                got = [[rt.run(f)[n] for n in job.outputs] for f in feeds]
+        except Exception as exc:
+            raise ExportError(f"{job.model_name}: tflite-{precision}: LiteRT cannot run the export: {exc}") from exc
+        return check_outputs(job, precision, self.target, ref, got)
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.replace(obj, **changes)
+    return obj._replace(**changes)   # NamedTuple
+
+
+def _with_observer(spec: Any, observer: Any) -> Any:
+    return _replace(spec, observer_or_fake_quant_ctr=observer.with_args(eps=2**-12))
+
+
+_OP_PATTERNS = (
+    re.compile(r"failed to legalize operation '([\w.]+)'"),
+    re.compile(r"'([\w.]+)' op (?:is )?(?:neither a custom op nor a flex op|not supported)"),
+    re.compile(r"(aten\.[\w.]+)"),
+    re.compile(r"lowering for ([\w.:]+)"),
+)
+
+
+def _describe_failure(exc: BaseException) -> str:
+    """Name the op that could not be lowered when the converter's message tells it."""
+    text = f"{type(exc).__name__}: {exc}"
+    for pat in _OP_PATTERNS:
+        m = pat.search(text)
+        if m:
+            return f"op '{m.group(1)}' cannot be lowered to TFLite by litert-torch ({_first_line(text)})"
+    return _first_line(text)
+
+
+def _first_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[0][:300] if lines else text
