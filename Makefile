@@ -31,7 +31,10 @@ eval: setup
 profile: setup
 	$(BIN)/edgeship profile --device $(DEVICE)
 
+# gate judges what eval and profile measured: run them first, then the budgets decide.
 gate: setup
+	$(BIN)/edgeship eval
+	$(BIN)/edgeship profile --device $(DEVICE)
 	$(BIN)/edgeship gate
 
 report: setup

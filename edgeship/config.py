@@ -103,6 +103,7 @@ class ProfileConfig(_Frozen):
     min_runs: int = Field(100, ge=1)
     min_seconds: float = Field(1.0, ge=0)
     max_seconds: float = Field(30.0, gt=0)
+    max_runs: int = Field(10000, ge=0)    # bounds sample lists of microsecond-fast models
     timeout_s: float = Field(600.0, gt=0)
 
 

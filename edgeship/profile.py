@@ -47,7 +47,7 @@ def runner_argv(device: Device, bundle: str, ref: ArtifactRef, cfg: Config,
         "--warmup-runs", str(p.warmup_runs), "--warmup-seconds", str(p.warmup_seconds),
         "--min-runs", str(min_runs if min_runs is not None else p.min_runs),
         "--min-seconds", str(min_seconds if min_seconds is not None else p.min_seconds),
-        "--max-seconds", str(p.max_seconds),
+        "--max-seconds", str(p.max_seconds), "--max-runs", str(p.max_runs),
     ]
 
 

@@ -125,8 +125,12 @@ def write_json_atomic(path: str, obj: Any) -> None:
 
 
 def timed_loop(rt: Any, prepared: Any, min_runs: int, min_seconds: float, max_seconds: float,
-               clock: Any = time.perf_counter_ns) -> List[int]:
-    """Run until both min_runs and min_seconds are met, or max_seconds has passed."""
+               max_runs: int = 0, clock: Any = time.perf_counter_ns) -> List[int]:
+    """Run until min_runs and min_seconds are met (or max_runs reached), or max_seconds passed.
+
+    max_runs bounds very fast models (microseconds per run) so the sample list stays small
+    enough for bootstrap statistics; 0 means no bound.
+    """
     samples = []  # type: List[int]
     start = clock()
     min_ns, max_ns = int(min_seconds * 1e9), int(max_seconds * 1e9)
@@ -137,7 +141,8 @@ def timed_loop(rt: Any, prepared: Any, min_runs: int, min_seconds: float, max_se
         t1 = clock()
         samples.append(t1 - t0)
         elapsed = t1 - start
-        if (len(samples) >= min_runs and elapsed >= min_ns) or elapsed >= max_ns:
+        n = len(samples)
+        if (n >= min_runs and (elapsed >= min_ns or (max_runs and n >= max_runs))) or elapsed >= max_ns:
             return samples
 
 
@@ -146,6 +151,7 @@ def measure(args: argparse.Namespace, manifest: Dict[str, Any], feeds: Dict[str,
     settings = {
         "threads": args.threads, "warmup_runs": args.warmup_runs, "warmup_seconds": args.warmup_seconds,
         "min_runs": args.min_runs, "min_seconds": args.min_seconds, "max_seconds": args.max_seconds,
+        "max_runs": args.max_runs,
     }
     result = {"schema": SCHEMA, "status": "ok", "skip_reason": None, "settings": settings,
               "env": environment()}  # type: Dict[str, Any]
@@ -174,8 +180,8 @@ def measure(args: argparse.Namespace, manifest: Dict[str, Any], feeds: Dict[str,
     outputs = rt.finish(raw)
     init_peak = mem.peak_kb()
     reset = mem.reset_peak()
-    warm = timed_loop(rt, prepared, args.warmup_runs, args.warmup_seconds, args.max_seconds)
-    samples = timed_loop(rt, prepared, args.min_runs, args.min_seconds, args.max_seconds)
+    warm = timed_loop(rt, prepared, args.warmup_runs, args.warmup_seconds, args.max_seconds, args.max_runs)
+    samples = timed_loop(rt, prepared, args.min_runs, args.min_seconds, args.max_seconds, args.max_runs)
     steady_peak = mem.peak_kb()
     result["runtime"] = rt.describe()
     result["timing"] = {
@@ -207,6 +213,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--min-runs", type=int, default=100)
     p.add_argument("--min-seconds", type=float, default=1.0)
     p.add_argument("--max-seconds", type=float, default=30.0)
+    p.add_argument("--max-runs", type=int, default=10000, help="stop after this many runs once min_runs is met (0: no bound)")
     p.add_argument("--options", help="runtime options as JSON")
     return p.parse_args(argv)
 
