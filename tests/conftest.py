@@ -48,12 +48,43 @@ def demo_config(tmp_path: Path):
     return make_config(tmp_path)
 
 
-@pytest.fixture(scope="session")
-def demo_onnx(tmp_path_factory: pytest.TempPathFactory):
-    """The demo exported once per session to onnx fp32 and int8: (config, manifests)."""
-    from edgeship.pipeline import export
-    from edgeship.types import Precision, Target
+FAST_PROFILE = {"threads": 1, "warmup_runs": 5, "warmup_seconds": 0.05, "min_runs": 200,
+                "min_seconds": 0.1, "max_seconds": 5.0, "timeout_s": 60.0}
 
-    cfg = make_config(tmp_path_factory.mktemp("demo_onnx"))
-    manifests = export(cfg, (Target.ONNX,), (Precision.FP32, Precision.INT8))
+
+@pytest.fixture(scope="session")
+def demo_project(tmp_path_factory: pytest.TempPathFactory):
+    """The demo exported once per session to every onnx and tflite precision, evaluated.
+
+    Returns (config, manifests). Tests that write results or reports into its build dir
+    must use their own config copy (``project_copy``) to stay independent.
+    """
+    from edgeship.evaluate import evaluate
+    from edgeship.pipeline import export
+    from edgeship.types import Target
+
+    cfg = make_config(tmp_path_factory.mktemp("demo"), profile=FAST_PROFILE)
+    manifests = export(cfg, (Target.ONNX, Target.TFLITE))
+    evaluate(cfg)
     return cfg, manifests
+
+
+def project_copy(tmp: Path, cfg, **overrides: Any):
+    """A config over a copy of ``cfg``'s build dir (artifacts, eval), with overrides."""
+    import shutil
+
+    shutil.copytree(cfg.build, tmp / "build", dirs_exist_ok=True)
+    shutil.rmtree(tmp / "build" / "results", ignore_errors=True)
+    shutil.rmtree(tmp / "build" / "reports" / "report.json", ignore_errors=True)
+    return make_config(tmp, profile=FAST_PROFILE, **overrides)
+
+
+def cli_project(tmp: Path, replace: dict[str, str] | None = None, append: str = "") -> Path:
+    """Copy the demo edgeship.toml into ``tmp`` (edited by string replacement) for CLI tests."""
+    text = (ROOT / "edgeship.toml").read_text()
+    for old, new in (replace or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp / "edgeship.toml"
+    path.write_text(text + append)
+    return path

@@ -133,3 +133,15 @@ TINY_MODELS: dict[str, TinyModel] = {
 }
 
 Factory = Callable[[], nn.Module]
+
+
+class OverflowNet(nn.Module):
+    """Activations of ~1e6 overflow float16 (max 65504): the fp16 export must refuse it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = (x + 3.0) * 300.0        # ~900: fine in float16
+        return h * h / 1000.0         # ~810000 before the division: inf in float16
+
+
+def overflow_net() -> nn.Module:
+    return OverflowNet().eval()

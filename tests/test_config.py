@@ -1,0 +1,104 @@
+"""Bad input to `edgeship export`: one clear line, exit code 2, no artifact left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeship.cli import main
+from tests.conftest import cli_project
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], cfg: Path, *args: str) -> tuple[int, str]:
+    code = main(["--config", str(cfg), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, (err[-1] if err else "")
+
+
+def no_artifacts(tmp: Path) -> bool:
+    root = tmp / "build" / "artifacts"
+    return not root.exists() or not any(root.rglob("*.onnx")) and not any(
+        p.name.startswith(".") for p in root.rglob("*")
+    )
+
+
+def test_typo_key_suggests_the_real_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = cli_project(tmp_path, {'factory = "edgeship.demo:build_model"': 'facory = "edgeship.demo:build_model"'})
+    code, line = run_cli(capsys, cfg, "export", "--target", "onnx", "--precision", "fp32")
+    assert code == 2
+    assert "unknown key 'model.facory'; did you mean 'factory'?" in line and str(cfg) in line
+    assert no_artifacts(tmp_path)
+
+
+def test_wrong_type_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = cli_project(tmp_path, {"calibration_samples = 256": 'calibration_samples = "many"'})
+    code, line = run_cli(capsys, cfg, "export", "--target", "onnx")
+    assert code == 2 and "data.calibration_samples" in line
+
+
+def test_missing_calibration_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = cli_project(tmp_path, {'calibration = "edgeship.demo:calibration_data"': 'calibration = "calib_images/"'})
+    code, line = run_cli(capsys, cfg, "export", "--target", "onnx", "--precision", "int8")
+    assert code == 2
+    assert "data.calibration" in line and "calib_images" in line and "not found" in line
+    assert no_artifacts(tmp_path)
+
+
+def test_factory_that_does_not_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = cli_project(tmp_path, {"edgeship.demo:build_model": "edgeship.demo:build_modle"})
+    code, line = run_cli(capsys, cfg, "export", "--target", "onnx", "--precision", "fp32")
+    assert code == 2
+    assert "model.factory" in line and "did you mean 'edgeship.demo:build_model'" in line
+    assert no_artifacts(tmp_path)
+
+
+def test_factory_module_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = cli_project(tmp_path, {"edgeship.demo:build_model": "no_such_pkg.models:build"})
+    code, line = run_cli(capsys, cfg, "export", "--target", "onnx")
+    assert code == 2 and "cannot import module 'no_such_pkg.models'" in line
+
+
+def test_pt2_that_is_not_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "model.pt2").write_bytes(b"definitely not a zip archive")
+    cfg = cli_project(tmp_path, {'factory = "edgeship.demo:build_model"': 'source = "model.pt2"'})
+    code, line = run_cli(capsys, cfg, "export", "--target", "onnx", "--precision", "fp32")
+    assert code == 2
+    assert "model.source" in line and "not a torch.export .pt2 archive" in line
+    assert no_artifacts(tmp_path)
+
+
+def test_pt2_source_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from edgeship.demo import build_model
+
+    prog = torch.export.export(build_model(), (torch.zeros(1, 1, 8, 8),))
+    torch.export.save(prog, str(tmp_path / "model.pt2"))
+    cfg = cli_project(tmp_path, {'factory = "edgeship.demo:build_model"': 'source = "model.pt2"'})
+    code = main(["--config", str(cfg), "export", "--target", "onnx", "--precision", "fp32"])
+    assert code == 0
+    assert (tmp_path / "build" / "artifacts" / "digits_cnn" / "onnx-fp32" / "model.onnx").is_file()
+
+
+def test_unknown_target_and_precision(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = cli_project(tmp_path)
+    code, line = run_cli(capsys, cfg, "export", "--target", "tflit")
+    assert code == 2 and "did you mean 'tflite'" in line
+    code, line = run_cli(capsys, cfg, "export", "--target", "onnx", "--precision", "int8-weight")
+    assert code == 2 and "target 'onnx' has no precision 'int8-weight'" in line
+
+
+def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, line = run_cli(capsys, tmp_path / "nope.toml", "export")
+    assert code == 2 and "nope.toml" in line and "not found" in line
+
+
+def test_init_writes_a_valid_starter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeship.config import load_config
+
+    path = tmp_path / "edgeship.toml"
+    assert main(["--config", str(path), "init"]) == 0
+    cfg = load_config(path)
+    assert cfg.model.name == "my_model"
+    assert main(["--config", str(path), "init"]) == 2   # never overwrites silently
