@@ -170,6 +170,7 @@ def _with_observer(spec: Any, observer: Any) -> Any:
 
 
 _OP_PATTERNS = (
+    re.compile(r"Lowering not found: ([\w.]+)"),
     re.compile(r"failed to legalize operation '([\w.]+)'"),
     re.compile(r"'([\w.]+)' op (?:is )?(?:neither a custom op nor a flex op|not supported)"),
     re.compile(r"(aten\.[\w.]+)"),

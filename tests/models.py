@@ -145,3 +145,14 @@ class OverflowNet(nn.Module):
 
 def overflow_net() -> nn.Module:
     return OverflowNet().eval()
+
+
+class ErfinvNet(nn.Module):
+    """aten.erfinv has no litert-torch lowering: the tflite export must name it and fail."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.erfinv(torch.tanh(x) * 0.5)
+
+
+def erfinv_net() -> nn.Module:
+    return ErfinvNet().eval()

@@ -1,0 +1,110 @@
+"""TFLite exporter and LiteRT runtime: demo, tiny models, failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeship.cli import main
+from edgeship.manifest import read_manifest
+from edgeship.types import Precision, Target
+from tests.conftest import cli_project, make_config, tiny_config
+
+TFLITE_PRECISIONS = ("fp32", "fp16", "int8", "int8-dynamic", "int8-weight")
+
+
+def test_demo_tflite_artifacts(demo_project) -> None:
+    cfg, _ = demo_project
+    sizes = {}
+    for p in TFLITE_PRECISIONS:
+        m = read_manifest(cfg.artifacts_dir / f"tflite-{p}")
+        assert m.runtime == "litert" and m.model_file == "model.tflite"
+        assert m.versions["litert-torch"] != "not installed"
+        sizes[p] = m.size_bytes
+    for p in ("int8", "int8-dynamic", "int8-weight"):
+        assert sizes[p] < 0.4 * sizes["fp32"], sizes
+    assert sizes["fp16"] < 0.65 * sizes["fp32"]
+    int8 = read_manifest(cfg.artifacts_dir / "tflite-int8")
+    assert int8.recipe["activation_observer"] == "MinMaxObserver"
+    assert int8.calibration and int8.calibration["samples"] == 256
+
+
+def test_demo_tflite_fidelity(demo_project) -> None:
+    import json
+
+    cfg, _ = demo_project
+    ev = json.loads((cfg.build / "reports" / "eval.json").read_text())["artifacts"]
+    assert ev["tflite-fp32"]["cosine_min"] >= 0.9999
+    assert ev["tflite-fp16"]["cosine_mean"] >= 0.999
+    assert ev["tflite-int8"]["accuracy_drop"] <= 0.01
+    assert ev["tflite-int8-dynamic"]["accuracy_drop"] <= 0.01
+
+
+@pytest.mark.parametrize("name", ["tiny_encoder", "depthwise_cnn"])
+def test_tiny_models_tflite(name: str, tmp_path: Path) -> None:
+    from edgeship.evaluate import run_artifact
+    from edgeship.metrics import fidelity
+    from edgeship.model import load_reference, run_reference, synthetic_inputs
+    from edgeship.pipeline import export
+    from edgeship.selection import find_artifacts
+
+    cfg = tiny_config(tmp_path, name)
+    export(cfg, (Target.TFLITE,), (Precision.FP32, Precision.INT8))
+    model = load_reference(cfg)
+    feeds = [synthetic_inputs(cfg.model.inputs, seed=s) for s in range(4)]
+    ref = [run_reference(model, f, cfg.model.inputs) for f in feeds]
+    for art in find_artifacts(cfg, (Target.TFLITE,)):
+        fid = fidelity(ref, run_artifact(art, feeds))
+        assert fid["cosine_min"] >= (0.9999 if art.precision is Precision.FP32 else 0.99), (art.name, fid)
+    if name == "tiny_encoder":   # int64 ids are downcast to int32 for on-device runtimes
+        assert [i.dtype for i in read_manifest(cfg.artifacts_dir / "tflite-fp32").inputs] == ["int32", "int32"]
+
+
+def test_unlowerable_op_names_op_and_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = cli_project(tmp_path, {
+        'factory = "edgeship.demo:build_model"': 'factory = "tests.models:erfinv_net"',
+        'outputs = ["logits"]': 'outputs = ["y"]',
+        'inputs = [{ name = "image", shape = [1, 1, 8, 8], dtype = "float32" }]':
+            'inputs = [{ name = "x", shape = [1, 8], dtype = "float32" }]',
+        'calibration = "edgeship.demo:calibration_data"': '',
+        'evaluation = "edgeship.demo:evaluation_data"': '',
+    })
+    code = main(["--config", str(cfg), "export", "--target", "tflite", "--precision", "fp32"])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2
+    assert "aten.erfinv" in line and "tflite" in line
+    root = tmp_path / "build" / "artifacts" / "digits_cnn"
+    assert not root.exists() or not any(root.iterdir())
+
+
+def test_entropy_calibration_is_rejected_for_tflite(tmp_path: Path) -> None:
+    from edgeship.errors import UsageError
+    from edgeship.pipeline import export
+
+    cfg = make_config(tmp_path, quantization={"method": "entropy"})
+    with pytest.raises(UsageError, match="tflite int8 supports 'minmax' and 'percentile'"):
+        export(cfg, (Target.TFLITE,), (Precision.INT8,))
+    assert not (cfg.artifacts_dir / "tflite-int8").exists()
+
+
+def test_litert_import_fallback_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ai_edge_litert missing the runtime must try tflite_runtime, then tensorflow.lite."""
+    import importlib
+
+    from edgeship.runtimes import litert
+    from edgeship.runtimes.base import RuntimeUnavailable
+
+    tried: list[str] = []
+    real = importlib.import_module
+
+    def fake_import(name: str, package: str | None = None):
+        tried.append(name)
+        top = name.split(".")[0]
+        raise ModuleNotFoundError(f"No module named '{top}'", name=top)
+
+    monkeypatch.setattr(importlib, "import_module", fake_import)
+    with pytest.raises(RuntimeUnavailable, match="pip install ai-edge-litert"):
+        litert._interpreter_module()
+    monkeypatch.setattr(importlib, "import_module", real)
+    assert tried == ["ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite"]
