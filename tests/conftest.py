@@ -76,12 +76,17 @@ def project_copy(tmp: Path, cfg, **overrides: Any):
     shutil.copytree(cfg.build, tmp / "build", dirs_exist_ok=True)
     shutil.rmtree(tmp / "build" / "results", ignore_errors=True)
     shutil.rmtree(tmp / "build" / "reports" / "report.json", ignore_errors=True)
-    return make_config(tmp, profile=FAST_PROFILE, **overrides)
+    return make_config(tmp, **{"profile": FAST_PROFILE, **overrides})
 
 
-def cli_project(tmp: Path, replace: dict[str, str] | None = None, append: str = "") -> Path:
+FAST_PROFILE_TOML = {"min_runs = 100\nmin_seconds = 1.0": "min_runs = 64\nmin_seconds = 0.05\nwarmup_seconds = 0.05\ntimeout_s = 30"}
+
+
+def cli_project(tmp: Path, replace: dict[str, str] | None = None, append: str = "", fast: bool = True) -> Path:
     """Copy the demo edgeship.toml into ``tmp`` (edited by string replacement) for CLI tests."""
     text = (ROOT / "edgeship.toml").read_text()
+    if fast:
+        replace = {**FAST_PROFILE_TOML, **(replace or {})}
     for old, new in (replace or {}).items():
         assert old in text, old
         text = text.replace(old, new)
