@@ -1,0 +1,124 @@
+"""Verdict logic on synthetic samples: no timing noise, a fake remeasure instead of a device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeship.budgets import Check
+from edgeship.gate import decide_latency
+from edgeship.stats import bootstrap_ci, mann_whitney_u, stability_warnings, summarize
+from edgeship.types import Verdict
+from tests.conftest import make_config
+
+
+def ns(ms: np.ndarray) -> list[int]:
+    return [int(v * 1e6) for v in ms]
+
+
+@pytest.fixture
+def cfg(tmp_path: Path):
+    return make_config(tmp_path)
+
+
+def samples(median_ms: float, n: int = 400, spread: float = 0.02, seed: int = 0) -> list[int]:
+    rng = np.random.default_rng(seed)
+    return ns(median_ms * (1 + spread * rng.standard_normal(n)).clip(0.5, None))
+
+
+class FakeRemeasure:
+    """Stands in for a device: returns pre-scripted rounds of samples and counts calls."""
+
+    def __init__(self, *rounds: list[int]) -> None:
+        self.rounds = list(rounds)
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, device: str, artifact: str) -> list[int]:
+        self.calls.append((device, artifact))
+        return self.rounds.pop(0) if self.rounds else []
+
+
+def check(limit: float, stat: str = "p90") -> Check:
+    return Check(0, "local", "onnx-int8", f"latency_{stat}_ms", limit)
+
+
+def test_clear_pass_and_clear_fail(cfg) -> None:
+    s = samples(1.0)
+    fake = FakeRemeasure()
+    res, _ = decide_latency(check(1.5), s, cfg, fake)
+    assert res.verdict is Verdict.PASS and res.passed and res.high <= 1.5
+    res, _ = decide_latency(check(0.8), s, cfg, fake)
+    assert res.verdict is Verdict.FAIL and not res.passed and res.low > 0.8
+    assert fake.calls == []          # decisive results never re-measure
+
+
+def test_straddling_ci_measures_longer_then_decides(cfg) -> None:
+    s = samples(1.0, n=80, spread=0.2)
+    p90 = float(np.percentile(np.array(s) / 1e6, 90))
+    # each extra round repeats the same distribution, so the CI keeps straddling the budget
+    fake = FakeRemeasure(list(s), list(s), list(s))
+    res, used = decide_latency(check(p90), s, cfg, fake)
+    assert res.verdict is Verdict.MARGINAL
+    assert len(fake.calls) == cfg.gate.max_rounds and len(used) == 80 * (1 + cfg.gate.max_rounds)
+    assert res.passed == (res.value <= p90)
+    assert "point estimate" in res.detail
+
+
+def test_sequential_round_can_resolve(cfg) -> None:
+    """A straddle on few samples resolves to PASS once more samples shrink the CI."""
+    s = samples(1.0, n=64, spread=0.3, seed=5)
+    p90 = float(np.percentile(np.array(s) / 1e6, 90))
+    limit = p90 * 1.08
+    fake = FakeRemeasure(*[samples(1.0, 2000, 0.3, 10 + i) for i in range(3)])
+    res, _ = decide_latency(check(limit), s, cfg, fake)
+    assert res.verdict in (Verdict.PASS, Verdict.MARGINAL)
+    assert len(fake.calls) >= 1
+
+
+def test_p90_needs_64_samples(cfg) -> None:
+    few = samples(1.0, n=40)
+    res, used = decide_latency(check(100.0), few, cfg, None)
+    assert res.verdict is Verdict.MARGINAL and "needs >= 64" in res.detail and res.passed
+    fake = FakeRemeasure(samples(1.0, 40, seed=9))
+    res, used = decide_latency(check(100.0), few, cfg, fake)
+    assert res.verdict is Verdict.PASS and len(used) == 80
+
+
+def test_bootstrap_ci_covers_the_statistic() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.lognormal(0, 0.3, 2000)
+    point, lo, hi = bootstrap_ci(x, "p90", rng=np.random.default_rng(0))
+    assert lo < point < hi
+    assert lo < np.exp(0.3 * 1.2816) < hi     # true p90 of the lognormal
+    again = bootstrap_ci(x, "p90", rng=np.random.default_rng(0))
+    assert again == (point, lo, hi)           # seeded: reproducible verdicts
+
+
+def test_mann_whitney_detects_shift_not_noise() -> None:
+    rng = np.random.default_rng(3)
+    base = 1.0 + 0.05 * rng.standard_normal(200)
+    shifted = 1.10 + 0.05 * rng.standard_normal(200)
+    same = 1.0 + 0.05 * rng.standard_normal(200)
+    assert mann_whitney_u(shifted, base)[1] < 1e-6
+    assert mann_whitney_u(same, base)[1] > 0.01
+    # ties (quantized clocks) are handled
+    assert mann_whitney_u([1, 1, 1, 2], [1, 1, 2, 2])[1] > 0.1
+
+
+def test_mann_whitney_matches_scipy() -> None:
+    scipy_stats = pytest.importorskip("scipy.stats")   # scipy ships with scikit-learn (demo extra)
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(0, 1, 150), rng.normal(0.3, 1, 170)
+    ours = mann_whitney_u(a, b)
+    ref = scipy_stats.mannwhitneyu(a, b, alternative="two-sided", method="asymptotic")
+    assert ours[1] == pytest.approx(ref.pvalue, rel=1e-6)
+
+
+def test_stability_warnings() -> None:
+    noisy = summarize([1.0, 2.0, 1.0, 3.0] * 20)
+    assert any("unstable" in w for w in stability_warnings(noisy))
+    few = summarize([1.0] * 30)
+    assert any("too few for p90" in w for w in stability_warnings(few))
+    assert stability_warnings(summarize([1.0] * 100)) == []
