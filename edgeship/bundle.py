@@ -26,12 +26,23 @@ def runtimes_dir() -> Path:
     return Path(edgeship.runtimes.__file__).parent
 
 
-def write_runner_package(dest: Path, runtime: str) -> Path:
-    """Copy the standalone runner (+ one runtime module) to ``dest/edgeship_runner``."""
+def write_runner_package(dest: Path, runtime: str | None) -> Path:
+    """Copy the standalone runner (+ one runtime module) to ``dest/edgeship_runner``.
+
+    ``runtime=None`` copies every runtime module (for ``runner --info`` on a device).
+    """
     pkg = dest / RUNNER_PACKAGE
     pkg.mkdir(parents=True, exist_ok=True)
     src = runtimes_dir()
-    for name in RUNNER_FILES + (f"{runtime}.py",):
+    if runtime is None:
+        modules = tuple(p.name for p in sorted(src.glob("*.py")) if p.name not in RUNNER_FILES)
+    else:
+        modules = (f"{runtime}.py",)
+        if not (src / modules[0]).is_file():
+            from edgeship.errors import ArtifactError
+
+            raise ArtifactError(f"runtime '{runtime}' has no module runtimes/{runtime}.py in this edgeship")
+    for name in RUNNER_FILES + modules:
         shutil.copy2(src / name, pkg / name)
     return pkg
 

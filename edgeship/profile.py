@@ -17,14 +17,16 @@ from typing import Any
 from edgeship.bundle import RUNNER_PACKAGE, build_bundle, profiling_inputs
 from edgeship.config import Config
 from edgeship.devices.base import Device, open_device
-from edgeship.errors import ArtifactError, DeviceError, RuntimeFailure
+from edgeship.errors import ArtifactError, DeviceError, InputDataError, RuntimeFailure
 from edgeship.fsutil import sha256_file, write_json_atomic
 from edgeship.selection import ArtifactRef, find_artifacts
 from edgeship.types import Precision, Target
 
 SCHEMA = "edgeship.result/1"
-EXIT_BAD_INPUT = 3
+# exit codes of runtimes/runner.py (kept in sync by tests/test_runner.py)
+EXIT_BAD_ARTIFACT = 3
 EXIT_RUNTIME = 4
+EXIT_BAD_INPUTS = 5
 
 
 def results_dir(cfg: Config, device: str) -> Path:
@@ -36,14 +38,15 @@ def result_path(cfg: Config, device: str, artifact_name: str) -> Path:
 
 
 def runner_argv(device: Device, bundle: str, ref: ArtifactRef, cfg: Config,
-                min_runs: int | None = None, min_seconds: float | None = None) -> list[str]:
+                min_runs: int | None = None, min_seconds: float | None = None,
+                threads: int | None = None) -> list[str]:
     p = cfg.profile
     sep = "/"  # remote paths are POSIX on every device kind we support
     return [
         device.python or "python3", "-m", f"{RUNNER_PACKAGE}.runner",
         "--artifact", f"{bundle}{sep}artifact", "--inputs", f"{bundle}{sep}inputs.npz",
         "--out", f"{bundle}{sep}result.json",
-        "--threads", str(p.threads),
+        "--threads", str(threads if threads is not None else p.threads),
         "--warmup-runs", str(p.warmup_runs), "--warmup-seconds", str(p.warmup_seconds),
         "--min-runs", str(min_runs if min_runs is not None else p.min_runs),
         "--min-seconds", str(min_seconds if min_seconds is not None else p.min_seconds),
@@ -52,21 +55,30 @@ def runner_argv(device: Device, bundle: str, ref: ArtifactRef, cfg: Config,
 
 
 def profile_artifact(cfg: Config, device: Device, ref: ArtifactRef, min_runs: int | None = None,
-                     min_seconds: float | None = None, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+                     min_seconds: float | None = None, inputs: dict[str, Any] | None = None,
+                     threads: int | None = None) -> dict[str, Any]:
     """Run one artifact on an open device and return its validated result (not saved)."""
     native = getattr(device, "profile_native", None)
+    want = min_runs if min_runs is not None else cfg.profile.min_runs
     if native is not None:   # devices without python (adb) run the vendor's benchmark tool
-        return _finish(native(ref, cfg, min_runs=min_runs), device, ref)
+        return _finish(native(ref, cfg, min_runs=min_runs), device, ref, want)
     with tempfile.TemporaryDirectory(prefix="edgeship-bundle-") as tmp:
         local = build_bundle(Path(tmp) / "bundle", ref, inputs if inputs is not None else profiling_inputs(cfg))
         remote = device.push(local, f"bundle-{ref.name}")
-        run = device.run(runner_argv(device, remote, ref, cfg, min_runs, min_seconds),
-                         timeout=cfg.profile.timeout_s, cwd=remote)
         where = f"device '{device.name}', artifact {ref.name}"
+        try:
+            run = device.run(runner_argv(device, remote, ref, cfg, min_runs, min_seconds, threads),
+                             timeout=cfg.profile.timeout_s, cwd=remote)
+        except DeviceError as exc:
+            msg = str(exc)
+            prefix = f"device '{device.name}': "
+            raise DeviceError(f"{where}: {msg.removeprefix(prefix)}") from None
         if run.returncode != 0:
             msg = _last_line(run.stderr) or f"exit code {run.returncode}"
-            if run.returncode == EXIT_BAD_INPUT:
+            if run.returncode == EXIT_BAD_ARTIFACT:
                 raise ArtifactError(f"{where}: {msg}")
+            if run.returncode == EXIT_BAD_INPUTS:
+                raise InputDataError(f"{where}: {msg}")
             if run.returncode == EXIT_RUNTIME:
                 raise RuntimeFailure(f"{where}: {msg}")
             raise DeviceError(f"{where}: the runner crashed ({msg}, exit {run.returncode})")
@@ -76,20 +88,36 @@ def profile_artifact(cfg: Config, device: Device, ref: ArtifactRef, min_runs: in
             result = json.loads(pulled.read_text())
         except ValueError as exc:
             raise DeviceError(f"{where}: unreadable result.json ({exc})") from None
-    return _finish(result, device, ref)
+    return _finish(result, device, ref, want)
 
 
-def _finish(result: dict[str, Any], device: Device, ref: ArtifactRef) -> dict[str, Any]:
+def _finish(result: dict[str, Any], device: Device, ref: ArtifactRef, min_runs: int = 1) -> dict[str, Any]:
+    """Validate a runner result (schema, status, samples) and add the device/artifact blocks."""
     where = f"device '{device.name}', artifact {ref.name}"
-    if result.get("schema") != SCHEMA:
-        raise DeviceError(f"{where}: result has schema {result.get('schema')!r}, expected {SCHEMA!r}")
-    if result.get("status") == "ok":
-        samples = (result.get("timing") or {}).get("samples_ns") or []
-        aggregates = (result.get("timing") or {}).get("aggregate")
+    if not isinstance(result, dict) or result.get("schema") != SCHEMA:
+        got = result.get("schema") if isinstance(result, dict) else type(result).__name__
+        raise DeviceError(f"{where}: result has schema {got!r}, expected {SCHEMA!r}; is the runner on the device current?")
+    status = result.get("status")
+    if status not in ("ok", "skipped"):
+        raise DeviceError(f"{where}: result has status {status!r}, expected 'ok' or 'skipped'")
+    if status == "skipped" and not result.get("skip_reason"):
+        raise DeviceError(f"{where}: a skipped result must say why (skip_reason)")
+    if status == "ok":
+        timing = result.get("timing") or {}
+        samples = timing.get("samples_ns") or []
+        aggregates = timing.get("aggregate")
         if not samples and not aggregates:
             raise DeviceError(f"{where}: the runner returned no latency samples")
-        if any((not isinstance(s, int)) or s <= 0 for s in samples):
-            raise DeviceError(f"{where}: the runner returned invalid latency samples")
+        if any((not isinstance(s, int)) or isinstance(s, bool) or s <= 0 for s in samples):
+            raise DeviceError(f"{where}: the runner returned invalid latency samples (need positive integer ns)")
+        # fewer than asked is only legitimate when the runner says max_seconds cut it short
+        if samples and len(samples) < min_runs and not timing.get("capped"):
+            raise DeviceError(f"{where}: the runner returned {len(samples)} samples, fewer than min_runs={min_runs}")
+        for key in ("load_ns", "first_ns"):
+            if not isinstance(timing.get(key), int) or timing[key] < 0:
+                raise DeviceError(f"{where}: result lacks timing.{key}")
+        if "memory" not in result or "env" not in result:
+            raise DeviceError(f"{where}: result lacks the memory/env blocks")
     result["device"] = {"name": device.name, "kind": device.kind}
     result["artifact"] = {
         "name": ref.name, "model": ref.manifest.model, "target": ref.manifest.target,
@@ -103,9 +131,12 @@ def _finish(result: dict[str, Any], device: Device, ref: ArtifactRef) -> dict[st
 def profile(
     cfg: Config, device: str = "local", targets: tuple[Target, ...] | None = None,
     precisions: tuple[Precision, ...] | None = None, on_event: Callable[[str], None] | None = None,
-    min_runs: int | None = None, min_seconds: float | None = None,
+    min_runs: int | None = None, min_seconds: float | None = None, threads: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Profile every matching artifact on ``device``; results land in build/results/<device>/."""
+    """Profile every matching artifact on ``device``; results land in build/results/<device>/.
+
+    ``min_runs``/``min_seconds``/``threads`` override ``[profile]`` for this call.
+    """
     say = on_event or (lambda _m: None)
     refs = find_artifacts(cfg, targets, precisions)
     inputs = profiling_inputs(cfg)
@@ -113,7 +144,9 @@ def profile(
     with open_device(device, cfg) as dev:
         for ref in refs:
             say(f"profile {ref.name} on {device} ...")
-            result = profile_artifact(cfg, dev, ref, min_runs, min_seconds, inputs)
+            # a stale result from an earlier run must not stand in for one that fails now
+            result_path(cfg, device, ref.name).unlink(missing_ok=True)
+            result = profile_artifact(cfg, dev, ref, min_runs, min_seconds, inputs, threads)
             write_json_atomic(result_path(cfg, device, ref.name), result)
             if result["status"] != "ok":
                 say(f"  {ref.name}: SKIPPED ({result['skip_reason']})")

@@ -7,8 +7,9 @@ Method (anchored on LiteRT benchmark_model and pyperf): load/init time; the firs
 inference; warmup for max(warmup_runs, warmup_seconds); measured runs until
 max(min_runs, min_seconds), capped at max_seconds. Every sample is kept, in ns, from
 time.perf_counter_ns on the device. Exit codes: 0 ok (or skipped: runtime unavailable),
-3 bad artifact or inputs, 4 the runtime failed to load or run. result.json is written
-atomically and only on success.
+3 bad artifact (manifest, checksum, the runtime cannot load the model), 4 the runtime failed
+to run, 5 bad inputs.npz. Errors are one line on stderr; result.json is written atomically
+and only on success. ``--info`` prints the environment and which runtimes import here.
 """
 
 import argparse
@@ -29,12 +30,18 @@ from .base import RuntimeLoadError, RuntimeRunError, RuntimeUnavailable, get_run
 from .memory import MemoryProbe
 
 SCHEMA = "edgeship.result/1"
-EXIT_BAD_INPUT = 3
+EXIT_BAD_ARTIFACT = 3
 EXIT_RUNTIME = 4
+EXIT_BAD_INPUTS = 5
+MANIFEST_KEYS = ("runtime", "model_file", "inputs", "outputs", "files")
 
 
-class BadInput(Exception):
-    pass
+class BadArtifact(Exception):
+    """manifest.json is unreadable or a file does not match its checksum (exit 3)."""
+
+
+class BadInputs(Exception):
+    """inputs.npz does not fit the artifact's input specs (exit 5)."""
 
 
 def _sha256(path: str) -> str:
@@ -51,13 +58,20 @@ def load_manifest(artifact: str) -> Dict[str, Any]:
         with open(path) as fh:
             manifest = json.load(fh)
     except (OSError, ValueError) as exc:
-        raise BadInput("%s: cannot read manifest (%s)" % (path, exc))
-    for rel, meta in manifest.get("files", {}).items():
+        raise BadArtifact("%s: cannot read manifest (%s); re-run 'edgeship export'" % (path, exc))
+    missing = [k for k in MANIFEST_KEYS if not isinstance(manifest, dict) or k not in manifest]
+    if missing:
+        raise BadArtifact("%s: malformed manifest, missing %s; re-run 'edgeship export'" % (path, ", ".join(missing)))
+    for rel, meta in manifest["files"].items():
         p = os.path.join(artifact, rel)
         if not os.path.isfile(p):
-            raise BadInput("%s: listed in manifest.json but missing" % p)
-        if os.path.getsize(p) != meta["size"] or _sha256(p) != meta["sha256"]:
-            raise BadInput("%s: sha256 does not match manifest.json (corrupt or modified artifact)" % p)
+            raise BadArtifact("%s: listed in manifest.json but missing; re-run 'edgeship export'" % p)
+        try:
+            ok = os.path.getsize(p) == int(meta["size"]) and _sha256(p) == meta["sha256"]
+        except (KeyError, TypeError, ValueError):
+            raise BadArtifact("%s: malformed entry for %r (needs sha256 and size)" % (path, rel))
+        if not ok:
+            raise BadArtifact("%s: sha256 does not match manifest.json (corrupt or modified artifact); re-run 'edgeship export'" % p)
     return manifest
 
 
@@ -66,19 +80,19 @@ def load_inputs(path: str, manifest: Dict[str, Any]) -> Dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as z:
             feeds = {k: z[k] for k in z.files}
     except (OSError, ValueError) as exc:
-        raise BadInput("%s: not a readable .npz (%s)" % (path, exc))
+        raise BadInputs("%s: not a readable .npz (%s)" % (path, exc))
     for spec in manifest["inputs"]:
         name = spec["name"]
         if name not in feeds:
-            raise BadInput("%s: no array named %r (has %s)" % (path, name, sorted(feeds)))
+            raise BadInputs("%s: no array named %r (has %s)" % (path, name, sorted(feeds)))
         arr = feeds[name]
         if list(arr.shape) != list(spec["shape"]):
-            raise BadInput("%s: input %r has shape %s, the artifact expects %s" % (path, name, list(arr.shape), spec["shape"]))
+            raise BadInputs("%s: input %r has shape %s, the artifact expects %s" % (path, name, list(arr.shape), spec["shape"]))
         want = np.dtype(spec["dtype"])
         # int8-I/O artifacts take float inputs and quantize them with the tensor's parameters
         float_ok = spec.get("quantization") and arr.dtype.kind == "f"
         if arr.dtype != want and not float_ok:
-            raise BadInput("%s: input %r has dtype %s, the artifact expects %s" % (path, name, arr.dtype, want))
+            raise BadInputs("%s: input %r has dtype %s, the artifact expects %s" % (path, name, arr.dtype, want))
     return feeds
 
 
@@ -146,7 +160,8 @@ def timed_loop(rt: Any, prepared: Any, min_runs: int, min_seconds: float, max_se
             return samples
 
 
-def measure(args: argparse.Namespace, manifest: Dict[str, Any], feeds: Dict[str, np.ndarray]) -> Dict[str, Any]:
+def measure(args: argparse.Namespace, manifest: Dict[str, Any], feeds: Dict[str, np.ndarray],
+            options: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     mem = MemoryProbe()
     settings = {
         "threads": args.threads, "warmup_runs": args.warmup_runs, "warmup_seconds": args.warmup_seconds,
@@ -157,14 +172,14 @@ def measure(args: argparse.Namespace, manifest: Dict[str, Any], feeds: Dict[str,
               "env": environment()}  # type: Dict[str, Any]
     try:
         cls = get_runtime(manifest["runtime"])
-        version = cls.version()
+        version = cls.version()   # imports the runtime package, so the baseline includes it
     except RuntimeUnavailable as exc:
         result.update(status="skipped", skip_reason=str(exc), runtime={"name": manifest["runtime"]},
                       timing=None, memory=None)
         return result
     baseline = mem.peak_kb()
     model_path = os.path.join(args.artifact, manifest["model_file"])
-    rt = cls(model_path, manifest, args.threads, json.loads(args.options) if args.options else None)
+    rt = cls(model_path, manifest, args.threads, options)
     t0 = time.perf_counter_ns()
     try:
         rt.load()
@@ -173,27 +188,31 @@ def measure(args: argparse.Namespace, manifest: Dict[str, Any], feeds: Dict[str,
                       timing=None, memory=None)
         return result
     load_ns = time.perf_counter_ns() - t0
-    prepared = rt.prepare(feeds)
-    t0 = time.perf_counter_ns()
-    raw = rt.invoke(prepared)
-    first_ns = time.perf_counter_ns() - t0
-    outputs = rt.finish(raw)
-    init_peak = mem.peak_kb()
-    reset = mem.reset_peak()
-    warm = timed_loop(rt, prepared, args.warmup_runs, args.warmup_seconds, args.max_seconds, args.max_runs)
-    samples = timed_loop(rt, prepared, args.min_runs, args.min_seconds, args.max_seconds, args.max_runs)
-    steady_peak = mem.peak_kb()
-    result["runtime"] = rt.describe()
+    try:
+        prepared = rt.prepare(feeds)
+        t0 = time.perf_counter_ns()
+        raw = rt.invoke(prepared)
+        first_ns = time.perf_counter_ns() - t0
+        outputs = rt.finish(raw)
+        init_peak = mem.peak_kb()   # load + the first inference: where arenas are allocated
+        reset = mem.reset_peak()
+        warm = timed_loop(rt, prepared, args.warmup_runs, args.warmup_seconds, args.max_seconds, args.max_runs)
+        samples = timed_loop(rt, prepared, args.min_runs, args.min_seconds, args.max_seconds, args.max_runs)
+        steady_peak = mem.peak_kb()
+        rss = mem.rss()
+        result["runtime"] = rt.describe()
+    finally:
+        rt.close()
     result["timing"] = {
         "load_ns": load_ns, "first_ns": first_ns, "warmup_runs": len(warm), "samples_ns": samples,
         "capped": len(samples) < args.min_runs,
     }
     result["memory"] = dict(
         method=mem.method, baseline_kb=baseline, init_peak_kb=init_peak,
+        # without a reset VmHWM still holds the init peak, so it says nothing about steady state
         steady_peak_kb=steady_peak if (reset or not mem.linux) else None,
-        hwm_reset=reset, **mem.rss(),
+        hwm_reset=reset, **rss
     )
-    rt.close()
     if args.outputs:
         tmp = args.outputs + ".tmp.npz"
         np.savez(tmp, **outputs)
@@ -201,11 +220,30 @@ def measure(args: argparse.Namespace, manifest: Dict[str, Any], feeds: Dict[str,
     return result
 
 
+def runtime_modules() -> List[str]:
+    """Runtime modules shipped in this package (a bundle carries only the one it needs)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    skip = {"__init__", "base", "memory", "runner"}
+    return sorted(f[:-3] for f in os.listdir(here) if f.endswith(".py") and f[:-3] not in skip and not f.startswith("_"))
+
+
+def info() -> Dict[str, Any]:
+    """What this interpreter offers: environment and, per runtime, its version or why not."""
+    runtimes = {}  # type: Dict[str, Dict[str, Any]]
+    for name in runtime_modules():
+        try:
+            runtimes[name] = {"available": True, "version": get_runtime(name).version()}
+        except (RuntimeUnavailable, ImportError) as exc:
+            runtimes[name] = {"available": False, "reason": str(exc)}
+    return {"env": environment(), "executable": sys.executable, "runtimes": runtimes}
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="edgeship-runner", description=__doc__.splitlines()[0])
-    p.add_argument("--artifact", required=True, help="artifact directory (with manifest.json)")
-    p.add_argument("--inputs", required=True, help="inputs.npz keyed by input name")
-    p.add_argument("--out", required=True, help="where to write result.json")
+    p.add_argument("--info", action="store_true", help="print the environment and available runtimes as JSON")
+    p.add_argument("--artifact", help="artifact directory (with manifest.json)")
+    p.add_argument("--inputs", help="inputs.npz keyed by input name")
+    p.add_argument("--out", help="where to write result.json")
     p.add_argument("--outputs", help="optionally write the outputs here (.npz)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup-runs", type=int, default=10)
@@ -215,28 +253,44 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--max-seconds", type=float, default=30.0)
     p.add_argument("--max-runs", type=int, default=10000, help="stop after this many runs once min_runs is met (0: no bound)")
     p.add_argument("--options", help="runtime options as JSON")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.info:
+        missing = [o for o in ("artifact", "inputs", "out") if not getattr(args, o)]
+        if missing:
+            p.error("the following arguments are required: %s" % ", ".join("--" + m for m in missing))
+    return args
+
+
+def _fail(message: str, code: int) -> int:
+    print("edgeship-runner: error: %s" % " ".join(message.split()), file=sys.stderr)
+    return code
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    if args.info:
+        print(json.dumps(info()))
+        return 0
     try:
         manifest = load_manifest(args.artifact)
-        feeds = load_inputs(args.inputs, manifest)
-    except BadInput as exc:
-        print("edgeship-runner: error: %s" % exc, file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except BadArtifact as exc:
+        return _fail(str(exc), EXIT_BAD_ARTIFACT)
     try:
-        result = measure(args, manifest, feeds)
+        feeds = load_inputs(args.inputs, manifest)
+        options = json.loads(args.options) if args.options else None
+    except BadInputs as exc:
+        return _fail(str(exc), EXIT_BAD_INPUTS)
+    except ValueError as exc:
+        return _fail("--options is not valid JSON (%s)" % exc, EXIT_BAD_INPUTS)
+    try:
+        result = measure(args, manifest, feeds, options)
     except RuntimeLoadError as exc:
-        print("edgeship-runner: error: %s" % exc, file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail(str(exc), EXIT_BAD_ARTIFACT)
     except RuntimeRunError as exc:
-        print("edgeship-runner: error: %s" % exc, file=sys.stderr)
-        return EXIT_RUNTIME
+        return _fail(str(exc), EXIT_RUNTIME)
     except Exception as exc:  # a backend's own exception type escaping load/invoke
-        print("edgeship-runner: error: %s failed: %s: %s" % (manifest["runtime"], type(exc).__name__, str(exc).splitlines()[0] if str(exc) else ""), file=sys.stderr)
-        return EXIT_RUNTIME
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return _fail("%s failed: %s: %s" % (manifest["runtime"], type(exc).__name__, first), EXIT_RUNTIME)
     write_json_atomic(args.out, result)
     return 0
 

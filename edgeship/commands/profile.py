@@ -13,6 +13,7 @@ class Profile:
         add_selection(p, device=True)
         p.add_argument("--min-runs", type=int, help="measured runs at least (default: [profile] min_runs)")
         p.add_argument("--min-seconds", type=float, help="measure at least this long (default: [profile] min_seconds)")
+        p.add_argument("--threads", type=int, help="runtime threads (default: [profile] threads)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -21,10 +22,18 @@ class Profile:
         from edgeship.progress import Progress
         from edgeship.selection import parse_precisions, parse_targets
 
+        from edgeship.errors import UsageError
+
         targets, precisions = parse_targets(args.target), parse_precisions(args.precision)
+        for opt in ("min_runs", "threads"):
+            if getattr(args, opt) is not None and getattr(args, opt) < 1:
+                raise UsageError(f"--{opt.replace('_', '-')} must be >= 1, got {getattr(args, opt)}")
+        if args.min_seconds is not None and args.min_seconds < 0:
+            raise UsageError(f"--min-seconds must be >= 0, got {args.min_seconds}")
         cfg = load_config(args.config)
         with Progress() as progress:
-            results = profile(cfg, args.device, targets, precisions, progress.event, args.min_runs, args.min_seconds)
+            results = profile(cfg, args.device, targets, precisions, progress.event, args.min_runs,
+                              args.min_seconds, args.threads)
         print(format_results(results))
         return 0
 

@@ -1,0 +1,144 @@
+"""CoreML (ML Program, .mlpackage) with coremltools.
+
+    fp32         compute_precision FLOAT32
+    fp16         compute_precision FLOAT16 (the ML Program default)
+    int8-weight  fp16 program + linear_quantize_weights (int8, per-channel symmetric)
+    int8         W8A8: activations and weights quantized. Calibrated in PyTorch with
+                 coremltools.optimize.torch's LinearQuantizer (observers run on the project's
+                 samples), then converted: coremltools' own linear_quantize_activations needs
+                 MLModel.predict, which exists only on macOS, so this path is the one that
+                 runs everywhere. The manifest records it.
+
+coremltools 9 is tested with torch <= 2.7: models are captured with torch.export +
+run_decompositions({}) (W8A8 with torch.jit.trace of the calibrated module), and the op
+translations missing under torch 2.13 are registered by exporters/_coreml_ops.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeship.errors import ConfigError, ExportError
+from edgeship.exporters.base import EXPORTERS, ExportJob, ExportResult, Exporter
+from edgeship.lazy import require
+from edgeship.types import Precision, Target
+
+MODEL_FILE = "model.mlpackage"
+
+
+def deployment_target(ct: Any, name: str) -> Any:
+    target = getattr(ct.target, name, None)
+    if target is None:
+        known = [n for n in dir(ct.target) if n.startswith(("iOS", "macOS", "watchOS", "tvOS"))]
+        import difflib
+
+        near = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        raise ConfigError(f"key 'targets.coreml.deployment_target': unknown '{name}' (e.g. iOS16, macOS13){hint}")
+    return target
+
+
+@EXPORTERS.register("coreml")
+class CoreMLExporter(Exporter):
+    target = Target.COREML
+    runtime = "coreml"
+    precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_WEIGHT)
+    version_modules = ("torch", "coremltools")
+
+    def _export(self, job: ExportJob, precision: Precision, workdir: Path) -> ExportResult:
+        ct = require("coremltools", "coreml", "CoreML export")
+        from edgeship.exporters import _coreml_ops
+
+        _coreml_ops.register()
+        dep_name = job.target_config.deployment_target
+        dep = deployment_target(ct, dep_name)
+        recipe: dict[str, Any] = {"format": "mlprogram", "deployment_target": dep_name}
+        calibration = None
+        if precision is Precision.INT8:
+            samples = job.calibration_samples()
+            model, recipe_q = self._w8a8(ct, job, samples, dep)
+            calibration = {"method": "minmax (coremltools.optimize.torch observers)", "samples": len(samples),
+                           "source": job.calibration_ref}
+            recipe.update(recipe_q)
+        else:
+            prec = ct.precision.FLOAT32 if precision is Precision.FP32 else ct.precision.FLOAT16
+            model = self._convert(ct, job, self._capture(job), prec, dep)
+            recipe["capture"] = "torch.export + run_decompositions({})"
+            recipe["compute_precision"] = "float32" if precision is Precision.FP32 else "float16"
+            if precision is Precision.INT8_WEIGHT:
+                import coremltools.optimize.coreml as cto
+
+                cfg = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
+                    mode="linear_symmetric", dtype="int8", granularity="per_channel"))
+                model = cto.linear_quantize_weights(model, cfg)
+                recipe.update(quantization="weight-only", weights="int8 linear symmetric, per-channel",
+                              quantizer="coremltools.optimize.coreml.linear_quantize_weights")
+        out = workdir / MODEL_FILE
+        model.save(str(out))
+        from edgeship.coreml_validate import validate
+
+        recipe["validation"] = validate(out, job, precision)
+        return ExportResult(model_file=MODEL_FILE, recipe=recipe, calibration=calibration,
+                            io_dtypes={s.name: "int32" for s in job.inputs if s.dtype == "int64"},
+                            notes=["CoreML executes only on macOS: validated structurally here"])
+
+    # -- conversions -------------------------------------------------------------------------
+    @staticmethod
+    def _capture(job: ExportJob) -> Any:
+        import torch
+
+        try:
+            return torch.export.export(job.model, job.example_args()).run_decompositions({})
+        except Exception as exc:
+            raise ExportError(f"{job.model_name}: coreml: torch.export failed: {_first_line(exc)}") from exc
+
+    @staticmethod
+    def _inputs(ct: Any, job: ExportJob) -> list[Any]:
+        return [ct.TensorType(name=s.name, shape=s.shape, dtype=np.int32 if s.dtype in ("int64", "int32") else np.float32)
+                for s in job.inputs]
+
+    def _convert(self, ct: Any, job: ExportJob, program: Any, precision: Any, dep: Any) -> Any:
+        try:
+            return ct.convert(
+                program, inputs=self._inputs(ct, job), outputs=[ct.TensorType(name=n) for n in job.outputs],
+                convert_to="mlprogram", compute_precision=precision, minimum_deployment_target=dep,
+            )
+        except Exception as exc:
+            raise ExportError(f"{job.model_name}: coreml: conversion failed: {_first_line(exc)}") from exc
+
+    def _w8a8(self, ct: Any, job: ExportJob, samples: Any, dep: Any) -> tuple[Any, dict[str, Any]]:
+        import torch
+        import coremltools.optimize.torch.quantization as cq
+
+        cfg = cq.LinearQuantizerConfig.from_dict({"global_config": {
+            "quantization_scheme": "symmetric", "weight_dtype": "qint8", "activation_dtype": "quint8",
+            "weight_per_channel": True, "milestones": [0, 0, 10, 10],
+        }})
+        try:
+            quantizer = cq.LinearQuantizer(job.model, cfg)
+            prepared = quantizer.prepare(example_inputs=job.example_args(), inplace=False)
+            quantizer.step()
+            with torch.no_grad():
+                for s in samples:
+                    prepared(*(torch.from_numpy(np.ascontiguousarray(s.inputs[i.name])) for i in job.inputs))
+            final = quantizer.finalize(inplace=False).eval()
+            traced = torch.jit.trace(final, job.example_args())
+        except Exception as exc:
+            raise ExportError(f"{job.model_name}: coreml-int8: W8A8 calibration in torch failed: {_first_line(exc)}") from exc
+        # quantize/dequantize ops of activations need iOS17 / macOS14 ML Programs
+        dep17 = max(dep, ct.target.iOS17)
+        model = self._convert(ct, job, traced, ct.precision.FLOAT32, dep17)
+        return model, {
+            "quantization": "W8A8", "weights": "int8 symmetric per-channel", "activations": "uint8 affine",
+            "quantizer": "coremltools.optimize.torch.quantization.LinearQuantizer (post-training calibration)",
+            "capture": "torch.jit.trace of the calibrated module",
+            "deployment_target_effective": str(dep17).split(".")[-1],
+        }
+
+
+def _first_line(exc: BaseException) -> str:
+    text = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    return (text[0] if text else type(exc).__name__)[:300]

@@ -1,0 +1,112 @@
+"""CoreML: conversion with torch 2.13, structural validation on Linux, SKIPPED profiling."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeship.cli import main
+from edgeship.manifest import read_manifest
+from edgeship.types import Precision, Target
+from tests.conftest import cli_project, make_config, tiny_config
+
+ALL = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_WEIGHT)
+
+
+@pytest.fixture(scope="module")
+def demo_coreml(tmp_path_factory: pytest.TempPathFactory):
+    from edgeship.pipeline import export
+
+    cfg = make_config(tmp_path_factory.mktemp("coreml"))
+    export(cfg, (Target.COREML,), ALL)
+    return cfg
+
+
+def test_demo_precisions_are_really_in_the_weights(demo_coreml) -> None:
+    v = {p.value: read_manifest(demo_coreml.artifacts_dir / f"coreml-{p}").recipe["validation"] for p in ALL}
+    assert v["fp32"]["weight_dtypes"].get("float16", 0) == 0 and v["fp32"]["weight_dtypes"]["float32"] > 0
+    assert v["fp16"]["weight_dtypes"]["float16"] > 0 and v["fp16"]["weight_dtypes"].get("float32", 0) == 0
+    assert v["int8-weight"]["int8_weight_tensors"] > 0
+    assert v["int8"]["int8_weight_tensors"] > 0 and v["int8"]["activation_quantize_ops"] > 0
+    assert all(x["inputs"] == ["image"] and x["outputs"] == ["logits"] for x in v.values())
+    m = read_manifest(demo_coreml.artifacts_dir / "coreml-int8")
+    assert m.recipe["quantization"] == "W8A8" and m.calibration["samples"] == 256
+    assert read_manifest(demo_coreml.artifacts_dir / "coreml-int8-weight").recipe["quantization"] == "weight-only"
+    # the .mlpackage is a directory: every file inside it is checksummed
+    assert len(read_manifest(demo_coreml.artifacts_dir / "coreml-fp32").files) >= 2
+
+
+@pytest.mark.parametrize("name", ["tiny_encoder", "depthwise_cnn"])
+def test_tiny_models_convert(name: str, tmp_path: Path) -> None:
+    from edgeship.pipeline import export
+
+    cfg = tiny_config(tmp_path, name)
+    manifests = export(cfg, (Target.COREML,), (Precision.FP32, Precision.FP16, Precision.INT8))
+    assert [m.precision for m in manifests] == ["fp32", "fp16", "int8"]
+    assert manifests[2].recipe["validation"]["int8_weight_tensors"] > 0
+
+
+def test_bad_deployment_target_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = cli_project(tmp_path, replace={'[targets.coreml]\n': '[targets.coreml]\ndeployment_target = "iOS61"\n'})
+    code = main(["--config", str(cfg), "export", "--target", "coreml", "--precision", "fp32"])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and "targets.coreml.deployment_target" in line and "iOS16" in line
+    assert not (tmp_path / "build" / "artifacts" / "digits_cnn" / "coreml-fp32").exists()
+
+
+def test_profile_on_linux_is_skipped_and_require_fails_the_gate(demo_coreml, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    shutil.copytree(demo_coreml.build / "artifacts", tmp_path / "build" / "artifacts")
+    cfg = cli_project(tmp_path)
+    code = main(["--config", str(cfg), "profile", "--target", "coreml"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "SKIPPED" in out and "CoreML runs only on macOS" in (out + err)
+    saved = json.loads((tmp_path / "build" / "results" / "local" / "coreml-fp16.json").read_text())
+    assert saved["status"] == "skipped"
+    budget = '\n[[budgets]]\ndevice = "local"\ntarget = "coreml"\nprecision = "fp16"\nlatency_ms = { p90 = 5 }\nrequire = true\n'
+    cfg = cli_project(tmp_path)
+    text = cfg.read_text()
+    cfg.write_text(text[: text.index("[[budgets]]")] + budget)   # only the coreml budget
+    code = main(["--config", str(cfg), "gate"])
+    out = capsys.readouterr().out
+    assert code == 1 and "required but SKIPPED" in out and "coreml-fp16" in out
+
+
+class FakeMLModel:
+    """TEST DOUBLE for coremltools.models.MLModel: this Linux machine has no Mac to predict on."""
+
+    last: "FakeMLModel | None" = None
+
+    def __init__(self, path: str, compute_units: object = None) -> None:
+        self.path, self.compute_units = path, compute_units
+        FakeMLModel.last = self
+
+    def predict(self, feeds: dict) -> dict:
+        return {"logits": np.asarray(feeds["image"]).sum(axis=(2, 3)) * 2.0}
+
+
+def test_macos_runtime_path_with_a_test_double(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeship.runtimes.coreml import CoreMLRuntime
+
+    fake = types.ModuleType("coremltools")
+    fake.__version__ = "9.0-test-double"
+    fake.models = types.SimpleNamespace(MLModel=FakeMLModel)
+    fake.ComputeUnit = types.SimpleNamespace(CPU_ONLY="cpu", CPU_AND_GPU="gpu", CPU_AND_NE="ne", ALL="all")
+    monkeypatch.setitem(sys.modules, "coremltools", fake)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    manifest = {"inputs": [{"name": "image", "shape": [1, 1, 2, 2], "dtype": "float32"}],
+                "outputs": [{"name": "logits"}]}
+    with CoreMLRuntime("m.mlpackage", manifest, options={"compute_units": "cpu_and_ne"}) as rt:
+        out = rt.run({"image": np.ones((1, 1, 2, 2), np.float32)})
+        assert rt.describe()["compute_units"] == "CPU_AND_NE"
+    assert FakeMLModel.last.compute_units == "ne"
+    assert out["logits"].tolist() == [[8.0]]
+    with pytest.raises(Exception, match="compute_units"):
+        CoreMLRuntime("m.mlpackage", manifest, options={"compute_units": "TPU"}).load()
