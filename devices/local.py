@@ -56,8 +56,12 @@ class LocalDevice(Device):
     def run(self, argv: list[str], timeout: float, cwd: str | None = None) -> RunResult:
         t0 = time.monotonic()
         # own process group so a timeout kills the runner and anything it started
-        proc = subprocess.Popen(argv, cwd=cwd or self.workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, start_new_session=True)
+        try:
+            proc = subprocess.Popen(argv, cwd=cwd or self.workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, start_new_session=True)
+        except OSError as exc:
+            raise DeviceError(f"device '{self.name}': cannot start {argv[0]} ({exc.strerror or exc}); "
+                              f"check [devices.{self.name}] python in edgeship.toml") from None
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -74,15 +78,23 @@ class LocalDevice(Device):
         shutil.copy2(src, local)
 
     def info(self) -> dict[str, Any]:
-        import platform
+        """Ask the device's python itself (runner ``--info``): what the runner would see."""
+        import json
 
-        from edgeship.runtimes.base import available
+        from edgeship.bundle import RUNNER_PACKAGE, write_runner_package
 
-        return {
-            "kind": self.kind, "platform": platform.platform(), "machine": platform.machine(),
-            "python": platform.python_version(), "executable": self.python,
-            "runtimes": {rt: available(rt)[0] for rt in ("onnxruntime", "litert", "coreml")},
-        }
+        with tempfile.TemporaryDirectory(prefix="edgeship-info-") as tmp:
+            write_runner_package(Path(tmp), None)
+            run = self.run([self.python, "-m", f"{RUNNER_PACKAGE}.runner", "--info"], timeout=120, cwd=tmp)
+        if run.returncode != 0:
+            last = (run.stderr.strip().splitlines() or [f"exit code {run.returncode}"])[-1]
+            raise DeviceError(f"device '{self.name}': {self.python} cannot run the runner: {last} "
+                              "(it needs Python >= 3.8 and numpy)")
+        try:
+            found = json.loads(run.stdout)
+        except ValueError:
+            raise DeviceError(f"device '{self.name}': unreadable runner --info output: {run.stdout[:200]!r}") from None
+        return {"kind": self.kind, "python": self.python, **found}
 
     def cleanup(self) -> None:
         if self._workdir is not None:

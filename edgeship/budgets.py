@@ -63,8 +63,13 @@ def _metrics(b: BudgetConfig) -> tuple[list[tuple[str, float]], list[tuple[str, 
     return dev, art
 
 
-def expand(cfg: Config, results: Sequence[dict[str, Any]], artifacts: Sequence[str]) -> list[Check]:
-    """Checks for every budget; ``artifacts`` are the exported "<target>-<precision>" names."""
+def expand(cfg: Config, results: Sequence[dict[str, Any]], artifacts: Sequence[str],
+           only_device: str | None = None) -> list[Check]:
+    """Checks for every budget; ``artifacts`` are the exported "<target>-<precision>" names.
+
+    With ``only_device`` (``gate --device``), device-bound limits of budgets for other
+    devices are left out; device-independent limits (size, accuracy) always apply.
+    """
     checks: list[Check] = []
     for i, b in enumerate(cfg.budgets):
         where = f"{cfg.path or 'edgeship.toml'}: [[budgets]] #{i + 1} (device={b.device!r}, target={b.target!r}, precision={b.precision!r})"
@@ -79,7 +84,7 @@ def expand(cfg: Config, results: Sequence[dict[str, Any]], artifacts: Sequence[s
         for name in names:
             for metric, limit in art_metrics:
                 checks.append(Check(i, "*", name, metric, limit, b.require))
-        if not dev_metrics:
+        if not dev_metrics or (only_device is not None and not fnmatch.fnmatchcase(only_device, b.device)):
             continue
         hits = [
             r for r in results

@@ -117,7 +117,7 @@ def gate(
     artifacts = {r.name: r for r in find_artifacts(cfg)}
     results = load_results(cfg, device)
     by_key = {(r["device"]["name"], r["artifact"]["name"]): r for r in results}
-    checks = expand(cfg, results, list(artifacts))
+    checks = expand(cfg, results, list(artifacts), device)
     eval_report = _load_eval(cfg) if any(c.metric in (ACCURACY, COSINE) for c in checks) else None
     if remeasure is None:
         remeasure = default_remeasure(cfg)

@@ -74,11 +74,14 @@ def profile_artifact(cfg: Config, device: Device, ref: ArtifactRef, min_runs: in
             prefix = f"device '{device.name}': "
             raise DeviceError(f"{where}: {msg.removeprefix(prefix)}") from None
         if run.returncode != 0:
-            msg = _last_line(run.stderr) or f"exit code {run.returncode}"
+            # name local files, not the device's temp copies of them
+            msg = (_last_line(run.stderr) or f"exit code {run.returncode}").replace(
+                f"{remote}/artifact", str(ref.path)).replace(f"{remote}/", "")
             if run.returncode == EXIT_BAD_ARTIFACT:
                 raise ArtifactError(f"{where}: {msg}")
             if run.returncode == EXIT_BAD_INPUTS:
-                raise InputDataError(f"{where}: {msg}")
+                raise InputDataError(f"{where}: {msg}; the profiling inputs come from [data] and [model] inputs "
+                                     "of edgeship.toml, re-export if those changed")
             if run.returncode == EXIT_RUNTIME:
                 raise RuntimeFailure(f"{where}: {msg}")
             raise DeviceError(f"{where}: the runner crashed ({msg}, exit {run.returncode})")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from edgeship.cli import main
-from edgeship.errors import ArtifactError, DeviceError, RuntimeFailure
+from edgeship.errors import ArtifactError, DeviceError, InputDataError
 from edgeship.profile import profile, profile_artifact
-from edgeship.selection import find_artifacts
+from edgeship.selection import find_artifacts, parse_precisions
 from edgeship.types import Target
 from tests.conftest import FAST_PROFILE, cli_project, project_copy
 
@@ -94,12 +94,12 @@ def test_inputs_with_wrong_shape_or_dtype(project, bad: str) -> None:
 
     x = np.zeros((1, 1, 8, 8), np.float32)
     inputs = {"image": np.zeros((1, 1, 8, 9), np.float32) if bad == "shape" else x.astype(np.float64)}
-    with LocalDevice() as dev, pytest.raises(ArtifactError, match=f"input 'image' has {bad}"):
+    with LocalDevice() as dev, pytest.raises(InputDataError, match=f"artifact onnx-int8: inputs.npz: input 'image' has {bad}"):
         profile_artifact(project, dev, _ref(project, "onnx-int8"), inputs=inputs)
 
 
-def _fake_python(tmp: Path, body: str) -> str:
-    script = tmp / "fake-python"
+def _fake_python(tmp: Path, body: str, name: str = "fake-python") -> str:
+    script = tmp / name
     script.write_text(f"#!{sys.executable}\nimport sys, time\n{body}\n")
     script.chmod(0o755)
     return str(script)
@@ -122,22 +122,6 @@ def test_runner_that_hangs_times_out(demo_project, tmp_path: Path) -> None:
     assert not (cfg.build / "results" / "stuck").exists()
 
 
-def test_runner_exit_codes_directly(project, tmp_path: Path) -> None:
-    """The standalone runner: bad inputs exit 3 and write nothing."""
-    import subprocess
-
-    from edgeship.bundle import RUNNER_PACKAGE, write_runner_package
-
-    write_runner_package(tmp_path, "onnxruntime")
-    np.savez(tmp_path / "in.npz", image=np.zeros((2, 1, 8, 8), np.float32))
-    art = project.artifacts_dir / "onnx-fp32"
-    run = subprocess.run([sys.executable, "-m", f"{RUNNER_PACKAGE}.runner", "--artifact", str(art), "--inputs",
-                          str(tmp_path / "in.npz"), "--out", str(tmp_path / "r.json")], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=60)
-    assert run.returncode == 3 and "has shape [2, 1, 8, 8]" in run.stderr
-    assert not (tmp_path / "r.json").exists()
-
-
 def test_runner_package_is_standalone(tmp_path: Path) -> None:
     """The pushed package imports neither edgeship nor torch."""
     import subprocess
@@ -152,25 +136,101 @@ def test_runner_package_is_standalone(tmp_path: Path) -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_timed_loop_with_fake_clock() -> None:
-    """min_runs, min_seconds, max_runs and max_seconds bound the loop (no real timing)."""
-    from edgeship.runtimes.runner import timed_loop
+def _cli(project, capsys: pytest.CaptureFixture[str], *args: str, append: str = "",
+         replace: dict[str, str] | None = None) -> tuple[int, str, str]:
+    toml = cli_project(project.root, replace=replace, append=append)
+    code = main(["--config", str(toml), "profile", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
 
-    class FakeClock:
-        def __init__(self, step: int) -> None:
-            self.t, self.step = 0, step
 
-        def __call__(self) -> int:
-            self.t += self.step
-            return self.t
+def _one_error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith("edgeship: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
 
-    class Rt:
-        def invoke(self, _p: object) -> None:
-            pass
 
-    # 1 ms per clock tick: 2 ticks per run -> 2 ms per sample
-    assert len(timed_loop(Rt(), None, 10, 0.0, 10.0, clock=FakeClock(1_000_000))) == 10
-    assert len(timed_loop(Rt(), None, 10, 0.1, 10.0, clock=FakeClock(1_000_000))) == 50     # 100 ms / 2 ms
-    assert len(timed_loop(Rt(), None, 10, 10.0, 10.0, max_runs=20, clock=FakeClock(1_000_000))) == 20
-    assert len(timed_loop(Rt(), None, 10**9, 0.0, 0.01, clock=FakeClock(1_000_000))) == 5    # max_seconds cap
-    assert set(timed_loop(Rt(), None, 3, 0.0, 1.0, clock=FakeClock(1_000_000))) == {1_000_000}
+def test_cli_corrupt_artifact_exit_2(project, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeship.manifest import MANIFEST, file_table
+
+    d = project.artifacts_dir / "onnx-fp32"
+    (d / "model.onnx").write_bytes(b"garbage" * 100)
+    m = json.loads((d / MANIFEST).read_text())
+    m["files"] = file_table(d)
+    (d / MANIFEST).write_text(json.dumps(m))
+    code, _, err = _cli(project, capsys, "--target", "onnx", "--precision", "fp32")
+    line = _one_error_line(err)
+    assert code == 2 and "device 'local', artifact onnx-fp32" in line and "cannot load" in line
+    assert str(d / "model.onnx") in line      # the local file, not the device's temp copy
+    assert not (project.build / "results" / "local" / "onnx-fp32.json").exists()
+
+
+def test_cli_inputs_with_wrong_dtype_exit_2(project, capsys: pytest.CaptureFixture[str]) -> None:
+    """edgeship.toml changed after export: the inputs no longer fit the artifact."""
+    code, _, err = _cli(project, capsys, "--target", "onnx", "--precision", "fp32",
+                        replace={'dtype = "float32"': 'dtype = "float16"'})
+    line = _one_error_line(err)
+    assert code == 2 and "inputs.npz: input 'image' has dtype float16, the artifact expects float32" in line
+    assert not (project.build / "results" / "local" / "onnx-fp32.json").exists()
+
+
+def _device_toml(name: str, python: str) -> str:
+    return f'\n[devices.{name}]\nkind = "local"\npython = "{python}"\n'
+
+
+def test_cli_runner_crash_and_hang_exit_2(project, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    crash = _fake_python(tmp_path, "sys.stderr.write('Fatal Python error: Segmentation fault\\n'); sys.exit(139)")
+    code, _, err = _cli(project, capsys, "--device", "crashy", "--target", "onnx", append=_device_toml("crashy", crash))
+    line = _one_error_line(err)
+    assert code == 2 and "device 'crashy', artifact onnx-fp32: the runner crashed" in line and "exit 139" in line
+
+    hang = _fake_python(tmp_path, "time.sleep(60)", name="hang-python")
+    code, _, err = _cli(project, capsys, "--device", "stuck", "--target", "onnx",
+                        append=_device_toml("stuck", hang), replace={"timeout_s = 30": "timeout_s = 1.5"})
+    line = _one_error_line(err)
+    assert code == 2 and "device 'stuck', artifact onnx-fp32" in line and "timed out after 1.5 s" in line
+    assert not (project.build / "results").exists()
+
+
+def test_missing_python_is_one_device_error(demo_project, tmp_path: Path) -> None:
+    cfg = project_copy(tmp_path, demo_project[0], devices={"gone": {"kind": "local", "python": str(tmp_path / "nope")}})
+    with pytest.raises(DeviceError, match=r"device 'gone'.*cannot start .*nope"):
+        profile(cfg, "gone", (Target.ONNX,))
+
+
+def test_invalid_result_is_rejected(demo_project, tmp_path: Path) -> None:
+    """A runner that exits 0 but writes 3 samples when 200 were asked (and no cap): no result file."""
+    body = ("import json, os\nout = sys.argv[sys.argv.index('--out') + 1]\n"
+            "json.dump({'schema': 'edgeship.result/1', 'status': 'ok', 'skip_reason': None, 'memory': None, 'env': {},"
+            " 'timing': {'load_ns': 1, 'first_ns': 1, 'warmup_runs': 0, 'samples_ns': [5, 6, 7], 'capped': False}},"
+            " open(out, 'w'))")
+    cfg = project_copy(tmp_path, demo_project[0], devices={"liar": {"kind": "local", "python": _fake_python(tmp_path, body)}})
+    with pytest.raises(DeviceError, match="returned 3 samples, fewer than min_runs=200"):
+        profile(cfg, "liar", (Target.ONNX,), None)
+    assert not (cfg.build / "results" / "liar").exists()
+
+
+def test_failure_removes_a_stale_result(project, tmp_path: Path) -> None:
+    from edgeship.manifest import MANIFEST, file_table
+
+    (ok,) = profile(project, "local", (Target.ONNX,), parse_precisions("fp32"), min_runs=20, min_seconds=0.0, threads=2)
+    assert ok["runtime"]["threads"] == 2 and ok["settings"]["min_runs"] == 20
+    stale = project.build / "results" / "local" / "onnx-fp32.json"
+    assert stale.exists()
+    d = project.artifacts_dir / "onnx-fp32"
+    (d / "model.onnx").write_bytes(b"garbage")
+    m = json.loads((d / MANIFEST).read_text())
+    m["files"] = file_table(d)
+    (d / MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(ArtifactError):
+        profile(project, "local", (Target.ONNX,), parse_precisions("fp32"))
+    assert not stale.exists()
+
+
+def test_local_device_info_reflects_the_runner(project) -> None:
+    from edgeship.devices.local import LocalDevice
+
+    with LocalDevice() as dev:
+        info = dev.info()
+    assert info["kind"] == "local" and info["runtimes"]["onnxruntime"]["available"] is True
+    assert info["env"]["python"] == ".".join(map(str, sys.version_info[:3]))

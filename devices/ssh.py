@@ -1,0 +1,204 @@
+"""Linux boards over SSH with the system OpenSSH client.
+
+Using ``ssh``/``scp`` themselves means ~/.ssh/config aliases, agents, ProxyJump and known
+hosts all work as the user set them up. BatchMode=yes (never prompt), a ControlMaster socket
+reused for the whole session, StrictHostKeyChecking left to the user's config (never "no"),
+every remote command an argv joined with shlex, a timeout on every call, and a remote work
+dir that is removed at the end even when a step failed. Nothing of edgeship is installed on
+the board: the bundle carries the standalone runner.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeship.config import SSHDeviceConfig
+from edgeship.devices.base import DEVICES, Device, RunResult
+from edgeship.errors import DeviceError
+
+# Steps that only move files or create a directory can be retried safely.
+RETRIES = 1
+
+
+@DEVICES.register("ssh")
+class SSHDevice(Device):
+    kind = "ssh"
+
+    def __init__(self, name: str, config: SSHDeviceConfig) -> None:
+        super().__init__(name, config)
+        self._workdir: str | None = None
+        self._ctl_dir: str | None = None
+
+    # -- plumbing ----------------------------------------------------------------------------
+    @property
+    def workdir(self) -> str:
+        if self._workdir is None:
+            raise DeviceError(f"device '{self.name}': not connected")
+        return self._workdir
+
+    @property
+    def python(self) -> str:
+        return self.config.python
+
+    def _options(self) -> list[str]:
+        c = self.config
+        opts = [
+            "-o", "BatchMode=yes",
+            "-o", f"ConnectTimeout={int(max(1, c.connect_timeout_s))}",
+            "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
+        ]
+        if self._ctl_dir:
+            opts += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self._ctl_dir}/cm", "-o", "ControlPersist=60"]
+        if c.identity_file:
+            opts += ["-i", str(c.identity_file), "-o", "IdentitiesOnly=yes"]
+        for o in c.ssh_options:
+            if o.split("=", 1)[0].strip().lower() == "stricthostkeychecking" and o.split("=", 1)[-1].strip().lower() == "no":
+                raise DeviceError(f"device '{self.name}': StrictHostKeyChecking=no is refused; add the host key to known_hosts")
+            opts += ["-o", o]
+        return opts
+
+    def _ssh(self, remote_argv: list[str], timeout: float, step: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+        c = self.config
+        argv = ["ssh", *self._options()]
+        if c.port:
+            argv += ["-p", str(c.port)]
+        argv += [c.host, "--", shlex.join(remote_argv)]
+        try:
+            return subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise DeviceError(f"device '{self.name}': {step} timed out after {timeout:g} s") from None
+        except FileNotFoundError:
+            raise DeviceError("the OpenSSH client 'ssh' is not installed (apt-get install openssh-client)") from None
+
+    def _check(self, proc: subprocess.CompletedProcess[bytes], step: str) -> None:
+        if proc.returncode == 255:   # ssh's own failure: unreachable, auth, host key, dropped
+            msg = _last_line(proc.stderr.decode(errors="replace")) or "connection failed"
+            raise DeviceError(f"device '{self.name}' ({self.config.host}): {step} failed: {msg}")
+        if proc.returncode != 0:
+            msg = _last_line(proc.stderr.decode(errors="replace")) or f"exit {proc.returncode}"
+            raise DeviceError(f"device '{self.name}': {step} failed: {msg}")
+
+    def _retry(self, fn: Any, step: str) -> Any:
+        for attempt in range(RETRIES + 1):
+            try:
+                return fn()
+            except DeviceError:
+                if attempt == RETRIES:
+                    raise
+                time.sleep(0.5)
+
+    # -- Device API --------------------------------------------------------------------------
+    def connect(self) -> None:
+        if self._workdir is not None:
+            return
+        self._ctl_dir = tempfile.mkdtemp(prefix="edgeship-ssh-")
+        timeout = self.config.connect_timeout_s + 10
+
+        def mk() -> str:
+            if self.config.workdir:
+                argv = ["mkdir", "-p", self.config.workdir]
+                self._check(self._ssh(argv, timeout, "connect"), "connect")
+                return self.config.workdir
+            proc = self._ssh(["mktemp", "-d", "/tmp/edgeship.XXXXXX"], timeout, "connect")
+            self._check(proc, "connect")
+            return proc.stdout.decode().strip()
+
+        try:
+            self._workdir = self._retry(mk, "connect")
+        except BaseException:
+            self._close_master()
+            raise
+
+    def push(self, local: Path, remote_name: str) -> str:
+        """Copy a file or directory with tar over the ControlMaster connection."""
+        dest = f"{self.workdir}/{remote_name}"
+        local = Path(local)
+        with tempfile.TemporaryFile() as buf:
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                tar.add(str(local), arcname=remote_name)
+            buf.seek(0)
+            data = buf.read()
+        def send() -> None:
+            proc = self._ssh(["tar", "-x", "-f", "-", "-C", self.workdir], 300, f"push {local.name}", stdin=data)
+            self._check(proc, f"push {local.name}")
+        self._retry(send, "push")
+        return dest
+
+    def run(self, argv: list[str], timeout: float, cwd: str | None = None) -> RunResult:
+        env = [f"{k}={v}" for k, v in sorted(self.config.env.items())]
+        # sh -c 'cd "$1" && shift && exec "$@"' _ DIR ARGV...: no string interpolation of argv
+        remote = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "edgeship", cwd or self.workdir,
+                  *(["env", *env] if env else []), *argv]
+        t0 = time.monotonic()
+        # never retried: a run that got started may already have written results
+        proc = self._ssh(remote, timeout, f"run {Path(argv[0]).name}")
+        if proc.returncode == 255:
+            self._check(proc, "run")
+        return RunResult(list(argv), proc.returncode, proc.stdout.decode(errors="replace"),
+                         proc.stderr.decode(errors="replace"), time.monotonic() - t0)
+
+    def pull(self, remote: str, local: Path) -> None:
+        def get() -> None:
+            proc = self._ssh(["cat", remote], 300, f"pull {Path(remote).name}")
+            self._check(proc, f"pull {Path(remote).name}")
+            tmp = Path(local).with_suffix(".part")
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(proc.stdout)
+            tmp.replace(local)
+        self._retry(get, "pull")
+
+    def info(self) -> dict[str, Any]:
+        probe = (
+            "import json, platform, importlib.util as u\n"
+            "mods = {'numpy': 'numpy', 'onnxruntime': 'onnxruntime', 'litert': 'ai_edge_litert',\n"
+            "        'tflite_runtime': 'tflite_runtime', 'coremltools': 'coremltools'}\n"
+            "have = {k: u.find_spec(m) is not None for k, m in mods.items()}\n"
+            "cpu = ''\n"
+            "try:\n"
+            "    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.lower().startswith(('model name', 'hardware'))), '')\n"
+            "except OSError:\n"
+            "    pass\n"
+            "print(json.dumps({'platform': platform.platform(), 'machine': platform.machine(), 'python': platform.python_version(), 'cpu': cpu or platform.processor(), 'modules': have}))\n"
+        )
+        import json
+
+        proc = self._ssh([self.python, "-c", probe], 60, "info")
+        self._check(proc, "info")
+        try:
+            data = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise DeviceError(f"device '{self.name}': could not read the board's python info") from None
+        data["kind"] = self.kind
+        return data
+
+    def cleanup(self) -> None:
+        try:
+            if self._workdir is not None and not self.config.workdir:
+                # best effort: if the board is gone there is nothing left to undo locally
+                self._ssh(["rm", "-rf", "--", self._workdir], 30, "cleanup")
+            elif self._workdir is not None:
+                self._ssh(["sh", "-c", 'rm -rf -- "$1"/bundle-*', "edgeship", self._workdir], 30, "cleanup")
+        except DeviceError:
+            pass
+        finally:
+            self._workdir = None
+            self._close_master()
+
+    def _close_master(self) -> None:
+        if self._ctl_dir:
+            subprocess.run(["ssh", "-o", f"ControlPath={self._ctl_dir}/cm", "-O", "exit", self.config.host],
+                           capture_output=True, timeout=10)
+            shutil.rmtree(self._ctl_dir, ignore_errors=True)
+            self._ctl_dir = None
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""

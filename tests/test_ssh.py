@@ -1,0 +1,127 @@
+"""SSH device against a real OpenSSH server on loopback (tests/sshd.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from edgeship.config import SSHDeviceConfig
+from edgeship.devices.ssh import SSHDevice
+from edgeship.errors import DeviceError
+from tests.conftest import project_copy
+from tests.sshd import SSHServer, start_sshd
+
+
+@pytest.fixture
+def sshd(tmp_path: Path):
+    server = start_sshd(tmp_path / "sshd")
+    yield server
+    if server.proc.poll() is None:
+        server.kill()
+
+
+def device(server: SSHServer, **extra: object) -> SSHDevice:
+    return SSHDevice("board", SSHDeviceConfig(**server.device_config(sys.executable, **extra)))
+
+
+def _remote_exists(server: SSHServer, path: str) -> bool:
+    return Path(path).exists()   # loopback: the "board" filesystem is this machine's
+
+
+def test_push_run_pull_roundtrip_with_awkward_names(sshd: SSHServer, tmp_path: Path) -> None:
+    src = tmp_path / "it's a \"dir\" $HOME"
+    src.mkdir()
+    (src / "a file;rm -rf x.txt").write_text("payload")
+    with device(sshd, env={"EDGESHIP_TEST": "v a l"}) as dev:
+        remote = dev.push(src, "bundle x")
+        assert remote.endswith("/bundle x")
+        res = dev.run([sys.executable, "-c",
+                       "import os, sys; print(open(sys.argv[1]).read(), os.environ['EDGESHIP_TEST'], os.getcwd())",
+                       "a file;rm -rf x.txt"], timeout=30, cwd=remote)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.split("\n")[0] == f"payload v a l {remote}"
+        dev.run([sys.executable, "-c", "open('out $1.json','w').write('{}')"], timeout=30, cwd=remote)
+        dev.pull(f"{remote}/out $1.json", tmp_path / "pulled.json")
+        assert (tmp_path / "pulled.json").read_text() == "{}"
+        workdir = dev.workdir
+        assert _remote_exists(sshd, workdir)
+    assert not _remote_exists(sshd, workdir)        # removed at the end
+
+
+def test_unknown_host_key_is_refused(sshd: SSHServer, tmp_path: Path) -> None:
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    cfg = sshd.device_config(sys.executable)
+    cfg["ssh_options"] = [f"UserKnownHostsFile={empty}", "StrictHostKeyChecking=yes"]
+    with pytest.raises(DeviceError, match=r"device 'board' .*connect failed: Host key verification failed"):
+        with SSHDevice("board", SSHDeviceConfig(**cfg)):
+            pass
+
+
+def test_disabling_host_key_checking_is_refused(sshd: SSHServer) -> None:
+    cfg = sshd.device_config(sys.executable)
+    cfg["ssh_options"] = ["StrictHostKeyChecking=no"]
+    with pytest.raises(DeviceError, match="StrictHostKeyChecking=no is refused"):
+        with SSHDevice("board", SSHDeviceConfig(**cfg)):
+            pass
+
+
+def test_hanging_command_times_out_and_cleans_up(sshd: SSHServer) -> None:
+    with device(sshd) as dev:
+        workdir = dev.workdir
+        with pytest.raises(DeviceError, match=r"device 'board': run sleep timed out after 1.5 s"):
+            dev.run(["sleep", "30"], timeout=1.5)
+    assert not _remote_exists(sshd, workdir)
+
+
+def test_profile_and_gate_over_ssh(sshd: SSHServer, demo_project, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeship.cli import main
+    from edgeship.profile import profile
+    from edgeship.types import Target
+    from tests.conftest import cli_project
+
+    cfg = project_copy(tmp_path, demo_project[0], devices={"board": sshd.device_config(sys.executable)})
+    local = profile(cfg, "local", (Target.ONNX,), None)
+    remote = profile(cfg, "board", (Target.ONNX, Target.TFLITE), None)
+    assert {r["artifact"]["name"] for r in remote} >= {"onnx-fp32", "onnx-int8", "tflite-int8"}
+    for r in remote:
+        assert r["device"] == {"name": "board", "kind": "ssh"} and r["status"] == "ok"
+        assert set(r) == set(local[0])                                   # same schema as local
+        assert set(r["timing"]) == set(local[0]["timing"]) and len(r["timing"]["samples_ns"]) >= 64
+    assert (cfg.build / "results" / "board" / "onnx-int8.json").is_file()
+    toml = cli_project(tmp_path, append=(
+        f'\n[devices.board]\nkind = "ssh"\nhost = "{sshd.user}@127.0.0.1"\nport = {sshd.port}\n'
+        f'python = "{sys.executable}"\nidentity_file = "{sshd.client_key}"\n'
+        f'ssh_options = ["UserKnownHostsFile={sshd.known_hosts}", "StrictHostKeyChecking=yes"]\n'
+        '\n[[budgets]]\ndevice = "board"\ntarget = "onnx"\nprecision = "*"\nlatency_ms = { p90 = 50.0 }\n'
+    ))
+    code = main(["--config", str(toml), "gate", "--device", "board"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    report = json.loads((tmp_path / "build" / "reports" / "report.json").read_text())
+    devices = {c["device"] for c in report["checks"] if c["metric"].startswith("latency")}
+    assert devices == {"board"}
+
+
+def test_server_killed_mid_run(sshd: SSHServer, demo_project, tmp_path: Path) -> None:
+    from edgeship.profile import profile
+    from edgeship.types import Precision, Target
+
+    prof = {"threads": 1, "warmup_runs": 5, "warmup_seconds": 0.05, "min_runs": 100, "min_seconds": 20.0,
+            "max_seconds": 30.0, "max_runs": 0, "timeout_s": 60.0}
+    cfg = project_copy(tmp_path, demo_project[0], profile=prof, devices={"board": sshd.device_config(sys.executable)})
+    killer = threading.Timer(3.0, sshd.kill)
+    killer.start()
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(DeviceError, match=r"device 'board'.*(run|push).*failed"):
+            profile(cfg, "board", (Target.ONNX,), (Precision.FP32,))
+    finally:
+        killer.cancel()
+    assert time.monotonic() - t0 < 30
+    assert not (cfg.build / "results" / "board").exists()     # nothing partial saved
