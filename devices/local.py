@@ -67,7 +67,9 @@ class LocalDevice(Device):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            raise DeviceError(f"device '{self.name}': '{Path(argv[0]).name} {' '.join(argv[1:3])}' timed out after {timeout:g} s") from None
+            what = " ".join(" ".join([Path(argv[0]).name, *argv[1:3]]).split())   # one line, however odd argv is
+            what = what if len(what) <= 80 else what[:77] + "..."
+            raise DeviceError(f"device '{self.name}': '{what}' timed out after {timeout:g} s") from None
         return RunResult(list(argv), proc.returncode, out, err, time.monotonic() - t0)
 
     def pull(self, remote: str, local: Path) -> None:
