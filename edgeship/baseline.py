@@ -32,11 +32,11 @@ def compare_baseline(cfg: Config, results: list[dict[str, Any]], baseline: dict[
                      force: bool = False, threshold: float | None = None) -> list[CheckResult]:
     thr = cfg.gate.regression_threshold if threshold is None else threshold
     old = {(r["device"]["name"], r["artifact"]["name"]): r for r in baseline.get("results", [])
-           if r.get("status") == "ok" and r.get("timing")}
+           if r.get("status") == "ok" and (r.get("timing") or {}).get("samples_ns")}
     out = []
     for r in results:
         key = (r["device"]["name"], r["artifact"]["name"])
-        if r.get("status") != "ok" or key not in old:
+        if r.get("status") != "ok" or key not in old or not r["timing"].get("samples_ns"):
             continue
         b = old[key]
         if _fingerprint(b) != _fingerprint(r) and not force:

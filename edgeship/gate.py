@@ -22,7 +22,7 @@ import numpy as np
 from edgeship.budgets import ACCURACY, COSINE, MEMORY, SIZE, Check, expand
 from edgeship.config import Config
 from edgeship.errors import UsageError
-from edgeship.stats import MIN_SAMPLES, bootstrap_ci, mann_whitney_u, ns_to_ms, summarize
+from edgeship.stats import MIN_SAMPLES, bootstrap_ci, ns_to_ms, timing_summary
 from edgeship.types import Verdict
 
 REPORT_SCHEMA = "edgeship.report/1"
@@ -91,6 +91,17 @@ def decide_latency(
     return CheckResult(check, Verdict.MARGINAL, point <= check.limit, point, low, high, why), samples
 
 
+def _aggregate_latency(check: Check, result: dict[str, Any]) -> CheckResult:
+    """Native tools (adb) print aggregates, not samples: decide on the printed value."""
+    stat = check.statistic or "p90"
+    value = timing_summary(result["timing"]).get(stat)
+    if value != value:  # NaN: the tool does not print this statistic
+        return CheckResult(check, Verdict.FAIL, False, detail=f"{result['runtime'].get('name')} reports no {stat}; budget mean or p50 instead")
+    ok = value <= check.limit
+    return CheckResult(check, Verdict.PASS if ok else Verdict.FAIL, ok, value,
+                       detail=f"{stat} {value:.4g} ms as printed by {result['runtime'].get('name')} (no raw samples, no CI)")
+
+
 def _skipped(check: Check, reason: str) -> CheckResult:
     if check.require:
         return CheckResult(check, Verdict.FAIL, False, detail=f"required but SKIPPED: {reason}")
@@ -136,6 +147,8 @@ def gate(
                     continue
                 mb = max(peaks) / 1024.0
                 out.append(_value_check(c, mb, mb <= c.limit + cfg.gate.memory_tolerance_mb, "MB"))
+            elif not r["timing"].get("samples_ns"):
+                out.append(_aggregate_latency(c, r))
             else:
                 res, samples = decide_latency(c, r["timing"]["samples_ns"], cfg, remeasure)
                 r["timing"]["samples_ns"] = samples   # the report keeps every sample the verdict used
@@ -196,9 +209,9 @@ def build_report(cfg: Config, checks: list[CheckResult], results: list[dict[str,
         entry = {k: r.get(k) for k in ("device", "artifact", "status", "skip_reason", "runtime", "env", "memory", "settings")}
         if r["status"] == "ok":
             t = r["timing"]
-            s = summarize(ns_to_ms(t["samples_ns"]))
-            entry["summary_ms"] = asdict(s)
-            entry["timing"] = {"load_ns": t["load_ns"], "first_ns": t["first_ns"], "samples_ns": t["samples_ns"]}
+            entry["summary_ms"] = {k: (None if v != v else v) for k, v in asdict(timing_summary(t)).items()}
+            entry["timing"] = {"load_ns": t["load_ns"], "first_ns": t["first_ns"], "samples_ns": t["samples_ns"],
+                               "aggregate": t.get("aggregate")}
         res_out.append(entry)
     failed = [c for c in checks if not c.passed]
     return {

@@ -157,6 +157,19 @@ def profile(
     return results
 
 
+def gated_statistics(cfg: Config, device: str, target: str, precision: str) -> tuple[str, ...]:
+    """Latency statistics some ``[[budgets]]`` entry gates for this device and artifact."""
+    import fnmatch
+
+    out: list[str] = []
+    for b in cfg.budgets:
+        if b.latency_ms is None or not all(fnmatch.fnmatchcase(v, pat) for v, pat in
+                                           ((device, b.device), (target, b.target), (precision, b.precision))):
+            continue
+        out += [s for s in ("p50", "p90", "p99", "mean") if getattr(b.latency_ms, s) is not None]
+    return tuple(dict.fromkeys(out))
+
+
 def load_results(cfg: Config, device: str | None = None) -> list[dict[str, Any]]:
     """Saved results of the configured model, for every device (or one)."""
     root = cfg.build / "results"

@@ -118,3 +118,19 @@ def stability_warnings(s: Summary, gated: Sequence[str] = ("p90",)) -> list[str]
 
 def ns_to_ms(samples_ns: Sequence[int]) -> np.ndarray:
     return np.asarray(samples_ns, dtype=np.float64) / 1e6
+
+
+def timing_summary(timing: dict) -> Summary:
+    """Summary of a result's timing block: from raw samples, or from a native tool's
+    printed aggregates (adb results carry no per-run samples; missing fields are NaN)."""
+    if timing.get("samples_ns"):
+        return summarize(ns_to_ms(timing["samples_ns"]))
+    agg = timing.get("aggregate") or {}
+    nan = float("nan")
+
+    def ms(key: str) -> float:
+        v = agg.get(key)
+        return nan if v is None else float(v) / 1e6
+
+    return Summary(count=int(agg.get("count") or 0), p50=ms("p50"), p90=ms("p90"), p99=ms("p99"), mean=ms("mean"),
+                   std=ms("std"), mad=nan, min=ms("min"), max=ms("max"))

@@ -18,11 +18,10 @@ class Profile:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from edgeship.config import load_config
+        from edgeship.errors import UsageError
         from edgeship.profile import profile
         from edgeship.progress import Progress
         from edgeship.selection import parse_precisions, parse_targets
-
-        from edgeship.errors import UsageError
 
         targets, precisions = parse_targets(args.target), parse_precisions(args.precision)
         for opt in ("min_runs", "threads"):
@@ -34,12 +33,14 @@ class Profile:
         with Progress() as progress:
             results = profile(cfg, args.device, targets, precisions, progress.event, args.min_runs,
                               args.min_seconds, args.threads)
-        print(format_results(results))
+        print(format_results(results, cfg))
         return 0
 
 
-def format_results(results: list[dict[str, Any]]) -> str:
-    from edgeship.stats import ns_to_ms, stability_warnings, summarize
+def format_results(results: list[dict[str, Any]], cfg: Any = None) -> str:
+    """The profile table; with ``cfg``, sample-count warnings only for statistics a budget gates."""
+    from edgeship.profile import gated_statistics
+    from edgeship.stats import stability_warnings, timing_summary
     from edgeship.table import render
 
     head = ["artifact", "device", "p50 ms", "p90 ms", "p99 ms", "mean", "std", "MAD", "n", "init ms", "first ms",
@@ -52,14 +53,26 @@ def format_results(results: list[dict[str, Any]]) -> str:
             notes.append(f"{a['name']}: SKIPPED: {r['skip_reason']}")
             continue
         t, m = r["timing"], r.get("memory") or {}
-        s = summarize(ns_to_ms(t["samples_ns"]))
+        s = timing_summary(t)
         rows.append([
-            a["name"], r["device"]["name"], f"{s.p50:.3f}", f"{s.p90:.3f}", f"{s.p99:.3f}", f"{s.mean:.3f}",
-            f"{s.std:.3f}", f"{s.mad:.3f}", s.count, f"{t['load_ns'] / 1e6:.1f}", f"{t['first_ns'] / 1e6:.2f}",
+            a["name"], r["device"]["name"], *(_lat(v) for v in (s.p50, s.p90, s.p99, s.mean, s.std, s.mad)), s.count, _ms(t.get("load_ns"), 1), _ms(t.get("first_ns"), 2),
             _mb(m.get("init_peak_kb")), _mb(m.get("steady_peak_kb")), f"{a['size_bytes'] / 1024:.1f}",
         ])
-        notes += [f"{a['name']}: {w}" for w in stability_warnings(s)]
+        if t.get("samples_ns"):
+            gated = ("p90",) if cfg is None else gated_statistics(cfg, r["device"]["name"], a["target"], a["precision"])
+            notes += [f"{a['name']}: {w}" for w in stability_warnings(s, gated)]
+        else:
+            notes.append(f"{a['name']}: aggregates printed by {r['runtime'].get('name')}; no per-run samples")
     return render(head, rows) + ("\n" + "\n".join(f"warning: {n}" for n in notes) if notes else "")
+
+
+def _lat(ms: float) -> str:
+    # microsecond-fast models need more than 3 decimals of a millisecond to be readable
+    return f"{ms:.4f}" if ms < 1 else f"{ms:.3f}"
+
+
+def _ms(ns: Any, digits: int) -> str:
+    return "" if ns is None else f"{ns / 1e6:.{digits}f}"
 
 
 def _mb(kb: Any) -> str:

@@ -30,9 +30,10 @@ def render_markdown(report: dict[str, Any]) -> str:
             s, m = r["summary_ms"], r.get("memory") or {}
             peaks = [v for v in (m.get("init_peak_kb"), m.get("steady_peak_kb")) if v is not None]
             peak = f"{max(peaks) / 1024:.1f}" if peaks else ""
+            cells = " | ".join("" if s[k] is None else f"{s[k]:.4f}" for k in ("p50", "p90", "p99", "mean", "std"))
             lines.append(
-                f"| {r['device']['name']} | {r['artifact']['name']} | {s['p50']:.4f} | {s['p90']:.4f} | {s['p99']:.4f} | "
-                f"{s['mean']:.4f} | {s['std']:.4f} | {s['count']} | {peak} | {r['artifact']['size_bytes'] / 1024:.1f} |"
+                f"| {r['device']['name']} | {r['artifact']['name']} | {cells} | {s['count']} | {peak} | "
+                f"{r['artifact']['size_bytes'] / 1024:.1f} |"
             )
     skipped = [r for r in report["results"] if r.get("status") != "ok"]
     for r in skipped:
