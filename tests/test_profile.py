@@ -234,3 +234,33 @@ def test_local_device_info_reflects_the_runner(project) -> None:
         info = dev.info()
     assert info["kind"] == "local" and info["runtimes"]["onnxruntime"]["available"] is True
     assert info["env"]["python"] == ".".join(map(str, sys.version_info[:3]))
+
+
+def _synthetic_result(name: str, samples_ns: list[int], device: str = "local") -> dict:
+    target, precision = name.split("-", 1)
+    return {"status": "ok", "device": {"name": device}, "runtime": {"name": "onnxruntime"},
+            "artifact": {"name": name, "target": target, "precision": precision, "size_bytes": 2048},
+            "timing": {"samples_ns": samples_ns, "load_ns": 3_000_000, "first_ns": 250_000},
+            "memory": {"init_peak_kb": 65536, "steady_peak_kb": 66560}}
+
+
+def test_table_warns_only_for_gated_statistics(demo_config) -> None:
+    """Synthetic samples: the demo budgets gate p90 on 'local' only; noise warns everywhere."""
+    from edgeship.commands.profile import format_results
+    from edgeship.profile import gated_statistics
+
+    assert gated_statistics(demo_config, "local", "onnx", "int8") == ("p90",)
+    assert gated_statistics(demo_config, "pi4", "onnx", "int8") == ()
+    steady = [1_000_000] * 30
+    noisy = [1_000_000] * 90 + [5_000_000] * 10
+    out = format_results([_synthetic_result("onnx-fp32", steady), _synthetic_result("onnx-int8", noisy),
+                          _synthetic_result("onnx-fp16", steady, device="pi4")], demo_config)
+    lines = out.splitlines()
+    row = next(ln for ln in lines if ln.startswith("onnx-fp32")).split()
+    assert row[2:10] == ["1.000", "1.000", "1.000", "1.000", "0.0000", "0.0000", "30", "3.0"]
+    assert row[-3:] == ["64.0", "65.0", "2.0"]
+    warnings = [ln for ln in lines if ln.startswith("warning:")]
+    assert warnings == [
+        "warning: onnx-fp32: 30 samples are too few for p90 (need >= 64); raise profile.min_runs",
+        "warning: onnx-int8: unstable: std is 86% of the mean (>= 10%); close other programs or pin CPUs",
+    ]
