@@ -93,3 +93,42 @@ def test_onnxruntime_corrupt_model_is_a_load_error(tmp_path: Path, artifact: Pat
     with pytest.raises(RuntimeLoadError, match=r"onnxruntime: cannot load .*model.onnx"):
         with get_runtime("onnxruntime")(str(bad), _manifest(artifact)):
             pass
+
+
+def py38_problems(source: str, name: str) -> list[str]:
+    """What keeps ``source`` from running on Python 3.8 or from standing alone (no edgeship/torch)."""
+    import ast
+
+    tree = ast.parse(source, name, feature_version=(3, 8))
+    future = any(isinstance(n, ast.ImportFrom) and n.module == "__future__" for n in tree.body)
+    out = []
+    for node in ast.walk(tree):
+        mods = [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+        mods += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        out += [f"{name}:{node.lineno}: imports {m}" for m in mods if m.split(".")[0] in ("edgeship", "torch")]
+        if isinstance(node, ast.Attribute) and node.attr in ("removeprefix", "removesuffix"):
+            out.append(f"{name}:{node.lineno}: str.{node.attr} is Python 3.9+")
+        notes = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            notes = [a.annotation for a in node.args.args + node.args.kwonlyargs if a.annotation]
+            notes += [node.returns] if node.returns else []
+        elif isinstance(node, ast.AnnAssign):
+            notes = [node.annotation]
+        for sub in (s for n in ([] if future else notes) for s in ast.walk(n)):
+            if isinstance(sub, ast.Subscript) and isinstance(sub.value, ast.Name) and \
+                    sub.value.id in ("list", "dict", "tuple", "set", "type"):
+                out.append(f"{name}:{sub.lineno}: {sub.value.id}[...] in an annotation is Python 3.9+")
+            if isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.BitOr):
+                out.append(f"{name}:{sub.lineno}: 'X | Y' in an annotation is Python 3.10+")
+    return out
+
+
+def test_runtimes_package_is_standalone_python38() -> None:
+    """Boards run old Pythons and have no edgeship: every runtimes/ module must parse and import there."""
+    bad = "import torch\ndef f(x: list[int]) -> int | None:\n    return 'a'.removeprefix('b')\n"
+    assert len(py38_problems(bad, "bad.py")) == 4
+    with pytest.raises(SyntaxError):
+        py38_problems("if (n := 1):\n    pass\nmatch n:\n    case 1: pass\n", "walrus_ok_match_not.py")
+    root = Path(__file__).resolve().parents[1] / "runtimes"
+    for path in sorted(root.glob("*.py")):
+        assert py38_problems(path.read_text(), path.name) == []
