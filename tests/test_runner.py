@@ -82,7 +82,7 @@ def test_runner_measures_a_real_onnx_artifact(bundle: Path) -> None:
         assert 0 < m["baseline_kb"] <= m["init_peak_kb"]
         assert m["steady_peak_kb"] > 0 and m["rss_anon_kb"] > 0 and m["rss_file_kb"] > 0
         # after the reset the steady peak holds no init spike: it cannot exceed init by much
-        assert m["steady_peak_kb"] <= m["init_peak_kb"] + 4096
+        assert m["steady_peak_kb"] <= m["init_peak_kb"] + 2048
     x = np.linspace(-1, 1, 64, dtype=np.float32)[None]
     w = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
     with np.load(bundle / "outputs.npz") as z:
