@@ -264,3 +264,35 @@ def test_table_warns_only_for_gated_statistics(demo_config) -> None:
         "warning: onnx-fp32: 30 samples are too few for p90 (need >= 64); raise profile.min_runs",
         "warning: onnx-int8: unstable: std is 86% of the mean (>= 10%); close other programs or pin CPUs",
     ]
+
+
+def test_bundle_layout_and_inputs(tmp_path: Path) -> None:
+    """The bundle holds the artifact, one input sample, and only the runner + the one runtime."""
+    from edgeship.bundle import RUNNER_PACKAGE, build_bundle, profiling_inputs
+    from edgeship.demo import calibration_data, evaluation_data
+    from edgeship.manifest import Manifest, TensorInfo, file_table
+    from edgeship.model import synthetic_inputs
+    from edgeship.selection import ArtifactRef
+    from tests.conftest import make_config
+
+    cfg = make_config(tmp_path)
+    first_eval = next(evaluation_data())["image"][:1]
+    assert np.array_equal(profiling_inputs(cfg)["image"], first_eval)
+    no_eval = make_config(tmp_path, data={"calibration": "edgeship.demo:calibration_data"})
+    assert np.array_equal(profiling_inputs(no_eval)["image"], next(calibration_data())["image"][:1])
+    no_data = make_config(tmp_path, data={})
+    assert np.array_equal(profiling_inputs(no_data)["image"], synthetic_inputs(no_data.model.inputs)["image"])
+
+    art = tmp_path / "art"
+    art.mkdir()
+    (art / "model.tflite").write_bytes(b"x")
+    m = Manifest(model="m", target="tflite", precision="fp32", runtime="litert", model_file="model.tflite",
+                 inputs=[TensorInfo("image", [1, 1, 8, 8], "float32")], outputs=[], files=file_table(art),
+                 recipe={}, calibration=None, config_digest="", versions={}, created="")
+    m.write(art)
+    out = build_bundle(tmp_path / "bundle", ArtifactRef(art, m), {"image": first_eval})
+    assert sorted(p.name for p in (out / RUNNER_PACKAGE).glob("*.py")) == [
+        "__init__.py", "base.py", "litert.py", "memory.py", "runner.py"]
+    assert sorted(p.name for p in (out / "artifact").iterdir()) == ["manifest.json", "model.tflite"]
+    with np.load(out / "inputs.npz") as z:
+        assert z.files == ["image"] and np.array_equal(z["image"], first_eval)
