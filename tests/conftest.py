@@ -93,3 +93,14 @@ def cli_project(tmp: Path, replace: dict[str, str] | None = None, append: str = 
     path = tmp / "edgeship.toml"
     path.write_text(text + append)
     return path
+
+
+@pytest.fixture(scope="session")
+def profiled(demo_project, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory whose build/ holds the demo's artifacts, eval.json and local results."""
+    from edgeship.profile import profile
+
+    root = tmp_path_factory.mktemp("profiled")
+    cfg = project_copy(root, demo_project[0])
+    profile(cfg, "local")
+    return root

@@ -13,17 +13,6 @@ from edgeship.cli import main
 from tests.conftest import cli_project, project_copy
 
 
-@pytest.fixture(scope="module")
-def profiled(demo_project, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo's artifacts, eval and local profile results, shared by this module."""
-    from edgeship.profile import profile
-
-    root = tmp_path_factory.mktemp("profiled")
-    cfg = project_copy(root, demo_project[0])
-    profile(cfg, "local")
-    return root
-
-
 @pytest.fixture
 def project(profiled: Path, tmp_path: Path) -> Path:
     shutil.copytree(profiled / "build", tmp_path / "build")

@@ -25,12 +25,9 @@ def renderers(html: bool = True) -> dict[str, Renderer]:
 
     out: dict[str, Renderer] = {"report.md": render_markdown, "junit.xml": render_junit}
     if html:
-        try:
-            from edgeship.reports.html import render_html
-        except ModuleNotFoundError:
-            pass
-        else:
-            out["report.html"] = render_html
+        from edgeship.reports.html import render_html
+
+        out["report.html"] = render_html
     return out
 
 

@@ -1,0 +1,69 @@
+"""The Python API: the same verbs as the CLI, returning typed results.
+
+Every function takes a Config (``edgeship.load_config(...)``) or a path to edgeship.toml, and
+targets/precisions as enums, strings ("tflite", "onnx,tflite", "all") or sequences. The CLI
+commands are thin wrappers over these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from edgeship.config import Config, load_config
+from edgeship.manifest import Manifest
+from edgeship.selection import parse_precisions, parse_targets
+
+Selection = str | Iterable[str] | None
+Events = Callable[[str], None] | None
+
+
+def _cfg(config: Config | str | Path | None) -> Config:
+    return config if isinstance(config, Config) else load_config(config)
+
+
+def export(config: Config | str | Path | None = None, target: Selection = "all", precision: Selection = "all",
+           on_event: Events = None) -> list[Manifest]:
+    """Export the model; returns the manifest of every artifact written."""
+    from edgeship.pipeline import export as _export
+
+    return _export(_cfg(config), parse_targets(target), parse_precisions(precision), on_event)
+
+
+def evaluate(config: Config | str | Path | None = None, target: Selection = "all", precision: Selection = "all",
+             on_event: Events = None) -> dict[str, Any]:
+    """Fidelity/accuracy of every artifact vs the FP32 reference (also written to eval.json)."""
+    from edgeship.evaluate import evaluate as _evaluate
+
+    return _evaluate(_cfg(config), parse_targets(target), parse_precisions(precision), on_event)
+
+
+def profile(config: Config | str | Path | None = None, device: str = "local", target: Selection = "all",
+            precision: Selection = "all", on_event: Events = None) -> list[dict[str, Any]]:
+    """Latency/memory of every artifact on ``device`` (results also written to build/results/)."""
+    from edgeship.profile import profile as _profile
+
+    return _profile(_cfg(config), device, parse_targets(target), parse_precisions(precision), on_event)
+
+
+def gate(config: Config | str | Path | None = None, device: str | None = None, baseline: str | Path | None = None,
+         force: bool = False, write: bool = True, on_event: Events = None) -> Any:
+    """Judge results against [[budgets]]; returns a GateReport (``.passed``, ``.exit_code``, ``.checks``)."""
+    from edgeship.gate import gate as _gate
+    from edgeship.gate import load_report
+    from edgeship.reports import write_reports
+
+    cfg = _cfg(config)
+    result = _gate(cfg, device, None, load_report(Path(baseline)) if baseline else None, force, None, on_event)
+    if write:
+        write_reports(result.report, cfg.build / "reports")
+    return result
+
+
+def compare(config: Config | str | Path | None = None, target: Selection = "all", precision: Selection = "all",
+            samples: int = 64) -> dict[str, Any]:
+    """Agreement matrix between every artifact and the reference on the same inputs."""
+    from edgeship.compare import compare as _compare
+
+    return _compare(_cfg(config), parse_targets(target), parse_precisions(precision), samples)
