@@ -155,28 +155,37 @@ class SSHDevice(Device):
         self._retry(get, "pull")
 
     def info(self) -> dict[str, Any]:
-        probe = (
-            "import json, platform, importlib.util as u\n"
-            "mods = {'numpy': 'numpy', 'onnxruntime': 'onnxruntime', 'litert': 'ai_edge_litert',\n"
-            "        'tflite_runtime': 'tflite_runtime', 'coremltools': 'coremltools'}\n"
-            "have = {k: u.find_spec(m) is not None for k, m in mods.items()}\n"
-            "cpu = ''\n"
-            "try:\n"
-            "    cpu = next((l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo') if l.lower().startswith(('model name', 'hardware'))), '')\n"
-            "except OSError:\n"
-            "    pass\n"
-            "print(json.dumps({'platform': platform.platform(), 'machine': platform.machine(), 'python': platform.python_version(), 'cpu': cpu or platform.processor(), 'modules': have}))\n"
-        )
+        """What the runner would see on the board: a dependency-free probe, then runner ``--info``.
+
+        The probe needs only python, so a board without numpy still reports its python and
+        platform (and ``edgeship devices check`` can say what to install).
+        """
         import json
 
-        proc = self._ssh([self.python, "-c", probe], 60, "info")
+        proc = self._ssh([self.python, "-c", _PROBE], 60, "info")
         self._check(proc, "info")
         try:
-            data = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+            env = json.loads(proc.stdout.decode().strip().splitlines()[-1])
         except (ValueError, IndexError):
             raise DeviceError(f"device '{self.name}': could not read the board's python info") from None
-        data["kind"] = self.kind
-        return data
+        out: dict[str, Any] = {"kind": self.kind, "python": self.python, "env": env, "runtimes": {}}
+        if env.get("numpy") is None or tuple(env.get("python_tuple", (0, 0))) < (3, 8):
+            return out   # the runner cannot start there; check reports what is missing
+        from edgeship.bundle import RUNNER_PACKAGE, write_runner_package
+
+        with tempfile.TemporaryDirectory(prefix="edgeship-info-") as tmp:
+            write_runner_package(Path(tmp), None)
+            remote = self.push(Path(tmp), "info")
+        run = self.run([self.python, "-m", f"{RUNNER_PACKAGE}.runner", "--info"], 120, cwd=remote)
+        if run.returncode != 0:
+            raise DeviceError(f"device '{self.name}': the runner cannot start on the board: "
+                              f"{_last_line(run.stderr) or f'exit {run.returncode}'}")
+        try:
+            found = json.loads(run.stdout)
+        except ValueError:
+            raise DeviceError(f"device '{self.name}': unreadable runner --info output: {run.stdout[:200]!r}") from None
+        self._ssh(["rm", "-rf", "--", remote], 30, "cleanup")
+        return {**out, **found, "kind": self.kind, "python": self.python}
 
     def cleanup(self) -> None:
         try:
@@ -197,6 +206,31 @@ class SSHDevice(Device):
                            capture_output=True, timeout=10)
             shutil.rmtree(self._ctl_dir, ignore_errors=True)
             self._ctl_dir = None
+
+
+# Runs on any python 3: never imports numpy or a runtime, so it works on a bare board.
+_PROBE = """\
+import json, os, platform, socket, sys
+try:
+    import numpy
+    np_version = numpy.__version__
+except Exception:
+    np_version = None
+fields = {}
+try:
+    for line in open("/proc/cpuinfo"):
+        key = line.split(":")[0].strip().lower()
+        if ":" in line and key not in fields:
+            fields[key] = line.split(":", 1)[1].strip()
+except OSError:
+    pass
+# x86 lists a numeric "model" before "model name"; ARM boards name the SoC in "Hardware"
+cpu = next((fields[k] for k in ("model name", "hardware", "cpu model", "model") if fields.get(k)), "")
+print(json.dumps({"cpu": cpu or platform.processor() or platform.machine(), "platform": platform.platform(),
+                  "machine": platform.machine(), "python": platform.python_version(),
+                  "python_tuple": list(sys.version_info[:2]), "hostname": socket.gethostname(),
+                  "cpu_count": os.cpu_count(), "numpy": np_version}))
+"""
 
 
 def _last_line(text: str) -> str:

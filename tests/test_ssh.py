@@ -125,3 +125,102 @@ def test_server_killed_mid_run(sshd: SSHServer, demo_project, tmp_path: Path) ->
         killer.cancel()
     assert time.monotonic() - t0 < 30
     assert not (cfg.build / "results" / "board").exists()     # nothing partial saved
+
+
+def _board_toml(tmp_path: Path, server: SSHServer, python: str, name: str = "board") -> Path:
+    from tests.conftest import cli_project
+
+    return cli_project(tmp_path, append=(
+        f'\n[devices.{name}]\nkind = "ssh"\nhost = "{server.user}@127.0.0.1"\nport = {server.port}\n'
+        f'python = "{python}"\nidentity_file = "{server.client_key}"\nconnect_timeout_s = 5\n'
+        f'ssh_options = ["UserKnownHostsFile={server.known_hosts}", "StrictHostKeyChecking=yes"]\n'))
+
+
+def test_info_reports_what_the_runner_sees(sshd: SSHServer) -> None:
+    with device(sshd) as dev:
+        info = dev.info()
+        leftover = list(Path(dev.workdir).iterdir())
+    assert info["kind"] == "ssh" and info["env"]["python"] == "%d.%d.%d" % sys.version_info[:3]
+    assert info["env"]["numpy"]
+    assert info["runtimes"]["onnxruntime"]["available"] and info["runtimes"]["litert"]["available"]
+    assert not info["runtimes"]["coreml"]["available"]
+    assert leftover == []                                                  # the info bundle was removed
+
+
+def test_devices_check_usable_board(sshd: SSHServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeship.cli import main
+
+    code = main(["--config", str(_board_toml(tmp_path, sshd, sys.executable)), "devices", "check", "board"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "reachable: yes" in out and "numpy: 2." in out and "onnxruntime: 1." in out and "usable: yes" in out
+
+
+def test_devices_check_board_without_numpy_says_what_to_install(sshd: SSHServer, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+    import subprocess
+
+    from edgeship.cli import main
+
+    bare = shutil.which("python3", path="/usr/bin:/bin")
+    assert bare and subprocess.run([bare, "-c", "import numpy"], capture_output=True).returncode != 0, \
+        "this test needs a system python3 without numpy as the 'bare board'"
+    code = main(["--config", str(_board_toml(tmp_path, sshd, bare)), "devices", "check", "board"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "numpy: MISSING" in out and f"required: numpy  ->  {bare} -m pip install numpy" in out and "usable: NO" in out
+
+
+def test_devices_check_unreachable_and_unknown(sshd: SSHServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeship.cli import main
+
+    toml = _board_toml(tmp_path, sshd, sys.executable)
+    sshd.kill()
+    assert main(["--config", str(toml), "devices", "check", "board"]) == 1
+    out = capsys.readouterr().out
+    assert "reachable: no: device 'board' (" in out and "connect failed" in out
+    assert main(["--config", str(toml), "devices", "check", "bord"]) == 2
+    assert "unknown device 'bord'" in capsys.readouterr().err
+
+
+def test_devices_list(sshd: SSHServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeship.cli import main
+
+    monkeypatch.setenv("PATH", "/nonexistent")          # no adb client on this machine's PATH
+    assert main(["--config", str(_board_toml(tmp_path, sshd, sys.executable)), "devices"]) == 0
+    out = capsys.readouterr().out
+    import re
+
+    assert re.search(rf"^board +ssh +{sshd.user}@127\.0\.0\.1:{sshd.port}$", out, re.M)
+    assert re.search(r"^local +local +this machine$", out, re.M)
+    assert "adb: 'adb' not found" in out
+
+
+def test_connect_is_retried_once(sshd: SSHServer, tmp_path: Path) -> None:
+    """A refused first connection (server restarting) is retried; a run is never retried."""
+    import subprocess as sp
+
+    calls = []
+    real = sp.run
+
+    def flaky(argv, *a, **kw):
+        calls.append(argv)
+        if len(calls) == 1:                              # the first ssh call fails like a dropped link
+            return sp.CompletedProcess(argv, 255, b"", b"ssh: connect to host 127.0.0.1: Connection refused\n")
+        return real(argv, *a, **kw)
+
+    dev = device(sshd)
+    import edgeship.devices.ssh as ssh_mod
+
+    orig = ssh_mod.subprocess.run
+    ssh_mod.subprocess.run = flaky
+    try:
+        with dev:
+            n = len(calls)
+            res = dev.run(["sh", "-c", "echo ran >> count; exit 3"], timeout=30)
+            assert res.returncode == 3 and len(calls) == n + 1     # one ssh call: not retried
+            assert (Path(dev.workdir) / "count").read_text() == "ran\n"
+    finally:
+        ssh_mod.subprocess.run = orig
+    assert calls[0][-1].startswith("mktemp") and calls[1][-1].startswith("mktemp")

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import argparse
+
+from edgeship.commands import command
+
+
+@command("devices", help="list configured and adb-connected devices; 'devices check NAME' tests one", order=60)
+class Devices:
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("action", nargs="?", choices=["list", "check"], default="list",
+                       help="list (default) or check NAME")
+        p.add_argument("name", nargs="?", help="a [devices.NAME] from edgeship.toml (for check)")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from edgeship.config import load_config
+        from edgeship.errors import UsageError
+
+        cfg = load_config(args.config)
+        if args.action == "check":
+            if not args.name:
+                raise UsageError("usage: edgeship devices check NAME (one of the [devices.NAME] in edgeship.toml)")
+            return _check(cfg, args.name)
+        if args.name:
+            raise UsageError(f"unexpected argument '{args.name}'; did you mean 'edgeship devices check {args.name}'?")
+        return _list(cfg)
+
+
+def _list(cfg: object) -> int:
+    from edgeship.devices_check import adb_devices, describe
+    from edgeship.errors import DeviceError
+    from edgeship.table import render
+
+    rows = describe(cfg)   # type: ignore[arg-type]
+    print(render(["device", "kind", "where"], [[r["name"], r["kind"], r["where"]] for r in rows]))
+    adbs = {d.adb for d in cfg.devices.values() if d.kind == "adb"} or {"adb"}   # type: ignore[attr-defined]
+    for adb in sorted(adbs):
+        try:
+            found = adb_devices(adb)
+        except DeviceError as exc:
+            print(f"\nadb: {exc}")
+            continue
+        if found is None:
+            print(f"\nadb: '{adb}' not found (install Android SDK platform-tools to use phones)")
+        elif not found:
+            print(f"\nadb ({adb}): no devices attached")
+        else:
+            print(f"\nadb ({adb}):")
+            print(render(["serial", "state", "model", "product"],
+                         [[d["serial"], d["state"], d["model"], d["product"]] for d in found]))
+    return 0
+
+
+def _check(cfg: object, name: str) -> int:
+    from edgeship.devices_check import check
+
+    r = check(cfg, name)   # type: ignore[arg-type]
+    print(f"device {r.name} ({r.kind})")
+    if not r.reachable:
+        print(f"  reachable: no: {r.error}")
+        return 1
+    print("  reachable: yes")
+    env = r.info.get("env") or {}
+    if r.kind == "adb":
+        for key in ("model", "platform", "machine", "cpu"):
+            print(f"  {key}: {r.info.get(key) or 'unknown'}")
+    else:
+        print(f"  platform: {env.get('platform', 'unknown')} ({env.get('machine', '?')})")
+        print(f"  cpu: {env.get('cpu') or 'unknown'} x{env.get('cpu_count', '?')}")
+        print(f"  python: {r.info.get('python')} {env.get('python', '?')}")
+        print(f"  numpy: {env.get('numpy') or 'MISSING'}")
+        for rt, state in sorted((r.info.get("runtimes") or {}).items()):
+            print(f"  {rt}: {state.get('version') if state.get('available') else 'no (' + str(state.get('reason')) + ')'}")
+    if r.available:
+        print(f"  can run: {', '.join(r.available)}")
+    for m in r.missing:
+        print(f"  {m}")
+    print("  usable: yes" if r.usable else "  usable: NO")
+    return 0 if r.usable else 1
