@@ -35,6 +35,7 @@ class SSHDevice(Device):
         super().__init__(name, config)
         self._workdir: str | None = None
         self._ctl_dir: str | None = None
+        self._runs = 0
 
     # -- plumbing ----------------------------------------------------------------------------
     @property
@@ -133,12 +134,22 @@ class SSHDevice(Device):
 
     def run(self, argv: list[str], timeout: float, cwd: str | None = None) -> RunResult:
         env = [f"{k}={v}" for k, v in sorted(self.config.env.items())]
-        # sh -c 'cd "$1" && shift && exec "$@"' _ DIR ARGV...: no string interpolation of argv
-        remote = ["sh", "-c", 'cd "$1" && shift && exec "$@"', "edgeship", cwd or self.workdir,
-                  *(["env", *env] if env else []), *argv]
+        self._runs += 1
+        pidfile = f"{self.workdir}/.run-{self._runs}.pid"
+        # sh -c '...' edgeship DIR PIDFILE ARGV...: argv is never interpolated into a string; the
+        # pid file lets a timed-out run be killed on the board (killing ssh alone leaves it running)
+        remote = ["sh", "-c", 'cd "$1" && echo $$ > "$2" && shift 2 && exec "$@"', "edgeship",
+                  cwd or self.workdir, pidfile, *(["env", *env] if env else []), *argv]
         t0 = time.monotonic()
         # never retried: a run that got started may already have written results
-        proc = self._ssh(remote, timeout, f"run {Path(argv[0]).name}")
+        try:
+            proc = self._ssh(remote, timeout, f"run {Path(argv[0]).name}")
+        except DeviceError:
+            try:
+                self._ssh(["sh", "-c", 'kill -9 "$(cat "$1")"', "edgeship", pidfile], 15, "kill")
+            except DeviceError:
+                pass   # board unreachable: nothing more we can do from here
+            raise
         if proc.returncode == 255:
             self._check(proc, "run")
         return RunResult(list(argv), proc.returncode, proc.stdout.decode(errors="replace"),
@@ -202,8 +213,11 @@ class SSHDevice(Device):
 
     def _close_master(self) -> None:
         if self._ctl_dir:
-            subprocess.run(["ssh", "-o", f"ControlPath={self._ctl_dir}/cm", "-O", "exit", self.config.host],
-                           capture_output=True, timeout=10)
+            try:
+                subprocess.run(["ssh", "-o", f"ControlPath={self._ctl_dir}/cm", "-O", "exit", self.config.host],
+                               capture_output=True, timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                pass   # the master dies with its socket dir below at ControlPersist at the latest
             shutil.rmtree(self._ctl_dir, ignore_errors=True)
             self._ctl_dir = None
 

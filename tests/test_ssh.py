@@ -71,11 +71,35 @@ def test_disabling_host_key_checking_is_refused(sshd: SSHServer) -> None:
             pass
 
 
+def _running(cmdline: list[str]) -> bool:
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and (d / "cmdline").read_bytes().split(b"\0")[:-1] == [c.encode() for c in cmdline]:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def test_hanging_command_times_out_and_cleans_up(sshd: SSHServer) -> None:
     with device(sshd) as dev:
         workdir = dev.workdir
-        with pytest.raises(DeviceError, match=r"device 'board': run sleep timed out after 1.5 s"):
-            dev.run(["sleep", "30"], timeout=1.5)
+        with pytest.raises(DeviceError, match=r"^device 'board': run sleep timed out after 1.5 s$"):
+            dev.run(["sleep", "31.4159"], timeout=1.5)
+        deadline = time.monotonic() + 5
+        while _running(["sleep", "31.4159"]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _running(["sleep", "31.4159"])          # killed on the board, not just the ssh client
+    assert not _remote_exists(sshd, workdir)
+
+
+def test_failed_run_still_removes_workdir(sshd: SSHServer) -> None:
+    with pytest.raises(RuntimeError):
+        with device(sshd) as dev:
+            workdir = dev.workdir
+            res = dev.run(["sh", "-c", "echo partial > result.json; exit 4"], timeout=30)
+            assert res.returncode == 4 and (Path(workdir) / "result.json").exists()
+            raise RuntimeError("caller gives up after a failed run")
     assert not _remote_exists(sshd, workdir)
 
 
