@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeship.config import LocalDeviceConfig
 from edgeship.devices.base import DEVICES, Device, RunResult
+
+from edgeship.config import LocalDeviceConfig
 from edgeship.errors import DeviceError
 
 

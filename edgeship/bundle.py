@@ -62,6 +62,6 @@ def build_bundle(dest: Path, ref: ArtifactRef, inputs: dict[str, np.ndarray]) ->
     """Lay out ``dest/{artifact/, inputs.npz, edgeship_runner/}``; returns ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(ref.path, dest / "artifact", dirs_exist_ok=True)
-    np.savez(dest / "inputs.npz", **inputs)
+    np.savez(dest / "inputs.npz", **inputs)  # type: ignore[arg-type]  # numpy stubs: **arrays vs allow_pickle
     write_runner_package(dest, ref.manifest.runtime)
     return dest

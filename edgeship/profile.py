@@ -173,7 +173,7 @@ def gated_statistics(cfg: Config, device: str, target: str, precision: str) -> t
 def load_results(cfg: Config, device: str | None = None) -> list[dict[str, Any]]:
     """Saved results of the configured model, for every device (or one)."""
     root = cfg.build / "results"
-    out = []
+    out: list[dict[str, Any]] = []
     if not root.is_dir():
         return out
     for d in sorted(root.iterdir()):

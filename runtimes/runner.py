@@ -108,7 +108,7 @@ def cpu_model() -> str:
         pass
     if sys.platform == "darwin":
         try:
-            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5)
+            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, check=False, timeout=5)
             if out.stdout.strip():
                 return out.stdout.strip()
         except (OSError, subprocess.SubprocessError):
@@ -217,7 +217,7 @@ def measure(args: argparse.Namespace, manifest: Dict[str, Any], feeds: Dict[str,
     )
     if args.outputs:
         tmp = args.outputs + ".tmp.npz"
-        np.savez(tmp, **outputs)
+        np.savez(tmp, **outputs)  # type: ignore[arg-type]  # numpy stubs: **arrays vs allow_pickle
         os.replace(tmp, args.outputs)
     return result
 

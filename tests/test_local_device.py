@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from edgeship.config import LocalDeviceConfig
 from edgeship.devices.base import DEVICES
 from edgeship.devices.local import LocalDevice
+
+from edgeship.config import LocalDeviceConfig
 from edgeship.errors import DeviceError
 
 
@@ -46,7 +46,7 @@ def test_push_run_pull_cleanup(tmp_path: Path) -> None:
     assert not work.exists()
     dev.cleanup()   # safe twice
     with pytest.raises(DeviceError, match="not connected"):
-        dev.workdir
+        _ = dev.workdir
 
 
 def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
@@ -113,6 +113,6 @@ def test_info_with_a_python_lacking_numpy(tmp_path: Path) -> None:
     fake = tmp_path / "bare-python"
     fake.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
     fake.chmod(0o755)
-    with LocalDevice("bare", LocalDeviceConfig(python=str(fake))) as dev:
-        with pytest.raises(DeviceError, match=r"device 'bare': .* cannot run the runner: .*numpy.*needs Python >= 3.8 and numpy"):
-            dev.info()
+    with LocalDevice("bare", LocalDeviceConfig(python=str(fake))) as dev, pytest.raises(
+            DeviceError, match=r"device 'bare': .* cannot run the runner: .*numpy.*needs Python >= 3.8 and numpy"):
+        dev.info()

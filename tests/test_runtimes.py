@@ -6,9 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from edgeship.runtimes import base
-from edgeship.runtimes.base import RuntimeLoadError, RuntimeRunError, RuntimeUnavailable, get_runtime
+from edgeship.runtimes.base import (
+    RuntimeLoadError,
+    RuntimeRunError,
+    RuntimeUnavailable,
+    get_runtime,
+)
+
 from tests.test_runner import make_onnx_artifact
 
 # Where each runtime module is exercised on real artifacts; a new runtime without an entry fails.
@@ -90,9 +95,9 @@ def test_onnxruntime_wrong_inputs_raise_run_errors(artifact: Path) -> None:
 def test_onnxruntime_corrupt_model_is_a_load_error(tmp_path: Path, artifact: Path) -> None:
     bad = tmp_path / "model.onnx"
     bad.write_bytes(b"\x00garbage" * 64)
-    with pytest.raises(RuntimeLoadError, match=r"onnxruntime: cannot load .*model.onnx"):
-        with get_runtime("onnxruntime")(str(bad), _manifest(artifact)):
-            pass
+    rt = get_runtime("onnxruntime")(str(bad), _manifest(artifact))
+    with pytest.raises(RuntimeLoadError, match=r"onnxruntime: cannot load .*model.onnx"), rt:
+        pass
 
 
 def py38_problems(source: str, name: str) -> list[str]:
