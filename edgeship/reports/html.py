@@ -90,14 +90,16 @@ def tradeoff_plot(report: dict[str, Any]) -> str | None:
         s = r.get("summary_ms") or {}
         if r.get("status") != "ok" or not e or e.get("status") != "ok" or s.get("p90") is None:
             continue
-        y = e.get("accuracy") if e.get("accuracy") is not None else e.get("cosine_mean")
-        pts.append((r["device"]["name"], r["artifact"]["name"], s["p90"], y, r["artifact"]["size_bytes"]))
+        pts.append((r["device"]["name"], r["artifact"]["name"], s["p90"], e, r["artifact"]["size_bytes"]))
     if not pts:
         return None
     plt = _plt()
-    use_acc = any(e.get("accuracy") is not None for e in ev.values())
+    accs = {round(e["accuracy"], 9) for e in ev.values() if e.get("accuracy") is not None}
+    # identical accuracies say nothing about the trade-off: show output fidelity instead
+    use_acc = len(accs) > 1
     fig, ax = plt.subplots(figsize=(9, 5))
     biggest = max(p[4] for p in pts)
+    pts = [(d, n, x, e["accuracy"] if use_acc else e["cosine_mean"], size) for d, n, x, e, size in pts]
     for dev, name, x, y, size in pts:
         ax.scatter([x], [y], s=60 + 900 * size / biggest, alpha=0.55)
         ax.annotate(f"{name}\n{size / 1024:.0f} KiB" + (f" ({dev})" if len({p[0] for p in pts}) > 1 else ""),
