@@ -295,3 +295,18 @@ def test_bundle_layout_and_inputs(tmp_path: Path) -> None:
     assert sorted(p.name for p in (out / "artifact").iterdir()) == ["manifest.json", "model.tflite"]
     with np.load(out / "inputs.npz") as z:
         assert z.files == ["image"] and np.array_equal(z["image"], first_eval)
+
+
+def test_cli_rejects_bad_overrides_and_renders_skips(demo_config, capsys: pytest.CaptureFixture[str],
+                                                     tmp_path: Path) -> None:
+    from edgeship.commands.profile import format_results
+
+    toml = cli_project(tmp_path)
+    for args, msg in ((["--min-runs", "0"], "--min-runs must be >= 1"), (["--threads", "0"], "--threads must be >= 1"),
+                      (["--min-seconds", "-1"], "--min-seconds must be >= 0")):
+        assert main(["--config", str(toml), "profile", *args]) == 2
+        assert _one_error_line(capsys.readouterr().err) == f"edgeship: error: {msg}, got {args[1]}"
+    skipped = {"status": "skipped", "skip_reason": "CoreML runs only on macOS", "device": {"name": "local"},
+               "artifact": {"name": "coreml-fp16", "target": "coreml", "precision": "fp16", "size_bytes": 4096}}
+    out = format_results([skipped], demo_config)
+    assert "coreml-fp16" in out and "SKIPPED" in out and "warning: coreml-fp16: SKIPPED: CoreML runs only on macOS" in out

@@ -28,7 +28,7 @@ class Profile:
             if getattr(args, opt) is not None and getattr(args, opt) < 1:
                 raise UsageError(f"--{opt.replace('_', '-')} must be >= 1, got {getattr(args, opt)}")
         if args.min_seconds is not None and args.min_seconds < 0:
-            raise UsageError(f"--min-seconds must be >= 0, got {args.min_seconds}")
+            raise UsageError(f"--min-seconds must be >= 0, got {args.min_seconds:g}")
         cfg = load_config(args.config)
         with Progress() as progress:
             results = profile(cfg, args.device, targets, precisions, progress.event, args.min_runs,
