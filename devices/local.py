@@ -67,7 +67,10 @@ class LocalDevice(Device):
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+            try:   # a grandchild that left our process group could hold the pipes open
+                proc.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
             what = " ".join(" ".join([Path(argv[0]).name, *argv[1:3]]).split())   # one line, however odd argv is
             what = what if len(what) <= 80 else what[:77] + "..."
             raise DeviceError(f"device '{self.name}': '{what}' timed out after {timeout:g} s") from None

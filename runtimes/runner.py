@@ -237,6 +237,8 @@ def info() -> Dict[str, Any]:
             runtimes[name] = {"available": True, "version": get_runtime(name).version()}
         except (RuntimeUnavailable, ImportError) as exc:
             runtimes[name] = {"available": False, "reason": str(exc)}
+        except Exception as exc:  # a broken install (e.g. a shared library that fails to load)
+            runtimes[name] = {"available": False, "reason": "broken: %s: %s" % (type(exc).__name__, exc)}
     return {"env": environment(), "executable": sys.executable, "runtimes": runtimes}
 
 

@@ -199,6 +199,20 @@ def test_info_lists_runtimes_of_the_package(tmp_path: Path) -> None:
     assert info["env"]["cpu_count"] >= 1
 
 
+def test_info_reports_a_broken_runtime_install(tmp_path: Path) -> None:
+    """A runtime whose native library fails to load is reported as broken, not as missing."""
+    pkg = write_runner_package(tmp_path, "onnxruntime")
+    (pkg / "brokenrt.py").write_text(
+        "from .base import Runtime, register\n@register('brokenrt')\nclass Broken(Runtime):\n"
+        "    @classmethod\n    def version(cls):\n        raise OSError('libfoo.so: cannot open shared object file')\n")
+    run = subprocess.run([sys.executable, "-m", f"{RUNNER_PACKAGE}.runner", "--info"], cwd=tmp_path,
+                         capture_output=True, text=True, check=False, timeout=120)
+    assert run.returncode == 0, run.stderr
+    info = json.loads(run.stdout)["runtimes"]
+    assert info["brokenrt"] == {"available": False, "reason": "broken: OSError: libfoo.so: cannot open shared object file"}
+    assert info["onnxruntime"]["available"] is True
+
+
 def test_required_arguments() -> None:
     from edgeship.runtimes.runner import parse_args
 
