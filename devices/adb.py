@@ -9,6 +9,7 @@ between runs against thermal throttling.
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import time
@@ -16,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from edgeship.config import ADBDeviceConfig
-from edgeship.devices._parsers import PARSERS
+from edgeship.devices._parsers import PARSERS, ToolOutputError, fail_line
 from edgeship.devices.base import DEVICES, Device, RunResult
 from edgeship.errors import ConfigError, DeviceError
 
 REMOTE_ROOT = "/data/local/tmp/edgeship"
+# what the adb client itself prints when the phone goes away (not the tool's own errors)
+_ADB_LOST = re.compile(r"^(adb: )?error: (device .*not found|device offline|closed|no devices/emulators found)"
+                       r"|^adb: device offline", re.M)
 
 
 @DEVICES.register("adb")
@@ -30,6 +34,7 @@ class ADBDevice(Device):
     def __init__(self, name: str, config: ADBDeviceConfig) -> None:
         super().__init__(name, config)
         self._connected = False
+        self._native_runs = 0
 
     @property
     def workdir(self) -> str:
@@ -79,6 +84,12 @@ class ADBDevice(Device):
             proc = subprocess.run(argv_adb, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise DeviceError(f"device '{self.name}': run {Path(argv[0]).name} timed out after {timeout:g} s") from None
+        except FileNotFoundError:
+            raise DeviceError(f"device '{self.name}': the adb client '{self.config.adb}' is not installed "
+                              "(Android SDK platform-tools)") from None
+        if proc.returncode != 0 and _ADB_LOST.search(proc.stderr or ""):
+            raise DeviceError(f"device '{self.name}': run {Path(argv[0]).name} failed: "
+                              f"{fail_line(proc.stderr)} (phone disconnected?)")
         return RunResult(list(argv), proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
 
     def pull(self, remote: str, local: Path) -> None:
@@ -108,8 +119,10 @@ class ADBDevice(Device):
         if target == "tflite":
             return [*prefix, tool, f"--graph={model}", f"--num_threads={p.threads}", f"--num_runs={runs}",
                     f"--min_secs={p.min_seconds:g}", f"--max_secs={p.max_seconds:g}",
-                    f"--warmup_runs={p.warmup_runs}", f"--warmup_min_secs={p.warmup_seconds:g}"]
-        return [*prefix, tool, "-e", "cpu", "-m", "times", "-r", runs, "-x", str(p.threads), "-I", model]
+                    f"--warmup_runs={p.warmup_runs}", f"--warmup_min_secs={p.warmup_seconds:g}",
+                    "--report_peak_memory_footprint=true"]
+        # -I: generated inputs (no test_data_set dir on the phone); -s: print min/max/percentiles
+        return [*prefix, tool, "-e", "cpu", "-m", "times", "-r", runs, "-x", str(p.threads), "-I", "-s", model]
 
     def profile_native(self, ref: Any, cfg: Any, min_runs: int | None = None) -> dict[str, Any]:
         target = ref.manifest.target
@@ -125,21 +138,28 @@ class ADBDevice(Device):
         tool = self.push(binary, binary.name)
         self.shell(["chmod", "755", tool], 30, "chmod")
         model = self.push(ref.model_path, f"{ref.name}-{ref.manifest.model_file}")
-        if self.config.cooldown_s:
-            time.sleep(self.config.cooldown_s)
+        if self.config.cooldown_s and self._native_runs:
+            time.sleep(self.config.cooldown_s)   # let the SoC cool down between runs (thermal throttling)
+        self._native_runs += 1
         argv = self.native_argv(target, tool, model, cfg, min_runs)
         run = self.run(argv, cfg.profile.timeout_s)
-        parsed = PARSERS[target](run.stdout + "\n" + run.stderr)
+        try:
+            parsed = PARSERS[target](run.stdout + "\n" + run.stderr)
+        except ToolOutputError as exc:
+            raise DeviceError(f"device '{self.name}': run {binary.name} on {ref.name}: {exc}") from None
         if run.returncode != 0:
-            raise DeviceError(f"device '{self.name}': {binary.name} exited {run.returncode}")
+            raise DeviceError(f"device '{self.name}': run {binary.name} on {ref.name}: exited {run.returncode} "
+                              f"after printing its results ({fail_line(run.stderr)})")
         self.shell(["rm", "-f", model], 30, "cleanup")
         info = self.info()
         return {
             "schema": "edgeship.result/1", "status": "ok", "skip_reason": None,
             "runtime": {"name": binary.name, "version": "native", "threads": cfg.profile.threads,
                         "cpu_mask": self.config.cpu_mask},
-            "settings": {"threads": cfg.profile.threads, "min_runs": min_runs or cfg.profile.min_runs,
-                         "min_seconds": cfg.profile.min_seconds, "tool_argv": argv},
+            "settings": {"threads": cfg.profile.threads, "warmup_runs": cfg.profile.warmup_runs,
+                         "warmup_seconds": cfg.profile.warmup_seconds, "min_runs": min_runs or cfg.profile.min_runs,
+                         "min_seconds": cfg.profile.min_seconds, "max_seconds": cfg.profile.max_seconds,
+                         "cooldown_s": self.config.cooldown_s, "tool_argv": argv},
             "env": {"cpu": info["cpu"], "platform": info["platform"], "machine": info["machine"],
                     "python": None, "hostname": info["model"], "cpu_count": None},
             **parsed,
