@@ -88,7 +88,8 @@ class ADBDevice(Device):
             raise DeviceError(f"device '{self.name}': the adb client '{self.config.adb}' is not installed "
                               "(Android SDK platform-tools)") from None
         if proc.returncode != 0 and _ADB_LOST.search(proc.stderr or ""):
-            raise DeviceError(f"device '{self.name}': run {Path(argv[0]).name} failed: "
+            tool = argv[2] if argv[0] == "taskset" and len(argv) > 2 else argv[0]
+            raise DeviceError(f"device '{self.name}': run {Path(tool).name} failed: "
                               f"{fail_line(proc.stderr)} (phone disconnected?)")
         return RunResult(list(argv), proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)
 

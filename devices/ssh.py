@@ -81,7 +81,7 @@ class SSHDevice(Device):
     def _check(self, proc: subprocess.CompletedProcess[bytes], step: str) -> None:
         if proc.returncode == 255:   # ssh's own failure: unreachable, auth, host key, dropped
             msg = _last_line(proc.stderr.decode(errors="replace")) or "connection failed"
-            raise DeviceError(f"device '{self.name}' ({self.config.host}): {step} failed: {msg}")
+            raise DeviceError(f"device '{self.name}': {step} failed: {msg} (ssh {self.config.host})")
         if proc.returncode != 0:
             msg = _last_line(proc.stderr.decode(errors="replace")) or f"exit {proc.returncode}"
             raise DeviceError(f"device '{self.name}': {step} failed: {msg}")
@@ -204,7 +204,8 @@ class SSHDevice(Device):
                 # best effort: if the board is gone there is nothing left to undo locally
                 self._ssh(["rm", "-rf", "--", self._workdir], 30, "cleanup")
             elif self._workdir is not None:
-                self._ssh(["sh", "-c", 'rm -rf -- "$1"/bundle-*', "edgeship", self._workdir], 30, "cleanup")
+                self._ssh(["sh", "-c", 'rm -rf -- "$1"/bundle-* "$1"/info "$1"/.run-*.pid', "edgeship", self._workdir],
+                          30, "cleanup")
         except DeviceError:
             pass
         finally:
