@@ -102,7 +102,7 @@ def parse_benchmark_model(text: str) -> dict[str, Any]:
         memory["tool_peak_mb"] = float(peak.group(1))
         memory["steady_peak_kb"] = float(peak.group(1)) * 1024
     return {
-        "timing": {"load_ns": int(round(init_us * us)), "first_ns": int(round(first_us * us)),
+        "timing": {"load_ns": round(init_us * us), "first_ns": round(first_us * us),
                    "warmup_runs": int(warm["count"]) if warm else 0,
                    "warmup_mean_ns": warm_avg_us * us, "samples_ns": [], "aggregate": agg},
         "memory": memory,
@@ -129,7 +129,7 @@ def parse_perf_test(text: str) -> dict[str, Any]:
             agg[key] = float(m.group(1)) * 1e9
     ws = _last(r"Peak working set size: ?(\d+)", text)
     return {
-        "timing": {"load_ns": int(round(float(session.group(1)) * 1e9)),
+        "timing": {"load_ns": round(float(session.group(1)) * 1e9),
                    # the tool truncates the first inference to whole milliseconds
                    "first_ns": int(float(first.group(1)) * 1e6),
                    "warmup_runs": 1, "samples_ns": [], "aggregate": agg},

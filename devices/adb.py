@@ -16,15 +16,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeship.config import ADBDeviceConfig
 from edgeship.devices._parsers import PARSERS, ToolOutputError, fail_line
 from edgeship.devices.base import DEVICES, Device, RunResult
+
+from edgeship.config import ADBDeviceConfig
 from edgeship.errors import ConfigError, DeviceError
 
 REMOTE_ROOT = "/data/local/tmp/edgeship"
 # what the adb client itself prints when the phone goes away (not the tool's own errors)
 _ADB_LOST = re.compile(r"^(adb: )?error: (device .*not found|device offline|closed|no devices/emulators found)"
-                       r"|^adb: device offline", re.M)
+                       r"|^adb: device offline", re.MULTILINE)
 
 
 @DEVICES.register("adb")
@@ -47,7 +48,7 @@ class ADBDevice(Device):
     def _adb(self, args: list[str], timeout: float, step: str) -> subprocess.CompletedProcess[str]:
         argv = [self.config.adb, *(["-s", self.config.serial] if self.config.serial else []), *args]
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             raise DeviceError(f"device '{self.name}': {step} timed out after {timeout:g} s") from None
         except FileNotFoundError:
@@ -81,7 +82,7 @@ class ADBDevice(Device):
         cmd = shlex.join(full) + " && " + shlex.join(argv)
         argv_adb = [self.config.adb, *(["-s", self.config.serial] if self.config.serial else []), "shell", cmd]
         try:
-            proc = subprocess.run(argv_adb, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(argv_adb, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             raise DeviceError(f"device '{self.name}': run {Path(argv[0]).name} timed out after {timeout:g} s") from None
         except FileNotFoundError:

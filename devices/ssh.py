@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeship.config import SSHDeviceConfig
 from edgeship.devices.base import DEVICES, Device, RunResult
+
+from edgeship.config import SSHDeviceConfig
 from edgeship.errors import DeviceError
 
 # Steps that only move files or create a directory can be retried safely.
@@ -72,7 +73,7 @@ class SSHDevice(Device):
             argv += ["-p", str(c.port)]
         argv += [c.host, "--", shlex.join(remote_argv)]
         try:
-            return subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout)
+            return subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             raise DeviceError(f"device '{self.name}': {step} timed out after {timeout:g} s") from None
         except FileNotFoundError:
@@ -216,7 +217,7 @@ class SSHDevice(Device):
         if self._ctl_dir:
             try:
                 subprocess.run(["ssh", "-o", f"ControlPath={self._ctl_dir}/cm", "-O", "exit", self.config.host],
-                               capture_output=True, timeout=10)
+                               capture_output=True, timeout=10, check=False)
             except (OSError, subprocess.TimeoutExpired):
                 pass   # the master dies with its socket dir below at ControlPersist at the latest
             shutil.rmtree(self._ctl_dir, ignore_errors=True)

@@ -37,7 +37,7 @@ def adb_devices(adb: str = "adb", timeout: float = 15) -> list[dict[str, str]] |
     if shutil.which(adb) is None and not Path(adb).is_file():
         return None
     try:
-        proc = subprocess.run([adb, "devices", "-l"], capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([adb, "devices", "-l"], capture_output=True, text=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise DeviceError(f"'{adb} devices -l' failed: {exc}") from None
     if proc.returncode != 0:

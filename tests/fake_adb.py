@@ -28,7 +28,7 @@ def main(argv):
     elif verb == "devices":
         sys.stdout.write(DEVICES)
     elif verb in ("push", "pull"):
-        print("%s: 1 file %sed." % (args[1], verb))
+        print(f"{args[1]}: 1 file {verb}ed.")
     elif verb == "shell" and args[1].startswith("cd "):          # the benchmark run
         if os.environ.get("FAKE_ADB_DROP"):
             sys.stderr.write("error: closed\n")
@@ -39,7 +39,7 @@ def main(argv):
     elif verb == "shell" and args[1].startswith("getprop "):
         print(PROPS.get(args[1].split()[1], ""))
     elif verb != "shell":
-        sys.stderr.write("adb: unknown command %s\n" % verb)
+        sys.stderr.write(f"adb: unknown command {verb}\n")
         return 1
     return 0
 

@@ -89,8 +89,8 @@ def start_sshd(root: Path) -> SSHServer:
     host_pub = (root / "host_ed25519.pub").read_text().split()
     known = root / "known_hosts"
     known.write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stdout=subprocess.DEVNULL,
-                            stderr=open(root / "sshd.log", "wb"))
+    with open(root / "sshd.log", "wb") as log:   # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from edgeship.devices._parsers import PARSERS, ToolOutputError, fail_line, parse_benchmark_model, parse_perf_test
+
 from edgeship.errors import DeviceError
 
 DATA = Path(__file__).parent / "data"
@@ -96,10 +96,10 @@ def test_perf_test_without_statistics_flag() -> None:
 
 
 @pytest.mark.parametrize("name, line", [
-    ("perf_test_missing_model.txt", "Load model from /data/local/tmp/edgeship/onnx-int8/model.onnx failed:Load model "
-                                    "/data/local/tmp/edgeship/onnx-int8/model.onnx failed. File doesn't exist"),
-    ("perf_test_run_fail.txt", "PerformanceRunner::RunOneIteration caught exception: Non-zero status code returned "
-                               "while running Conv node. Name:'/conv1/Conv' Status Message: Invalid input shape: {1,1,28}"),
+    ("perf_test_missing_model.txt", ("Load model from /data/local/tmp/edgeship/onnx-int8/model.onnx failed:Load model "
+                                     "/data/local/tmp/edgeship/onnx-int8/model.onnx failed. File doesn't exist")),
+    ("perf_test_run_fail.txt", ("PerformanceRunner::RunOneIteration caught exception: Non-zero status code returned "
+                                "while running Conv node. Name:'/conv1/Conv' Status Message: Invalid input shape: {1,1,28}")),
 ])
 def test_perf_test_failures(name: str, line: str) -> None:
     with pytest.raises(ToolOutputError) as exc:

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from edgeship.devices.ssh import SSHDevice
 
 from edgeship.config import SSHDeviceConfig
-from edgeship.devices.ssh import SSHDevice
 from edgeship.errors import DeviceError
 from tests.conftest import project_copy
 from tests.sshd import SSHServer, start_sshd
@@ -59,17 +59,16 @@ def test_unknown_host_key_is_refused(sshd: SSHServer, tmp_path: Path) -> None:
     empty.write_text("")
     cfg = sshd.device_config(sys.executable)
     cfg["ssh_options"] = [f"UserKnownHostsFile={empty}", "StrictHostKeyChecking=yes"]
-    with pytest.raises(DeviceError, match=r"^device 'board': connect failed: Host key verification failed\. \(ssh \w+@127\.0\.0\.1\)$"):
-        with SSHDevice("board", SSHDeviceConfig(**cfg)):
-            pass
+    with pytest.raises(DeviceError, match=r"^device 'board': connect failed: Host key verification failed\. \(ssh \w+@127\.0\.0\.1\)$"), \
+            SSHDevice("board", SSHDeviceConfig(**cfg)):
+        pass
 
 
 def test_disabling_host_key_checking_is_refused(sshd: SSHServer) -> None:
     cfg = sshd.device_config(sys.executable)
     cfg["ssh_options"] = ["StrictHostKeyChecking=no"]
-    with pytest.raises(DeviceError, match="StrictHostKeyChecking=no is refused"):
-        with SSHDevice("board", SSHDeviceConfig(**cfg)):
-            pass
+    with pytest.raises(DeviceError, match="StrictHostKeyChecking=no is refused"), SSHDevice("board", SSHDeviceConfig(**cfg)):
+        pass
 
 
 def _running(cmdline: list[str]) -> bool:
@@ -95,12 +94,11 @@ def test_hanging_command_times_out_and_cleans_up(sshd: SSHServer) -> None:
 
 
 def test_failed_run_still_removes_workdir(sshd: SSHServer) -> None:
-    with pytest.raises(RuntimeError):
-        with device(sshd) as dev:
-            workdir = dev.workdir
-            res = dev.run(["sh", "-c", "echo partial > result.json; exit 4"], timeout=30)
-            assert res.returncode == 4 and (Path(workdir) / "result.json").exists()
-            raise RuntimeError("caller gives up after a failed run")
+    with pytest.raises(RuntimeError), device(sshd) as dev:
+        workdir = dev.workdir
+        res = dev.run(["sh", "-c", "echo partial > result.json; exit 4"], timeout=30)
+        assert res.returncode == 4 and (Path(workdir) / "result.json").exists()
+        raise RuntimeError("caller gives up after a failed run")
     assert not _remote_exists(sshd, workdir)
 
 
@@ -167,7 +165,7 @@ def test_info_reports_what_the_runner_sees(sshd: SSHServer) -> None:
     with device(sshd) as dev:
         info = dev.info()
         leftover = [p for p in Path(dev.workdir).iterdir() if not p.name.startswith(".run-")]   # pid files go with the dir
-    assert info["kind"] == "ssh" and info["env"]["python"] == "%d.%d.%d" % sys.version_info[:3]
+    assert info["kind"] == "ssh" and info["env"]["python"] == "{}.{}.{}".format(*sys.version_info[:3])
     assert info["env"]["numpy"]
     assert info["runtimes"]["onnxruntime"]["available"] and info["runtimes"]["litert"]["available"]
     assert not info["runtimes"]["coreml"]["available"]
@@ -191,7 +189,7 @@ def test_devices_check_board_without_numpy_says_what_to_install(sshd: SSHServer,
     from edgeship.cli import main
 
     bare = shutil.which("python3", path="/usr/bin:/bin")
-    assert bare and subprocess.run([bare, "-c", "import numpy"], capture_output=True).returncode != 0, \
+    assert bare and subprocess.run([bare, "-c", "import numpy"], capture_output=True, check=False).returncode != 0, \
         "this test needs a system python3 without numpy as the 'bare board'"
     code = main(["--config", str(_board_toml(tmp_path, sshd, bare)), "devices", "check", "board"])
     out = capsys.readouterr().out
@@ -218,8 +216,8 @@ def test_devices_list(sshd: SSHServer, tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["--config", str(_board_toml(tmp_path, sshd, sys.executable)), "devices"]) == 0
     out = capsys.readouterr().out
 
-    assert re.search(rf"^board +ssh +{sshd.user}@127\.0\.0\.1:{sshd.port}$", out, re.M)
-    assert re.search(r"^local +local +this machine$", out, re.M)
+    assert re.search(rf"^board +ssh +{sshd.user}@127\.0\.0\.1:{sshd.port}$", out, re.MULTILINE)
+    assert re.search(r"^local +local +this machine$", out, re.MULTILINE)
     assert "adb: 'adb' not found" in out
 
 
