@@ -123,6 +123,10 @@ def test_profile_and_gate_over_ssh(sshd: SSHServer, demo_project, tmp_path: Path
         f'ssh_options = ["UserKnownHostsFile={sshd.known_hosts}", "StrictHostKeyChecking=yes"]\n'
         '\n[[budgets]]\ndevice = "board"\ntarget = "onnx"\nprecision = "*"\nlatency_ms = { p90 = 50.0 }\n'
     ))
+    code = main(["--config", str(toml), "profile", "--device", "board", "-t", "onnx", "-p", "int8"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert any(ln.split()[:2] == ["onnx-int8", "board"] for ln in out.splitlines()), out
     code = main(["--config", str(toml), "gate", "--device", "board"])
     out = capsys.readouterr().out
     assert code == 0, out
