@@ -201,6 +201,17 @@ def test_devices_check_board_without_numpy_says_what_to_install(sshd: SSHServer,
     assert "numpy: MISSING" in out and f"required: numpy  ->  {bare} -m pip install numpy" in out and "usable: NO" in out
 
 
+def test_devices_check_board_without_the_configured_python(sshd: SSHServer, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeship.cli import main
+
+    code = main(["--config", str(_board_toml(tmp_path, sshd, "/opt/no such/python3")), "devices", "check", "board"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "reachable: yes" in out and "device 'board': info failed: " in out and "/opt/no such/python3" in out
+    assert out.rstrip().endswith("usable: NO")
+
+
 def test_devices_check_unreachable_and_unknown(sshd: SSHServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from edgeship.cli import main
 

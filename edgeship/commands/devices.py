@@ -62,6 +62,10 @@ def _check(cfg: object, name: str) -> int:
         print(f"  reachable: no: {r.error}")
         return 1
     print("  reachable: yes")
+    if r.error:   # reached, but the interpreter or a probe failed there
+        print(f"  {r.error}")
+        print("  usable: NO")
+        return 1
     env = r.info.get("env") or {}
     if r.kind == "adb":
         for key in ("model", "platform", "machine", "cpu"):
