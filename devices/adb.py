@@ -81,15 +81,20 @@ class ADBDevice(Device):
         full = ["cd", cwd or REMOTE_ROOT]
         cmd = shlex.join(full) + " && " + shlex.join(argv)
         argv_adb = [self.config.adb, *(["-s", self.config.serial] if self.config.serial else []), "shell", cmd]
+        tool = argv[2] if argv[0] == "taskset" and len(argv) > 2 else argv[0]
         try:
             proc = subprocess.run(argv_adb, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
-            raise DeviceError(f"device '{self.name}': run {Path(argv[0]).name} timed out after {timeout:g} s") from None
+            # killing the local adb client leaves the tool running on the phone
+            try:
+                self.shell(["pkill", "-f", tool], 15, "kill")
+            except DeviceError:
+                pass
+            raise DeviceError(f"device '{self.name}': run {Path(tool).name} timed out after {timeout:g} s") from None
         except FileNotFoundError:
             raise DeviceError(f"device '{self.name}': the adb client '{self.config.adb}' is not installed "
                               "(Android SDK platform-tools)") from None
         if proc.returncode != 0 and _ADB_LOST.search(proc.stderr or ""):
-            tool = argv[2] if argv[0] == "taskset" and len(argv) > 2 else argv[0]
             raise DeviceError(f"device '{self.name}': run {Path(tool).name} failed: "
                               f"{fail_line(proc.stderr)} (phone disconnected?)")
         return RunResult(list(argv), proc.returncode, proc.stdout, proc.stderr, time.monotonic() - t0)

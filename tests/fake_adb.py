@@ -4,7 +4,7 @@ It records every argv it receives (one JSON list per line in $FAKE_ADB_LOG) and 
 adb would: ``get-state``, ``devices -l``, ``push``/``pull``, ``shell getprop KEY``, and for the
 benchmark run (a ``shell`` command starting with ``cd``) it replays a captured/documented
 tool output ($FAKE_ADB_OUTPUT) with exit code $FAKE_ADB_EXIT. $FAKE_ADB_DROP=1 makes the run
-fail the way adb does when the phone disconnects. Standard library only.
+fail the way adb does when the phone disconnects; $FAKE_ADB_HANG=N makes it hang N s. Standard library only.
 """
 
 import json
@@ -30,6 +30,9 @@ def main(argv):
     elif verb in ("push", "pull"):
         print(f"{args[1]}: 1 file {verb}ed.")
     elif verb == "shell" and args[1].startswith("cd "):          # the benchmark run
+        if os.environ.get("FAKE_ADB_HANG"):
+            import time
+            time.sleep(float(os.environ["FAKE_ADB_HANG"]))
         if os.environ.get("FAKE_ADB_DROP"):
             sys.stderr.write("error: closed\n")
             return 1

@@ -109,6 +109,22 @@ def test_phone_disconnects_mid_run(adb, demo_project, tmp_path: Path, monkeypatc
     assert calls(log)[-1] == ["shell", "rm -rf /data/local/tmp/edgeship"]     # cleanup still attempted
 
 
+def test_hanging_tool_times_out_and_is_killed_on_the_phone(adb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeship.devices.adb import ADBDevice
+
+    from edgeship.config import ADBDeviceConfig
+
+    script, log = adb
+    monkeypatch.setenv("FAKE_ADB_HANG", "20")
+    with ADBDevice("pixel", ADBDeviceConfig(kind="adb", adb=str(script), cpu_mask="3")) as dev:
+        argv = ["taskset", "3", "/data/local/tmp/edgeship/benchmark_model", "--graph=m.tflite"]
+        with pytest.raises(DeviceError, match=r"^device 'pixel': run benchmark_model timed out after 1 s$"):
+            dev.run(argv, timeout=1)
+    seq = calls(log)
+    assert seq[-2] == ["shell", "pkill -f /data/local/tmp/edgeship/benchmark_model"]     # the tool, not taskset
+    assert seq[-1] == ["shell", "rm -rf /data/local/tmp/edgeship"]
+
+
 def test_tool_exits_nonzero_after_output_is_an_error(adb, demo_project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from edgeship.profile import profile
     from edgeship.types import Precision, Target
