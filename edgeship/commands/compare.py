@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import argparse
+
+from edgeship.commands import add_selection, command
+
+
+@command("compare", help="agreement matrix: the same inputs through every artifact and the reference", order=25)
+class Compare:
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        add_selection(p)
+        p.add_argument("--samples", "-n", type=int, default=64, help="evaluation samples to run (default: 64)")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from edgeship.compare import compare, format_matrix
+        from edgeship.config import load_config
+        from edgeship.errors import UsageError
+        from edgeship.progress import Progress
+        from edgeship.selection import parse_precisions, parse_targets
+
+        if args.samples < 1:
+            raise UsageError(f"--samples must be >= 1, got {args.samples}")
+        targets, precisions = parse_targets(args.target), parse_precisions(args.precision)
+        cfg = load_config(args.config)
+        with Progress() as progress:
+            result = compare(cfg, targets, precisions, samples=args.samples, on_event=progress.event)
+        print(format_matrix(result))
+        return 0
