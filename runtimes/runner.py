@@ -98,14 +98,20 @@ def load_inputs(path: str, manifest: Dict[str, Any]) -> Dict[str, np.ndarray]:
 
 
 def cpu_model() -> str:
+    # x86 lists a numeric "model : 167" before "model name": pick keys by preference
+    found = {}  # type: Dict[str, str]
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                key = line.split(":")[0].strip().lower()
-                if key in ("model name", "hardware", "cpu model", "model"):
-                    return line.split(":", 1)[1].strip()
+                key, sep, value = line.partition(":")
+                key = key.strip().lower()
+                if sep and value.strip() and key not in found:
+                    found[key] = value.strip()
     except OSError:
         pass
+    for key in ("model name", "hardware", "cpu model", "model"):
+        if key in found:
+            return found[key]
     if sys.platform == "darwin":
         try:
             out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, check=False, timeout=5)
