@@ -3,7 +3,8 @@
     fp32          litert_torch.convert
     fp16          fp32 model + ai_edge_quantizer FLOAT_CASTING (float16 weights, float32 compute/I-O)
     int8          PT2E static full-integer quantization calibrated on the project's samples,
-                  per-channel symmetric weights, float32 I/O (quantize/dequantize at the edges)
+                  per-channel symmetric weights; io = "float" adds QUANTIZE/DEQUANTIZE edges
+                  (float32 I/O), io = "int8" exposes int8 I/O with scale/zero point in the manifest
     int8-dynamic  ai_edge_quantizer dynamic_wi8_afp32 (int8 weights, activations at run time)
     int8-weight   ai_edge_quantizer weight_only_wi8_afp32 (int8 weights, float compute)
 
@@ -20,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from edgeship.calibration import Sample
-from edgeship.errors import ExportError, UsageError
-from edgeship.exporters.base import EXPORTERS, ExportJob, ExportResult, Exporter, check_outputs
+from edgeship.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult, check_outputs
 from edgeship.exporters.onnx import validation_feeds
+
+from edgeship.errors import ExportError, UsageError
 from edgeship.lazy import require
 from edgeship.model import run_reference
 from edgeship.types import CalibrationMethod, IOType, Precision, Target
@@ -49,24 +50,42 @@ class TFLiteExporter(Exporter):
         out = workdir / MODEL_FILE
         recipe: dict[str, Any] = {"converter": "litert_torch.convert"}
         calibration = None
-        if job.target_config.io is IOType.INT8:
-            raise UsageError(
-                f"key 'targets.tflite.io': io = \"int8\" is not supported by this litert-torch path yet; "
-                "use io = \"float\" (the int8 model quantizes its float inputs on entry)"
-            )
+        io_dtypes = {s.name: DOWNCAST.get(s.dtype, s.dtype) for s in job.inputs}
+        io_quant: dict[str, dict[str, float]] = {}
+        notes: list[str] = []
         if precision is Precision.INT8:
             samples = job.calibration_samples()
             recipe.update(self._int8_static(litert_torch, job, out, samples))
             calibration = {"method": job.quantization.method.value, "samples": len(samples), "source": job.calibration_ref}
+            recipe["io"] = self._int8_io(job, out, io_dtypes, io_quant)
         else:
             self._convert(litert_torch, job, job.model, out)
             if precision is not Precision.FP32:
                 recipe.update(self._post_quantize(out, precision))
-        recipe["fidelity_check"] = self._validate(job, precision, out)
+            if job.target_config.io is IOType.INT8:
+                notes.append("targets.tflite.io = \"int8\" applies to full-integer (int8) models only; "
+                             f"{precision} keeps its float I/O")
+        recipe["fidelity_check"] = self._validate(job, precision, out, io_dtypes, io_quant)
         return ExportResult(
             model_file=MODEL_FILE, recipe=recipe, calibration=calibration,
-            io_dtypes={s.name: DOWNCAST.get(s.dtype, s.dtype) for s in job.inputs},
+            io_dtypes=io_dtypes, io_quantization=io_quant, notes=notes,
         )
+
+    @staticmethod
+    def _int8_io(job: ExportJob, out: Path, io_dtypes: dict[str, str], io_quant: dict[str, dict[str, float]]) -> str:
+        """Keep litert-torch's int8 graph edges (io = "int8") or wrap them in float32 ones."""
+        from edgeship.exporters._tflite_quant import float_edges, io_params
+
+        if job.target_config.io is IOType.FLOAT:
+            n = float_edges(out)
+            return f"float32 ({n} QUANTIZE/DEQUANTIZE edge op(s) added around the int8 graph)"
+        ins, outs = io_params(out)
+        names = [s.name for s in job.inputs] + list(job.outputs)
+        for name, p in zip(names, ins + outs):
+            io_dtypes[name] = p["dtype"]
+            if p["dtype"] in ("int8", "uint8"):
+                io_quant[name] = {"scale": p["scale"], "zero_point": p["zero_point"]}
+        return "int8 (callers quantize inputs / dequantize outputs with the recorded scale and zero point)"
 
     # -- conversions -------------------------------------------------------------------------
     def _convert(self, litert_torch: Any, job: ExportJob, module: Any, out: Path, quant_config: Any = None) -> None:
@@ -108,7 +127,7 @@ class TFLiteExporter(Exporter):
             "quantizer": "PT2E (litert_torch PT2EQuantizer), static", "weights": "int8 symmetric",
             "granularity": "per-channel" if q.per_channel else "per-tensor",
             "activations": "int8 affine", "activation_observer": observers[q.method].__name__,
-            "calibration_method": q.method.value, "io": "float32 (quantized on entry, dequantized on exit)",
+            "calibration_method": q.method.value,
         }
 
     @staticmethod
@@ -140,12 +159,15 @@ class TFLiteExporter(Exporter):
         return info
 
     # -- checks ------------------------------------------------------------------------------
-    def _validate(self, job: ExportJob, precision: Precision, path: Path) -> dict[str, float]:
+    def _validate(self, job: ExportJob, precision: Precision, path: Path,
+                  io_dtypes: dict[str, str], io_quant: dict[str, dict[str, float]]) -> dict[str, float]:
         from edgeship.runtimes.litert import LiteRTRuntime
 
         manifest = {
-            "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": DOWNCAST.get(s.dtype, s.dtype)} for s in job.inputs],
-            "outputs": [{"name": n} for n in job.outputs],
+            "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": io_dtypes[s.name],
+                        "quantization": io_quant.get(s.name)} for s in job.inputs],
+            "outputs": [{"name": n, "dtype": io_dtypes.get(n, "float32"), "quantization": io_quant.get(n)}
+                        for n in job.outputs],
         }
         feeds = validation_feeds(job)
         ref = [run_reference(job.model, f, job.inputs) for f in feeds]

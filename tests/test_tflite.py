@@ -108,3 +108,57 @@ def test_litert_import_fallback_order(monkeypatch: pytest.MonkeyPatch) -> None:
         litert._interpreter_module()
     monkeypatch.setattr(importlib, "import_module", real)
     assert tried == ["ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite"]
+
+
+@pytest.fixture(scope="module")
+def int8_io_demo(tmp_path_factory: pytest.TempPathFactory):
+    """The demo exported once to tflite-int8 with io = "int8"."""
+    from edgeship.pipeline import export
+
+    tmp = tmp_path_factory.mktemp("int8io")
+    cfg = make_config(tmp, targets={"tflite": {"io": "int8"}})
+    export(cfg, (Target.TFLITE,), (Precision.INT8,))
+    return cfg
+
+
+def test_int8_io_records_scale_and_zero_point_and_runs(int8_io_demo) -> None:
+    import numpy as np
+
+    from edgeship.evaluate import evaluation_samples, run_artifact
+    from edgeship.metrics import accuracy
+    from edgeship.selection import find_artifacts
+
+    cfg = int8_io_demo
+    m = read_manifest(cfg.artifacts_dir / "tflite-int8")
+    (inp,), (out,) = m.inputs, m.outputs
+    assert inp.dtype == "int8" and out.dtype == "int8"
+    assert inp.quantization and inp.quantization["scale"] > 0 and -128 <= inp.quantization["zero_point"] <= 127
+    assert out.quantization and out.quantization["scale"] > 0
+    assert m.recipe["io"].startswith("int8")
+    # the runtime quantizes float feeds with the recorded params and dequantizes the logits
+    samples = evaluation_samples(cfg)[:64]
+    (ref,) = find_artifacts(cfg, (Target.TFLITE,), (Precision.INT8,))
+    outs = run_artifact(ref, [s.inputs for s in samples])
+    assert outs[0][0].dtype == np.float32
+    assert accuracy(outs, [s.label for s in samples]) >= 0.9
+
+
+def test_int8_io_manifest_matches_interpreter(int8_io_demo) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    m = read_manifest(int8_io_demo.artifacts_dir / "tflite-int8")
+    it = Interpreter(model_path=str(int8_io_demo.artifacts_dir / "tflite-int8" / "model.tflite"))
+    scale, zero = it.get_input_details()[0]["quantization"]
+    assert m.inputs[0].quantization == {"scale": pytest.approx(scale), "zero_point": zero}
+
+
+def test_int8_float_io_default_has_float_edges(demo_project) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    cfg, _ = demo_project
+    m = read_manifest(cfg.artifacts_dir / "tflite-int8")
+    assert m.inputs[0].dtype == "float32" and m.inputs[0].quantization is None
+    assert "QUANTIZE/DEQUANTIZE" in m.recipe["io"]
+    it = Interpreter(model_path=str(cfg.artifacts_dir / "tflite-int8" / "model.tflite"))
+    assert it.get_input_details()[0]["dtype"].__name__ == "float32"
+    assert it.get_output_details()[0]["dtype"].__name__ == "float32"
