@@ -22,11 +22,19 @@ from typing import Any
 import numpy as np
 
 from edgeship.errors import ConfigError, ExportError
-from edgeship.exporters.base import EXPORTERS, ExportJob, ExportResult, Exporter
+from edgeship.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult
 from edgeship.lazy import require
 from edgeship.types import Precision, Target
 
 MODEL_FILE = "model.mlpackage"
+COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")   # as in runtimes/coreml.py
+
+
+def compute_units(name: str) -> str:
+    """Checked here so a typo fails at export, not later on the Mac; the runtime reads it back."""
+    if name.upper() not in COMPUTE_UNITS:
+        raise ConfigError(f"key 'targets.coreml.compute_units': unknown '{name}'; use one of {', '.join(COMPUTE_UNITS)}")
+    return name.upper()
 
 
 def deployment_target(ct: Any, name: str) -> Any:
@@ -55,7 +63,8 @@ class CoreMLExporter(Exporter):
         _coreml_ops.register()
         dep_name = job.target_config.deployment_target
         dep = deployment_target(ct, dep_name)
-        recipe: dict[str, Any] = {"format": "mlprogram", "deployment_target": dep_name}
+        recipe: dict[str, Any] = {"format": "mlprogram", "deployment_target": dep_name,
+                                  "compute_units": compute_units(job.target_config.compute_units)}
         calibration = None
         if precision is Precision.INT8:
             samples = job.calibration_samples()
@@ -110,8 +119,8 @@ class CoreMLExporter(Exporter):
             raise ExportError(f"{job.model_name}: coreml: conversion failed: {_first_line(exc)}") from exc
 
     def _w8a8(self, ct: Any, job: ExportJob, samples: Any, dep: Any) -> tuple[Any, dict[str, Any]]:
-        import torch
         import coremltools.optimize.torch.quantization as cq
+        import torch
 
         cfg = cq.LinearQuantizerConfig.from_dict({"global_config": {
             "quantization_scheme": "symmetric", "weight_dtype": "qint8", "activation_dtype": "quint8",
@@ -135,6 +144,7 @@ class CoreMLExporter(Exporter):
             "quantization": "W8A8", "weights": "int8 symmetric per-channel", "activations": "uint8 affine",
             "quantizer": "coremltools.optimize.torch.quantization.LinearQuantizer (post-training calibration)",
             "capture": "torch.jit.trace of the calibrated module",
+            "why_not_linear_quantize_activations": "it calibrates with MLModel.predict, which needs macOS",
             "deployment_target_effective": str(dep17).split(".")[-1],
         }
 

@@ -2,9 +2,12 @@
 
 On any other OS loading raises RuntimeUnavailable, so eval/profile mark CoreML artifacts
 SKIPPED with the reason instead of failing. Compute units are selectable with the runtime
-option ``compute_units``: CPU_ONLY (default), CPU_AND_GPU, CPU_AND_NE, ALL.
+option ``compute_units`` (CPU_ONLY, CPU_AND_GPU, CPU_AND_NE, ALL); without it, the value the
+exporter recorded from ``[targets.coreml] compute_units`` (manifest recipe), else CPU_ONLY.
+Nothing here assumes Linux: the runner reads macOS memory from ru_maxrss (bytes there).
 """
 
+import platform
 import sys
 from typing import Any, Dict
 
@@ -17,7 +20,8 @@ COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
 
 def _coremltools() -> Any:
     if sys.platform != "darwin":
-        raise RuntimeUnavailable("CoreML runs only on macOS (this is %s); profile on a Mac over ssh" % sys.platform)
+        raise RuntimeUnavailable("CoreML runs only on macOS (this is %s); profile on a Mac over ssh"
+                                 % (platform.system() or sys.platform))
     try:
         import coremltools
     except ModuleNotFoundError as exc:
@@ -31,7 +35,8 @@ def _coremltools() -> Any:
 class CoreMLRuntime(Runtime):
     def _load(self) -> None:
         ct = _coremltools()
-        units = str(self.options.get("compute_units", "CPU_ONLY")).upper()
+        recorded = (self.manifest.get("recipe") or {}).get("compute_units", "CPU_ONLY")
+        units = str(self.options.get("compute_units", recorded)).upper()
         if units not in COMPUTE_UNITS:
             raise ValueError("compute_units %r is not one of %s" % (units, ", ".join(COMPUTE_UNITS)))
         self._units = units

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edgeship.cli import main
@@ -37,6 +34,7 @@ def test_demo_precisions_are_really_in_the_weights(demo_coreml) -> None:
     m = read_manifest(demo_coreml.artifacts_dir / "coreml-int8")
     assert m.recipe["quantization"] == "W8A8" and m.calibration["samples"] == 256
     assert read_manifest(demo_coreml.artifacts_dir / "coreml-int8-weight").recipe["quantization"] == "weight-only"
+    assert m.recipe["compute_units"] == "CPU_ONLY" and "predict" in m.recipe["why_not_linear_quantize_activations"]
     # the .mlpackage is a directory: every file inside it is checksummed
     assert len(read_manifest(demo_coreml.artifacts_dir / "coreml-fp32").files) >= 2
 
@@ -51,11 +49,13 @@ def test_tiny_models_convert(name: str, tmp_path: Path) -> None:
     assert manifests[2].recipe["validation"]["int8_weight_tensors"] > 0
 
 
-def test_bad_deployment_target_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = cli_project(tmp_path, replace={'[targets.coreml]\n': '[targets.coreml]\ndeployment_target = "iOS61"\n'})
+@pytest.mark.parametrize("key,value,hint", [("deployment_target", "iOS61", "iOS16"), ("compute_units", "TPU", "CPU_AND_NE")])
+def test_bad_coreml_target_key_is_exit_2(key: str, value: str, hint: str, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = cli_project(tmp_path, replace={'[targets.coreml]\n': f'[targets.coreml]\n{key} = "{value}"\n'})
     code = main(["--config", str(cfg), "export", "--target", "coreml", "--precision", "fp32"])
     line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert code == 2 and "targets.coreml.deployment_target" in line and "iOS16" in line
+    assert code == 2 and f"targets.coreml.{key}" in line and value in line and hint in line
     assert not (tmp_path / "build" / "artifacts" / "digits_cnn" / "coreml-fp32").exists()
 
 
@@ -77,36 +77,3 @@ def test_profile_on_linux_is_skipped_and_require_fails_the_gate(demo_coreml, tmp
     code = main(["--config", str(cfg), "gate"])
     out = capsys.readouterr().out
     assert code == 1 and "required but SKIPPED" in out and "coreml-fp16" in out
-
-
-class FakeMLModel:
-    """TEST DOUBLE for coremltools.models.MLModel: this Linux machine has no Mac to predict on."""
-
-    last: "FakeMLModel | None" = None
-
-    def __init__(self, path: str, compute_units: object = None) -> None:
-        self.path, self.compute_units = path, compute_units
-        FakeMLModel.last = self
-
-    def predict(self, feeds: dict) -> dict:
-        return {"logits": np.asarray(feeds["image"]).sum(axis=(2, 3)) * 2.0}
-
-
-def test_macos_runtime_path_with_a_test_double(monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgeship.runtimes.coreml import CoreMLRuntime
-
-    fake = types.ModuleType("coremltools")
-    fake.__version__ = "9.0-test-double"
-    fake.models = types.SimpleNamespace(MLModel=FakeMLModel)
-    fake.ComputeUnit = types.SimpleNamespace(CPU_ONLY="cpu", CPU_AND_GPU="gpu", CPU_AND_NE="ne", ALL="all")
-    monkeypatch.setitem(sys.modules, "coremltools", fake)
-    monkeypatch.setattr(sys, "platform", "darwin")
-    manifest = {"inputs": [{"name": "image", "shape": [1, 1, 2, 2], "dtype": "float32"}],
-                "outputs": [{"name": "logits"}]}
-    with CoreMLRuntime("m.mlpackage", manifest, options={"compute_units": "cpu_and_ne"}) as rt:
-        out = rt.run({"image": np.ones((1, 1, 2, 2), np.float32)})
-        assert rt.describe()["compute_units"] == "CPU_AND_NE"
-    assert FakeMLModel.last.compute_units == "ne"
-    assert out["logits"].tolist() == [[8.0]]
-    with pytest.raises(Exception, match="compute_units"):
-        CoreMLRuntime("m.mlpackage", manifest, options={"compute_units": "TPU"}).load()
