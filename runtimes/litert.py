@@ -39,6 +39,21 @@ class LiteRTRuntime(Runtime):
         self._it.allocate_tensors()
         self._in_details = self._map(self._it.get_input_details(), [t["name"] for t in self.manifest["inputs"]], "args_")
         self._out_details = self._map(self._it.get_output_details(), [t["name"] for t in self.manifest["outputs"]], "output_")
+        self._check_quantization()
+
+    def _check_quantization(self) -> None:
+        """The manifest's int8 I/O parameters must be the model's own (else the feeds are off-scale)."""
+        pairs = list(zip(self.manifest["inputs"], self._in_details)) + list(zip(self.manifest["outputs"], self._out_details))
+        for spec, d in pairs:
+            q = spec.get("quantization")
+            if not q:
+                continue
+            scale, zero = d["quantization"]
+            if np.dtype(d["dtype"]).name != spec.get("dtype") or int(zero) != int(q["zero_point"]) \
+                    or abs(float(scale) - float(q["scale"])) > 1e-6 * max(abs(float(scale)), 1e-12):
+                raise ValueError("tensor %r: manifest says %s scale=%s zero_point=%s, the model has %s scale=%s zero_point=%s"
+                                 % (spec["name"], spec.get("dtype"), q["scale"], q["zero_point"],
+                                    np.dtype(d["dtype"]).name, scale, zero))
 
     def _map(self, details: List[Dict[str, Any]], names: List[str], prefix: str) -> List[Dict[str, Any]]:
         """Order tensors like the manifest: litert-torch names them <sig>_args_<i> / <sig>_output_<i>."""
