@@ -16,6 +16,9 @@ translations missing under torch 2.13 are registered by exporters/_coreml_ops.py
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,11 @@ class CoreMLExporter(Exporter):
     version_modules = ("torch", "coremltools")
 
     def _export(self, job: ExportJob, precision: Precision, workdir: Path) -> ExportResult:
+        # coremltools draws tqdm bars on stderr for every pass pipeline; failures still raise
+        with _no_progress_bars():
+            return self._export_quietly(job, precision, workdir)
+
+    def _export_quietly(self, job: ExportJob, precision: Precision, workdir: Path) -> ExportResult:
         ct = require("coremltools", "coreml", "CoreML export")
         from edgeship.exporters import _coreml_ops
 
@@ -147,6 +155,12 @@ class CoreMLExporter(Exporter):
             "why_not_linear_quantize_activations": "it calibrates with MLModel.predict, which needs macOS",
             "deployment_target_effective": str(dep17).split(".")[-1],
         }
+
+
+def _no_progress_bars() -> contextlib.AbstractContextManager[object]:
+    if os.environ.get("EDGESHIP_VERBOSE"):
+        return contextlib.nullcontext()
+    return contextlib.redirect_stderr(io.StringIO())
 
 
 def _first_line(exc: BaseException) -> str:
