@@ -100,7 +100,15 @@ class CoreMLExporter(Exporter):
         recipe["validation"] = validate(out, job, precision)
         return ExportResult(model_file=MODEL_FILE, recipe=recipe, calibration=calibration,
                             io_dtypes={s.name: "int32" for s in job.inputs if s.dtype == "int64"},
-                            notes=["CoreML executes only on macOS: validated structurally here"])
+                            notes=self._notes(recipe))
+
+    @staticmethod
+    def _notes(recipe: dict[str, Any]) -> list[str]:
+        notes = ["CoreML executes only on macOS: validated structurally here"]
+        eff = recipe.get("deployment_target_effective")
+        if eff and eff != recipe["deployment_target"]:
+            notes.append(f"W8A8 needs quantize/dequantize ops: deployment target raised to {eff}")
+        return notes
 
     # -- conversions -------------------------------------------------------------------------
     @staticmethod
@@ -120,7 +128,7 @@ class CoreMLExporter(Exporter):
     def _convert(self, ct: Any, job: ExportJob, program: Any, precision: Any, dep: Any) -> Any:
         try:
             return ct.convert(
-                program, inputs=self._inputs(ct, job), outputs=[ct.TensorType(name=n) for n in job.outputs],
+                program, inputs=self._inputs(ct, job), outputs=[ct.TensorType(name=n, dtype=np.float32) for n in job.outputs],  # float I/O
                 convert_to="mlprogram", compute_precision=precision, minimum_deployment_target=dep,
             )
         except Exception as exc:
@@ -153,7 +161,8 @@ class CoreMLExporter(Exporter):
             "quantizer": "coremltools.optimize.torch.quantization.LinearQuantizer (post-training calibration)",
             "capture": "torch.jit.trace of the calibrated module",
             "why_not_linear_quantize_activations": "it calibrates with MLModel.predict, which needs macOS",
-            "deployment_target_effective": str(dep17).split(".")[-1],
+            "compute_precision": "float32",
+            "deployment_target_effective": dep17.name,
         }
 
 

@@ -31,12 +31,33 @@ def test_demo_precisions_are_really_in_the_weights(demo_coreml) -> None:
     assert v["int8-weight"]["int8_weight_tensors"] > 0
     assert v["int8"]["int8_weight_tensors"] > 0 and v["int8"]["activation_quantize_ops"] > 0
     assert all(x["inputs"] == ["image"] and x["outputs"] == ["logits"] for x in v.values())
+    assert all(x["io"]["logits"]["dtype"] == "float32" and x["io"]["image"]["shape"] == [1, 1, 8, 8] for x in v.values())
+    assert v["fp16"]["ops_by_dtype"]["conv:fp16"] > 0 and "conv:fp16" not in v["fp32"]["ops_by_dtype"]
     m = read_manifest(demo_coreml.artifacts_dir / "coreml-int8")
     assert m.recipe["quantization"] == "W8A8" and m.calibration["samples"] == 256
     assert read_manifest(demo_coreml.artifacts_dir / "coreml-int8-weight").recipe["quantization"] == "weight-only"
     assert m.recipe["compute_units"] == "CPU_ONLY" and "predict" in m.recipe["why_not_linear_quantize_activations"]
     # the .mlpackage is a directory: every file inside it is checksummed
     assert len(read_manifest(demo_coreml.artifacts_dir / "coreml-fp32").files) >= 2
+
+
+def test_validation_rejects_a_package_that_is_not_what_was_asked(demo_coreml) -> None:
+    from types import SimpleNamespace
+
+    from edgeship.config import InputSpec
+    from edgeship.coreml_validate import validate
+    from edgeship.errors import ExportError
+
+    pkg = demo_coreml.artifacts_dir / "coreml-fp32" / "model.mlpackage"
+    job = SimpleNamespace(model_name="digits_cnn", inputs=(InputSpec(name="image", shape=(1, 1, 8, 8)),), outputs=("logits",))
+    assert validate(pkg, job, Precision.FP32)["weight_dtypes"]["float32"] > 0
+    with pytest.raises(ExportError, match="coreml-fp16: validation failed: expected float16 weights"):
+        validate(pkg, job, Precision.FP16)
+    with pytest.raises(ExportError, match="expected int8 weights"):
+        validate(pkg, job, Precision.INT8_WEIGHT)
+    job = SimpleNamespace(model_name="digits_cnn", inputs=(InputSpec(name="image", shape=(1, 1, 9, 9)),), outputs=("logits",))
+    with pytest.raises(ExportError, match=r"input 'image' is float32\[1, 1, 8, 8\], expected float32\[1, 1, 9, 9\]"):
+        validate(pkg, job, Precision.FP32)
 
 
 @pytest.mark.parametrize("name", ["tiny_encoder", "depthwise_cnn"])
