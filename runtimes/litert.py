@@ -95,12 +95,12 @@ class LiteRTRuntime(Runtime):
 
     @classmethod
     def version(cls) -> str:
-        mod, dist = _interpreter_module()
+        _mod, dist = _interpreter_module()
         try:
             from importlib.metadata import version
 
             return "%s %s" % (dist, version(dist))
-        except Exception:  # importlib.metadata can be absent on a minimal board python
+        except Exception:  # noqa: BLE001  importlib.metadata can be absent/broken on a minimal board python
             return dist
 
     def describe(self) -> Dict[str, Any]:

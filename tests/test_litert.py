@@ -73,17 +73,17 @@ def test_int8_io_quantizes_with_the_models_own_parameters(int8_io: Path) -> None
 def test_manifest_scale_that_disagrees_with_the_model_is_a_load_error(int8_io: Path, tmp_path: Path) -> None:
     m = _manifest(int8_io)
     m["inputs"][0]["quantization"]["scale"] *= 2
-    with pytest.raises(RuntimeLoadError, match="tensor 'image': manifest says int8 scale="):
-        with get_runtime("litert")(str(int8_io / "model.tflite"), m):
-            pass
+    rt = get_runtime("litert")(str(int8_io / "model.tflite"), m)
+    with pytest.raises(RuntimeLoadError, match="tensor 'image': manifest says int8 scale="), rt:
+        pass
 
 
 def test_wrong_shape_and_corrupt_file(encoder, tmp_path: Path) -> None:
     d = encoder.artifacts_dir / "tflite-fp32"
     m = _manifest(d)
-    with get_runtime("litert")(str(d / "model.tflite"), m) as rt:
-        with pytest.raises(RuntimeRunError, match=r"input 'input_ids' has shape \[1, 8\]"):
-            rt.run({"input_ids": np.zeros((1, 8), np.int32), "attention_mask": np.ones((1, 16), np.int32)})
+    with get_runtime("litert")(str(d / "model.tflite"), m) as rt, \
+            pytest.raises(RuntimeRunError, match=r"input 'input_ids' has shape \[1, 8\]"):
+        rt.run({"input_ids": np.zeros((1, 8), np.int32), "attention_mask": np.ones((1, 16), np.int32)})
     bad = tmp_path / "model.tflite"
     shutil.copy(d / "model.tflite", bad)
     bad.write_bytes(b"\x00garbage" * 64)
