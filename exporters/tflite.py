@@ -182,7 +182,7 @@ class TFLiteExporter(Exporter):
 def _replace(obj: Any, **changes: Any) -> Any:
     import dataclasses
 
-    if dataclasses.is_dataclass(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.replace(obj, **changes)
     return obj._replace(**changes)   # NamedTuple
 
