@@ -162,3 +162,15 @@ def test_int8_float_io_default_has_float_edges(demo_project) -> None:
     it = Interpreter(model_path=str(cfg.artifacts_dir / "tflite-int8" / "model.tflite"))
     assert it.get_input_details()[0]["dtype"].__name__ == "float32"
     assert it.get_output_details()[0]["dtype"].__name__ == "float32"
+
+
+def test_percentile_calibration_uses_the_histogram_observer(tmp_path: Path) -> None:
+    from edgeship.pipeline import export
+
+    cfg = make_config(tmp_path, quantization={"method": "percentile"},
+                      data={"calibration": "edgeship.demo:calibration_data", "calibration_samples": 16})
+    export(cfg, (Target.TFLITE,), (Precision.INT8,))
+    m = read_manifest(cfg.artifacts_dir / "tflite-int8")
+    assert m.recipe["activation_observer"] == "HistogramObserver" and m.recipe["calibration_method"] == "percentile"
+    assert m.calibration == {"method": "percentile", "samples": 16, "source": "edgeship.demo:calibration_data"}
+    assert m.recipe["fidelity_check"]["cosine_min"] >= 0.9
