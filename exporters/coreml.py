@@ -91,7 +91,9 @@ class CoreMLExporter(Exporter):
                 cfg = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
                     mode="linear_symmetric", dtype="int8", granularity="per_channel"))
                 model = cto.linear_quantize_weights(model, cfg)
+                # coremltools' default weight_threshold: tensors under 2048 elements stay fp16
                 recipe.update(quantization="weight-only", weights="int8 linear symmetric, per-channel",
+                              weight_threshold=cfg.global_config.weight_threshold,
                               quantizer="coremltools.optimize.coreml.linear_quantize_weights")
         out = workdir / MODEL_FILE
         model.save(str(out))
