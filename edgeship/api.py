@@ -34,7 +34,7 @@ def export(config: Config | str | Path | None = None, target: Selection = "all",
 def evaluate(config: Config | str | Path | None = None, target: Selection = "all", precision: Selection = "all",
              on_event: Events = None) -> dict[str, Any]:
     """Fidelity/accuracy of every artifact vs the FP32 reference (also written to eval.json)."""
-    from edgeship.evaluate import evaluate as _evaluate
+    from edgeship.evaluation import evaluate as _evaluate
 
     return _evaluate(_cfg(config), parse_targets(target), parse_precisions(precision), on_event)
 
@@ -42,7 +42,7 @@ def evaluate(config: Config | str | Path | None = None, target: Selection = "all
 def profile(config: Config | str | Path | None = None, device: str = "local", target: Selection = "all",
             precision: Selection = "all", on_event: Events = None) -> list[dict[str, Any]]:
     """Latency/memory of every artifact on ``device`` (results also written to build/results/)."""
-    from edgeship.profile import profile as _profile
+    from edgeship.profiling import profile as _profile
 
     return _profile(_cfg(config), device, parse_targets(target), parse_precisions(precision), on_event)
 
@@ -50,8 +50,8 @@ def profile(config: Config | str | Path | None = None, device: str = "local", ta
 def gate(config: Config | str | Path | None = None, device: str | None = None, baseline: str | Path | None = None,
          force: bool = False, write: bool = True, on_event: Events = None) -> Any:
     """Judge results against [[budgets]]; returns a GateReport (``.passed``, ``.exit_code``, ``.checks``)."""
-    from edgeship.gate import gate as _gate
-    from edgeship.gate import load_report
+    from edgeship.gating import gate as _gate
+    from edgeship.gating import load_report
     from edgeship.reports import write_reports
 
     cfg = _cfg(config)
@@ -64,6 +64,6 @@ def gate(config: Config | str | Path | None = None, device: str | None = None, b
 def compare(config: Config | str | Path | None = None, target: Selection = "all", precision: Selection = "all",
             samples: int = 64) -> dict[str, Any]:
     """Agreement matrix between every artifact and the reference on the same inputs."""
-    from edgeship.compare import compare as _compare
+    from edgeship.comparison import compare as _compare
 
     return _compare(_cfg(config), parse_targets(target), parse_precisions(precision), samples)

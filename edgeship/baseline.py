@@ -15,7 +15,7 @@ import numpy as np
 from edgeship.budgets import Check
 from edgeship.config import Config
 from edgeship.errors import UsageError
-from edgeship.gate import CheckResult
+from edgeship.gating import CheckResult
 from edgeship.stats import mann_whitney_u, ns_to_ms
 from edgeship.types import Verdict
 

@@ -59,7 +59,7 @@ def demo_project(tmp_path_factory: pytest.TempPathFactory):
     Returns (config, manifests). Tests that write results or reports into its build dir
     must use their own config copy (``project_copy``) to stay independent.
     """
-    from edgeship.evaluate import evaluate
+    from edgeship.evaluation import evaluate
     from edgeship.pipeline import export
     from edgeship.types import Target
 
@@ -98,7 +98,7 @@ def cli_project(tmp: Path, replace: dict[str, str] | None = None, append: str = 
 @pytest.fixture(scope="session")
 def profiled(demo_project, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory whose build/ holds the demo's artifacts, eval.json and local results."""
-    from edgeship.profile import profile
+    from edgeship.profiling import profile
 
     root = tmp_path_factory.mktemp("profiled")
     cfg = project_copy(root, demo_project[0])

@@ -56,7 +56,7 @@ def test_activation_type_rule() -> None:
 
 @pytest.mark.parametrize("name", ["tiny_encoder", "depthwise_cnn"])
 def test_tiny_models_export_in_every_precision(name: str, tmp_path: Path) -> None:
-    from edgeship.evaluate import run_artifact
+    from edgeship.evaluation import run_artifact
     from edgeship.metrics import fidelity
     from edgeship.model import load_reference, run_reference, synthetic_inputs
     from edgeship.pipeline import export

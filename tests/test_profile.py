@@ -11,7 +11,7 @@ import pytest
 
 from edgeship.cli import main
 from edgeship.errors import ArtifactError, DeviceError, InputDataError
-from edgeship.profile import profile, profile_artifact
+from edgeship.profiling import profile, profile_artifact
 from edgeship.selection import find_artifacts, parse_precisions
 from edgeship.types import Target
 from tests.conftest import FAST_PROFILE, cli_project, project_copy
@@ -246,7 +246,7 @@ def _synthetic_result(name: str, samples_ns: list[int], device: str = "local") -
 def test_table_warns_only_for_gated_statistics(demo_config) -> None:
     """Synthetic samples: the demo budgets gate p90 on 'local' only; noise warns everywhere."""
     from edgeship.commands.profile import format_results
-    from edgeship.profile import gated_statistics
+    from edgeship.profiling import gated_statistics
 
     assert gated_statistics(demo_config, "local", "onnx", "int8") == ("p90",)
     assert gated_statistics(demo_config, "pi4", "onnx", "int8") == ()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from edgeship.budgets import Check
-from edgeship.gate import CheckResult, build_report
+from edgeship.gating import CheckResult, build_report
 from edgeship.reports import write_reports
 from edgeship.reports.junit import render_junit
 from edgeship.reports.markdown import render_markdown

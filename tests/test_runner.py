@@ -224,7 +224,7 @@ def test_required_arguments() -> None:
 def test_exit_codes_match_profile() -> None:
     from edgeship.runtimes import runner
 
-    import edgeship.profile as profile  # noqa: PLR0402 (the package attribute is a lazy API name)
+    import edgeship.profiling as profile  # noqa: PLR0402 (the package attribute is a lazy API name)
 
     assert (runner.EXIT_BAD_ARTIFACT, runner.EXIT_RUNTIME, runner.EXIT_BAD_INPUTS) == (
         profile.EXIT_BAD_ARTIFACT, profile.EXIT_RUNTIME, profile.EXIT_BAD_INPUTS)

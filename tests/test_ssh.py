@@ -104,7 +104,7 @@ def test_failed_run_still_removes_workdir(sshd: SSHServer) -> None:
 
 def test_profile_and_gate_over_ssh(sshd: SSHServer, demo_project, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from edgeship.cli import main
-    from edgeship.profile import profile
+    from edgeship.profiling import profile
     from edgeship.types import Target
     from tests.conftest import cli_project
 
@@ -136,7 +136,7 @@ def test_profile_and_gate_over_ssh(sshd: SSHServer, demo_project, tmp_path: Path
 
 
 def test_server_killed_mid_run(sshd: SSHServer, demo_project, tmp_path: Path) -> None:
-    from edgeship.profile import profile
+    from edgeship.profiling import profile
     from edgeship.types import Precision, Target
 
     prof = {"threads": 1, "warmup_runs": 5, "warmup_seconds": 0.05, "min_runs": 100, "min_seconds": 20.0,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeship.budgets import Check
-from edgeship.gate import decide_latency
+from edgeship.gating import decide_latency
 from edgeship.stats import bootstrap_ci, mann_whitney_u, stability_warnings, summarize
 from edgeship.types import Verdict
 from tests.conftest import make_config

@@ -43,7 +43,7 @@ def test_demo_tflite_fidelity(demo_project) -> None:
 
 @pytest.mark.parametrize("name", ["tiny_encoder", "depthwise_cnn"])
 def test_tiny_models_tflite(name: str, tmp_path: Path) -> None:
-    from edgeship.evaluate import run_artifact
+    from edgeship.evaluation import run_artifact
     from edgeship.metrics import fidelity
     from edgeship.model import load_reference, run_reference, synthetic_inputs
     from edgeship.pipeline import export
@@ -124,7 +124,7 @@ def int8_io_demo(tmp_path_factory: pytest.TempPathFactory):
 def test_int8_io_records_scale_and_zero_point_and_runs(int8_io_demo) -> None:
     import numpy as np
 
-    from edgeship.evaluate import evaluation_samples, run_artifact
+    from edgeship.evaluation import evaluation_samples, run_artifact
     from edgeship.metrics import accuracy
     from edgeship.selection import find_artifacts
 

@@ -14,7 +14,7 @@ class Compare:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from edgeship.compare import compare, format_matrix
+        from edgeship.comparison import compare, format_matrix
         from edgeship.config import load_config
         from edgeship.errors import UsageError
         from edgeship.progress import Progress

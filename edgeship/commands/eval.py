@@ -14,7 +14,7 @@ class Eval:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from edgeship.config import load_config
-        from edgeship.evaluate import evaluate, format_table
+        from edgeship.evaluation import evaluate, format_table
         from edgeship.progress import Progress
         from edgeship.selection import parse_precisions, parse_targets
 

@@ -18,7 +18,7 @@ class Gate:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from edgeship.config import load_config
-        from edgeship.gate import gate, load_report
+        from edgeship.gating import gate, load_report
         from edgeship.progress import Progress
         from edgeship.reports import write_reports
         from edgeship.reports.terminal import render_terminal

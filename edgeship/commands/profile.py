@@ -19,7 +19,7 @@ class Profile:
     def run(args: argparse.Namespace) -> int:
         from edgeship.config import load_config
         from edgeship.errors import UsageError
-        from edgeship.profile import profile
+        from edgeship.profiling import profile
         from edgeship.progress import Progress
         from edgeship.selection import parse_precisions, parse_targets
 
@@ -39,7 +39,7 @@ class Profile:
 
 def format_results(results: list[dict[str, Any]], cfg: Any = None) -> str:
     """The profile table; with ``cfg``, sample-count warnings only for statistics a budget gates."""
-    from edgeship.profile import gated_statistics
+    from edgeship.profiling import gated_statistics
     from edgeship.stats import stability_warnings, timing_summary
     from edgeship.table import render
 

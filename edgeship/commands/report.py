@@ -16,7 +16,7 @@ class Report:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from edgeship.gate import load_report
+        from edgeship.gating import load_report
         from edgeship.reports import write_reports
         from edgeship.reports.terminal import render_terminal
 

@@ -69,7 +69,7 @@ def latency_plot(report: dict[str, Any]) -> str | None:
     labels = [f"{r['device']['name']} · {r['artifact']['name']}" for r in rows]
     data = [np.asarray(r["timing"]["samples_ns"], dtype=float) / 1e6 for r in rows]
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.2))
-    ax.boxplot(data, vert=False, tick_labels=labels, showfliers=False, whis=(1, 99))
+    ax.boxplot(data, orientation="horizontal", tick_labels=labels, showfliers=False, whis=(1, 99))
     for i, r in enumerate(rows, start=1):
         p90 = float(np.percentile(data[i - 1], 90))
         ax.plot([p90], [i], marker="|", color="#0969da", markersize=14)

@@ -119,7 +119,7 @@ def gate(
     baseline: dict[str, Any] | None = None, force: bool = False, threshold: float | None = None,
     on_event: Callable[[str], None] | None = None,
 ) -> GateReport:
-    from edgeship.profile import load_results
+    from edgeship.profiling import load_results
     from edgeship.selection import find_artifacts
 
     say = on_event or (lambda _m: None)
@@ -182,7 +182,7 @@ def default_remeasure(cfg: Config) -> Remeasure:
 
     def remeasure(device: str, artifact: str) -> list[int]:
         from edgeship.devices.base import open_device
-        from edgeship.profile import profile_artifact
+        from edgeship.profiling import profile_artifact
         from edgeship.selection import find_artifacts
 
         ref = next(r for r in find_artifacts(cfg) if r.name == artifact)

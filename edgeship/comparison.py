@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgeship.config import Config
-from edgeship.evaluate import evaluation_samples, run_artifact
+from edgeship.evaluation import evaluation_samples, run_artifact
 from edgeship.metrics import fidelity
 from edgeship.model import load_reference, run_reference
 from edgeship.selection import find_artifacts
