@@ -19,67 +19,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def own_mobilenet_v2(classes: int = 1000) -> Any:
-    """MobileNetV2 (Sandler et al. 2018), width 1.0: inverted residuals, linear bottlenecks."""
-    import torch
-    from torch import nn
-
-    def cbr(cin: int, cout: int, k: int, s: int, groups: int = 1, act: bool = True) -> list[nn.Module]:
-        layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, s, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
-        return layers + [nn.ReLU6()] if act else layers
-
-    class Block(nn.Module):
-        def __init__(self, cin: int, cout: int, s: int, t: int) -> None:
-            super().__init__()
-            hid = cin * t
-            layers = (cbr(cin, hid, 1, 1) if t != 1 else []) + cbr(hid, hid, 3, s, groups=hid) + cbr(hid, cout, 1, 1, act=False)
-            self.body, self.res = nn.Sequential(*layers), s == 1 and cin == cout
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x + self.body(x) if self.res else self.body(x)
-
-    torch.manual_seed(0)
-    layers: list[nn.Module] = cbr(3, 32, 3, 2)
-    cin = 32
-    for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
-        for i in range(n):
-            layers.append(Block(cin, c, s if i == 0 else 1, t))
-            cin = c
-    layers += cbr(cin, 1280, 1, 1) + [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1280, classes)]
-    return nn.Sequential(*layers).eval()
-
-
-def build() -> tuple[Any, str]:
-    try:
-        from benchmarks.mobilenet import build_mobilenet_v2  # the shared builder, once it exists
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("benchmarks.mobilenet", "benchmarks"):
-            raise
-        return own_mobilenet_v2(), "benchmarks/coreml_size.py:own_mobilenet_v2"
-    return build_mobilenet_v2().eval(), "benchmarks/mobilenet.py:build_mobilenet_v2"
-
-
 def measure(n_calib: int, out: Path) -> dict[str, Any]:
-    from edgeship.calibration import Sample
-    from edgeship.exporters.base import ExportJob
     from edgeship.exporters.coreml import CoreMLExporter
 
-    from edgeship.config import InputSpec, QuantizationConfig, TargetConfig
+    from benchmarks.mobilenet import mobilenet_job
     from edgeship.types import Precision
 
-    model, source = build()
-    rng = np.random.default_rng(0)
-    shape = (1, 3, 224, 224)
-    samples = [Sample({"image": rng.standard_normal(shape).astype(np.float32)}) for _ in range(n_calib)]
-    job = ExportJob(model=model, model_name="mobilenet_v2", inputs=(InputSpec(name="image", shape=shape),),
-                    outputs=("logits",), example_inputs=samples[0].inputs, quantization=QuantizationConfig(),
-                    target_config=TargetConfig(), calibration=lambda: samples, calibration_ref="random normal")
+    job, source = mobilenet_job(n_calib)
+    model = job.model
     params = sum(p.numel() for p in model.parameters())
     sizes: dict[str, int] = {}
     weights: dict[str, Any] = {}

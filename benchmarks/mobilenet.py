@@ -66,3 +66,20 @@ def build_mobilenet_v2(classes: int = 1000, calibrate_bn: bool = True) -> Any:
             for chunk in batch.split(8):
                 model(chunk)
     return model.eval()
+
+
+def mobilenet_job(n_calib: int) -> tuple[Any, str]:
+    """An ExportJob for the MobileNetV2-style network calibrated on ``n_calib`` synthetic
+    images, for benchmarks that call one exporter directly; returns (job, network name)."""
+    from edgeship.calibration import Sample
+    from edgeship.exporters.base import ExportJob
+
+    from edgeship.config import InputSpec, QuantizationConfig, TargetConfig
+
+    shape = (1, 3, 224, 224)
+    samples = [Sample({"image": img.reshape(shape)}) for img in synthetic_images(n_calib)]
+    job = ExportJob(model=build_mobilenet_v2().eval(), model_name="mobilenet_v2",
+                    inputs=(InputSpec(name="image", shape=shape),), outputs=("logits",),
+                    example_inputs=samples[0].inputs, quantization=QuantizationConfig(), target_config=TargetConfig(),
+                    calibration=lambda: samples, calibration_ref="benchmarks/mobilenet.py:synthetic_images")
+    return job, "benchmarks/mobilenet.py:build_mobilenet_v2"

@@ -1,8 +1,7 @@
 """TFLite INT8 vs FP32 on a MobileNetV2, and our runner vs litert-benchmark, in one run.
 
-1. Exports MobileNetV2 (benchmarks/mobilenet.py ``build_mobilenet_v2`` when it exists, else
-   benchmarks/coreml_size.py ``own_mobilenet_v2``; 1x3x224x224) to tflite-fp32 and tflite-int8
-   (PT2E static, per-channel, calibrated on random-normal samples), in a child process so torch
+1. Exports MobileNetV2 (benchmarks/mobilenet.py ``build_mobilenet_v2``, 1x3x224x224) to
+   tflite-fp32 and tflite-int8 (PT2E static, per-channel, calibrated on synthetic images), in a child process so torch
    does not share the measuring process.
 2. Single-thread latency of both through our runner (runtimes/runner.py in a fresh interpreter
    via the local device, exactly as `edgeship profile` runs it) -> INT8/FP32 speedup and size
@@ -32,33 +31,13 @@ sys.path.insert(0, str(ROOT))
 LITERT_BENCHMARK = Path(sys.executable).parent / "litert-benchmark"
 
 
-def build() -> tuple[Any, str]:
-    try:
-        from benchmarks.mobilenet import build_mobilenet_v2
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("benchmarks.mobilenet", "benchmarks"):
-            raise
-        from benchmarks.coreml_size import own_mobilenet_v2
-
-        return own_mobilenet_v2(), "benchmarks/coreml_size.py:own_mobilenet_v2"
-    return build_mobilenet_v2().eval(), "benchmarks/mobilenet.py:build_mobilenet_v2"
-
-
 def export(out: Path, n_calib: int) -> dict[str, Any]:
-    from edgeship.calibration import Sample
-    from edgeship.exporters.base import ExportJob
     from edgeship.exporters.tflite import TFLiteExporter
 
-    from edgeship.config import InputSpec, QuantizationConfig, TargetConfig
+    from benchmarks.mobilenet import mobilenet_job
     from edgeship.types import Precision
 
-    model, source = build()
-    rng = np.random.default_rng(0)
-    shape = (1, 3, 224, 224)
-    samples = [Sample({"image": rng.standard_normal(shape).astype(np.float32)}) for _ in range(n_calib)]
-    job = ExportJob(model=model, model_name="mobilenet_v2", inputs=(InputSpec(name="image", shape=shape),),
-                    outputs=("logits",), example_inputs=samples[0].inputs, quantization=QuantizationConfig(),
-                    target_config=TargetConfig(), calibration=lambda: samples, calibration_ref="random normal")
+    job, source = mobilenet_job(n_calib)
     arts = {}
     for p in (Precision.FP32, Precision.INT8):
         m = TFLiteExporter().export(job, p, out / f"tflite-{p}")
