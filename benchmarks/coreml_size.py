@@ -24,9 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def measure(n_calib: int, out: Path) -> dict[str, Any]:
-    from edgeship.exporters.coreml import CoreMLExporter
-
     from benchmarks.mobilenet import mobilenet_job
+    from edgeship.exporters.coreml import CoreMLExporter
     from edgeship.types import Precision
 
     job, source = mobilenet_job(n_calib)

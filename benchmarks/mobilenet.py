@@ -72,9 +72,8 @@ def mobilenet_job(n_calib: int) -> tuple[Any, str]:
     """An ExportJob for the MobileNetV2-style network calibrated on ``n_calib`` synthetic
     images, for benchmarks that call one exporter directly; returns (job, network name)."""
     from edgeship.calibration import Sample
-    from edgeship.exporters.base import ExportJob
-
     from edgeship.config import InputSpec, QuantizationConfig, TargetConfig
+    from edgeship.exporters.base import ExportJob
 
     shape = (1, 3, 224, 224)
     samples = [Sample({"image": img.reshape(shape)}) for img in synthetic_images(n_calib)]

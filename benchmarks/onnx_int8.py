@@ -26,12 +26,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def export(out: Path, n_calib: int, activation: str) -> dict[str, Any]:
+    from benchmarks.mobilenet import SHAPE, build_mobilenet_v2, synthetic_images
     from edgeship.calibration import Sample
+    from edgeship.config import InputSpec, QuantizationConfig, TargetConfig
     from edgeship.exporters.base import ExportJob
     from edgeship.exporters.onnx import OnnxExporter
-
-    from benchmarks.mobilenet import SHAPE, build_mobilenet_v2, synthetic_images
-    from edgeship.config import InputSpec, QuantizationConfig, TargetConfig
     from edgeship.types import Precision
 
     model = build_mobilenet_v2()

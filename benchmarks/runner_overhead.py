@@ -52,9 +52,8 @@ def bare_loop(model: Path, feeds: dict[str, np.ndarray], threads: int, warmup_s:
 
 
 def runner_samples(artifact: Path, feeds: dict[str, np.ndarray], threads: int, warmup_s: float, runs: int) -> list[int]:
-    from edgeship.devices.local import LocalDevice
-
     from edgeship.bundle import RUNNER_PACKAGE, write_runner_package
+    from edgeship.devices.local import LocalDevice
 
     with tempfile.TemporaryDirectory() as tmp:
         b = Path(tmp)

@@ -32,9 +32,8 @@ LITERT_BENCHMARK = Path(sys.executable).parent / "litert-benchmark"
 
 
 def export(out: Path, n_calib: int) -> dict[str, Any]:
-    from edgeship.exporters.tflite import TFLiteExporter
-
     from benchmarks.mobilenet import mobilenet_job
+    from edgeship.exporters.tflite import TFLiteExporter
     from edgeship.types import Precision
 
     job, source = mobilenet_job(n_calib)
@@ -47,9 +46,8 @@ def export(out: Path, n_calib: int) -> dict[str, Any]:
 
 
 def runner_median_ms(artifact: Path, feeds: dict[str, np.ndarray], threads: int, runs: int) -> float:
-    from edgeship.devices.local import LocalDevice
-
     from edgeship.bundle import RUNNER_PACKAGE, write_runner_package
+    from edgeship.devices.local import LocalDevice
 
     with tempfile.TemporaryDirectory() as tmp:
         b = Path(tmp)

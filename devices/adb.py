@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgeship.config import ADBDeviceConfig
 from edgeship.devices._parsers import PARSERS, ToolOutputError, fail_line
 from edgeship.devices.base import DEVICES, Device, RunResult
-
-from edgeship.config import ADBDeviceConfig
 from edgeship.errors import ConfigError, DeviceError
 
 REMOTE_ROOT = "/data/local/tmp/edgeship"

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from edgeship.registry import Registry
 
-DEVICES: Registry[type["Device"]] = Registry("device", "edgeship.devices")
+DEVICES: Registry[type[Device]] = Registry("device", "edgeship.devices")
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Device(ABC):
         self.name = name
         self.config = config
 
-    def __enter__(self) -> "Device":
+    def __enter__(self) -> Device:
         self.connect()
         return self
 

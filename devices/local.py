@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeship.devices.base import DEVICES, Device, RunResult
-
 from edgeship.config import LocalDeviceConfig
+from edgeship.devices.base import DEVICES, Device, RunResult
 from edgeship.errors import DeviceError
 
 

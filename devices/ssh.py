@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeship.devices.base import DEVICES, Device, RunResult
-
 from edgeship.config import SSHDeviceConfig
+from edgeship.devices.base import DEVICES, Device, RunResult
 from edgeship.errors import DeviceError
 
 # Steps that only move files or create a directory can be retried safely.

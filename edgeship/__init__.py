@@ -27,7 +27,7 @@ _API = {
     "compare": "edgeship.api",
 }
 
-__all__ = sorted(_API)
+__all__ = ["compare", "evaluate", "export", "gate", "load_config", "profile"]
 
 
 def __getattr__(name: str) -> Any:

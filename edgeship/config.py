@@ -9,10 +9,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeship.errors import ConfigError
@@ -56,7 +56,7 @@ class ModelConfig(_Frozen):
     outputs: tuple[str, ...] = ("output",)
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ModelConfig":
+    def _one_source(self) -> ModelConfig:
         if (self.factory is None) == (self.source is None):
             raise ValueError("set exactly one of 'factory' (\"pkg.module:fn\") or 'source' (.pt2)")
         if len({i.name for i in self.inputs}) != len(self.inputs):
@@ -143,7 +143,7 @@ class ADBDeviceConfig(_Frozen):
 
 
 DeviceConfig = Annotated[
-    Union[LocalDeviceConfig, SSHDeviceConfig, ADBDeviceConfig], Field(discriminator="kind")
+    LocalDeviceConfig | SSHDeviceConfig | ADBDeviceConfig, Field(discriminator="kind")
 ]
 
 

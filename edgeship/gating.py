@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -95,7 +96,7 @@ def _aggregate_latency(check: Check, result: dict[str, Any]) -> CheckResult:
     """Native tools (adb) print aggregates, not samples: decide on the printed value."""
     stat = check.statistic or "p90"
     value = timing_summary(result["timing"]).get(stat)
-    if value != value:  # NaN: the tool does not print this statistic
+    if math.isnan(value):  # the tool does not print this statistic
         return CheckResult(check, Verdict.FAIL, False, detail=f"{result['runtime'].get('name')} reports no {stat}; budget mean or p50 instead")
     ok = value <= check.limit
     return CheckResult(check, Verdict.PASS if ok else Verdict.FAIL, ok, value,
@@ -209,7 +210,7 @@ def build_report(cfg: Config, checks: list[CheckResult], results: list[dict[str,
         entry = {k: r.get(k) for k in ("device", "artifact", "status", "skip_reason", "runtime", "env", "memory", "settings")}
         if r["status"] == "ok":
             t = r["timing"]
-            entry["summary_ms"] = {k: (None if v != v else v) for k, v in asdict(timing_summary(t)).items()}
+            entry["summary_ms"] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(timing_summary(t)).items()}
             entry["timing"] = {"load_ns": t["load_ns"], "first_ns": t["first_ns"], "samples_ns": t["samples_ns"],
                                "aggregate": t.get("aggregate")}
         res_out.append(entry)

@@ -55,7 +55,7 @@ class Manifest:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Manifest":
+    def from_dict(cls, d: dict[str, Any]) -> Manifest:
         d = dict(d)
         d.pop("size_bytes", None)
         d["inputs"] = [TensorInfo(**t) for t in d["inputs"]]

@@ -27,7 +27,7 @@ from edgeship.quiet import quiet
 from edgeship.registry import Registry
 from edgeship.types import Precision, Target
 
-EXPORTERS: Registry[type["Exporter"]] = Registry("exporter", "edgeship.exporters")
+EXPORTERS: Registry[type[Exporter]] = Registry("exporter", "edgeship.exporters")
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeship.calibration import Sample
 from edgeship.errors import ExportError, UsageError
-from edgeship.exporters.base import EXPORTERS, ExportJob, ExportResult, Exporter, check_outputs
+from edgeship.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult, check_outputs
 from edgeship.lazy import require
 from edgeship.model import run_reference
 from edgeship.types import CalibrationMethod, Precision, QuantType, Target
@@ -120,7 +120,15 @@ class OnnxExporter(Exporter):
 
     def _int8_static(self, job: ExportJob, src: Path, dst: Path, scratch: Path, samples: Sequence[Sample]) -> dict[str, Any]:
         from onnxruntime.quantization import (
-            CalibrationDataReader, CalibrationMethod as OrtMethod, QuantFormat, QuantType as OrtType, quantize_static,
+            CalibrationDataReader,
+            QuantFormat,
+            quantize_static,
+        )
+        from onnxruntime.quantization import (
+            CalibrationMethod as OrtMethod,
+        )
+        from onnxruntime.quantization import (
+            QuantType as OrtType,
         )
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -163,7 +171,8 @@ class OnnxExporter(Exporter):
 
     @staticmethod
     def _int8_dynamic(src: Path, dst: Path) -> dict[str, Any]:
-        from onnxruntime.quantization import QuantType as OrtType, quantize_dynamic
+        from onnxruntime.quantization import QuantType as OrtType
+        from onnxruntime.quantization import quantize_dynamic
 
         quantize_dynamic(str(src), str(dst), weight_type=OrtType.QInt8, op_types_to_quantize=DYNAMIC_OPS)
         return {"quantizer": "onnxruntime.quantization.quantize_dynamic", "weight_type": "int8",
@@ -238,4 +247,4 @@ def _rm_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-__all__ = ["OnnxExporter", "activation_type", "validation_feeds", "UsageError"]
+__all__ = ["OnnxExporter", "UsageError", "activation_type", "validation_feeds"]

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from edgeship.calibration import Sample
+from edgeship.errors import ExportError, UsageError
 from edgeship.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult, check_outputs
 from edgeship.exporters.onnx import validation_feeds
-
-from edgeship.errors import ExportError, UsageError
 from edgeship.lazy import require
 from edgeship.model import run_reference
 from edgeship.types import CalibrationMethod, IOType, Precision, Target

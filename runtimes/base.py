@@ -10,7 +10,7 @@ of that name from this package on demand, so only the runtime in use is ever imp
 """
 
 import importlib
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, Type
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, Type  # noqa: F401 (ClassVar: type comment)
 
 import numpy as np
 

@@ -7,8 +7,9 @@ any of them. Keep them small: the whole suite runs them through every target.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from edgeship.devices._parsers import parse_perf_test
 
+from edgeship.devices._parsers import parse_perf_test
 from edgeship.errors import DeviceError
 
 HERE = Path(__file__).parent
@@ -43,7 +43,6 @@ def _tool(tmp_path: Path) -> Path:
 
 def test_onnx_sequence_quoting_and_cooldown(adb, demo_project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import edgeship.devices.adb as adb_mod
-
     from edgeship.profiling import profile
     from edgeship.types import Precision, Target
     from tests.conftest import project_copy
@@ -81,9 +80,8 @@ def test_onnx_sequence_quoting_and_cooldown(adb, demo_project, tmp_path: Path, m
 
 
 def test_tflite_argv_asks_for_peak_memory_and_pins_cpus(adb, tmp_path: Path) -> None:
-    from edgeship.devices.adb import ADBDevice
-
     from edgeship.config import ADBDeviceConfig
+    from edgeship.devices.adb import ADBDevice
     from tests.conftest import make_config
 
     script, _ = adb
@@ -110,9 +108,8 @@ def test_phone_disconnects_mid_run(adb, demo_project, tmp_path: Path, monkeypatc
 
 
 def test_hanging_tool_times_out_and_is_killed_on_the_phone(adb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgeship.devices.adb import ADBDevice
-
     from edgeship.config import ADBDeviceConfig
+    from edgeship.devices.adb import ADBDevice
 
     script, log = adb
     monkeypatch.setenv("FAKE_ADB_HANG", "20")
@@ -142,9 +139,8 @@ def test_tool_exits_nonzero_after_output_is_an_error(adb, demo_project, tmp_path
 
 
 def test_adb_client_missing(tmp_path: Path) -> None:
-    from edgeship.devices.adb import ADBDevice
-
     from edgeship.config import ADBDeviceConfig
+    from edgeship.devices.adb import ADBDevice
 
     dev = ADBDevice("pixel", ADBDeviceConfig(kind="adb", adb="/nonexistent/adb"))
     with pytest.raises(DeviceError, match=r"device 'pixel': the adb client '/nonexistent/adb' is not installed"), dev:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeship.devices._parsers import ToolOutputError, parse_benchmark_model, parse_perf_test
+from edgeship.devices._parsers import parse_benchmark_model
 from edgeship.errors import DeviceError
 
 DATA = Path(__file__).parent / "data"

@@ -22,10 +22,9 @@ def test_atomic_directory_failure_leaves_old_artifact_untouched(tmp_path: Path) 
     final = tmp_path / "onnx-int8"
     with atomic_directory(final) as d:
         (d / "model.onnx").write_text("v1")
-    with pytest.raises(RuntimeError):
-        with atomic_directory(final) as d:
-            (d / "model.onnx").write_text("half-written v2")
-            raise RuntimeError("conversion crashed")
+    with pytest.raises(RuntimeError), atomic_directory(final) as d:
+        (d / "model.onnx").write_text("half-written v2")
+        raise RuntimeError("conversion crashed")
     assert (final / "model.onnx").read_text() == "v1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["onnx-int8"]   # no temp dirs left
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from edgeship.runtimes.base import RuntimeLoadError, RuntimeUnavailable, available, get_runtime
 from edgeship.runtimes.coreml import CoreMLRuntime
 

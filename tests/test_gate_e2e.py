@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgeship.cli import main
-from tests.conftest import cli_project, project_copy
+from tests.conftest import cli_project
 
 
 @pytest.fixture

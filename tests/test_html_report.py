@@ -51,7 +51,7 @@ def test_export_piped_has_no_control_characters(tmp_path: Path) -> None:
     cfg = cli_project(tmp_path)
     env = {"PATH": "/usr/bin:/bin", "EDGESHIP_CACHE_DIR": str(ROOT / "build" / "cache"), "HOME": str(tmp_path)}
     out = subprocess.run(f"{sys.executable} -m edgeship --config '{cfg}' export --target onnx --precision fp32 2>&1 | cat",
-                         shell=True, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)   # noqa: S602 - the test needs a real pipe
+                         shell=True, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stdout
     assert "onnx-fp32" in out.stdout
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", out.stdout), repr(out.stdout[:500])

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgeship.runtimes.base import RuntimeLoadError, RuntimeRunError, get_runtime
 
+from edgeship.runtimes.base import RuntimeLoadError, RuntimeRunError, get_runtime
 from edgeship.types import Precision, Target
 from tests.conftest import make_config, tiny_config
 

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-from edgeship.devices.base import DEVICES
-from edgeship.devices.local import LocalDevice
 
 from edgeship.config import LocalDeviceConfig
+from edgeship.devices.base import DEVICES
+from edgeship.devices.local import LocalDevice
 from edgeship.errors import DeviceError
 
 

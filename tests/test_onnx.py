@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edgeship.fsutil import sha256_file
@@ -80,7 +79,6 @@ def test_fp16_overflow_is_an_export_error(tmp_path: Path) -> None:
     """A model whose activations exceed float16's range must not produce an artifact."""
     from edgeship.errors import ExportError
     from edgeship.pipeline import export
-
     from tests.conftest import make_config
 
     cfg = make_config(tmp_path, model={

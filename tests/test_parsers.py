@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from edgeship.devices._parsers import PARSERS, ToolOutputError, fail_line, parse_benchmark_model, parse_perf_test
 
+from edgeship.devices._parsers import PARSERS, ToolOutputError, fail_line, parse_benchmark_model, parse_perf_test
 from edgeship.errors import DeviceError
 
 DATA = Path(__file__).parent / "data"

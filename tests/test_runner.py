@@ -222,9 +222,8 @@ def test_required_arguments() -> None:
 
 
 def test_exit_codes_match_profile() -> None:
+    import edgeship.profiling as profile
     from edgeship.runtimes import runner
-
-    import edgeship.profiling as profile  # noqa: PLR0402 (the package attribute is a lazy API name)
 
     assert (runner.EXIT_BAD_ARTIFACT, runner.EXIT_RUNTIME, runner.EXIT_BAD_INPUTS) == (
         profile.EXIT_BAD_ARTIFACT, profile.EXIT_RUNTIME, profile.EXIT_BAD_INPUTS)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edgeship.runtimes import base
 from edgeship.runtimes.base import (
     RuntimeLoadError,
@@ -13,7 +14,6 @@ from edgeship.runtimes.base import (
     RuntimeUnavailable,
     get_runtime,
 )
-
 from tests.test_runner import make_onnx_artifact
 
 # Where each runtime module is exercised on real artifacts; a new runtime without an entry fails.

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from edgeship.devices.ssh import SSHDevice
 
 from edgeship.config import SSHDeviceConfig
+from edgeship.devices.ssh import SSHDevice
 from edgeship.errors import DeviceError
 from tests.conftest import project_copy
 from tests.sshd import SSHServer, start_sshd
