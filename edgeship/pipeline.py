@@ -101,6 +101,8 @@ def export(
             jobs[t] = dataclasses.replace(base_job, target_config=cfg.target_config(t))
         out_dir = cfg.artifacts_dir / f"{t}-{p}"
         say(f"export {cfg.model.name} {t}-{p} ...")
+        if p is Precision.INT8 and base_job.calibration is not None:
+            say(f"  calibrating on {len(base_job.calibration())} samples from {cfg.data.calibration}")
         m = get_exporter(t).export(jobs[t], p, out_dir)  # type: ignore[arg-type]
         say(f"  wrote {out_dir} ({m.size_bytes / 1024:.1f} KiB)")
         manifests.append(m)

@@ -88,3 +88,15 @@ def test_html_renders_in_headless_chromium(gated: Path, tmp_path: Path) -> None:
                     "--window-size=1200,2400", f"--screenshot={shot}", gated.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.is_file() and shot.stat().st_size > 20_000
+
+
+def test_report_side_by_side_with_a_baseline(gated: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeship.cli import main
+
+    reports = gated.parent
+    base = tmp_path / "old.json"
+    shutil.copy(reports / "report.json", base)
+    out = tmp_path / "side"
+    assert main(["report", "--from", str(reports / "report.json"), "--baseline", str(base), "--out", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "Baseline (" in page and "This report (" in page and page.count("<svg") == 6

@@ -15,12 +15,14 @@ class Export:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from edgeship.config import load_config
-        from edgeship.pipeline import export
+        from edgeship.pipeline import export, plan
+        from edgeship.progress import Progress
         from edgeship.selection import parse_precisions, parse_targets
 
         targets, precisions = parse_targets(args.target), parse_precisions(args.precision)
         cfg = load_config(args.config)
-        manifests = export(cfg, targets, precisions, on_event=lambda m: print(m, file=sys.stderr, flush=True))
+        with Progress(sys.stderr, total=len(plan(cfg, targets, precisions))) as progress:
+            manifests = export(cfg, targets, precisions, on_event=progress.event)
         for m in manifests:
             note = f"  ({'; '.join(m.notes)})" if m.notes else ""
             print(f"{m.target}-{m.precision}: {m.model_file} {m.size_bytes / 1024:.1f} KiB{note}")
