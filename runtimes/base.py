@@ -9,6 +9,7 @@ Registration: ``@register("name")`` in ``<name>.py``; ``get_runtime(name)`` impo
 of that name from this package on demand, so only the runtime in use is ever imported.
 """
 
+import abc
 import importlib
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, Type  # noqa: F401 (ClassVar: type comment)
 
@@ -51,7 +52,7 @@ def get_runtime(name: str) -> "Type[Runtime]":
     return RUNTIMES[name]
 
 
-class Runtime:
+class Runtime(abc.ABC):
     name = ""  # type: ClassVar[str]
 
     def __init__(self, model_path: str, manifest: Dict[str, Any], threads: int = 1,
@@ -113,22 +114,25 @@ class Runtime:
             raise RuntimeRunError("%s: inference failed: %s: %s" % (self.name, type(exc).__name__, exc)) from exc
 
     # -- backend hooks -----------------------------------------------------------------------
+    @abc.abstractmethod
     def _load(self) -> None:
-        raise NotImplementedError  # abstract
+        """Load the model file; raise RuntimeUnavailable if the runtime cannot run here."""
 
     def _prepare(self, feeds: Dict[str, np.ndarray]) -> Any:
         return feeds
 
+    @abc.abstractmethod
     def _invoke(self, prepared: Any) -> Any:
-        raise NotImplementedError  # abstract
+        """One inference on prepared inputs; returns the backend's raw outputs."""
 
+    @abc.abstractmethod
     def _outputs(self, raw: Any) -> Dict[str, np.ndarray]:
         """Map raw backend outputs to {output name: array} in manifest order."""
-        raise NotImplementedError  # abstract
 
     @classmethod
+    @abc.abstractmethod
     def version(cls) -> str:
-        raise NotImplementedError  # abstract
+        """The runtime's version; raises RuntimeUnavailable when its package is missing."""
 
     def describe(self) -> Dict[str, Any]:
         """Runtime metadata recorded in result.json (threads, providers, delegates ...)."""

@@ -38,3 +38,12 @@ def add_selection(p: argparse.ArgumentParser, device: bool = False) -> None:
                    help="fp32, fp16, int8, int8-dynamic, int8-weight, comma-separated, or all")
     if device:
         p.add_argument("--device", "-d", default="local", help="a [devices.NAME] from edgeship.toml (default: local)")
+
+
+def load_selection(args: argparse.Namespace):  # -> tuple[Config, targets, precisions]
+    """Parse --target/--precision (errors before any file is read), then load the config."""
+    from edgeship.config import load_config
+    from edgeship.selection import parse_precisions, parse_targets
+
+    targets, precisions = parse_targets(args.target), parse_precisions(args.precision)
+    return load_config(args.config), targets, precisions

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgeship.commands import add_selection, command
+from edgeship.commands import add_selection, command, load_selection
 
 
 @command("compare", help="agreement matrix: the same inputs through every artifact and the reference", order=25)
@@ -15,15 +15,12 @@ class Compare:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from edgeship.comparison import compare, format_matrix
-        from edgeship.config import load_config
         from edgeship.errors import UsageError
         from edgeship.progress import Progress
-        from edgeship.selection import parse_precisions, parse_targets
 
         if args.samples < 1:
             raise UsageError(f"--samples must be >= 1, got {args.samples}")
-        targets, precisions = parse_targets(args.target), parse_precisions(args.precision)
-        cfg = load_config(args.config)
+        cfg, targets, precisions = load_selection(args)
         with Progress() as progress:
             result = compare(cfg, targets, precisions, samples=args.samples, on_event=progress.event)
         print(format_matrix(result))

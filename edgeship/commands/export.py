@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgeship.commands import add_selection, command
+from edgeship.commands import add_selection, command, load_selection
 
 
 @command("export", help="export the model to ONNX/TFLite/CoreML artifacts (fp32, fp16, int8 ...)", order=10)
@@ -14,13 +14,10 @@ class Export:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from edgeship.config import load_config
         from edgeship.pipeline import export, plan
         from edgeship.progress import Progress
-        from edgeship.selection import parse_precisions, parse_targets
 
-        targets, precisions = parse_targets(args.target), parse_precisions(args.precision)
-        cfg = load_config(args.config)
+        cfg, targets, precisions = load_selection(args)
         with Progress(sys.stderr, total=len(plan(cfg, targets, precisions))) as progress:
             manifests = export(cfg, targets, precisions, on_event=progress.event)
         for m in manifests:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgeship.commands import add_selection, command
+from edgeship.commands import add_selection, command, load_selection
 
 
 @command("profile", help="measure latency and memory of every artifact on a device", order=30)
@@ -17,19 +17,16 @@ class Profile:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from edgeship.config import load_config
         from edgeship.errors import UsageError
         from edgeship.profiling import profile
         from edgeship.progress import Progress
-        from edgeship.selection import parse_precisions, parse_targets
 
-        targets, precisions = parse_targets(args.target), parse_precisions(args.precision)
         for opt in ("min_runs", "threads"):
             if getattr(args, opt) is not None and getattr(args, opt) < 1:
                 raise UsageError(f"--{opt.replace('_', '-')} must be >= 1, got {getattr(args, opt)}")
         if args.min_seconds is not None and args.min_seconds < 0:
             raise UsageError(f"--min-seconds must be >= 0, got {args.min_seconds:g}")
-        cfg = load_config(args.config)
+        cfg, targets, precisions = load_selection(args)
         with Progress() as progress:
             results = profile(cfg, args.device, targets, precisions, progress.event, args.min_runs,
                               args.min_seconds, args.threads)
