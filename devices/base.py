@@ -32,6 +32,7 @@ class Device(ABC):
     def __init__(self, name: str, config: Any) -> None:
         self.name = name
         self.config = config
+        self._workdir: str | None = None
 
     def __enter__(self) -> Device:
         self.connect()
@@ -41,9 +42,13 @@ class Device(ABC):
         self.cleanup()
 
     @property
-    @abstractmethod
     def workdir(self) -> str:
         """Directory on the device where bundles are pushed (valid after connect)."""
+        if self._workdir is None:
+            from edgeship.errors import DeviceError
+
+            raise DeviceError(f"device '{self.name}': not connected")
+        return self._workdir
 
     @property
     @abstractmethod

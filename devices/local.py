@@ -28,13 +28,6 @@ class LocalDevice(Device):
 
     def __init__(self, name: str = "local", config: LocalDeviceConfig | None = None) -> None:
         super().__init__(name, config or LocalDeviceConfig())
-        self._workdir: str | None = None
-
-    @property
-    def workdir(self) -> str:
-        if self._workdir is None:
-            raise DeviceError(f"device '{self.name}': not connected")
-        return self._workdir
 
     @property
     def python(self) -> str:

@@ -33,17 +33,10 @@ class SSHDevice(Device):
 
     def __init__(self, name: str, config: SSHDeviceConfig) -> None:
         super().__init__(name, config)
-        self._workdir: str | None = None
         self._ctl_dir: str | None = None
         self._runs = 0
 
     # -- plumbing ----------------------------------------------------------------------------
-    @property
-    def workdir(self) -> str:
-        if self._workdir is None:
-            raise DeviceError(f"device '{self.name}': not connected")
-        return self._workdir
-
     @property
     def python(self) -> str:
         return self.config.python

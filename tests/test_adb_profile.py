@@ -15,30 +15,10 @@ from edgeship.errors import DeviceError
 
 DATA = Path(__file__).parent / "data"
 
-FAKE_ADB = '''#!{python}
-"""TEST DOUBLE for the adb client: records its argv and replays canned phone output."""
-import json, os, sys
-log = os.environ["FAKE_ADB_LOG"]
-with open(log, "a") as fh:
-    fh.write(json.dumps(sys.argv[1:]) + "\\n")
-args = sys.argv[1:]
-if args[:1] == ["-s"]:
-    args = args[2:]
-if args[0] == "get-state":
-    print(os.environ.get("FAKE_ADB_STATE", "device"))
-elif args[0] == "shell" and args[1].startswith("cd "):   # the benchmark run
-    sys.stdout.write(open(os.environ["FAKE_ADB_OUTPUT"]).read())
-    sys.exit(int(os.environ.get("FAKE_ADB_EXIT", "0")))
-elif args[0] == "shell" and args[1].startswith("getprop"):
-    print({{"ro.product.model": "Pixel 7", "ro.product.cpu.abi": "arm64-v8a",
-           "ro.build.version.release": "14", "ro.soc.model": "Tensor G2"}}[args[1].split()[1]])
-'''
-
-
 @pytest.fixture
 def fake_adb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    script = tmp_path / "adb"
-    script.write_text(FAKE_ADB.format(python=sys.executable))
+    script = tmp_path / "adb"     # runs the shared TEST DOUBLE tests/fake_adb.py
+    script.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(Path(__file__).parent / 'fake_adb.py'))} \"$@\"\n")
     script.chmod(0o755)
     log = tmp_path / "adb.log"
     monkeypatch.setenv("FAKE_ADB_LOG", str(log))
