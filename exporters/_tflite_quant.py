@@ -1,10 +1,11 @@
-"""I/O of full-integer TFLite models: read the int8 edges, or wrap them in float32 edges.
+"""Full-integer TFLite models: their int8 I/O edges, float32 edges around them, float leftovers.
 
 litert-torch lowers a PT2E-quantized graph with int8 graph inputs/outputs. For io = "float"
 we put a QUANTIZE op before each int8 input and a DEQUANTIZE op after each int8 output (the
 same edges TF's converter emits with float inference types), editing the flatbuffer with the
 schema shipped in ai-edge-litert. The float tensors take over the original names and
-signature entries, so the model's interface keeps its names.
+signature entries, so the model's interface keeps its names. ``integer_graph`` lists the ops
+that still compute in float, so a graph that is not fully integer is visible in the manifest.
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ def io_params(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return ordered(it.get_input_details(), "args_"), ordered(it.get_output_details(), "output_")
 
 
-def float_edges(path: Path) -> int:
-    """Wrap every int8/uint8 graph input/output in QUANTIZE/DEQUANTIZE; return how many were wrapped."""
-    import flatbuffers
+def float_edges(model: Any) -> int:
+    """Wrap every int8/uint8 graph input/output of ``model`` (a ``ModelT``) in QUANTIZE/DEQUANTIZE.
+
+    Edits the model in place; returns how many edges were wrapped.
+    """
     from ai_edge_litert import schema_py_generated as s
 
-    model = s.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
     sg = model.subgraphs[0]
     quant_types = (s.TensorType.INT8, s.TensorType.UINT8)
     wrapped = 0
@@ -71,10 +73,35 @@ def float_edges(path: Path) -> int:
             new_out.append(t)
     sg.inputs, sg.outputs = new_in, new_out
     sg.operators = pre + list(sg.operators) + post
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    path.write_bytes(bytes(builder.Output()))
     return wrapped
+
+
+def integer_graph(model: Any) -> dict[str, Any]:
+    """Which ops of a full-integer model still compute in float.
+
+    A PT2E pattern the quantizer did not annotate is lowered as DEQUANTIZE -> float op ->
+    QUANTIZE. Returns ``{"float_ops": {op: count}, "requantize_ops": n}``: the float compute
+    ops and the QUANTIZE/DEQUANTIZE ops inside the graph (the I/O edges do not count).
+    """
+    from ai_edge_litert import schema_py_generated as s
+
+    names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+    floats = (s.TensorType.FLOAT32, s.TensorType.FLOAT16)
+    sg = model.subgraphs[0]
+    float_ops: dict[str, int] = {}
+    requantize = 0
+    for op in sg.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        outs = [int(i) for i in op.outputs]
+        ins = [int(i) for i in op.inputs if i >= 0]
+        if builtin in (_QUANTIZE, _DEQUANTIZE):
+            at_edge = any(i in sg.inputs for i in ins) or any(o in sg.outputs for o in outs)
+            requantize += 0 if at_edge else 1
+        elif any(sg.tensors[o].type in floats for o in outs):
+            name = names.get(builtin, str(builtin))
+            float_ops[name] = float_ops.get(name, 0) + 1
+    return {"float_ops": dict(sorted(float_ops.items())), "requantize_ops": requantize}
 
 
 def _float_twin(model: Any, sg: Any, index: int) -> int:

@@ -4,13 +4,17 @@
     fp16          fp32 model + ai_edge_quantizer FLOAT_CASTING (float16 weights, float32 compute/I-O)
     int8          PT2E static full-integer quantization calibrated on the project's samples,
                   per-channel symmetric weights; io = "float" adds QUANTIZE/DEQUANTIZE edges
-                  (float32 I/O), io = "int8" exposes int8 I/O with scale/zero point in the manifest
+                  (float32 I/O), io = "int8" exposes int8 I/O with scale/zero point in the manifest;
+                  ops left in float are listed in recipe.integer_graph
     int8-dynamic  ai_edge_quantizer dynamic_wi8_afp32 (int8 weights, activations at run time)
     int8-weight   ai_edge_quantizer weight_only_wi8_afp32 (int8 weights, float compute)
 
 Calibration methods for int8: minmax -> MinMaxObserver, percentile -> HistogramObserver
 (histogram range search that clips outliers; the closest PT2E offers). entropy (KL) has no
 PT2E observer and is rejected.
+
+Quantized models are written by ``_tflite_fb.write``, which stores identical quantization
+vectors once (recipe.serialization says how many were shared).
 """
 
 from __future__ import annotations
@@ -55,9 +59,9 @@ class TFLiteExporter(Exporter):
         notes: list[str] = []
         if precision is Precision.INT8:
             samples = job.calibration_samples()
-            recipe.update(self._int8_static(litert_torch, job, out, samples))
+            recipe.update(self._int8_static(litert_torch, job, out, samples, notes))
             calibration = {"method": job.quantization.method.value, "samples": len(samples), "source": job.calibration_ref}
-            recipe["io"] = self._int8_io(job, out, io_dtypes, io_quant)
+            self._int8_io(job, out, io_dtypes, io_quant, recipe, notes)
         else:
             self._convert(litert_torch, job, job.model, out)
             if precision is not Precision.FP32:
@@ -72,20 +76,33 @@ class TFLiteExporter(Exporter):
         )
 
     @staticmethod
-    def _int8_io(job: ExportJob, out: Path, io_dtypes: dict[str, str], io_quant: dict[str, dict[str, float]]) -> str:
-        """Keep litert-torch's int8 graph edges (io = "int8") or wrap them in float32 ones."""
-        from edgeship.exporters._tflite_quant import float_edges, io_params
+    def _int8_io(job: ExportJob, out: Path, io_dtypes: dict[str, str], io_quant: dict[str, dict[str, float]],
+                 recipe: dict[str, Any], notes: list[str]) -> None:
+        """Keep litert-torch's int8 graph edges (io = "int8") or wrap them in float32 ones; check
+        which ops still compute in float; write the model with shared quantization vectors."""
+        from edgeship.exporters import _tflite_fb as fb
+        from edgeship.exporters._tflite_quant import float_edges, integer_graph, io_params
 
+        model = fb.read(out)
         if job.target_config.io is IOType.FLOAT:
-            n = float_edges(out)
-            return f"float32 ({n} QUANTIZE/DEQUANTIZE edge op(s) added around the int8 graph)"
+            n = float_edges(model)
+            recipe["io"] = f"float32 ({n} QUANTIZE/DEQUANTIZE edge op(s) added around the int8 graph)"
+        else:
+            recipe["io"] = "int8 (callers quantize inputs / dequantize outputs with the recorded scale and zero point)"
+        recipe["integer_graph"] = graph = integer_graph(model)
+        if graph["float_ops"]:
+            ops = ", ".join(f"{op} x{n}" for op, n in graph["float_ops"].items())
+            notes.append(f"not fully integer: {ops} compute in float between DEQUANTIZE/QUANTIZE "
+                         "(litert-torch's PT2E quantizer has no int8 pattern for them)")
+        recipe["serialization"] = fb.write(model, out)
+        if job.target_config.io is IOType.FLOAT:
+            return
         ins, outs = io_params(out)
         names = [s.name for s in job.inputs] + list(job.outputs)
         for name, p in zip(names, ins + outs):
             io_dtypes[name] = p["dtype"]
             if p["dtype"] in ("int8", "uint8"):
                 io_quant[name] = {"scale": p["scale"], "zero_point": p["zero_point"]}
-        return "int8 (callers quantize inputs / dequantize outputs with the recorded scale and zero point)"
 
     # -- conversions -------------------------------------------------------------------------
     def _convert(self, litert_torch: Any, job: ExportJob, module: Any, out: Path, quant_config: Any = None) -> None:
@@ -95,7 +112,8 @@ class TFLiteExporter(Exporter):
         except Exception as exc:
             raise ExportError(f"{job.model_name}: tflite: {_describe_failure(exc)}") from exc
 
-    def _int8_static(self, litert_torch: Any, job: ExportJob, out: Path, samples: Sequence[Sample]) -> dict[str, Any]:
+    def _int8_static(self, litert_torch: Any, job: ExportJob, out: Path, samples: Sequence[Sample],
+                     notes: list[str]) -> dict[str, Any]:
         import torch
         from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
         from litert_torch.quantize.quant_config import QuantConfig
@@ -113,8 +131,8 @@ class TFLiteExporter(Exporter):
         act = _with_observer(config.input_activation, observers[q.method])
         config = _replace(config, input_activation=act, output_activation=act)
         quantizer = PT2EQuantizer().set_global(config)
+        captured, capture = _capture(torch, job, notes)
         try:
-            captured = torch.export.export(job.model, job.example_args()).module()
             prepared = prepare_pt2e(captured, quantizer)
             with torch.no_grad():
                 for s in samples:
@@ -124,7 +142,8 @@ class TFLiteExporter(Exporter):
             raise ExportError(f"{job.model_name}: tflite-int8: PT2E quantization failed: {_describe_failure(exc)}") from exc
         self._convert(litert_torch, job, converted, out, QuantConfig(pt2e_quantizer=quantizer))
         return {
-            "quantizer": "PT2E (litert_torch PT2EQuantizer), static", "weights": "int8 symmetric",
+            "quantizer": "PT2E (litert_torch PT2EQuantizer), static", "graph_capture": capture,
+            "weights": "int8 symmetric",
             "granularity": "per-channel" if q.per_channel else "per-tensor",
             "activations": "int8 affine", "activation_observer": observers[q.method].__name__,
             "calibration_method": q.method.value,
@@ -154,8 +173,11 @@ class TFLiteExporter(Exporter):
             q.load_quantization_recipe(recipe.weight_only_wi8_afp32())
             info = {"quantizer": "ai_edge_quantizer weight_only_wi8_afp32", "weights": "int8 per-channel",
                     "compute": "float32 (weights dequantized explicitly)"}
+        from edgeship.exporters import _tflite_fb as fb
+
         result = q.quantize(enable_progress_report=False)
         path.write_bytes(bytes(result.quantized_model))
+        info["serialization"] = fb.write(fb.read(path), path)
         return info
 
     # -- checks ------------------------------------------------------------------------------
@@ -177,6 +199,27 @@ class TFLiteExporter(Exporter):
         except Exception as exc:
             raise ExportError(f"{job.model_name}: tflite-{precision}: LiteRT cannot run the export: {exc}") from exc
         return check_outputs(job, precision, self.target, ref, got)
+
+
+def _capture(torch: Any, job: ExportJob, notes: list[str]) -> tuple[Any, str]:
+    """torch.export the model for PT2E annotation; returns (graph module, how it was captured).
+
+    Strict (TorchDynamo) tracing first: litert-torch's quantizer finds add, mul, cat and pooling
+    by the ``source_fn_stack`` that only strict tracing records. Without it those ops are not
+    annotated and stay float (MobileNetV2's chained residual ADDs). A model that strict tracing
+    cannot capture is captured non-strict, and the manifest says so.
+    """
+    try:
+        return torch.export.export(job.model, job.example_args(), strict=True).module(), "torch.export strict"
+    except Exception as strict_exc:   # noqa: BLE001 (TorchDynamo raises many types; the non-strict try decides)
+        reason = _first_line(f"{type(strict_exc).__name__}: {strict_exc}")
+    try:
+        module = torch.export.export(job.model, job.example_args()).module()
+    except Exception as exc:
+        raise ExportError(f"{job.model_name}: tflite-int8: torch.export failed: {_describe_failure(exc)}") from exc
+    notes.append(f"strict torch.export failed ({reason}); captured non-strict, where the PT2E quantizer "
+                 "cannot match add/mul/cat/pooling (recipe.integer_graph lists what stayed float)")
+    return module, "torch.export non-strict (strict failed)"
 
 
 def _replace(obj: Any, **changes: Any) -> Any:

@@ -54,7 +54,8 @@ class TinyEncoder(nn.Module):
 
 
 class DepthwiseCNN(nn.Module):
-    """MobileNet-style depthwise-separable blocks with ReLU6 and a residual add."""
+    """MobileNet-style depthwise-separable blocks with ReLU6 and residual adds, two of them
+    chained (add -> add) as in MobileNetV2's stages."""
 
     def __init__(self, classes: int = 10) -> None:
         super().__init__()
@@ -70,6 +71,7 @@ class DepthwiseCNN(nn.Module):
         self.b1 = dw(16, 16, 1)
         self.b2 = dw(16, 32, 2)
         self.b3 = dw(32, 32, 1)
+        self.b4 = dw(32, 32, 1)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(32, classes)
         # non-trivial BN statistics so folding is exercised
@@ -83,6 +85,7 @@ class DepthwiseCNN(nn.Module):
         x = x + self.b1(x)
         x = self.b2(x)
         x = x + self.b3(x)
+        x = x + self.b4(x)
         return self.fc(self.pool(x).flatten(1))
 
 
@@ -108,6 +111,18 @@ def cnn_batches() -> Any:
     g = torch.Generator().manual_seed(2)
     for _ in range(8):
         yield {"image": torch.rand(4, 3, 32, 32, generator=g).numpy()}
+
+
+def heldout_feeds(name: str, n: int = 4) -> list[dict[str, Any]]:
+    """Inputs a tiny model was not calibrated on, from its calibration data's distribution
+    (post-training quantization promises nothing outside the calibrated ranges)."""
+    import numpy as np
+
+    from edgeship.model import synthetic_inputs
+
+    if name == "depthwise_cnn":   # uniform [0, 1) images, like cnn_batches
+        return [{"image": np.random.default_rng(100 + s).random((1, 3, 32, 32), dtype=np.float32)} for s in range(n)]
+    return [synthetic_inputs(TINY_MODELS[name].inputs, seed=s) for s in range(n)]   # ids within range, full mask
 
 
 @dataclass(frozen=True)

@@ -57,14 +57,15 @@ def test_activation_type_rule() -> None:
 def test_tiny_models_export_in_every_precision(name: str, tmp_path: Path) -> None:
     from edgeship.evaluation import run_artifact
     from edgeship.metrics import fidelity
-    from edgeship.model import load_reference, run_reference, synthetic_inputs
+    from edgeship.model import load_reference, run_reference
     from edgeship.pipeline import export
     from edgeship.selection import find_artifacts
+    from tests.models import heldout_feeds
 
     cfg = tiny_config(tmp_path, name)
     export(cfg, (Target.ONNX,), ONNX_PRECISIONS)
     model = load_reference(cfg)
-    feeds = [synthetic_inputs(cfg.model.inputs, seed=s) for s in range(4)]
+    feeds = heldout_feeds(name)
     ref = [run_reference(model, f, cfg.model.inputs) for f in feeds]
     bound = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.95, "int8-dynamic": 0.98}
     for art in find_artifacts(cfg, (Target.ONNX,)):

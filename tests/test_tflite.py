@@ -45,20 +45,54 @@ def test_demo_tflite_fidelity(demo_project) -> None:
 def test_tiny_models_tflite(name: str, tmp_path: Path) -> None:
     from edgeship.evaluation import run_artifact
     from edgeship.metrics import fidelity
-    from edgeship.model import load_reference, run_reference, synthetic_inputs
+    from edgeship.model import load_reference, run_reference
     from edgeship.pipeline import export
     from edgeship.selection import find_artifacts
+    from tests.models import heldout_feeds
 
     cfg = tiny_config(tmp_path, name)
     export(cfg, (Target.TFLITE,), (Precision.FP32, Precision.INT8))
     model = load_reference(cfg)
-    feeds = [synthetic_inputs(cfg.model.inputs, seed=s) for s in range(4)]
+    feeds = heldout_feeds(name)
     ref = [run_reference(model, f, cfg.model.inputs) for f in feeds]
     for art in find_artifacts(cfg, (Target.TFLITE,)):
         fid = fidelity(ref, run_artifact(art, feeds))
         assert fid["cosine_min"] >= (0.9999 if art.precision is Precision.FP32 else 0.99), (art.name, fid)
+    int8 = read_manifest(cfg.artifacts_dir / "tflite-int8")
+    assert int8.recipe["graph_capture"] == "torch.export strict"
     if name == "tiny_encoder":   # int64 ids are downcast to int32 for on-device runtimes
         assert [i.dtype for i in read_manifest(cfg.artifacts_dir / "tflite-fp32").inputs] == ["int32", "int32"]
+        # softmax, layer norm and attention matmuls have no PT2E int8 pattern: listed, not hidden
+        assert int8.recipe["integer_graph"]["float_ops"].get("SOFTMAX") == 1
+        assert any(n.startswith("not fully integer: ") for n in int8.notes)
+    else:   # conv/depthwise/add (chained residuals too)/mean/fc: every op computes in int8
+        assert int8.recipe["integer_graph"] == {"float_ops": {}, "requantize_ops": 0}
+        assert int8.notes == []
+
+
+def test_non_strict_capture_is_recorded_with_its_float_ops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When strict torch.export cannot trace a model, the int8 export still works, captured
+    non-strict, and the manifest names the residual ADDs the quantizer then could not match."""
+    import torch
+
+    from edgeship.pipeline import export
+
+    real = torch.export.export
+
+    def no_strict(*args, strict: bool = False, **kwargs):
+        if strict:
+            raise torch._dynamo.exc.Unsupported("graph break in a test double of an untraceable model")
+        return real(*args, strict=False, **kwargs)
+
+    monkeypatch.setattr(torch.export, "export", no_strict)
+    cfg = tiny_config(tmp_path, "depthwise_cnn")
+    export(cfg, (Target.TFLITE,), (Precision.INT8,))
+    m = read_manifest(cfg.artifacts_dir / "tflite-int8")
+    assert m.recipe["graph_capture"] == "torch.export non-strict (strict failed)"
+    assert m.recipe["integer_graph"]["float_ops"].get("ADD", 0) >= 1
+    assert m.recipe["integer_graph"]["requantize_ops"] > 0
+    assert any("strict torch.export failed (Unsupported: graph break" in n for n in m.notes)
+    assert any(n.startswith("not fully integer: ADD x") for n in m.notes)
 
 
 def test_unlowerable_op_names_op_and_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
