@@ -5,7 +5,8 @@
    does not share the measuring process.
 2. Single-thread latency of both through our runner (runtimes/runner.py in a fresh interpreter
    via the local device, exactly as `edgeship profile` runs it) -> INT8/FP32 speedup and size
-   ratio. Goals: >= 1.6x faster, <= 0.28x the size.
+   ratio. Goals: >= 1.6x faster, <= 0.28x the size. Also printed: the ops of the int8 graph
+   still in float, and the size the int8 file would have without shared quantization vectors.
 3. The same artifacts and thread count through `litert-benchmark` (ai-edge-litert's CLI), rounds
    interleaved with ours so machine drift hits both. Goal: medians within 5%.
 
@@ -34,6 +35,7 @@ LITERT_BENCHMARK = Path(sys.executable).parent / "litert-benchmark"
 def export(out: Path, n_calib: int) -> dict[str, Any]:
     from benchmarks.mobilenet import mobilenet_job
     from edgeship.exporters.tflite import TFLiteExporter
+    from edgeship.manifest import read_manifest
     from edgeship.types import Precision
 
     job, source = mobilenet_job(n_calib)
@@ -42,7 +44,17 @@ def export(out: Path, n_calib: int) -> dict[str, Any]:
         m = TFLiteExporter().export(job, p, out / f"tflite-{p}")
         arts[p.value] = {"dir": str(out / f"tflite-{p}"), "size_bytes": m.size_bytes,
                          "export_cosine_min": m.recipe["fidelity_check"]["cosine_min"]}
-    return {"network": source, "artifacts": arts}
+    int8 = read_manifest(out / "tflite-int8")
+    return {"network": source, "artifacts": arts, "integer_graph": int8.recipe["integer_graph"],
+            "serialization": int8.recipe["serialization"],
+            "int8_unshared_bytes": _unshared_size(out / "tflite-int8" / "model.tflite")}
+
+
+def _unshared_size(path: Path) -> int:
+    """The int8 file as the schema's own writer packs it: every quantization vector written out."""
+    from edgeship.exporters import _tflite_fb as fb
+
+    return len(fb.pack(fb.read(path), share=False)[0])
 
 
 def runner_median_ms(artifact: Path, feeds: dict[str, np.ndarray], threads: int, runs: int) -> float:
@@ -108,6 +120,8 @@ def main() -> int:
         "int8_size_ratio": sizes["int8"] / sizes["fp32"],
         "runner_vs_tool": {k: v["runner_ms"] / v["litert_benchmark_ms"] for k, v in med.items()},
     }
+    res["int8_graph"] = {"integer_graph": exp["integer_graph"], "serialization": exp["serialization"],
+                         "size_ratio_unshared": exp["int8_unshared_bytes"] / sizes["fp32"]}
     res["goals"] = {"speedup_ge_1.6": res["int8_speedup"] >= 1.6, "size_le_0.28": res["int8_size_ratio"] <= 0.28,
                     "runner_within_5pct": all(abs(r - 1) <= 0.05 for r in res["runner_vs_tool"].values())}
     print(f"{res['network']}, {args.threads} thread(s), {args.rounds} interleaved rounds x {args.runs} runs")
@@ -115,6 +129,10 @@ def main() -> int:
         print(f"  tflite-{k:<5} {sizes[k] / 1e6:6.2f} MB  runner {med[k]['runner_ms']:8.3f} ms  "
               f"litert-benchmark {med[k]['litert_benchmark_ms']:8.3f} ms  ratio {res['runner_vs_tool'][k]:.3f}")
     print(f"  int8 speedup {res['int8_speedup']:.2f}x (goal >= 1.6), size {res['int8_size_ratio']:.3f}x (goal <= 0.28)")
+    g, ser = exp["integer_graph"], exp["serialization"]
+    print(f"  int8 graph: float ops {g['float_ops'] or 'none'}, internal (de)quantize ops {g['requantize_ops']}; "
+          f"{ser['shared']} of {ser['quantization_vectors']} quantization vectors shared "
+          f"(written out unshared: {res['int8_graph']['size_ratio_unshared']:.3f}x)")
     print(f"  goals: {res['goals']}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
