@@ -3,6 +3,10 @@
 Never measures in the edgeship process: the runner always runs in a fresh interpreter on
 the device (a subprocess for ``local``). A runner that fails, crashes or hangs gives one clear
 line naming the device and the artifact, and no result file.
+
+The runner also returns the outputs it computed on the device for the profiled input; they
+are compared with the FP32 PyTorch reference's (``result["outputs"]``), so a device whose
+runtime computes something else (another interpreter build, a delegate) shows it at once.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgeship.bundle import RUNNER_PACKAGE, build_bundle, profiling_inputs
 from edgeship.config import Config
@@ -39,7 +45,7 @@ def result_path(cfg: Config, device: str, artifact_name: str) -> Path:
 
 def runner_argv(device: Device, bundle: str, ref: ArtifactRef, cfg: Config,
                 min_runs: int | None = None, min_seconds: float | None = None,
-                threads: int | None = None) -> list[str]:
+                threads: int | None = None, outputs: bool = False) -> list[str]:
     p = cfg.profile
     sep = "/"  # remote paths are POSIX on every device kind we support
     return [
@@ -51,23 +57,31 @@ def runner_argv(device: Device, bundle: str, ref: ArtifactRef, cfg: Config,
         "--min-runs", str(min_runs if min_runs is not None else p.min_runs),
         "--min-seconds", str(min_seconds if min_seconds is not None else p.min_seconds),
         "--max-seconds", str(p.max_seconds), "--max-runs", str(p.max_runs),
-    ]
+    ] + (["--outputs", f"{bundle}{sep}outputs.npz"] if outputs else [])
 
 
 def profile_artifact(cfg: Config, device: Device, ref: ArtifactRef, min_runs: int | None = None,
                      min_seconds: float | None = None, inputs: dict[str, Any] | None = None,
-                     threads: int | None = None) -> dict[str, Any]:
-    """Run one artifact on an open device and return its validated result (not saved)."""
+                     threads: int | None = None, reference: Reference | None = None) -> dict[str, Any]:
+    """Run one artifact on an open device and return its validated result (not saved).
+
+    With ``reference`` (``Reference(cfg, inputs)``) the device's own outputs are pulled and
+    compared with the FP32 reference's in ``result["outputs"]``.
+    """
     native = getattr(device, "profile_native", None)
     want = min_runs if min_runs is not None else cfg.profile.min_runs
     if native is not None:   # devices without python (adb) run the vendor's benchmark tool
-        return _finish(native(ref, cfg, min_runs=min_runs), device, ref, want)
+        result = _finish(native(ref, cfg, min_runs=min_runs), device, ref, want)
+        if reference is not None and result["status"] == "ok":
+            result["outputs"] = {"skipped": f"{result['runtime'].get('name')} prints timings, not outputs"}
+        return result
     with tempfile.TemporaryDirectory(prefix="edgeship-bundle-") as tmp:
         local = build_bundle(Path(tmp) / "bundle", ref, inputs if inputs is not None else profiling_inputs(cfg))
         remote = device.push(local, f"bundle-{ref.name}")
         where = f"device '{device.name}', artifact {ref.name}"
         try:
-            run = device.run(runner_argv(device, remote, ref, cfg, min_runs, min_seconds, threads),
+            run = device.run(runner_argv(device, remote, ref, cfg, min_runs, min_seconds, threads,
+                                         outputs=reference is not None),
                              timeout=cfg.profile.timeout_s, cwd=remote)
         except DeviceError as exc:
             msg = str(exc)
@@ -91,7 +105,58 @@ def profile_artifact(cfg: Config, device: Device, ref: ArtifactRef, min_runs: in
             result = json.loads(pulled.read_text())
         except ValueError as exc:
             raise DeviceError(f"{where}: unreadable result.json ({exc})") from None
-    return _finish(result, device, ref, want)
+        result = _finish(result, device, ref, want)
+        if reference is not None and result["status"] == "ok":
+            result["outputs"] = _compare_outputs(device, f"{remote}/outputs.npz", Path(tmp) / "outputs.npz",
+                                                 ref, reference, where)
+    return result
+
+
+class Reference:
+    """The FP32 PyTorch outputs for the profiled inputs (in ``[model] outputs`` order).
+
+    Computed on first use, after a device run succeeded, so a device's own error (inputs that
+    do not match the artifact, say) is the one reported. Without torch on this host there is
+    none, and ``reason`` says why.
+    """
+
+    def __init__(self, cfg: Config, inputs: dict[str, np.ndarray]) -> None:
+        self._cfg, self._inputs = cfg, inputs
+        self._outputs: tuple[np.ndarray, ...] | None = None
+        self.reason = ""
+
+    def outputs(self) -> tuple[np.ndarray, ...] | None:
+        from edgeship.errors import MissingDependency
+        from edgeship.model import load_reference, run_reference
+
+        if self._outputs is None and not self.reason:
+            try:
+                model = load_reference(self._cfg)
+            except MissingDependency as exc:
+                self.reason = f"no FP32 reference on this host: {exc}"
+                return None
+            self._outputs = tuple(run_reference(model, self._inputs, self._cfg.model.inputs))
+        return self._outputs
+
+
+def _compare_outputs(device: Device, remote: str, local: Path, ref: ArtifactRef, reference: Reference,
+                     where: str) -> dict[str, Any]:
+    from edgeship.metrics import fidelity
+
+    expected = reference.outputs()
+    if expected is None:
+        return {"skipped": reference.reason}
+    device.pull(remote, local)
+    names = [t.name for t in ref.manifest.outputs]
+    try:
+        with np.load(local) as npz:
+            got = [np.asarray(npz[n]) for n in names]
+        fid = fidelity([list(expected)], [got])
+    except (OSError, ValueError, KeyError) as exc:
+        raise DeviceError(f"{where}: the runner's outputs.npz does not hold outputs {names} "
+                          f"like the reference's ({exc})") from None
+    return {"reference": "pytorch-fp32", "samples": 1, "cosine": fid["cosine_min"],
+            "max_abs_err": fid["max_abs_err"], "top1_agreement": fid["top1_agreement"]}
 
 
 def _finish(result: dict[str, Any], device: Device, ref: ArtifactRef, min_runs: int = 1) -> dict[str, Any]:
@@ -143,13 +208,14 @@ def profile(
     say = on_event or (lambda _m: None)
     refs = find_artifacts(cfg, targets, precisions)
     inputs = profiling_inputs(cfg)
+    reference = Reference(cfg, inputs)
     results = []
     with open_device(device, cfg) as dev:
         for ref in refs:
             say(f"profile {ref.name} on {device} ...")
             # a stale result from an earlier run must not stand in for one that fails now
             result_path(cfg, device, ref.name).unlink(missing_ok=True)
-            result = profile_artifact(cfg, dev, ref, min_runs, min_seconds, inputs, threads)
+            result = profile_artifact(cfg, dev, ref, min_runs, min_seconds, inputs, threads, reference)
             write_json_atomic(result_path(cfg, device, ref.name), result)
             if result["status"] != "ok":
                 say(f"  {ref.name}: SKIPPED ({result['skip_reason']})")

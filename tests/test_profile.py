@@ -38,6 +38,10 @@ def test_profile_local_writes_results(project) -> None:
         assert r["runtime"]["threads"] == 1
         saved = project.build / "results" / "local" / f"{r['artifact']['name']}.json"
         assert json.loads(saved.read_text())["artifact"] == r["artifact"]
+        # the outputs the runner computed for the profiled input, against the FP32 reference's
+        out = r["outputs"]
+        assert out["reference"] == "pytorch-fp32" and out["samples"] == 1 and out["top1_agreement"] == 1.0
+        assert out["cosine"] >= (0.9999 if r["artifact"]["precision"] == "fp32" else 0.99), r["artifact"]["name"]
     assert any(r["runtime"]["name"] == "litert" and "XNNPACK" in r["runtime"]["delegate"] for r in results)
 
 
@@ -48,6 +52,42 @@ def test_profile_cli_table(project, capsys: pytest.CaptureFixture[str], monkeypa
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "onnx-int8" in out and "p90 ms" in out and "mem steady MB" in out
+
+
+def test_outputs_a_device_computes_differently_are_flagged(project, capsys: pytest.CaptureFixture[str]) -> None:
+    """An artifact whose weights no longer match the reference (checksums re-recorded, so it
+    loads and runs): profile measures it and warns that its outputs disagree."""
+    import dataclasses
+
+    from edgeship.exporters import _tflite_fb as fb
+    from edgeship.manifest import file_table, read_manifest
+
+    d = project.artifacts_dir / "tflite-fp32"
+    model = fb.read(d / "model.tflite")
+    weights = max((b for b in model.buffers if b.data is not None), key=lambda b: len(b.data))
+    weights.data = (-np.frombuffer(weights.data.tobytes(), np.float32)).view(np.uint8)   # negate the largest tensor
+    fb.write(model, d / "model.tflite")
+    dataclasses.replace(read_manifest(d, verify=False), files=file_table(d)).write(d)
+    code = main(["--config", str(_write_cfg(project)), "profile", "-t", "tflite", "-p", "fp32,int8"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    warnings = [ln for ln in out.splitlines() if "disagree with the FP32 reference" in ln]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: tflite-fp32: outputs on 'local'"), out
+    result = json.loads((project.build / "results" / "local" / "tflite-fp32.json").read_text())
+    assert result["outputs"]["cosine"] < 0.9999
+
+
+def test_host_without_torch_says_why_outputs_were_not_compared(project, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeship import model
+    from edgeship.errors import MissingDependency
+
+    def no_torch(cfg):
+        raise MissingDependency("torch", "torch", "the FP32 reference")
+
+    monkeypatch.setattr(model, "load_reference", no_torch)
+    (r,) = profile(project, "local", (Target.TFLITE,), parse_precisions("int8"))
+    assert r["status"] == "ok" and set(r["outputs"]) == {"skipped"}
+    assert r["outputs"]["skipped"].startswith("no FP32 reference on this host: ")
 
 
 def _ref(cfg, name: str):

@@ -116,6 +116,7 @@ def test_profile_and_gate_over_ssh(sshd: SSHServer, demo_project, tmp_path: Path
         assert r["device"] == {"name": "board", "kind": "ssh"} and r["status"] == "ok"
         assert set(r) == set(local[0])                                   # same schema as local
         assert set(r["timing"]) == set(local[0]["timing"]) and len(r["timing"]["samples_ns"]) >= 64
+        assert r["outputs"]["cosine"] >= 0.99 and r["outputs"]["top1_agreement"] == 1.0   # pulled from the board
     assert (cfg.build / "results" / "board" / "onnx-int8.json").is_file()
     toml = cli_project(tmp_path, append=(
         f'\n[devices.board]\nkind = "ssh"\nhost = "{sshd.user}@127.0.0.1"\nport = {sshd.port}\n'

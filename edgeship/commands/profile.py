@@ -41,12 +41,12 @@ def format_results(results: list[dict[str, Any]], cfg: Any = None) -> str:
     from edgeship.table import render
 
     head = ["artifact", "device", "p50 ms", "p90 ms", "p99 ms", "mean", "std", "MAD", "n", "init ms", "first ms",
-            "mem init MB", "mem steady MB", "size KiB"]
+            "mem init MB", "mem steady MB", "size KiB", "out cos"]
     rows, notes = [], []
     for r in results:
         a = r["artifact"]
         if r["status"] != "ok":
-            rows.append([a["name"], r["device"]["name"], "SKIPPED"] + [""] * 10 + [f"{a['size_bytes'] / 1024:.1f}"])
+            rows.append([a["name"], r["device"]["name"], "SKIPPED"] + [""] * 10 + [f"{a['size_bytes'] / 1024:.1f}", ""])
             notes.append(f"{a['name']}: SKIPPED: {r['skip_reason']}")
             continue
         t, m = r["timing"], r.get("memory") or {}
@@ -54,13 +54,33 @@ def format_results(results: list[dict[str, Any]], cfg: Any = None) -> str:
         rows.append([
             a["name"], r["device"]["name"], *(_lat(v) for v in (s.p50, s.p90, s.p99, s.mean, s.std, s.mad)), s.count, _ms(t.get("load_ns"), 1), _ms(t.get("first_ns"), 2),
             _mb(m.get("init_peak_kb")), _mb(m.get("steady_peak_kb")), f"{a['size_bytes'] / 1024:.1f}",
+            _cosine(r.get("outputs")),
         ])
+        notes += _output_warnings(r)
         if t.get("samples_ns"):
             gated = ("p90",) if cfg is None else gated_statistics(cfg, r["device"]["name"], a["target"], a["precision"])
             notes += [f"{a['name']}: {w}" for w in stability_warnings(s, gated)]
         else:
             notes.append(f"{a['name']}: aggregates printed by {r['runtime'].get('name')}; no per-run samples")
     return render(head, rows) + ("\n" + "\n".join(f"warning: {n}" for n in notes) if notes else "")
+
+
+def _cosine(outputs: Any) -> str:
+    return f"{outputs['cosine']:.5f}" if outputs and "cosine" in outputs else ""
+
+
+def _output_warnings(r: dict[str, Any]) -> list[str]:
+    """Outputs the device computed that are further from the reference than the export allowed."""
+    from edgeship.exporters.base import MIN_EXPORT_COSINE
+    from edgeship.types import Precision
+
+    out, a = r.get("outputs") or {}, r["artifact"]
+    bound = MIN_EXPORT_COSINE.get(Precision(a["precision"]))
+    if "cosine" not in out or bound is None or out["cosine"] >= bound:
+        return []
+    return [(f"{a['name']}: outputs on '{r['device']['name']}' disagree with the FP32 reference (cosine "
+             f"{out['cosine']:.4f} < {bound} that export requires of {a['precision']}); the device's runtime "
+             "computes something else than the export host's")]
 
 
 def _lat(ms: float) -> str:
