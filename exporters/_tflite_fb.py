@@ -28,15 +28,21 @@ def read(path: Path) -> Any:
 
     from edgeship.errors import ExportError
 
+    if not fits(path):
+        raise ExportError(f"{path}: over 2 GB, more than one flatbuffer holds; edgeship cannot rewrite it "
+                          "(float I/O edges, integer-graph check); export a smaller model")
     raw = path.read_bytes()
-    if len(raw) >= 2**31:
-        raise ExportError(f"{path}: over 2 GB; edgeship cannot rewrite it (use io = \"int8\" for int8 models)")
     model = s.ModelT.InitFromPackedBuf(raw, 0)
     for b in model.buffers or []:
         if (b.offset or 0) > 1:
             b.data = np.frombuffer(raw, np.uint8, count=b.size, offset=b.offset)
             b.offset = b.size = 0
     return model
+
+
+def fits(path: Path) -> bool:
+    """Whether the file can be rewritten as one flatbuffer (32-bit offsets: under 2 GB)."""
+    return path.stat().st_size < 2**31
 
 
 def write(model: Any, path: Path) -> dict[str, int]:
@@ -49,7 +55,8 @@ def write(model: Any, path: Path) -> dict[str, int]:
 
 def pack(model: Any, share: bool = True) -> tuple[bytes, dict[str, int]]:
     """The flatbuffer bytes of ``model``; ``share=False`` writes every vector out, as the
-    schema's own object API does (the baseline the tests and benchmarks compare with)."""
+    schema's own object API does (the baseline the tests and benchmarks compare with).
+    Quantization vectors of ``model`` become numpy arrays, shared ones the same array."""
     import flatbuffers
 
     canonical: dict[tuple[str, bytes], np.ndarray] = {}

@@ -177,7 +177,10 @@ class TFLiteExporter(Exporter):
 
         result = q.quantize(enable_progress_report=False)
         path.write_bytes(bytes(result.quantized_model))
-        info["serialization"] = fb.write(fb.read(path), path)
+        if fb.fits(path):
+            info["serialization"] = fb.write(fb.read(path), path)
+        else:
+            info["serialization"] = {"skipped": "over 2 GB: written as ai-edge-quantizer wrote it, vectors unshared"}
         return info
 
     # -- checks ------------------------------------------------------------------------------
