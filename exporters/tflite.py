@@ -28,6 +28,7 @@ import numpy as np
 
 from edgeship.calibration import Sample
 from edgeship.errors import ExportError, UsageError
+from edgeship.exporters._tflite_pt2e import make_quantizer
 from edgeship.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult, check_outputs
 from edgeship.exporters.onnx import validation_feeds
 from edgeship.lazy import require
@@ -115,7 +116,7 @@ class TFLiteExporter(Exporter):
     def _int8_static(self, litert_torch: Any, job: ExportJob, out: Path, samples: Sequence[Sample],
                      notes: list[str]) -> dict[str, Any]:
         import torch
-        from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+        from litert_torch.quantize.pt2e_quantizer import get_symmetric_quantization_config
         from litert_torch.quantize.quant_config import QuantConfig
         from torchao.quantization.pt2e.observer import HistogramObserver, MinMaxObserver
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -130,7 +131,7 @@ class TFLiteExporter(Exporter):
         config = get_symmetric_quantization_config(is_per_channel=q.per_channel)
         act = _with_observer(config.input_activation, observers[q.method])
         config = _replace(config, input_activation=act, output_activation=act)
-        quantizer = PT2EQuantizer().set_global(config)
+        quantizer = make_quantizer(config)
         captured, capture = _capture(torch, job, notes)
         try:
             prepared = prepare_pt2e(captured, quantizer)
@@ -142,7 +143,8 @@ class TFLiteExporter(Exporter):
             raise ExportError(f"{job.model_name}: tflite-int8: PT2E quantization failed: {_describe_failure(exc)}") from exc
         self._convert(litert_torch, job, converted, out, QuantConfig(pt2e_quantizer=quantizer))
         return {
-            "quantizer": "PT2E (litert_torch PT2EQuantizer), static", "graph_capture": capture,
+            "quantizer": "PT2E (litert_torch PT2EQuantizer + add/mul by ATen target), static",
+            "graph_capture": capture,
             "weights": "int8 symmetric",
             "granularity": "per-channel" if q.per_channel else "per-tensor",
             "activations": "int8 affine", "activation_observer": observers[q.method].__name__,
@@ -153,6 +155,9 @@ class TFLiteExporter(Exporter):
     def _post_quantize(path: Path, precision: Precision) -> dict[str, Any]:
         from ai_edge_quantizer import qtyping, quantizer, recipe
 
+        from edgeship.exporters import _tflite_fb as fb
+
+        info: dict[str, Any]
         q = quantizer.Quantizer(str(path))
         if precision is Precision.FP16:
             q.update_quantization_recipe(
@@ -173,8 +178,6 @@ class TFLiteExporter(Exporter):
             q.load_quantization_recipe(recipe.weight_only_wi8_afp32())
             info = {"quantizer": "ai_edge_quantizer weight_only_wi8_afp32", "weights": "int8 per-channel",
                     "compute": "float32 (weights dequantized explicitly)"}
-        from edgeship.exporters import _tflite_fb as fb
-
         result = q.quantize(enable_progress_report=False)
         path.write_bytes(bytes(result.quantized_model))
         if fb.fits(path):
@@ -207,10 +210,10 @@ class TFLiteExporter(Exporter):
 def _capture(torch: Any, job: ExportJob, notes: list[str]) -> tuple[Any, str]:
     """torch.export the model for PT2E annotation; returns (graph module, how it was captured).
 
-    Strict (TorchDynamo) tracing first: litert-torch's quantizer finds add, mul, cat and pooling
-    by the ``source_fn_stack`` that only strict tracing records. Without it those ops are not
-    annotated and stay float (MobileNetV2's chained residual ADDs). A model that strict tracing
-    cannot capture is captured non-strict, and the manifest says so.
+    Strict (TorchDynamo) tracing first: litert-torch's quantizer finds cat, pooling and GRUs by
+    the ``source_fn_stack`` that only strict tracing records (add and mul are also matched by
+    ATen target, _tflite_pt2e.py). A model that strict tracing cannot capture is captured
+    non-strict, and the manifest says so.
     """
     try:
         return torch.export.export(job.model, job.example_args(), strict=True).module(), "torch.export strict"
@@ -221,7 +224,7 @@ def _capture(torch: Any, job: ExportJob, notes: list[str]) -> tuple[Any, str]:
     except Exception as exc:
         raise ExportError(f"{job.model_name}: tflite-int8: torch.export failed: {_describe_failure(exc)}") from exc
     notes.append(f"strict torch.export failed ({reason}); captured non-strict, where the PT2E quantizer "
-                 "cannot match add/mul/cat/pooling (recipe.integer_graph lists what stayed float)")
+                 "cannot match cat/pooling (recipe.integer_graph lists what stayed float)")
     return module, "torch.export non-strict (strict failed)"
 
 
