@@ -85,7 +85,8 @@ class TFLiteExporter(Exporter):
         from edgeship.exporters._tflite_quant import float_edges, integer_graph, io_params
 
         model = fb.read(out)
-        if job.target_config.io is IOType.FLOAT:
+        float_io = job.target_config.io is IOType.FLOAT
+        if float_io:
             n = float_edges(model)
             recipe["io"] = f"float32 ({n} QUANTIZE/DEQUANTIZE edge op(s) added around the int8 graph)"
         else:
@@ -96,7 +97,7 @@ class TFLiteExporter(Exporter):
             notes.append(f"not fully integer: {ops} compute in float between DEQUANTIZE/QUANTIZE "
                          "(litert-torch's PT2E quantizer has no int8 pattern for them)")
         recipe["serialization"] = fb.write(model, out)
-        if job.target_config.io is IOType.FLOAT:
+        if float_io:
             return
         ins, outs = io_params(out)
         names = [s.name for s in job.inputs] + list(job.outputs)
