@@ -2,32 +2,92 @@
 
 Everything edgeship writes (artifacts, results, reports) goes through here so a crash or
 Ctrl-C never leaves a half-written file that a later run would trust.
+
+Directories (artifacts, report sets) are versioned: the content lives in a hidden
+``.<name>.v<uuid>/`` and ``<name>`` is a symlink to it. A new version is written beside the
+old one and published by ``os.replace`` of a temp symlink over ``<name>``, which is atomic:
+a reader always sees the old or the new version, a crash at any point leaves the old one, and
+two writers racing both succeed (the last swap wins). A writer holds an flock on its version
+directory until the swap, so the next run can tell a dead writer's leftovers (unlocked) from a
+live one's and sweeps them. Files are written to a temp file and renamed; everything ends up
+with the permissions the umask asks for (0644/0755 under 022), not mkstemp's 0600.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+# Leftovers older than this process are candidates for sweeping (if nobody holds their lock).
+RUN_STARTED = time.time()
+# ".<name>.<8 random chars>.tmp" (mkstemp/mkdtemp, also older edgeship's temp dirs), our temp
+# symlinks ".<name>.<hex>.tmp", and older edgeship's ".<name>.old-<pid>" trash directories
+_TMP_RE = re.compile(r"^\..+\.(?:[a-z0-9_]{8}|[0-9a-f]{32})\.tmp$|^\..+\.old-\d+$")
+_VERSION_RE = re.compile(r"^\..+\.v[0-9a-f]{32}$")
+SET_DIR = ".report-set"
+
+_umask_lock = threading.Lock()
+_umask: int | None = None
+
+
+def umask() -> int:
+    """The process umask, read once (from /proc where possible: os.umask() is a write)."""
+    global _umask
+    if _umask is None:
+        with _umask_lock:
+            if _umask is None:
+                _umask = _read_umask()
+    return _umask
+
+
+def _read_umask() -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)   # no /proc (macOS): set and restore once, under the lock
+    os.umask(old)
+    return old
+
+
+def file_mode() -> int:
+    return 0o666 & ~umask()
+
+
+def dir_mode() -> int:
+    return 0o777 & ~umask()
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same directory and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)   # a live temp file is never swept
             fh.write(data)
             fh.flush()
+            os.fchmod(fh.fileno(), file_mode())
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -43,28 +103,146 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(final: Path) -> Iterator[Path]:
-    """Yield a temp directory next to ``final``; on success it replaces ``final`` whole.
+def _locked(path: Path, blocking: bool = True) -> Iterator[bool]:
+    """flock ``path`` (a directory or file); yields False if non-blocking and held elsewhere."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
-    On any exception the temp directory is removed and ``final`` is left untouched (an
+
+def _remove(p: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink()
+
+
+def sweep(directory: Path) -> list[Path]:
+    """Remove what killed runs left in ``directory``; returns what was removed.
+
+    Version directories no symlink here points to and nobody holds locked, and temp files,
+    temp symlinks and old temp dirs that are older than this run and not locked.
+    """
+    directory = Path(directory)
+    try:
+        entries = [e for e in os.scandir(directory) if e.name.startswith(".")]
+        live = {os.readlink(e.path) for e in os.scandir(directory) if e.is_symlink()}
+    except OSError:
+        return []
+    removed = []
+    for e in entries:
+        p = Path(e.path)
+        try:
+            if _VERSION_RE.match(e.name):
+                if e.name in live or e.is_symlink():
+                    continue
+            elif _TMP_RE.match(e.name):
+                if e.stat(follow_symlinks=False).st_mtime >= RUN_STARTED:
+                    continue
+            else:
+                continue
+            if e.is_symlink():
+                _remove(p)
+                removed.append(p)
+                continue
+            with _locked(p, blocking=False) as got:
+                if got:
+                    _remove(p)
+                    removed.append(p)
+        except OSError:
+            continue   # vanished or unreadable: another run is sweeping it
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_directory(final: Path) -> Iterator[Path]:
+    """Yield a fresh version directory for ``final``; on success ``final`` points to it.
+
+    On any exception the version directory is removed and ``final`` is left untouched (an
     older complete artifact stays; no partial one appears).
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    parent = final.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    with _locked(parent):   # nobody sweeps our version dir between mkdir and flock
+        sweep(parent)
+        version = parent / f".{final.name}.v{uuid.uuid4().hex}"
+        os.mkdir(version)   # mode 0o777 & ~umask
+        vfd = os.open(version, os.O_RDONLY)
+        fcntl.flock(vfd, fcntl.LOCK_EX)
     try:
-        yield tmp
+        try:
+            yield version
+        except BaseException:
+            shutil.rmtree(version, ignore_errors=True)
+            raise
+        with _locked(parent):
+            _swap_link(final, version.name)
+            os.close(vfd)
+            vfd = -1
+            sweep(parent)
+    finally:
+        if vfd >= 0:
+            os.close(vfd)
+
+
+def _swap_link(final: Path, target: str) -> None:
+    """Atomically make ``final`` a symlink to ``target`` (a sibling name)."""
+    parent = final.parent
+    if final.is_dir() and not final.is_symlink():
+        # a plain directory (older edgeship, or a copy): becomes a version, then the link
+        # replaces it; this one-time migration has a moment without ``final``
+        os.rename(final, parent / f".{final.name}.v{uuid.uuid4().hex}")
+    link = parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
+    os.symlink(target, link)
+    try:
+        os.replace(link, final)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
         raise
-    trash = None
-    if final.exists():
-        trash = final.with_name(f".{final.name}.old-{os.getpid()}")
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(final, trash)
-    os.replace(tmp, final)
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
+
+
+def publish_set(out_dir: Path, files: Mapping[str, bytes]) -> list[Path]:
+    """Publish ``files`` (name -> bytes) in ``out_dir`` all together or not at all.
+
+    They are written into one version of ``out_dir/.report-set`` and each name is a symlink
+    ``name -> .report-set/name``, so one atomic swap replaces the whole set. Names of a
+    previous set that this call does not write are carried over (their links keep working).
+    OSError (e.g. IsADirectoryError for a name that is a directory) before anything changed.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    carry: dict[str, bytes] = {}
+    for name in files:
+        p = out_dir / name
+        if p.is_dir() and not p.is_symlink():
+            raise IsADirectoryError(errno.EISDIR, "is a directory", str(p))
+    for e in os.scandir(out_dir):
+        if e.is_symlink() and e.name not in files and os.readlink(e.path) == f"{SET_DIR}/{e.name}":
+            with contextlib.suppress(OSError):
+                carry[e.name] = Path(e.path).read_bytes()
+    with atomic_directory(out_dir / SET_DIR) as version:
+        for name, data in {**carry, **files}.items():
+            (version / name).write_bytes(data)
+            os.chmod(version / name, file_mode())
+    for name in files:
+        p = out_dir / name
+        if not (p.is_symlink() and os.readlink(p) == f"{SET_DIR}/{name}"):
+            _swap_link(p, f"{SET_DIR}/{name}")
+    return [out_dir / name for name in files]
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -7,7 +7,9 @@ gate and by the standalone runner on a device.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import os
+import re
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ from edgeship.fsutil import sha256_file, tree_files, write_json_atomic
 
 SCHEMA = "edgeship.manifest/1"
 MANIFEST = "manifest.json"
+FORWARD_COMPATIBLE = ("built_for",)
+_RUNTIME_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,10 @@ class Manifest:
     def from_dict(cls, d: dict[str, Any]) -> Manifest:
         d = dict(d)
         d.pop("size_bytes", None)
+        known = {f.name for f in fields(cls)}
+        for key in FORWARD_COMPATIBLE:   # optional fields a newer edgeship may write
+            if key not in known:
+                d.pop(key, None)
         d["inputs"] = [TensorInfo(**t) for t in d["inputs"]]
         d["outputs"] = [TensorInfo(**t) for t in d["outputs"]]
         return cls(**d)
@@ -75,18 +83,25 @@ def file_table(directory: Path) -> dict[str, dict[str, Any]]:
     }
 
 
-def read_manifest(directory: Path, verify: bool = True) -> Manifest:
-    """Load an artifact's manifest; with ``verify`` check every file's size and sha256."""
+def read_manifest(directory: Path, verify: bool = True, expect_model: str | None = None) -> Manifest:
+    """Load an artifact's manifest and check it as an integrity boundary.
+
+    Always: the manifest's fields have their types, every ``files`` path stays inside the
+    artifact directory, ``model_file`` is covered by ``files``, ``runtime`` is a known runtime
+    and (with ``expect_model``) ``model`` is the configured model. With ``verify`` also every
+    file's size and sha256. Any violation is an ArtifactError naming the manifest and field.
+    """
     directory = Path(directory)
     mpath = directory / MANIFEST
     if not mpath.is_file():
         raise ArtifactError(f"{directory}: no {MANIFEST}; not an edgeship artifact (re-run 'edgeship export')")
     try:
-        m = Manifest.from_dict(json.loads(mpath.read_text()))
-    except (ValueError, TypeError, KeyError) as exc:
+        m = Manifest.from_dict(json.loads(mpath.read_text(encoding="utf-8")))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ArtifactError(f"{mpath}: corrupt manifest ({exc}); re-run 'edgeship export'") from None
     if m.schema != SCHEMA:
         raise ArtifactError(f"{mpath}: manifest schema {m.schema!r}, expected {SCHEMA!r}; re-export")
+    check_manifest(m, directory, expect_model)
     if verify:
         for rel, meta in m.files.items():
             p = directory / rel
@@ -94,4 +109,77 @@ def read_manifest(directory: Path, verify: bool = True) -> Manifest:
                 raise ArtifactError(f"{p}: listed in the manifest but missing; re-run 'edgeship export'")
             if p.stat().st_size != meta["size"] or sha256_file(p) != meta["sha256"]:
                 raise ArtifactError(f"{p}: sha256 does not match manifest.json; the artifact is corrupt, re-run 'edgeship export'")
+        if m.model_file not in m.files:   # a directory model (.mlpackage): nothing unlisted inside
+            extra = [str(p.relative_to(directory)) for p in tree_files(directory / m.model_file)
+                     if str(p.relative_to(directory)) not in m.files]
+            if extra:
+                raise ArtifactError(f"{mpath}: field 'model_file': '{extra[0]}' is not listed in files; re-run 'edgeship export'")
     return m
+
+
+def check_manifest(m: Manifest, directory: Path, expect_model: str | None = None) -> None:
+    """The integrity rules of read_manifest (the runner's load_manifest mirrors them)."""
+    mpath = Path(directory) / MANIFEST
+    again = "re-run 'edgeship export'"
+
+    def bad(msg: str) -> ArtifactError:
+        return ArtifactError(f"{mpath}: {msg}; {again}")
+
+    for key in ("model", "target", "precision", "runtime", "model_file"):
+        if not isinstance(getattr(m, key), str) or not getattr(m, key):
+            raise bad(f"field '{key}' must be a non-empty string")
+    if not isinstance(m.files, dict) or not m.files:
+        raise bad("field 'files' must be a table of the artifact's files")
+    root = os.path.realpath(directory)
+    for rel, meta in m.files.items():
+        reason = path_problem(rel, root)
+        if reason:
+            raise bad(f"files entry {rel!r} {reason}")
+        if (not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str)
+                or not isinstance(meta.get("size"), int) or isinstance(meta.get("size"), bool)):
+            raise bad(f"files entry {rel!r} needs a sha256 string and an integer size")
+    reason = path_problem(m.model_file, root)
+    if reason:
+        raise bad(f"field 'model_file' {m.model_file!r} {reason}")
+    if m.model_file not in m.files and not any(f.startswith(m.model_file + "/") for f in m.files):
+        raise bad(f"field 'model_file' {m.model_file!r} is not one of the files the manifest covers")
+    if not known_runtime(m.runtime):
+        raise bad(f"field 'runtime' {m.runtime!r} is not a known runtime ({', '.join(runtime_names())})")
+    if expect_model is not None and m.model != expect_model:
+        raise bad(f"field 'model' is {m.model!r}, but the configured model is {expect_model!r}")
+
+
+def path_problem(rel: object, root: str) -> str | None:
+    """Why ``rel`` is not a safe path inside the artifact directory ``root`` (a realpath), or None."""
+    if not isinstance(rel, str) or not rel or "\x00" in rel:
+        return "is not a file name"
+    if os.path.isabs(rel) or rel.startswith(("/", "\\")):
+        return "is an absolute path"
+    if ".." in rel.replace("\\", "/").split("/"):
+        return "leaves the artifact directory"
+    if os.path.normpath(rel) != rel:
+        return "is not a normalised path"
+    real = os.path.realpath(os.path.join(root, rel))
+    if os.path.commonpath([root, real]) != root or real == root:
+        return "leaves the artifact directory (through a symlink)"
+    return None
+
+
+def runtime_names() -> list[str]:
+    from edgeship.bundle import RUNNER_FILES, runtimes_dir
+
+    return sorted(p.stem for p in runtimes_dir().glob("*.py")
+                  if p.name not in RUNNER_FILES and not p.name.startswith("_") and known_runtime(p.stem))
+
+
+def known_runtime(name: str) -> bool:
+    """Whether ``name`` is registered in the runtimes registry (imports only its light module)."""
+    from edgeship.runtimes.base import RuntimeUnavailable, get_runtime
+
+    if not _RUNTIME_NAME.match(name):
+        return False
+    try:
+        get_runtime(name)
+    except (RuntimeUnavailable, KeyError):
+        return False
+    return True

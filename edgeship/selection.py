@@ -81,7 +81,7 @@ def find_artifacts(
     for d in sorted(root.iterdir()):
         if d.name.startswith(".") or not d.is_dir():
             continue
-        m = read_manifest(d, verify=verify)
+        m = read_manifest(d, verify=verify, expect_model=cfg.model.name)
         ref = ArtifactRef(d, m)
         if targets and ref.target not in targets:
             continue

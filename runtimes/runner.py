@@ -53,6 +53,61 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def _path_problem(rel: Any, root: str) -> Optional[str]:
+    """Why ``rel`` is not a safe path inside the artifact directory ``root`` (a realpath)."""
+    if not isinstance(rel, str) or not rel or "\x00" in rel:
+        return "is not a file name"
+    if os.path.isabs(rel) or rel.startswith(("/", "\\")):
+        return "is an absolute path"
+    if ".." in rel.replace("\\", "/").split("/"):
+        return "leaves the artifact directory"
+    if os.path.normpath(rel) != rel:
+        return "is not a normalised path"
+    real = os.path.realpath(os.path.join(root, rel))
+    if os.path.commonpath([root, real]) != root or real == root:
+        return "leaves the artifact directory (through a symlink)"
+    return None
+
+
+def _known_runtime(name: Any) -> bool:
+    # a runtime module of this package that registers that name; a misspelled runtime must not
+    # turn into "skipped: runtime unavailable" (that would hide a failing artifact)
+    if not isinstance(name, str) or not name.isidentifier() or name.lower() != name:
+        return False
+    try:
+        get_runtime(name)
+    except (RuntimeUnavailable, KeyError):
+        return False
+    return True
+
+
+def check_manifest(manifest: Dict[str, Any], artifact: str) -> None:
+    """The manifest is an integrity boundary (mirrors edgeship.manifest.check_manifest)."""
+    path = os.path.join(artifact, "manifest.json")
+    again = "re-run 'edgeship export'"
+    for key in ("runtime", "model_file"):
+        if not isinstance(manifest[key], str) or not manifest[key]:
+            raise BadArtifact("%s: field %r must be a non-empty string; %s" % (path, key, again))
+    files = manifest["files"]
+    if not isinstance(files, dict) or not files:
+        raise BadArtifact("%s: field 'files' must be a table of the artifact's files; %s" % (path, again))
+    root = os.path.realpath(artifact)
+    for rel, meta in files.items():
+        reason = _path_problem(rel, root)
+        if reason:
+            raise BadArtifact("%s: files entry %r %s; %s" % (path, rel, reason, again))
+    model_file = manifest["model_file"]
+    reason = _path_problem(model_file, root)
+    if reason:
+        raise BadArtifact("%s: field 'model_file' %r %s; %s" % (path, model_file, reason, again))
+    if model_file not in files and not any(f.startswith(model_file + "/") for f in files):
+        raise BadArtifact("%s: field 'model_file' %r is not one of the files the manifest covers; %s"
+                          % (path, model_file, again))
+    if not _known_runtime(manifest["runtime"]):
+        raise BadArtifact("%s: field 'runtime' %r is not a runtime this runner knows; %s"
+                          % (path, manifest["runtime"], again))
+
+
 def load_manifest(artifact: str) -> Dict[str, Any]:
     path = os.path.join(artifact, "manifest.json")
     try:
@@ -63,6 +118,7 @@ def load_manifest(artifact: str) -> Dict[str, Any]:
     missing = [k for k in MANIFEST_KEYS if not isinstance(manifest, dict) or k not in manifest]
     if missing:
         raise BadArtifact("%s: malformed manifest, missing %s; re-run 'edgeship export'" % (path, ", ".join(missing)))
+    check_manifest(manifest, artifact)
     for rel, meta in manifest["files"].items():
         p = os.path.join(artifact, rel)
         if not os.path.isfile(p):
