@@ -52,6 +52,8 @@ class ModelConfig(_Frozen):
     name: str
     factory: str | None = None      # "pkg.module:fn" returning an nn.Module
     source: Path | None = None      # a saved torch.export program (.pt2)
+    # torch.export.load unpickles; a .pt2 with pickled payloads is refused unless trusted
+    trust_source: bool = False
     inputs: tuple[InputSpec, ...]
     outputs: tuple[str, ...] = ("output",)
 

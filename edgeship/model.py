@@ -31,11 +31,38 @@ def load_reference(cfg: Config) -> Any:
     path = cfg.resolve(cfg.model.source)  # type: ignore[arg-type]
     if not zipfile.is_zipfile(path):
         raise ConfigError(f"key 'model.source': {path} is not a torch.export .pt2 archive (save one with torch.export.save)")
+    if not cfg.model.trust_source:
+        _refuse_pickles(path, torch)
     try:
         program = torch.export.load(str(path))
     except Exception as exc:
         raise ConfigError(f"key 'model.source': {path} could not be loaded as a torch.export program: {exc}") from None
     return program.module()
+
+
+def _refuse_pickles(path: Any, torch: Any) -> None:
+    """ConfigError unless ``path`` loads without running pickled code (see pt2_safety)."""
+    import io
+
+    from edgeship.pt2_safety import pickled_members
+
+    try:
+        refused, samples = pickled_members(path)
+        with zipfile.ZipFile(path) as z:
+            for name in samples:
+                try:
+                    torch.load(io.BytesIO(z.read(name)), weights_only=True)
+                except Exception as exc:   # the restricted unpickler refused it: never fall back
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    refused.append(f"{name.split('/', 1)[-1]} (pickle beyond plain tensors: {first[:120]})")
+    except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
+        raise ConfigError(f"key 'model.source': {path} is not a readable .pt2 archive ({exc})") from None
+    if refused:
+        raise ConfigError(
+            f"key 'model.source': {path} holds pickled data ({refused[0]}) that torch.export.load would "
+            "unpickle, which can run any code; set [model] trust_source = true only if you trust "
+            "whoever made this file"
+        )
 
 
 def synthetic_inputs(specs: Sequence[InputSpec], seed: int = 0) -> dict[str, np.ndarray]:

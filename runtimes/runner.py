@@ -92,7 +92,7 @@ def check_manifest(manifest: Dict[str, Any], artifact: str) -> None:
     if not isinstance(files, dict) or not files:
         raise BadArtifact("%s: field 'files' must be a table of the artifact's files; %s" % (path, again))
     root = os.path.realpath(artifact)
-    for rel, meta in files.items():
+    for rel in files:
         reason = _path_problem(rel, root)
         if reason:
             raise BadArtifact("%s: files entry %r %s; %s" % (path, rel, reason, again))

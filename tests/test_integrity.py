@@ -48,7 +48,7 @@ CASES = {
     "dotdot_entry": (lambda a, o: _edit(a, add_file=("../outside.txt", o)),
                      "files entry '../outside.txt' leaves the artifact directory"),
     "absolute_entry": (lambda a, o: _edit(a, add_file=(str(o), o)),
-                       f"is an absolute path"),
+                       "is an absolute path"),
     "unnormalised_entry": (lambda a, o: _edit(a, add_file=("./model.onnx", a / "model.onnx")),
                            "files entry './model.onnx' is not a normalised path"),
     "symlink_out": (lambda a, o: (os.symlink(o, a / "link.txt"), _edit(a, add_file=("link.txt", o))),

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeship.fsutil import write_text_atomic
+from edgeship.errors import UsageError
+from edgeship.fsutil import publish_set
 
 Renderer = Callable[[dict[str, Any]], str]
 
@@ -32,12 +33,20 @@ def renderers(html: bool = True) -> dict[str, Renderer]:
 
 
 def write_reports(report: dict[str, Any], out_dir: Path, json_too: bool = True, html: bool = True) -> list[Path]:
+    """Render every report, then publish the set all together or not at all (fsutil.publish_set).
+
+    A failure (a name that is a directory, an unwritable or non-directory ``out_dir``) is one
+    UsageError line, and the previous set stays whole.
+    """
     out_dir = Path(out_dir)
-    written = []
+    files: dict[str, bytes] = {}
     if json_too:
-        write_text_atomic(out_dir / "report.json", json.dumps(report, indent=1) + "\n")
-        written.append(out_dir / "report.json")
+        files["report.json"] = (json.dumps(report, indent=1) + "\n").encode("utf-8")
     for name, render in renderers(html).items():
-        write_text_atomic(out_dir / name, render(report))
-        written.append(out_dir / name)
-    return written
+        files[name] = render(report).encode("utf-8")
+    try:
+        return publish_set(out_dir, files)
+    except OSError as exc:
+        where = exc.filename or out_dir
+        raise UsageError(f"{where}: cannot write the reports ({exc.strerror or exc}); "
+                         "choose a writable directory (the previous reports are unchanged)") from None
