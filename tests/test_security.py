@@ -99,7 +99,7 @@ def test_crafted_pt2_is_refused_and_runs_nothing(real_pt2: Path, tmp_path: Path,
     assert pickled_members(evil)[0] == []   # looks like a normal archive: the sample inputs are the payload
     cfg = _pt2_project(tmp_path, evil, trust=False)
     code = main(["--config", str(cfg), "export", "--target", "onnx", "--precision", "fp32"])
-    out, err = capsys.readouterr()
+    err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert str(evil) in lines[0] and "trust_source = true" in lines[0] and "sample_inputs/model.pt" in lines[0]
