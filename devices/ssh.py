@@ -2,7 +2,8 @@
 
 Using ``ssh``/``scp`` themselves means ~/.ssh/config aliases, agents, ProxyJump and known
 hosts all work as the user set them up. BatchMode=yes (never prompt), a ControlMaster socket
-reused for the whole session, StrictHostKeyChecking left to the user's config (never "no"),
+reused for the whole session, StrictHostKeyChecking left to the user's config (ssh_options that
+weaken it are refused, see ssh_policy; a host-key warning on ssh's stderr fails the step),
 every remote command an argv joined with shlex, a timeout on every call, and a remote work
 dir that is removed at the end even when a step failed. Nothing of edgeship is installed on
 the board: the bundle carries the standalone runner.
@@ -22,6 +23,7 @@ from typing import Any
 from edgeship.config import SSHDeviceConfig
 from edgeship.devices.base import DEVICES, Device, RunResult
 from edgeship.errors import DeviceError
+from edgeship.ssh_policy import alarm, weakens
 
 # Steps that only move files or create a directory can be retried safely.
 RETRIES = 1
@@ -35,6 +37,7 @@ class SSHDevice(Device):
         super().__init__(name, config)
         self._ctl_dir: str | None = None
         self._runs = 0
+        self._host_key_alarm = False
 
     # -- plumbing ----------------------------------------------------------------------------
     @property
@@ -53,8 +56,9 @@ class SSHDevice(Device):
         if c.identity_file:
             opts += ["-i", str(c.identity_file), "-o", "IdentitiesOnly=yes"]
         for o in c.ssh_options:
-            if o.split("=", 1)[0].strip().lower() == "stricthostkeychecking" and o.split("=", 1)[-1].strip().lower() == "no":
-                raise DeviceError(f"device '{self.name}': StrictHostKeyChecking=no is refused; add the host key to known_hosts")
+            why = weakens(o)   # config validation refuses these already; this guards API callers
+            if why:
+                raise DeviceError(f"device '{self.name}': ssh_options {o.strip()!r} is refused: {why}")
             opts += ["-o", o]
         return opts
 
@@ -65,11 +69,20 @@ class SSHDevice(Device):
             argv += ["-p", str(c.port)]
         argv += [c.host, "--", shlex.join(remote_argv)]
         try:
-            return subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, check=False)
+            proc = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             raise DeviceError(f"device '{self.name}': {step} timed out after {timeout:g} s") from None
         except FileNotFoundError:
             raise DeviceError("the OpenSSH client 'ssh' is not installed (apt-get install openssh-client)") from None
+        # ssh goes on after a changed host key when the user's ssh config lets it (only warning
+        # on stderr): that is a possible man in the middle, never a success
+        warning = alarm(proc.stderr.decode(errors="replace"))
+        if warning:
+            self._close_master()   # no later step may reuse that connection
+            self._host_key_alarm = True
+            raise DeviceError(f"device '{self.name}': {step} refused: ssh says '{warning}' for {c.host}; if the "
+                              "board was reinstalled, verify its new key and update known_hosts (ssh-keygen -R)")
+        return proc
 
     def _check(self, proc: subprocess.CompletedProcess[bytes], step: str) -> None:
         if proc.returncode == 255:   # ssh's own failure: unreachable, auth, host key, dropped
@@ -84,7 +97,7 @@ class SSHDevice(Device):
             try:
                 return fn()
             except DeviceError:
-                if attempt == RETRIES:
+                if attempt == RETRIES or self._host_key_alarm:   # a host-key alarm is final
                     raise
                 time.sleep(0.5)
 

@@ -134,6 +134,18 @@ class SSHDeviceConfig(_Frozen):
     ssh_options: tuple[str, ...] = ()   # extra -o options, e.g. "UserKnownHostsFile=/x"
     connect_timeout_s: float = 10.0
 
+    @field_validator("ssh_options")
+    @classmethod
+    def _host_keys_stay_checked(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from edgeship.ssh_policy import weakens
+
+        for opt in v:
+            why = weakens(opt)
+            if why:
+                raise ValueError(f"{opt.strip()!r} is refused: {why}; add the board's host key to known_hosts "
+                                 "instead (ssh-keyscan, then compare its fingerprint with the board's)")
+        return v
+
 
 class ADBDeviceConfig(_Frozen):
     kind: Literal["adb"]

@@ -128,3 +128,125 @@ def test_trust_source_must_be_a_boolean(tmp_path: Path, capsys: pytest.CaptureFi
 
 if sys.platform != "linux":   # pragma: no cover
     pytest.skip("loopback sshd tests need Linux", allow_module_level=True)
+
+
+# -- SSH ---------------------------------------------------------------------------------------
+
+WEAKENING = [
+    "StrictHostKeyChecking=no", "StrictHostKeyChecking no", "StrictHostKeyChecking\tno",
+    "stricthostkeychecking=NO", "  StrictHostKeyChecking = off  ", "StrictHostKeyChecking=false",
+    "StrictHostKeyChecking=accept-new", "StrictHostKeyChecking=\"no\"", "-oStrictHostKeyChecking=no",
+    "-o StrictHostKeyChecking no", "StrictHostKeyChecking= no", "STRICTHOSTKEYCHECKING\t=\tOff",
+    "UserKnownHostsFile=/dev/null", "UserKnownHostsFile /dev/null", "userknownhostsfile=none",
+    "UserKnownHostsFile=", "UserKnownHostsFile ~/.ssh/known_hosts /dev/null",
+    "GlobalKnownHostsFile=/dev/null", "globalknownhostsfile\t/dev/null",
+    "KnownHostsCommand=/bin/echo 127.0.0.1 ssh-ed25519 AAAA", "VerifyHostKeyDNS=yes",
+    "Include /tmp/evil_config", "Match all", "StrictHostKeyChecking=yes\nStrictHostKeyChecking=no",
+]
+ALLOWED = [
+    "StrictHostKeyChecking=yes", "StrictHostKeyChecking ask", "UserKnownHostsFile=/home/me/.ssh/boards",
+    "CheckHostIP=no", "CheckHostIP yes", "KnownHostsCommand=none", "LogLevel=ERROR", "ServerAliveInterval 10",
+    "HostKeyAlgorithms=ssh-ed25519",
+]
+
+
+@pytest.mark.parametrize("option", WEAKENING)
+def test_weakening_ssh_option_is_refused_at_config_time(option: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    toml = cli_project(tmp_path, append=(
+        '\n[devices.pi5]\nkind = "ssh"\nhost = "pi@127.0.0.1"\n'
+        f"ssh_options = [{json.dumps(option)}]\n"
+    ))
+    code = main(["--config", str(toml), "devices", "list"])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "devices.pi5.ssh_options" in lines[0] and "is refused" in lines[0], lines[0]
+    assert repr(option.strip()) in lines[0]
+
+
+@pytest.mark.parametrize("option", ALLOWED)
+def test_options_that_keep_host_key_checking_are_accepted(option: str) -> None:
+    from edgeship.config import SSHDeviceConfig
+    from edgeship.ssh_policy import weakens
+
+    assert weakens(option) is None
+    assert SSHDeviceConfig(kind="ssh", host="pi", ssh_options=(option,)).ssh_options == (option,)
+
+
+def test_parse_splits_like_ssh() -> None:
+    from edgeship.ssh_policy import parse
+
+    assert parse("StrictHostKeyChecking=no") == ("stricthostkeychecking", "no")
+    assert parse(" StrictHostKeyChecking \t no ") == ("stricthostkeychecking", "no")
+    assert parse("UserKnownHostsFile=/a=b") == ("userknownhostsfile", "/a=b")   # first '=' only
+    assert parse("-oLogLevel=ERROR") == ("loglevel", "ERROR")
+
+
+@pytest.fixture
+def sshd(tmp_path: Path):
+    from tests.sshd import start_sshd
+
+    server = start_sshd(tmp_path / "sshd")
+    yield server
+    if server.proc.poll() is None:
+        server.kill()
+
+
+def _change_known_host_key(server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """known_hosts now holds another key for the server: what a man in the middle looks like."""
+    import subprocess
+
+    other = tmp_path / "other_host_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    kind, key = Path(f"{other}.pub").read_text().split()[:2]
+    server.known_hosts.write_text(f"[127.0.0.1]:{server.port} {kind} {key}\n")
+
+
+def _board_toml(server, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    return cli_project(tmp_path, append=(
+        f'\n[devices.board]\nkind = "ssh"\nhost = "{server.user}@127.0.0.1"\nport = {server.port}\n'
+        f'python = "{sys.executable}"\nidentity_file = "{server.client_key}"\nconnect_timeout_s = 5\n'
+        f'ssh_options = ["UserKnownHostsFile={server.known_hosts}", "StrictHostKeyChecking=yes", "LogLevel=ERROR"]\n'
+    ))
+
+
+def test_changed_host_key_fails_profile(sshd, profiled: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    shutil.copytree(profiled / "build", tmp_path / "build")
+    toml = _board_toml(sshd, tmp_path)
+    _change_known_host_key(sshd, tmp_path)
+    code = main(["--config", str(toml), "profile", "--device", "board", "-t", "onnx", "-p", "fp32"])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "device 'board'" in lines[0] and "REMOTE HOST IDENTIFICATION HAS CHANGED" in lines[0], lines[0]
+    assert not (tmp_path / "build" / "results" / "board").exists()
+
+
+def test_changed_host_key_fails_even_when_ssh_config_lets_it_through(sshd, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's ~/.ssh/config with StrictHostKeyChecking no: ssh connects (exit 0) and only warns.
+
+    The user's ssh config is simulated by appending the option behind edgeship's validation.
+    """
+    import subprocess
+
+    from edgeship.config import SSHDeviceConfig
+    from edgeship.devices.ssh import SSHDevice
+    from edgeship.errors import DeviceError
+
+    _change_known_host_key(sshd, tmp_path)
+    dev = SSHDevice("board", SSHDeviceConfig(**sshd.device_config(sys.executable)))
+    real = SSHDevice._options
+    monkeypatch.setattr(SSHDevice, "_options", lambda self: ["-o", "StrictHostKeyChecking=no", *real(self)])
+    # the control: plain ssh with these options does connect and exits 0 despite the changed key
+    argv = ["ssh", *dev._options(), "-p", str(sshd.port), sshd.config_host if hasattr(sshd, "config_host")
+            else f"{sshd.user}@127.0.0.1", "--", "true"]
+    plain = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert plain.returncode == 0 and "REMOTE HOST IDENTIFICATION HAS CHANGED" in plain.stderr, plain.stderr
+    with pytest.raises(DeviceError, match=r"^device 'board': connect refused: ssh says 'WARNING: REMOTE HOST "
+                                          r"IDENTIFICATION HAS CHANGED!'"), dev:
+        pass
