@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-_SEP = re.compile(r"^([A-Za-z][A-Za-z0-9]*)(?:\s*=\s*|\s+)(.*)$", re.S)
+_SEP = re.compile(r"^([A-Za-z][A-Za-z0-9]*)(?:\s*=\s*|\s+)(.*)$", re.DOTALL)
 _NULL_FILES = {"/dev/null", "none", ""}
 
 # ssh's own words for a host key that did not verify (any LogLevel from ERROR up prints them)
