@@ -80,8 +80,9 @@ class SSHDevice(Device):
         if warning:
             self._close_master()   # no later step may reuse that connection
             self._host_key_alarm = True
-            raise DeviceError(f"device '{self.name}': {step} refused: ssh says '{warning}' for {c.host}; if the "
-                              "board was reinstalled, verify its new key and update known_hosts (ssh-keygen -R)")
+            raise DeviceError(f"device '{self.name}': {step} refused: ssh says '{warning}' (ssh {c.host}); verify "
+                              "the board's key fingerprint, then add or update it in known_hosts (ssh-keyscan; "
+                              "ssh-keygen -R for a changed key)")
         return proc
 
     def _check(self, proc: subprocess.CompletedProcess[bytes], step: str) -> None:

@@ -138,3 +138,16 @@ def test_cli_gives_one_line_and_exit_2(profiled: Path, tmp_path: Path, capsys: p
     assert len(lines) == 1 and "Traceback" not in err, err
     assert "onnx-fp32/manifest.json: " in lines[0] and message in lines[0], lines[0]
     assert (art / "manifest.json").read_bytes() == before   # nothing rewritten
+
+
+def test_manifest_with_built_for_is_read(tmp_path: Path) -> None:
+    """A manifest from an edgeship that records built_for (an optional field) stays readable."""
+    art = make_onnx_artifact(tmp_path / "artifact")
+    m = json.loads((art / "manifest.json").read_text())
+    m["built_for"] = {"cpu_class": "x86-avx2", "features": [], "recipe": {}, "why": "test", "candidates": []}
+    (art / "manifest.json").write_text(json.dumps(m))
+    assert read_manifest(art).model == "tiny"
+    m["no_such_field"] = 1
+    (art / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ArtifactError, match="corrupt manifest"):
+        read_manifest(art)
