@@ -181,7 +181,7 @@ def _render(name: str):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def published(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A published set; the renderers are stand-ins: these tests are about publishing."""
-    import edgeship.reports as reports
+    from edgeship import reports
 
     monkeypatch.setattr(reports, "renderers", lambda html=True: {
         "report.md": _render("md"), "junit.xml": _render("junit"), "report.html": _render("html")})
@@ -216,7 +216,7 @@ def _set_without_junit(out: Path) -> dict[str, bytes]:
 
 
 def test_a_failing_renderer_changes_nothing(published: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import edgeship.reports as reports
+    from edgeship import reports
 
     first = _set(published)
 
