@@ -78,7 +78,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same directory and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sweep(path.parent)
+    sweep(path.parent, wait=False)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -129,13 +129,20 @@ def _remove(p: Path) -> None:
             p.unlink()
 
 
-def sweep(directory: Path) -> list[Path]:
+def sweep(directory: Path, wait: bool = True) -> list[Path]:
     """Remove what killed runs left in ``directory``; returns what was removed.
 
     Version directories no symlink here points to and nobody holds locked, and temp files,
-    temp symlinks and old temp dirs that are older than this run and not locked.
+    temp symlinks and old temp dirs that are older than this run and not locked. Holds the
+    directory's lock, so a writer between creating and locking its version is never swept.
     """
-    directory = Path(directory)
+    with _locked(Path(directory), blocking=wait) as got:
+        # not got: locked by a writer (maybe this process, writing into its own version
+        # directory); that writer sweeps, or the next run does
+        return _sweep_locked(Path(directory)) if got else []
+
+
+def _sweep_locked(directory: Path) -> list[Path]:
     try:
         entries = [e for e in os.scandir(directory) if e.name.startswith(".")]
         live = {os.readlink(e.path) for e in os.scandir(directory) if e.is_symlink()}
@@ -177,7 +184,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     parent = final.parent
     parent.mkdir(parents=True, exist_ok=True)
     with _locked(parent):   # nobody sweeps our version dir between mkdir and flock
-        sweep(parent)
+        _sweep_locked(parent)
         version = parent / f".{final.name}.v{uuid.uuid4().hex}"
         os.mkdir(version)   # mode 0o777 & ~umask
         vfd = os.open(version, os.O_RDONLY)
@@ -192,7 +199,7 @@ def atomic_directory(final: Path) -> Iterator[Path]:
             _swap_link(final, version.name)
             os.close(vfd)
             vfd = -1
-            sweep(parent)
+            _sweep_locked(parent)
     finally:
         if vfd >= 0:
             os.close(vfd)
