@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeship.config import Config
-from edgeship.errors import UsageError
+from edgeship.errors import ArtifactError, UsageError
 from edgeship.manifest import Manifest, read_manifest
 from edgeship.types import Precision, Target
 
@@ -79,7 +79,11 @@ def find_artifacts(
     order = {t: i for i, t in enumerate(Target)}
     porder = {p: i for i, p in enumerate(Precision)}
     for d in sorted(root.iterdir()):
-        if d.name.startswith(".") or not d.is_dir():
+        if d.name.startswith("."):
+            continue
+        if d.is_symlink() and not d.exists():   # its version dir was deleted by hand
+            raise ArtifactError(f"{d}: its version directory {d.readlink()} is missing; re-run 'edgeship export'")
+        if not d.is_dir():
             continue
         m = read_manifest(d, verify=verify, expect_model=cfg.model.name)
         ref = ArtifactRef(d, m)

@@ -283,3 +283,13 @@ def test_write_json_atomic_sweeps_stale_temp_files(tmp_path: Path) -> None:
     os.utime(stale, (0, 0))
     write_json_atomic(tmp_path / "r.json", {"ok": True})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
+def test_dangling_artifact_link_is_one_line(demo_project, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copytree(demo_project[0].build / "artifacts", tmp_path / "build" / "artifacts")
+    models = tmp_path / "build" / "artifacts" / "digits_cnn"
+    shutil.rmtree(models / "onnx-fp32")
+    (models / "onnx-fp32").symlink_to(f".onnx-fp32.v{'f' * 32}")
+    code = main(["--config", str(cli_project(tmp_path)), "profile", "--device", "local"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "onnx-fp32: its version directory" in err, err
