@@ -43,7 +43,7 @@ def test_two_racing_writers_both_succeed(tmp_path: Path) -> None:
     with atomic_directory(final) as d:
         (d / "a.txt").write_text("old")
         (d / "b.txt").write_text("old")
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")   # fork in a threaded pytest is unsafe
     barrier = ctx.Barrier(2)
     procs = [ctx.Process(target=_write_version, args=(str(final), tag, barrier)) for tag in ("one", "two")]
     for p in procs:
