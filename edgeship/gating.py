@@ -184,7 +184,7 @@ def gate(
         remeasure = default_remeasure(cfg)
     out: list[CheckResult] = []
     config_changed = 0
-    for c in checks:
+    for c in _per_device(checks, entries):
         say(f"check {c.name} ...")
         if c.artifact in bad:
             b = bad[c.artifact]
@@ -196,21 +196,17 @@ def gate(
         if c.metric == SIZE:
             kb = refs[c.artifact].manifest.size_bytes / 1024.0
             out.append(_value_check(c, kb, kb <= c.limit, "KiB"))
-        elif c.metric in (ACCURACY, COSINE):
-            devices = [c.device] if c.device != "*" else sorted(
-                {d for d, a in entries if a == c.artifact}, key=lambda d: (d != "local", d))
-            if not devices:
+            continue
+        if c.metric in (ACCURACY, COSINE):
+            if c.device == "*":   # no device evaluated this artifact at all
                 out.append(_evidence_fail(c, f"no eval entry for {c.artifact} on any device",
                                           eval_command("local", c.target, c.precision)))
-            for d in devices:
-                res, changed = _eval_check(replace(c, device=d), entries.get((d, c.artifact)), eval_report,
-                                           digests[c.artifact], cfg)
-                out.append(res)
-                config_changed += changed
+                continue
+            res, changed = _eval_check(c, entries.get((c.device, c.artifact)), eval_report, digests[c.artifact], cfg)
         else:
             res, changed = _device_check(c, by_key.get((c.device, c.artifact)), digests[c.artifact], cfg, remeasure)
-            out.append(res)
-            config_changed += changed
+        out.append(res)
+        config_changed += changed
     warnings = [config_warning(config_changed)] if config_changed else []
     if baseline is not None:
         from edgeship.baseline import compare_baseline
@@ -218,6 +214,19 @@ def gate(
         out += compare_baseline(cfg, fresh, baseline, force, threshold)
     report = build_report(cfg, out, fresh, eval_report, baseline is not None, warnings)
     return GateReport(tuple(out), report)
+
+
+def _per_device(checks: list[Check], entries: dict[tuple[str, str], dict[str, Any]]) -> list[Check]:
+    """Accuracy/cosine checks of ``device = "*"`` budgets become one check per device that
+    evaluated the artifact ("local" first); with none, the "*" check stays (and FAILs)."""
+    out: list[Check] = []
+    for c in checks:
+        devices = sorted({d for d, a in entries if a == c.artifact}, key=lambda d: (d != "local", d))
+        if c.metric in (ACCURACY, COSINE) and c.device == "*" and devices:
+            out += [replace(c, device=d) for d in devices]
+        else:
+            out.append(c)
+    return out
 
 
 def _device_check(c: Check, r: dict[str, Any] | None, digest: str, cfg: Config,
