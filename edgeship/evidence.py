@@ -104,8 +104,8 @@ def check_evidence(recorded_digest: str | None, recorded_config: str | None, dig
     if not recorded_digest:
         return Staleness(f"stale {what}: it records no artifact digest (written by an older edgeship)")
     if recorded_digest != digest:
-        return Staleness(f"stale {what}: measured on another build of the artifact "
-                         f"(digest {_short(recorded_digest)}, on disk now {_short(digest)})")
+        return Staleness(f"stale {what}: from another build (digest {_short(recorded_digest)}, "
+                         f"artifact on disk {_short(digest)})")
     return Staleness(config_changed=bool(recorded_config) and bool(cfg.digest) and recorded_config != cfg.digest)
 
 

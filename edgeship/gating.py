@@ -134,9 +134,14 @@ def _evidence_fail(check: Check, why: str, command: str) -> CheckResult:
     return CheckResult(check, Verdict.FAIL, False, detail=f"{why}; run `{command}`", rerun=command)
 
 
-def _check_arguments(cfg: Config, device: str | None, threshold: float | None) -> None:
+def check_threshold(threshold: float | None) -> None:
+    """``--threshold``: a finite fraction in [0, 1); nan would accept any slowdown."""
     if threshold is not None and not (math.isfinite(threshold) and 0 <= threshold < 1):
         raise UsageError(f"--threshold {threshold!r}: must be a finite fraction in [0, 1) (0.05 = a 5% slowdown)")
+
+
+def _check_arguments(cfg: Config, device: str | None, threshold: float | None) -> None:
+    check_threshold(threshold)
     if device is not None and device not in cfg.devices:
         import difflib
 
@@ -172,7 +177,8 @@ def gate(
     checks = expand(cfg, [*good, *broken], device)
     if not checks:
         raise UsageError(f"gate --device {device}: no [[budgets]] entry in {cfg.path or 'edgeship.toml'} applies to "
-                         f"device '{device}' (budgets name: {', '.join(sorted({b.device for b in cfg.budgets}))})")
+                         f"device '{device}' (budgets name: {', '.join(sorted({b.device for b in cfg.budgets}))}); "
+                         "name it in a budget, or gate without --device")
     results = load_results(cfg, device)
     by_key = {(r["device"]["name"], r["artifact"]["name"]): r for r in results}
     # only results of the artifacts as they are now go into the report and the baseline comparison
@@ -287,9 +293,10 @@ def default_remeasure(cfg: Config) -> Remeasure:
     def remeasure(device: str, artifact: str) -> list[int]:
         from edgeship.devices.base import open_device
         from edgeship.profiling import profile_artifact
-        from edgeship.selection import find_artifacts
+        from edgeship.selection import scan_artifacts
 
-        ref = next(r for r in find_artifacts(cfg) if r.name == artifact)
+        # a broken neighbour must not stop the re-measurement of a good artifact
+        ref = next(r for r in scan_artifacts(cfg)[0] if r.name == artifact)
         with open_device(device, cfg) as dev:
             res = profile_artifact(cfg, dev, ref)
         return list((res.get("timing") or {}).get("samples_ns") or [])

@@ -73,7 +73,7 @@ def test_modified_artifact_without_reprofiling_fails_naming_the_commands(
                            "local.tflite-int8.latency_p90_ms", "local.tflite-int8.peak_memory_mb"]
     for name in ("local.tflite-int8.latency_p90_ms", "local.tflite-int8.peak_memory_mb"):
         assert bad[name]["verdict"] == "FAIL" and bad[name]["rerun"] == profile_cmd
-        assert "stale profile result for tflite-int8 on local: measured on another build" in bad[name]["detail"]
+        assert "stale profile result for tflite-int8 on local: from another build (digest " in bad[name]["detail"]
         assert f"run `{profile_cmd}`" in bad[name]["detail"]
     assert bad["local.tflite-int8.cosine_mean"]["rerun"] == eval_cmd
     assert "stale eval entry local/tflite-int8" in bad["local.tflite-int8.cosine_mean"]["detail"]
@@ -107,7 +107,7 @@ def test_eval_entry_with_another_digest_fails_naming_eval(project: Path, capsys:
     bad = failed(project)
     assert sorted(bad) == ["local.onnx-int8.accuracy_drop", "local.onnx-int8.cosine_mean"]
     c = bad["local.onnx-int8.cosine_mean"]
-    assert c["detail"].startswith("stale eval entry local/onnx-int8: measured on another build of the artifact (digest 000000000000")
+    assert c["detail"].startswith("stale eval entry local/onnx-int8: from another build (digest 000000000000, artifact on disk ")
     assert c["detail"].endswith("run `edgeship eval --target onnx --precision int8`")
 
 
@@ -250,3 +250,19 @@ def test_corrupt_eval_json_and_result_file_are_one_line(project: Path, capsys: p
     (project / "build" / "results" / "local" / "onnx-fp32.json").write_text("[]")
     line = one_line_exit_2(*gate(capsys, cfg)[::2])
     assert "onnx-fp32.json: not a profile result (a JSON list" in line
+
+
+def test_scan_lists_broken_artifacts_and_refuses_unnamed_junk(project: Path) -> None:
+    from edgeship.config import load_config
+    from edgeship.errors import ArtifactError
+    from edgeship.selection import scan_artifacts
+
+    cfg = load_config(cli_project(project))
+    shutil.copytree(project / ART / "onnx-fp32", project / ART / "tflite-fp32", dirs_exist_ok=True)
+    good, broken = scan_artifacts(cfg)
+    assert "tflite-fp32" not in {r.name for r in good} and "onnx-fp32" in {r.name for r in good}
+    (b,) = [b for b in broken if b.name == "tflite-fp32"]
+    assert (b.target, b.precision) == ("tflite", "fp32") and "the directory name says otherwise" in b.reason
+    (project / ART / "notes").mkdir()
+    with pytest.raises(ArtifactError, match="notes: no manifest.json"):
+        scan_artifacts(cfg)
