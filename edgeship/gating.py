@@ -189,7 +189,7 @@ def gate(
     if remeasure is None:
         remeasure = default_remeasure(cfg)
     out: list[CheckResult] = []
-    config_changed = 0
+    config_changed: set[tuple[str, str, str]] = set()    # (kind, device, artifact) of evidence
     for c in _per_device(checks, entries):
         say(f"check {c.name} ...")
         if c.artifact in bad:
@@ -209,11 +209,14 @@ def gate(
                                           eval_command("local", c.target, c.precision)))
                 continue
             res, changed = _eval_check(c, entries.get((c.device, c.artifact)), eval_report, digests[c.artifact], cfg)
+            kind = "eval"
         else:
             res, changed = _device_check(c, by_key.get((c.device, c.artifact)), digests[c.artifact], cfg, remeasure)
+            kind = "profile"
         out.append(res)
-        config_changed += changed
-    warnings = [config_warning(config_changed)] if config_changed else []
+        if changed:
+            config_changed.add((kind, c.device, c.artifact))
+    warnings = [config_warning(len(config_changed))] if config_changed else []
     if baseline is not None:
         from edgeship.baseline import compare_baseline
 

@@ -266,3 +266,29 @@ def test_scan_lists_broken_artifacts_and_refuses_unnamed_junk(project: Path) -> 
     (project / ART / "notes").mkdir()
     with pytest.raises(ArtifactError, match="notes: no manifest.json"):
         scan_artifacts(cfg)
+
+
+def test_another_config_digest_is_a_warning_not_a_fail(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeship.config import load_config
+
+    cfg = cli_project(project)
+    digest = load_config(cfg).digest
+    for f in (project / "build" / "results" / "local").glob("*.json"):
+        r = json.loads(f.read_text())
+        r["config_digest"] = digest
+        f.write_text(json.dumps(r))
+    ev = json.loads(eval_file(project).read_text())
+    for e in ev["entries"].values():
+        e["config_digest"] = digest
+    eval_file(project).write_text(json.dumps(ev))
+    code, out, _ = gate(capsys, cfg)
+    assert code == 0 and report(project)["warnings"] == [] and "warning:" not in out
+
+    path = project / "build" / "results" / "local" / "onnx-int8.json"
+    r = json.loads(path.read_text())
+    r["config_digest"] = "f" * 64      # profiled under another edgeship.toml
+    path.write_text(json.dumps(r))
+    code, out, _ = gate(capsys, cfg)
+    (warning,) = report(project)["warnings"]
+    assert code == 0 and warning.startswith("1 piece(s) of evidence were measured under another edgeship.toml")
+    assert f"warning: {warning}" in out and f"> warning: {warning}" in (project / "build" / "reports" / "report.md").read_text()
