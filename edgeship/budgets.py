@@ -1,7 +1,9 @@
 """Budgets: ``[[budgets]]`` entries expanded into one Check per (device, artifact, metric).
 
-A budget naming an unknown device, or matching no artifact, is a config error: a typo must
-never let a release gate pass vacuously.
+Expansion is driven by the budgets, the configured devices and the artifacts on disk, never
+by which measurements happen to exist: a check without evidence is judged (FAIL, naming what
+to re-run), not dropped. A budget naming an unknown device, or matching no artifact, is a
+config error: a typo must never let a release gate pass vacuously.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 from edgeship.config import BudgetConfig, Config
 from edgeship.errors import ConfigError
@@ -25,10 +27,12 @@ COSINE = "cosine_mean"
 class Check:
     budget: int            # index into cfg.budgets (0-based)
     device: str            # a device name, or "*" for device-independent checks
-    artifact: str          # "<target>-<precision>"
+    artifact: str          # the artifact's name (an opaque id; see evidence.judged_artifact)
     metric: str            # "latency_p90_ms", "peak_memory_mb", "size_kb", "accuracy_drop", "cosine_mean"
     limit: float
     require: bool = False
+    target: str = ""       # of the artifact (from its manifest, or its directory name when broken)
+    precision: str = ""
 
     @property
     def statistic(self) -> str | None:
@@ -63,39 +67,58 @@ def _metrics(b: BudgetConfig) -> tuple[list[tuple[str, float]], list[tuple[str, 
     return dev, art
 
 
-def expand(cfg: Config, results: Sequence[dict[str, Any]], artifacts: Sequence[str],
-           only_device: str | None = None) -> list[Check]:
-    """Checks for every budget; ``artifacts`` are the exported "<target>-<precision>" names.
+class Candidate(Protocol):
+    """An artifact on disk, readable (selection.ArtifactRef) or not (selection.BrokenArtifact)."""
 
-    With ``only_device`` (``gate --device``), device-bound limits of budgets for other
-    devices are left out; device-independent limits (size, accuracy) always apply.
+    @property
+    def name(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def precision(self) -> str: ...
+
+
+def budget_devices(cfg: Config, b: BudgetConfig) -> list[str]:
+    """Configured devices (local included) a budget's ``device`` pattern names."""
+    return [d for d in cfg.devices if fnmatch.fnmatchcase(d, b.device)]
+
+
+def expand(cfg: Config, artifacts: Sequence[Candidate], only_device: str | None = None) -> list[Check]:
+    """Checks for every budget x matching artifact (x device for device-bound metrics).
+
+    ``artifacts`` are every artifact directory on disk, broken ones included. Device-bound
+    limits (latency, memory) get one check per configured device the budget names (``*``: all
+    of them) and per target/precision it matches, on the artifact judged there. Size gets one
+    check per matching artifact; accuracy/cosine one per matching artifact for ``device = "*"``
+    (the gate then requires an eval entry of at least one device) and one per named device
+    otherwise. With ``only_device`` (``gate --device``), latency and memory limits of other
+    devices are left out; size, accuracy and cosine always apply.
     """
+    from edgeship.evidence import judged_artifact
+
     checks: list[Check] = []
     for i, b in enumerate(cfg.budgets):
         where = f"{cfg.path or 'edgeship.toml'}: [[budgets]] #{i + 1} (device={b.device!r}, target={b.target!r}, precision={b.precision!r})"
-        if b.device != "*" and not any(fnmatch.fnmatchcase(d, b.device) for d in cfg.devices):
+        devices = budget_devices(cfg, b)
+        if b.device != "*" and not devices:
             raise ConfigError(f"{where}: unknown device {b.device!r}; configured devices: {', '.join(sorted(cfg.devices))}")
         dev_metrics, art_metrics = _metrics(b)
         if not dev_metrics and not art_metrics:
             raise ConfigError(f"{where}: sets no limit (latency_ms, peak_memory_mb, size_kb, max_accuracy_drop, min_cosine)")
-        names = [a for a in artifacts if _matches(b, *a.split("-", 1))]
-        if not names:
-            raise ConfigError(f"{where}: matches no exported artifact (have: {', '.join(artifacts) or 'none'}); fix the budget or run 'edgeship export'")
-        for name in names:
-            for metric, limit in art_metrics:
-                checks.append(Check(i, "*", name, metric, limit, b.require))
-        if not dev_metrics or (only_device is not None and not fnmatch.fnmatchcase(only_device, b.device)):
-            continue
-        hits = [
-            r for r in results
-            if fnmatch.fnmatchcase(r["device"]["name"], b.device) and r["artifact"]["name"] in names
-        ]
-        if not hits:
-            raise ConfigError(
-                f"{where}: no profile results for it; run 'edgeship profile --device "
-                f"{b.device if b.device != '*' else 'local'}' first"
-            )
-        for r in hits:
-            for metric, limit in dev_metrics:
-                checks.append(Check(i, r["device"]["name"], r["artifact"]["name"], metric, limit, b.require))
+        matching = [a for a in artifacts if _matches(b, str(a.target), str(a.precision))]
+        if not matching:
+            have = ", ".join(a.name for a in artifacts) or "none"
+            raise ConfigError(f"{where}: matches no exported artifact (have: {have}); fix the budget or run 'edgeship export'")
+        pairs = list(dict.fromkeys((str(a.target), str(a.precision)) for a in matching))
+
+        for metric, limit in art_metrics:
+            if metric == SIZE or b.device == "*":
+                checks += [Check(i, "*", a.name, metric, limit, b.require, str(a.target), str(a.precision)) for a in matching]
+            else:
+                checks += [Check(i, d, judged_artifact(cfg, d, t, p), metric, limit, b.require, t, p) for d in devices for t, p in pairs]
+        for d in devices:
+            if only_device is not None and d != only_device:
+                continue
+            for t, p in pairs:
+                checks += [Check(i, d, judged_artifact(cfg, d, t, p), metric, limit, b.require, t, p) for metric, limit in dev_metrics]
     return checks

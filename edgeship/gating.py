@@ -5,6 +5,8 @@ bound is within budget, FAIL if its lower bound is over; otherwise measure longe
 ``gate.max_rounds`` extra rounds, through the injected ``remeasure``) and finally decide on
 the point estimate, marked MARGINAL. Memory and size are compared by value. A result whose
 runtime could not run on the device is SKIPPED (FAIL when the budget sets ``require``).
+Every check needs evidence bound to the artifact on disk (edgeship/evidence.py): missing or
+stale evidence, or an unreadable artifact, is a FAIL row naming the command to re-run.
 Exit code: 0 every check passed, 1 a check failed; usage errors raise (exit 2).
 """
 
@@ -14,7 +16,7 @@ import datetime as _dt
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,17 @@ import numpy as np
 from edgeship.budgets import ACCURACY, COSINE, MEMORY, SIZE, Check, expand
 from edgeship.config import Config
 from edgeship.errors import UsageError
+from edgeship.evidence import (
+    EVAL_SCHEMA_V1,
+    EVAL_SCHEMA_V2,
+    artifact_digest,
+    check_evidence,
+    config_warning,
+    eval_command,
+    eval_entries,
+    export_command,
+    profile_command,
+)
 from edgeship.stats import MIN_SAMPLES, bootstrap_ci, ns_to_ms, timing_summary
 from edgeship.types import Verdict
 
@@ -39,11 +52,12 @@ class CheckResult:
     low: float | None = None
     high: float | None = None
     detail: str = ""
+    rerun: str = ""     # the command that refreshes missing or stale evidence
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self.check)
         d.update(name=self.check.name, verdict=self.verdict.value, passed=self.passed, value=self.value,
-                 low=self.low, high=self.high, detail=self.detail)
+                 low=self.low, high=self.high, detail=self.detail, rerun=self.rerun)
         return d
 
 
@@ -115,67 +129,165 @@ def _value_check(check: Check, value: float, ok: bool, unit: str) -> CheckResult
                        detail=f"{value:.6g} {unit} {op} {check.limit:g}" if ok else f"{value:.6g} {unit} violates {op} {check.limit:g}")
 
 
+def _evidence_fail(check: Check, why: str, command: str) -> CheckResult:
+    """A check whose evidence is missing, stale or unreadable: FAIL, naming what to re-run."""
+    return CheckResult(check, Verdict.FAIL, False, detail=f"{why}; run `{command}`", rerun=command)
+
+
+def check_threshold(threshold: float | None) -> None:
+    """``--threshold``: a finite fraction in [0, 1); nan would accept any slowdown."""
+    if threshold is not None and not (math.isfinite(threshold) and 0 <= threshold < 1):
+        raise UsageError(f"--threshold {threshold!r}: must be a finite fraction in [0, 1) (0.05 = a 5% slowdown)")
+
+
+def _check_arguments(cfg: Config, device: str | None, threshold: float | None) -> None:
+    check_threshold(threshold)
+    if device is not None and device not in cfg.devices:
+        import difflib
+
+        near = difflib.get_close_matches(device, list(cfg.devices), n=1)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        raise UsageError(f"gate --device {device!r}: no such device (configured: {', '.join(sorted(cfg.devices))}){hint}")
+    if not cfg.budgets:
+        raise UsageError(f"{cfg.path or 'edgeship.toml'}: no [[budgets]]; add one (see docs/gate.md)")
+
+
 def gate(
     cfg: Config, device: str | None = None, remeasure: Remeasure | None = None,
     baseline: dict[str, Any] | None = None, force: bool = False, threshold: float | None = None,
     on_event: Callable[[str], None] | None = None,
 ) -> GateReport:
+    """Expand the budgets over the artifacts on disk and judge each check on matching evidence.
+
+    Evidence (profile results, eval entries) counts only when it records the digest of the
+    artifact as it is on disk now (see edgeship/evidence.py); otherwise the check FAILs and
+    names the command to re-run. Usage errors (unknown device, zero checks) raise UsageError.
+    """
     from edgeship.profiling import load_results
-    from edgeship.selection import find_artifacts
+    from edgeship.selection import scan_artifacts
 
     say = on_event or (lambda _m: None)
-    if not cfg.budgets:
-        raise UsageError(f"{cfg.path or 'edgeship.toml'}: no [[budgets]]; add one (see docs/gate.md)")
-    artifacts = {r.name: r for r in find_artifacts(cfg)}
+    _check_arguments(cfg, device, threshold)
+    good, broken = scan_artifacts(cfg)
+    if not good and not broken:
+        raise UsageError(f"no artifacts under {cfg.artifacts_dir}; run 'edgeship export' first")
+    refs = {r.name: r for r in good}
+    bad = {b.name: b for b in broken}
+    digests = {name: artifact_digest(r.path) for name, r in refs.items()}
+    checks = expand(cfg, [*good, *broken], device)
+    if not checks:
+        raise UsageError(f"gate --device {device}: no [[budgets]] entry in {cfg.path or 'edgeship.toml'} applies to "
+                         f"device '{device}' (budgets name: {', '.join(sorted({b.device for b in cfg.budgets}))}); "
+                         "name it in a budget, or gate without --device")
     results = load_results(cfg, device)
     by_key = {(r["device"]["name"], r["artifact"]["name"]): r for r in results}
-    checks = expand(cfg, results, list(artifacts), device)
+    # only results of the artifacts as they are now go into the report and the baseline comparison
+    fresh = [r for r in results if r["artifact"].get("artifact_digest") is not None
+             and digests.get(r["artifact"]["name"]) == r["artifact"]["artifact_digest"]]
     eval_report = _load_eval(cfg) if any(c.metric in (ACCURACY, COSINE) for c in checks) else None
+    entries = eval_entries(eval_report)
     if remeasure is None:
         remeasure = default_remeasure(cfg)
     out: list[CheckResult] = []
-    for c in checks:
+    config_changed: set[tuple[str, str, str]] = set()    # (kind, device, artifact) of evidence
+    for c in _per_device(checks, entries):
         say(f"check {c.name} ...")
-        if c.metric.startswith("latency_") or c.metric == MEMORY:
-            r = by_key[(c.device, c.artifact)]
-            if r["status"] != "ok":
-                out.append(_skipped(c, r.get("skip_reason") or "not run"))
-            elif c.metric == MEMORY:
-                m = r.get("memory") or {}
-                peaks = [v for v in (m.get("init_peak_kb"), m.get("steady_peak_kb")) if v is not None]
-                if not peaks:
-                    out.append(_skipped(c, "the device reported no memory figures"))
-                    continue
-                mb = max(peaks) / 1024.0
-                out.append(_value_check(c, mb, mb <= c.limit + cfg.gate.memory_tolerance_mb, "MB"))
-            elif not r["timing"].get("samples_ns"):
-                out.append(_aggregate_latency(c, r))
-            else:
-                res, samples = decide_latency(c, r["timing"]["samples_ns"], cfg, remeasure)
-                r["timing"]["samples_ns"] = samples   # the report keeps every sample the verdict used
-                out.append(res)
-        elif c.metric == SIZE:
-            kb = artifacts[c.artifact].manifest.size_bytes / 1024.0
+        if c.artifact in bad:
+            b = bad[c.artifact]
+            out.append(_evidence_fail(c, f"artifact {c.artifact} is unreadable: {b.reason}", export_command(b.target, b.precision)))
+            continue
+        if c.artifact not in refs:
+            out.append(_evidence_fail(c, f"no artifact {c.artifact} under {cfg.artifacts_dir}", export_command(c.target, c.precision)))
+            continue
+        if c.metric == SIZE:
+            kb = refs[c.artifact].manifest.size_bytes / 1024.0
             out.append(_value_check(c, kb, kb <= c.limit, "KiB"))
-        else:
-            e = (eval_report or {}).get("artifacts", {}).get(c.artifact)
-            if e is None:
-                raise UsageError(f"no eval result for {c.artifact} in {cfg.build / 'reports' / 'eval.json'}; run 'edgeship eval'")
-            if e["status"] != "ok":
-                out.append(_skipped(c, e.get("skip_reason") or "not evaluated"))
+            continue
+        if c.metric in (ACCURACY, COSINE):
+            if c.device == "*":   # no device evaluated this artifact at all
+                out.append(_evidence_fail(c, f"no eval entry for {c.artifact} on any device",
+                                          eval_command("local", c.target, c.precision)))
                 continue
-            if c.metric == ACCURACY:
-                if e.get("accuracy_drop") is None:
-                    raise UsageError(f"budget needs accuracy but the evaluation data has no labels ([data] label_key = {cfg.data.label_key!r})")
-                out.append(_value_check(c, e["accuracy_drop"], e["accuracy_drop"] <= c.limit, "drop"))
-            else:
-                out.append(_value_check(c, e["cosine_mean"], e["cosine_mean"] >= c.limit, "cosine"))
+            res, changed = _eval_check(c, entries.get((c.device, c.artifact)), eval_report, digests[c.artifact], cfg)
+            kind = "eval"
+        else:
+            res, changed = _device_check(c, by_key.get((c.device, c.artifact)), digests[c.artifact], cfg, remeasure)
+            kind = "profile"
+        out.append(res)
+        if changed:
+            config_changed.add((kind, c.device, c.artifact))
+    warnings = [config_warning(len(config_changed))] if config_changed else []
     if baseline is not None:
         from edgeship.baseline import compare_baseline
 
-        out += compare_baseline(cfg, results, baseline, force, threshold)
-    report = build_report(cfg, out, results, eval_report, baseline is not None)
+        out += compare_baseline(cfg, fresh, baseline, force, threshold)
+    report = build_report(cfg, out, fresh, eval_report, baseline is not None, warnings)
     return GateReport(tuple(out), report)
+
+
+def _per_device(checks: list[Check], entries: dict[tuple[str, str], dict[str, Any]]) -> list[Check]:
+    """Accuracy/cosine checks of ``device = "*"`` budgets become one check per device that
+    evaluated the artifact ("local" first); with none, the "*" check stays (and FAILs)."""
+    out: list[Check] = []
+    for c in checks:
+        devices = sorted({d for d, a in entries if a == c.artifact}, key=lambda d: (d != "local", d))
+        if c.metric in (ACCURACY, COSINE) and c.device == "*" and devices:
+            out += [replace(c, device=d) for d in devices]
+        else:
+            out.append(c)
+    return out
+
+
+def _device_check(c: Check, r: dict[str, Any] | None, digest: str, cfg: Config,
+                  remeasure: Remeasure) -> tuple[CheckResult, bool]:
+    """Latency or memory of one artifact on one device, from its profile result."""
+    command = profile_command(c.device, c.target, c.precision)
+    what = f"profile result for {c.artifact} on {c.device}"
+    if r is None:
+        return _evidence_fail(c, f"no {what}", command), False
+    st = check_evidence(r["artifact"].get("artifact_digest"), r.get("config_digest"), digest, cfg, what)
+    if st.stale:
+        return _evidence_fail(c, st.reason, command), False
+    if r["status"] != "ok":
+        return _skipped(c, r.get("skip_reason") or "not run"), st.config_changed
+    if c.metric == MEMORY:
+        m = r.get("memory") or {}
+        peaks = [v for v in (m.get("init_peak_kb"), m.get("steady_peak_kb")) if v is not None]
+        if not peaks:
+            return _skipped(c, "the device reported no memory figures"), st.config_changed
+        mb = max(peaks) / 1024.0
+        return _value_check(c, mb, mb <= c.limit + cfg.gate.memory_tolerance_mb, "MB"), st.config_changed
+    if not r["timing"].get("samples_ns"):
+        return _aggregate_latency(c, r), st.config_changed
+    res, samples = decide_latency(c, r["timing"]["samples_ns"], cfg, remeasure)
+    r["timing"]["samples_ns"] = samples   # the report keeps every sample the verdict used
+    return res, st.config_changed
+
+
+def _eval_check(c: Check, e: dict[str, Any] | None, eval_report: dict[str, Any] | None, digest: str,
+                cfg: Config) -> tuple[CheckResult, bool]:
+    """Accuracy or cosine of one artifact as evaluated on one device (an eval.json entry)."""
+    command = eval_command(c.device, c.target, c.precision)
+    what = f"eval entry {c.device}/{c.artifact}"
+    if e is None:
+        return _evidence_fail(c, f"no {what} in {cfg.build / 'reports' / 'eval.json'}", command), False
+    st = check_evidence(e.get("artifact_digest"), e.get("config_digest"), digest, cfg, what)
+    if st.stale:
+        return _evidence_fail(c, st.reason, command), False
+    if e.get("status") == "skipped":
+        return _skipped(c, e.get("skip_reason") or "not evaluated"), st.config_changed
+    if e.get("status") != "ok":
+        why = e.get("error") or e.get("skip_reason") or f"status {e.get('status')!r}"
+        return _evidence_fail(c, f"{what} failed: {why}", command), st.config_changed
+    key = "accuracy_drop" if c.metric == ACCURACY else "cosine_mean"
+    value = e.get(key)
+    if c.metric == ACCURACY and value is None and ((eval_report or {}).get("reference") or {}).get("accuracy") is None:
+        raise UsageError(f"budget needs accuracy but the evaluation data has no labels ([data] label_key = {cfg.data.label_key!r})")
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return _evidence_fail(c, f"{what} has no usable {key} ({value!r})", command), st.config_changed
+    if c.metric == ACCURACY:
+        return _value_check(c, value, value <= c.limit, "drop"), st.config_changed
+    return _value_check(c, value, value >= c.limit, "cosine"), st.config_changed
 
 
 def default_remeasure(cfg: Config) -> Remeasure:
@@ -184,9 +296,10 @@ def default_remeasure(cfg: Config) -> Remeasure:
     def remeasure(device: str, artifact: str) -> list[int]:
         from edgeship.devices.base import open_device
         from edgeship.profiling import profile_artifact
-        from edgeship.selection import find_artifacts
+        from edgeship.selection import scan_artifacts
 
-        ref = next(r for r in find_artifacts(cfg) if r.name == artifact)
+        # a broken neighbour must not stop the re-measurement of a good artifact
+        ref = next(r for r in scan_artifacts(cfg)[0] if r.name == artifact)
         with open_device(device, cfg) as dev:
             res = profile_artifact(cfg, dev, ref)
         return list((res.get("timing") or {}).get("samples_ns") or [])
@@ -194,15 +307,27 @@ def default_remeasure(cfg: Config) -> Remeasure:
     return remeasure
 
 
-def _load_eval(cfg: Config) -> dict[str, Any]:
+def _load_eval(cfg: Config) -> dict[str, Any] | None:
+    """eval.json, or None when there is none (every accuracy/cosine check then FAILs as missing)."""
     path = cfg.build / "reports" / "eval.json"
     if not path.is_file():
-        raise UsageError(f"{path} not found: a budget checks accuracy or cosine; run 'edgeship eval' first")
-    return json.loads(path.read_text())
+        return None
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: corrupt eval report ({exc}); delete it and re-run 'edgeship eval'") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the eval report ({exc.strerror or exc})") from None
+    if not isinstance(data, dict) or data.get("schema") not in (EVAL_SCHEMA_V1, EVAL_SCHEMA_V2):
+        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise UsageError(f"{path}: not an eval report (schema {got!r}, expected {EVAL_SCHEMA_V2!r}); "
+                         "delete it and re-run 'edgeship eval'")
+    return data
 
 
 def build_report(cfg: Config, checks: list[CheckResult], results: list[dict[str, Any]],
-                 eval_report: dict[str, Any] | None, with_baseline: bool) -> dict[str, Any]:
+                 eval_report: dict[str, Any] | None, with_baseline: bool,
+                 warnings: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     from edgeship import __version__
 
     res_out = []
@@ -227,6 +352,7 @@ def build_report(cfg: Config, checks: list[CheckResult], results: list[dict[str,
         "results": res_out,
         "eval": eval_report,
         "baseline": with_baseline,
+        "warnings": list(warnings),
     }
 
 

@@ -24,7 +24,8 @@ from edgeship.bundle import RUNNER_PACKAGE, build_bundle, profiling_inputs
 from edgeship.config import Config
 from edgeship.devices.base import Device, open_device
 from edgeship.errors import ArtifactError, DeviceError, InputDataError, RuntimeFailure
-from edgeship.fsutil import sha256_file, write_json_atomic
+from edgeship.evidence import artifact_digest
+from edgeship.fsutil import write_json_atomic
 from edgeship.selection import ArtifactRef, find_artifacts
 from edgeship.types import Precision, Target
 
@@ -68,10 +69,12 @@ def profile_artifact(cfg: Config, device: Device, ref: ArtifactRef, min_runs: in
     With ``reference`` (``Reference(cfg, inputs)``) the device's own outputs are pulled and
     compared with the FP32 reference's in ``result["outputs"]``.
     """
+    # digest before the run: the result must name the bytes that were measured
+    digest = artifact_digest(ref.path)
     native = getattr(device, "profile_native", None)
     want = min_runs if min_runs is not None else cfg.profile.min_runs
     if native is not None:   # devices without python (adb) run the vendor's benchmark tool
-        result = _finish(native(ref, cfg, min_runs=min_runs), device, ref, want)
+        result = _finish(native(ref, cfg, min_runs=min_runs), device, ref, want, cfg, digest)
         if reference is not None and result["status"] == "ok":
             result["outputs"] = {"skipped": f"{result['runtime'].get('name')} prints timings, not outputs"}
         return result
@@ -105,7 +108,7 @@ def profile_artifact(cfg: Config, device: Device, ref: ArtifactRef, min_runs: in
             result = json.loads(pulled.read_text())
         except ValueError as exc:
             raise DeviceError(f"{where}: unreadable result.json ({exc})") from None
-        result = _finish(result, device, ref, want)
+        result = _finish(result, device, ref, want, cfg, digest)
         if reference is not None and result["status"] == "ok":
             result["outputs"] = _compare_outputs(device, f"{remote}/outputs.npz", Path(tmp) / "outputs.npz",
                                                  ref, reference, where)
@@ -159,8 +162,13 @@ def _compare_outputs(device: Device, remote: str, local: Path, ref: ArtifactRef,
             "max_abs_err": fid["max_abs_err"], "top1_agreement": fid["top1_agreement"]}
 
 
-def _finish(result: dict[str, Any], device: Device, ref: ArtifactRef, min_runs: int = 1) -> dict[str, Any]:
-    """Validate a runner result (schema, status, samples) and add the device/artifact blocks."""
+def _finish(result: dict[str, Any], device: Device, ref: ArtifactRef, min_runs: int = 1,
+            cfg: Config | None = None, digest: str | None = None) -> dict[str, Any]:
+    """Validate a runner result (schema, status, samples) and add the device/artifact blocks.
+
+    The artifact block carries the evidence digest (sha256 of manifest.json's bytes) and the
+    result the config digest, so the gate can refuse a result measured on another build.
+    """
     where = f"device '{device.name}', artifact {ref.name}"
     if not isinstance(result, dict) or result.get("schema") != SCHEMA:
         got = result.get("schema") if isinstance(result, dict) else type(result).__name__
@@ -187,11 +195,14 @@ def _finish(result: dict[str, Any], device: Device, ref: ArtifactRef, min_runs: 
         if "memory" not in result or "env" not in result:
             raise DeviceError(f"{where}: result lacks the memory/env blocks")
     result["device"] = {"name": device.name, "kind": device.kind}
+    digest = digest or artifact_digest(ref.path)
     result["artifact"] = {
         "name": ref.name, "model": ref.manifest.model, "target": ref.manifest.target,
         "precision": ref.manifest.precision, "runtime": ref.manifest.runtime,
-        "size_bytes": ref.manifest.size_bytes, "manifest_sha256": sha256_file(ref.path / "manifest.json"),
+        "size_bytes": ref.manifest.size_bytes, "artifact_digest": digest,
+        "manifest_sha256": digest,   # the older name of the same digest, kept for readers of old results
     }
+    result["config_digest"] = cfg.digest if cfg is not None else None
     result["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return result
 
@@ -246,13 +257,31 @@ def load_results(cfg: Config, device: str | None = None) -> list[dict[str, Any]]
         if not d.is_dir() or (device is not None and d.name != device):
             continue
         for f in sorted(d.glob("*.json")):
-            try:
-                r = json.loads(f.read_text())
-            except ValueError as exc:
-                raise ArtifactError(f"{f}: corrupt result file ({exc}); re-run 'edgeship profile'") from None
-            if r.get("artifact", {}).get("model") == cfg.model.name:
+            r = _read_result(f, d.name)
+            if r["artifact"].get("model") == cfg.model.name:
                 out.append(r)
     return out
+
+
+def _read_result(f: Path, device: str) -> dict[str, Any]:
+    """One saved result, checked for the blocks the gate joins on; bad files are one line, exit 2."""
+    redo = f"delete it or re-run 'edgeship profile --device {device}'"
+    try:
+        r = json.loads(f.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{f}: corrupt result file ({exc}); {redo}") from None
+    except OSError as exc:
+        raise ArtifactError(f"{f}: cannot read the result file ({exc.strerror or exc}); {redo}") from None
+    if not isinstance(r, dict):
+        raise ArtifactError(f"{f}: not a profile result (a JSON {type(r).__name__}, expected an object); {redo}")
+    for block in ("device", "artifact"):
+        if not isinstance(r.get(block), dict) or not isinstance(r[block].get("name"), str):
+            raise ArtifactError(f"{f}: not a profile result (no {block}.name); {redo}")
+    if r.get("status") not in ("ok", "skipped"):
+        raise ArtifactError(f"{f}: not a profile result (status {r.get('status')!r}); {redo}")
+    if r["status"] == "ok" and not isinstance(r.get("timing"), dict):
+        raise ArtifactError(f"{f}: an 'ok' profile result without a timing block; {redo}")
+    return r
 
 
 def _last_line(text: str) -> str:

@@ -97,3 +97,63 @@ def find_artifacts(
         what = f" matching target={','.join(map(str, targets or ['all']))} precision={','.join(map(str, precisions or ['all']))}"
         raise UsageError(f"no artifacts under {root}{what}; run 'edgeship export' first")
     return found
+
+
+@dataclass(frozen=True)
+class BrokenArtifact:
+    """An artifact directory that could not be read (corrupt, tampered, half-written by hand).
+
+    Its target and precision come from the directory name, the only place left to read them:
+    ``<target>-<precision>`` or ``<target>-<precision>@<class>`` (contract 5).
+    """
+
+    path: Path
+    target: str
+    precision: str
+    reason: str
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def _name_parts(dirname: str) -> tuple[str, str] | None:
+    target, sep, rest = dirname.partition("-")
+    precision = rest.partition("@")[0]
+    if not sep or target not in {t.value for t in Target} or precision not in {p.value for p in Precision}:
+        return None
+    return target, precision
+
+
+def scan_artifacts(cfg: Config) -> tuple[list[ArtifactRef], list[BrokenArtifact]]:
+    """Every artifact directory of the configured model: the readable ones and the broken ones.
+
+    Unlike ``find_artifacts`` a corrupt artifact does not stop the listing: the gate must judge
+    it (FAIL) rather than lose its checks. A directory that is neither readable nor named like
+    an artifact is bad input (ArtifactError), as it says nothing about which budgets it meets.
+    """
+    from edgeship.errors import ArtifactError
+
+    root = cfg.artifacts_dir
+    good: list[ArtifactRef] = []
+    broken: list[BrokenArtifact] = []
+    if not root.is_dir():
+        return good, broken
+    for d in sorted(root.iterdir()):
+        if d.name.startswith(".") or not d.is_dir():
+            continue
+        parts = _name_parts(d.name)
+        try:
+            m = read_manifest(d, verify=True)
+            if _name_parts(f"{m.target}-{m.precision}") is None:
+                raise ArtifactError(f"{d}: manifest.json names an unknown target/precision "
+                                    f"{m.target!r}/{m.precision!r}; re-run 'edgeship export'")
+            if parts is not None and parts != (m.target, m.precision):
+                raise ArtifactError(f"{d}: manifest.json says target {m.target!r} precision {m.precision!r}, "
+                                    f"the directory name says otherwise; re-run 'edgeship export'")
+            good.append(ArtifactRef(d, m))
+        except ArtifactError as exc:
+            if parts is None:
+                raise
+            broken.append(BrokenArtifact(d, parts[0], parts[1], str(exc)))
+    return good, broken

@@ -1,7 +1,8 @@
-"""Budget expansion on synthetic results: wildcards, device filter, config errors (exit 2)."""
+"""Budget expansion over the artifacts on disk: wildcards, devices, device filter, config errors (exit 2)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,19 +12,25 @@ from edgeship.budgets import expand
 from edgeship.errors import ConfigError
 from tests.conftest import make_config
 
-ARTIFACTS = ["onnx-fp32", "onnx-int8", "tflite-int8", "coreml-fp16"]
+
+@dataclass(frozen=True)
+class Art:
+    """Stands in for an artifact on disk (selection.ArtifactRef / BrokenArtifact)."""
+
+    target: str
+    precision: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.target}-{self.precision}"
 
 
-def result(device: str, artifact: str) -> dict[str, Any]:
-    return {"device": {"name": device}, "artifact": {"name": artifact}, "status": "ok"}
+ARTIFACTS = [Art("onnx", "fp32"), Art("onnx", "int8"), Art("tflite", "int8"), Art("coreml", "fp16")]
 
 
-RESULTS = [result("local", a) for a in ARTIFACTS]
-
-
-def checks(tmp: Path, *budgets: dict[str, Any], results=RESULTS, device: str | None = None):
-    cfg = make_config(tmp, budgets=list(budgets))
-    return expand(cfg, results, ARTIFACTS, device)
+def checks(tmp: Path, *budgets: dict[str, Any], device: str | None = None, **overrides: Any):
+    cfg = make_config(tmp, budgets=list(budgets), **overrides)
+    return expand(cfg, ARTIFACTS, device)
 
 
 def test_wildcards_expand_to_one_check_per_artifact_and_metric(tmp_path: Path) -> None:
@@ -61,9 +68,19 @@ def test_budget_matching_nothing_is_a_config_error(tmp_path: Path) -> None:
         checks(tmp_path, {"size_kb": 100}, {"target": "tflite", "precision": "fp16", "size_kb": 100})
 
 
-def test_latency_budget_without_results_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no profile results.*edgeship profile"):
-        checks(tmp_path, {"target": "onnx", "latency_ms": {"p90": 1.0}}, results=[])
+def test_checks_come_from_budgets_and_devices_not_from_results(tmp_path: Path) -> None:
+    """No results are consulted: "*" names every configured device, local included."""
+    board = {"board": {"kind": "ssh", "host": "pi@board"}}
+    got = checks(tmp_path, {"target": "onnx", "precision": "int8", "latency_ms": {"p90": 1.0}}, devices=board)
+    assert sorted(c.name for c in got) == ["board.onnx-int8.latency_p90_ms", "local.onnx-int8.latency_p90_ms"]
+    assert all((c.target, c.precision) == ("onnx", "int8") for c in got)
+
+
+def test_accuracy_per_named_device_and_any_device_for_star(tmp_path: Path) -> None:
+    board = {"board": {"kind": "ssh", "host": "pi@board"}}
+    got = checks(tmp_path, {"device": "board", "target": "tflite", "precision": "int8", "min_cosine": 0.99},
+                 {"target": "tflite", "precision": "int8", "max_accuracy_drop": 0.01}, devices=board, device="local")
+    assert sorted(c.name for c in got) == ["*.tflite-int8.accuracy_drop", "board.tflite-int8.cosine_mean"]
 
 
 def test_budget_with_no_limit_is_a_config_error(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import edgeship
-from tests.conftest import ROOT, cli_project
+from tests.conftest import ROOT, cli_project, eval_as_v2
 
 
 @pytest.fixture
@@ -38,11 +38,17 @@ def test_api_mirrors_the_cli(profiled: Path, tmp_path: Path) -> None:
 
     shutil.copytree(profiled / "build", tmp_path / "build")
     cfg = edgeship.load_config(cli_project(tmp_path))
+    manifests = edgeship.export(cfg, target="onnx", precision="fp32")
+    assert isinstance(manifests[0], Manifest) and manifests[0].precision == "fp32"
     ev = edgeship.evaluate(cfg, target="onnx", precision="int8")
     assert list(ev["artifacts"]) == ["onnx-int8"] and ev["artifacts"]["onnx-int8"]["accuracy_drop"] <= 0.01
     edgeship.evaluate(cfg)            # the gate's budgets need every artifact evaluated
-    manifests = edgeship.export(cfg, target="onnx", precision="fp32")
-    assert isinstance(manifests[0], Manifest) and manifests[0].precision == "fp32"
+    eval_as_v2(cfg)
+    # the re-export made onnx-fp32 a new artifact: its old profile result no longer counts
+    stale = edgeship.gate(cfg, write=False)
+    assert [c.check.name for c in stale.checks if not c.passed] == [
+        "local.onnx-fp32.latency_p90_ms", "local.onnx-fp32.peak_memory_mb"]
+    edgeship.profile(cfg, target="onnx", precision="fp32")
     res = edgeship.gate(cfg, write=False)
     assert isinstance(res, GateReport) and all(c.verdict.value in ("PASS", "SKIPPED") for c in res.checks)
 

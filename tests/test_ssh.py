@@ -108,9 +108,10 @@ def test_profile_and_gate_over_ssh(sshd: SSHServer, demo_project, tmp_path: Path
     from edgeship.cli import main
     from edgeship.profiling import profile
     from edgeship.types import Target
-    from tests.conftest import cli_project
+    from tests.conftest import cli_project, eval_as_v2
 
     cfg = project_copy(tmp_path, demo_project[0], devices={"board": sshd.device_config(sys.executable)})
+    eval_as_v2(cfg)    # the gate accepts eval entries bound to the artifacts' digests
     local = profile(cfg, "local", (Target.ONNX,), None)
     remote = profile(cfg, "board", (Target.ONNX, Target.TFLITE), None)
     assert {r["artifact"]["name"] for r in remote} >= {"onnx-fp32", "onnx-int8", "tflite-int8"}

@@ -9,20 +9,21 @@ from edgeship.commands import command
 class Gate:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--device", "-d", help="only results of this device (default: all profiled devices)")
+        p.add_argument("--device", "-d", help="latency/memory checks of this device only (default: every device the budgets name)")
         p.add_argument("--baseline", metavar="REPORT_JSON", help="flag latency regressions against an earlier report.json")
-        p.add_argument("--threshold", type=float, help="minimum slowdown that counts as a regression (default 0.05)")
+        p.add_argument("--threshold", type=float, help="minimum slowdown that counts as a regression, a fraction in [0, 1) (default 0.05)")
         p.add_argument("--force", action="store_true", help="compare with a baseline from different hardware")
         p.add_argument("--no-remeasure", action="store_true", help="decide on the saved samples only (no extra rounds)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from edgeship.config import load_config
-        from edgeship.gating import gate, load_report
+        from edgeship.gating import check_threshold, gate, load_report
         from edgeship.progress import Progress
         from edgeship.reports import write_reports
         from edgeship.reports.terminal import render_terminal
 
+        check_threshold(args.threshold)     # before any file is read
         cfg = load_config(args.config)
         baseline = load_report(args.baseline) if args.baseline else None
         remeasure = (lambda _d, _a: []) if args.no_remeasure else None

@@ -83,10 +83,13 @@ def latency_plot(report: dict[str, Any]) -> str | None:
 
 
 def tradeoff_plot(report: dict[str, Any]) -> str | None:
-    ev = (report.get("eval") or {}).get("artifacts") or {}
+    from edgeship.evidence import eval_entries
+
+    ev = eval_entries(report.get("eval"))
     pts = []
     for r in report["results"]:
-        e = ev.get(r["artifact"]["name"])
+        # the entry evaluated on the same device, else the one evaluated on this host
+        e = ev.get((r["device"]["name"], r["artifact"]["name"])) or ev.get(("local", r["artifact"]["name"]))
         s = r.get("summary_ms") or {}
         if r.get("status") != "ok" or not e or e.get("status") != "ok" or s.get("p90") is None:
             continue

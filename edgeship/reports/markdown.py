@@ -21,6 +21,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     for c in report["checks"]:
         value = "" if c["value"] is None else f"{c['value']:.4g}"
         lines.append(f"| {verdict_label(c)} | {c['device']} | {c['artifact']} | {c['metric']} | {value} | {c['limit']:g} | {c['detail']} |")
+    rerun = list(dict.fromkeys(c["rerun"] for c in report["checks"] if c.get("rerun")))
+    if rerun:
+        lines += ["", "Missing or stale evidence; re-run:", ""] + [f"- `{cmd}`" for cmd in rerun]
+    lines += [f"\n> warning: {w}" for w in report.get("warnings") or []]
     rows = [r for r in report["results"] if r.get("status") == "ok"]
     if rows:
         lines += ["", "### Latency (ms) and memory", "",

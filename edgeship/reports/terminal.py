@@ -15,4 +15,9 @@ def render_terminal(report: dict[str, Any]) -> str:
         rows.append([verdict, c["device"], c["artifact"], c["metric"], value, f"{c['limit']:g}", c["detail"][:90]])
     head = ["verdict", "device", "artifact", "metric", "value", "budget", "detail"]
     counts = ", ".join(f"{v} {k}" for k, v in report["counts"].items() if v)
-    return render(head, rows) + f"\n\ngate: {report['verdict']} ({counts})"
+    tail = [f"warning: {w}" for w in report.get("warnings") or []]
+    rerun = list(dict.fromkeys(c["rerun"] for c in report["checks"] if c.get("rerun")))
+    if rerun:   # the table cuts details short; the commands that refresh evidence are shown whole
+        tail += ["missing or stale evidence; re-run:"] + [f"  {cmd}" for cmd in rerun]
+    notes = "\n\n" + "\n".join(tail) if tail else ""
+    return render(head, rows) + notes + f"\n\ngate: {report['verdict']} ({counts})"
