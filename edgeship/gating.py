@@ -158,18 +158,16 @@ def gate(
             kb = artifacts[c.artifact].manifest.size_bytes / 1024.0
             out.append(_value_check(c, kb, kb <= c.limit, "KiB"))
         else:
-            e = (eval_report or {}).get("artifacts", {}).get(c.artifact)
-            if e is None:
-                raise UsageError(f"no eval result for {c.artifact} in {cfg.build / 'reports' / 'eval.json'}; run 'edgeship eval'")
+            e = _eval_entry(cfg, eval_report, cfg.budgets[c.budget].device, c.artifact, c.metric)
             if e["status"] != "ok":
                 out.append(_skipped(c, e.get("skip_reason") or "not evaluated"))
                 continue
             if c.metric == ACCURACY:
                 if e.get("accuracy_drop") is None:
                     raise UsageError(f"budget needs accuracy but the evaluation data has no labels ([data] label_key = {cfg.data.label_key!r})")
-                out.append(_value_check(c, e["accuracy_drop"], e["accuracy_drop"] <= c.limit, "drop"))
+                out.append(_value_check(c, e["accuracy_drop"], e["accuracy_drop"] <= c.limit, f"drop on {e['device']}"))
             else:
-                out.append(_value_check(c, e["cosine_mean"], e["cosine_mean"] >= c.limit, "cosine"))
+                out.append(_value_check(c, e["cosine_mean"], e["cosine_mean"] >= c.limit, f"cosine on {e['device']}"))
     if baseline is not None:
         from edgeship.baseline import compare_baseline
 
@@ -192,6 +190,28 @@ def default_remeasure(cfg: Config) -> Remeasure:
         return list((res.get("timing") or {}).get("samples_ns") or [])
 
     return remeasure
+
+
+def _eval_entry(cfg: Config, eval_report: dict[str, Any] | None, device: str, artifact: str,
+                metric: str) -> dict[str, Any]:
+    """The eval.json v2 entry a budget is judged on: that device's ("<device>/<artifact>").
+
+    A budget for ``device = "*"`` is judged on every device that evaluated the artifact
+    (local included): the worst entry decides (a skipped one only when none is ok).
+    """
+    import fnmatch
+
+    entries = [e for e in (eval_report or {}).get("entries", {}).values()
+               if e.get("artifact") == artifact and fnmatch.fnmatchcase(e.get("device", ""), device)]
+    if not entries:
+        hint = "edgeship eval" if device in ("*", "local") else f"edgeship eval --device {device}"
+        raise UsageError(f"no eval result for {device}/{artifact} in {cfg.build / 'reports' / 'eval.json'}; run '{hint}'")
+    ok = [e for e in entries if e["status"] == "ok"]
+    if not ok:
+        return entries[0]
+    if metric == ACCURACY:
+        return max(ok, key=lambda e: -math.inf if e.get("accuracy_drop") is None else e["accuracy_drop"])
+    return min(ok, key=lambda e: e["cosine_mean"])
 
 
 def _load_eval(cfg: Config) -> dict[str, Any]:

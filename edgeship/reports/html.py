@@ -83,10 +83,11 @@ def latency_plot(report: dict[str, Any]) -> str | None:
 
 
 def tradeoff_plot(report: dict[str, Any]) -> str | None:
-    ev = (report.get("eval") or {}).get("artifacts") or {}
+    ev = (report.get("eval") or {}).get("entries") or {}
     pts = []
     for r in report["results"]:
-        e = ev.get(r["artifact"]["name"])
+        # eval.json v2: that device's own eval when there is one, else this host's
+        e = ev.get(f"{r['device']['name']}/{r['artifact']['name']}") or ev.get(f"local/{r['artifact']['name']}")
         s = r.get("summary_ms") or {}
         if r.get("status") != "ok" or not e or e.get("status") != "ok" or s.get("p90") is None:
             continue

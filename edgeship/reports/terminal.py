@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeship.int8_speed import int8_does_not_pay
 from edgeship.table import render
 
 
@@ -15,4 +16,5 @@ def render_terminal(report: dict[str, Any]) -> str:
         rows.append([verdict, c["device"], c["artifact"], c["metric"], value, f"{c['limit']:g}", c["detail"][:90]])
     head = ["verdict", "device", "artifact", "metric", "value", "budget", "detail"]
     counts = ", ".join(f"{v} {k}" for k, v in report["counts"].items() if v)
-    return render(head, rows) + f"\n\ngate: {report['verdict']} ({counts})"
+    notes = "".join(f"\nnote: {line}" for line in int8_does_not_pay(report["results"]))
+    return render(head, rows) + notes + f"\n\ngate: {report['verdict']} ({counts})"
