@@ -39,7 +39,7 @@ def test_api_mirrors_the_cli(profiled: Path, tmp_path: Path) -> None:
     shutil.copytree(profiled / "build", tmp_path / "build")
     cfg = edgeship.load_config(cli_project(tmp_path))
     ev = edgeship.evaluate(cfg, target="onnx", precision="int8")
-    assert list(ev["artifacts"]) == ["onnx-int8"] and ev["artifacts"]["onnx-int8"]["accuracy_drop"] <= 0.01
+    assert ev["updated"] == ["local/onnx-int8"] and ev["entries"]["local/onnx-int8"]["accuracy_drop"] <= 0.01
     edgeship.evaluate(cfg)            # the gate's budgets need every artifact evaluated
     manifests = edgeship.export(cfg, target="onnx", precision="fp32")
     assert isinstance(manifests[0], Manifest) and manifests[0].precision == "fp32"

@@ -14,12 +14,15 @@ import pytest
 from edgeship.config import SSHDeviceConfig
 from edgeship.devices.ssh import SSHDevice
 from edgeship.errors import DeviceError
-from tests.conftest import project_copy
-from tests.sshd import SSHServer, start_sshd
+from tests.conftest import project_copy, require_tool
+from tests.sshd import SSHD, SSHServer, start_sshd
 
 
 @pytest.fixture
 def sshd(tmp_path: Path):
+    # a real OpenSSH server on loopback; missing: skip with the install command (fail under CI=true)
+    require_tool("sshd", "apt-get install openssh-server", SSHD)
+    require_tool("ssh", "apt-get install openssh-client")
     server = start_sshd(tmp_path / "sshd")
     yield server
     if server.proc.poll() is None:
