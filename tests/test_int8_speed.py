@@ -58,3 +58,20 @@ def test_reports_carry_the_line() -> None:
     assert f"- ⚠️ {want}" in render_markdown(report).splitlines()
     report["results"][1]["summary_ms"]["p50"] = 2.0
     assert "does not pay" not in render_terminal(report) + render_markdown(report)
+
+
+def test_profile_summary_says_it_on_stderr_from_the_saved_results(tmp_path, capsys) -> None:
+    from edgeship.commands.profile import _say_int8_speed
+    from edgeship.fsutil import write_json_atomic
+    from tests.conftest import make_config
+
+    cfg = make_config(tmp_path)
+    for precision, ms in (("fp32", 2.0), ("int8", 2.5)):
+        r = _result("local", "onnx", precision, ms, {"cpu_class": "x86-avx2"})
+        r["artifact"]["model"] = cfg.model.name
+        write_json_atomic(cfg.build / "results" / "local" / f"onnx-{precision}.json", r)
+    _say_int8_speed(cfg, "local")
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [("note: local: onnx-int8 is 0.80x the speed of onnx-fp32 (median 2.5 ms vs 2 ms): "
+                                         "INT8 does not pay on this CPU (x86-avx2)")]
