@@ -84,6 +84,7 @@ def _run_chunks(cfg: Config, dev: Device, ref: ArtifactRef, scorer: Scorer, chun
     inputs = [s.name for s in cfg.model.inputs]
     outs: list[list[np.ndarray]] = []
     env: dict[str, Any] = {}
+    result: dict[str, Any] = {"status": "ok"}
     with tempfile.TemporaryDirectory(prefix="edgeship-eval-") as tmp:
         bundle = Path(tmp) / "bundle"
         shutil.copytree(ref.path, bundle / "artifact")
@@ -118,7 +119,11 @@ def _run_chunks(cfg: Config, dev: Device, ref: ArtifactRef, scorer: Scorer, chun
             if gone.returncode != 0:
                 raise DeviceError(f"{where}: delete chunk {tag}: {(gone.stderr or '').strip() or 'rm failed'}")
             if result["status"] == "skipped":
-                return [], env, result.get("skip_reason") or "the runtime is not available on the device"
+                break
+        # nor the artifact once it is evaluated (the work dir itself goes when the device closes)
+        _step(dev, where, "delete bundle", dev.run, ["rm", "-rf", remote], timeout=60)
+    if result["status"] == "skipped":
+        return [], env, result.get("skip_reason") or "the runtime is not available on the device"
     return outs, env, None
 
 

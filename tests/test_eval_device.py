@@ -92,13 +92,16 @@ def test_eval_on_the_local_device_matches_in_process_in_chunks(demo_project, tmp
 
     def push(self: LocalDevice, local: Path, remote_name: str) -> str:
         if remote_name.startswith("eval-in-"):   # what the device holds when a chunk arrives
-            seen.append(sorted(p.name for p in Path(self.workdir).iterdir() if p.name.startswith(("eval-in", "outputs"))))
+            seen.append(sorted(p.name for p in Path(self.workdir).iterdir()))
         return real_push(self, local, remote_name)
 
     monkeypatch.setattr(LocalDevice, "push", push)
     report = evaluate(cfg, (Target.ONNX,), (Precision.FP32, Precision.INT8), device="local", chunk=100)
     n = report["samples"]
-    assert len(seen) == 2 * -(-n // 100) and all(s == [] for s in seen)    # chunks of 100, each deleted
+    k = -(-n // 100)
+    assert len(seen) == 2 * k                                              # chunks of 100 ...
+    # ... each deleted before the next arrives, and an artifact's bundle once it is evaluated
+    assert [s[0] for s in seen] == ["eval-onnx-fp32"] * k + ["eval-onnx-int8"] * k and all(len(s) == 1 for s in seen)
     for name in ("onnx-fp32", "onnx-int8"):
         dev, ref = report["entries"][f"local/{name}"], here[f"local/{name}"]
         assert dev["status"] == "ok" and dev["samples"] == n and dev["cpu"]
