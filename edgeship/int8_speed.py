@@ -45,10 +45,11 @@ def int8_does_not_pay(results: Iterable[dict[str, Any]], min_speedup: float = MI
         med = median_ms(r) if r.get("status") == "ok" else None
         if med is None:
             continue
-        a = r["artifact"]
-        kind = "fp32" if a["precision"] == "fp32" else "int8" if a["precision"].startswith("int8") else None
-        if kind:
-            groups.setdefault((r["device"]["name"], a["target"]), {}).setdefault(kind, []).append((r, med))
+        a = r.get("artifact") or {}
+        precision, target = str(a.get("precision") or ""), a.get("target")
+        kind = "fp32" if precision == "fp32" else "int8" if precision.startswith("int8") else None
+        if kind and target:   # a result without target/precision (hand-made report) cannot be paired
+            groups.setdefault((r["device"]["name"], target), {}).setdefault(kind, []).append((r, med))
     lines = []
     for (device, target), g in groups.items():
         if not g.get("fp32") or not g.get("int8"):
