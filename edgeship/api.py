@@ -32,11 +32,11 @@ def export(config: Config | str | Path | None = None, target: Selection = "all",
 
 
 def evaluate(config: Config | str | Path | None = None, target: Selection = "all", precision: Selection = "all",
-             on_event: Events = None) -> dict[str, Any]:
-    """Fidelity/accuracy of every artifact vs the FP32 reference (also written to eval.json)."""
+             on_event: Events = None, device: str | None = None, chunk: int = 64) -> dict[str, Any]:
+    """Fidelity/accuracy of every artifact vs the FP32 reference, here or on ``device`` (merged into eval.json)."""
     from edgeship.evaluation import evaluate as _evaluate
 
-    return _evaluate(_cfg(config), parse_targets(target), parse_precisions(precision), on_event)
+    return _evaluate(_cfg(config), parse_targets(target), parse_precisions(precision), on_event, device, chunk)
 
 
 def profile(config: Config | str | Path | None = None, device: str = "local", target: Selection = "all",

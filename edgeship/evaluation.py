@@ -1,27 +1,51 @@
-"""eval: every artifact vs the FP32 PyTorch reference on the evaluation set, in-process.
+"""eval: every artifact vs the FP32 PyTorch reference on the evaluation set.
 
 Fidelity (cosine, max abs error, SNR, top-1 agreement) for every artifact; task accuracy and
-its drop when the evaluation source yields labels. An artifact whose runtime cannot run here
-(CoreML on Linux, a missing package) is SKIPPED with the reason. Writes build/reports/eval.json.
+its drop when the evaluation source yields labels. The reference always runs here (torch);
+the artifact runs either in-process on this host (device ``local``, the default) or through
+the standalone runner on a device (``device=NAME``, see device_eval.py), because INT8
+numerics depend on the CPU that runs them. An artifact whose runtime cannot run there
+(CoreML on Linux, a missing package, a phone's native tools) is SKIPPED with the reason.
+
+build/reports/eval.json (schema ``edgeship.eval/2``) keeps one entry per
+``"<device>/<artifact>"``, each with the artifact digest (sha256 of its manifest.json) and the
+config digest it was measured with. An eval of a subset MERGES into the file: entries it did
+not touch are kept as they are, even when they were measured with another config, another
+sample count or an artifact since re-exported; they carry their own digests and sample
+count, and the gate refuses evidence whose digests no longer match (stale), so keeping them
+loses nothing and can never pass a gate wrongly. A file of an older schema has no digests and
+is replaced (said through ``on_event``); an unreadable one is an error (nothing overwritten).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import datetime as _dt
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgeship.calibration import DataSource, Sample, load_samples
 from edgeship.config import Config
-from edgeship.errors import ArtifactError, RuntimeFailure, UsageError
-from edgeship.fsutil import write_json_atomic
+from edgeship.errors import ArtifactError, EdgeshipError, RuntimeFailure, UsageError
+from edgeship.fsutil import sha256_file, write_json_atomic
 from edgeship.metrics import accuracy, fidelity
 from edgeship.model import load_reference, run_reference
 from edgeship.selection import ArtifactRef, find_artifacts
 from edgeship.types import Precision, Target
 
-SCHEMA = "edgeship.eval/1"
+SCHEMA = "edgeship.eval/2"
+LOCAL = "local"
+
+
+def eval_path(cfg: Config) -> Path:
+    return cfg.build / "reports" / "eval.json"
+
+
+def entry_key(device: str, artifact: str) -> str:
+    return f"{device}/{artifact}"
 
 
 def evaluation_samples(cfg: Config) -> list[Sample]:
@@ -47,60 +71,158 @@ def run_artifact(ref: ArtifactRef, feeds: list[dict[str, np.ndarray]], threads: 
         raise RuntimeFailure(f"{ref.path}: {exc}") from exc
 
 
+def host_cpu() -> dict[str, Any]:
+    """This host's CPU as the runner reports it (its cpu_features once runtimes/cpuinfo.py exists)."""
+    try:
+        from edgeship.runtimes.cpuinfo import cpu_features  # type: ignore[import-not-found]
+    except ImportError:
+        from edgeship.runtimes.runner import environment
+
+        return cpu_block(environment().get("cpu"))
+    return dict(cpu_features())
+
+
+def cpu_block(cpu: Any) -> dict[str, Any]:
+    """A result env's ``cpu`` as recorded in an entry: the features dict, or the model string wrapped."""
+    if isinstance(cpu, dict):
+        return dict(cpu)
+    return {"model": cpu} if cpu else {}
+
+
+class Scorer:
+    """The FP32 reference outputs and labels of the evaluation set; scores candidate outputs."""
+
+    def __init__(self, cfg: Config, samples: list[Sample]) -> None:
+        self.samples = samples
+        labels = [s.label for s in samples if s.label is not None]
+        self.labels = labels if len(labels) == len(samples) else None
+        model = load_reference(cfg)
+        self.outputs = [run_reference(model, s.inputs, cfg.model.inputs) for s in samples]
+        self.accuracy = accuracy(self.outputs, self.labels) if self.labels else None
+
+    def score(self, outs: list[list[np.ndarray]]) -> dict[str, Any]:
+        scores: dict[str, Any] = dict(fidelity(self.outputs, outs))
+        acc = accuracy(outs, self.labels) if self.labels else None
+        scores["accuracy"] = acc
+        scores["accuracy_drop"] = (self.accuracy - acc) if (acc is not None and self.accuracy is not None) else None
+        return scores
+
+
+def new_entry(cfg: Config, ref: ArtifactRef, device: str, samples: int) -> dict[str, Any]:
+    """An entry with its provenance; metrics are None until ``entry.update(scores)``."""
+    return {
+        "device": device, "artifact": ref.name, "target": ref.target.value, "precision": ref.precision.value,
+        "artifact_digest": sha256_file(ref.path / "manifest.json"), "config_digest": cfg.digest,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "status": "ok", "skip_reason": None, "cosine_min": None, "cosine_mean": None, "max_abs_err": None,
+        "snr_db": None, "top1_agreement": None, "accuracy": None, "accuracy_drop": None,
+        "samples": samples, "cpu": {}, "size_bytes": ref.manifest.size_bytes,
+    }
+
+
+def load_eval(cfg: Config, on_event: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+    """The v2 eval.json, or None when absent (or of an older schema, which is replaced)."""
+    path = eval_path(cfg)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ArtifactError(f"{path}: unreadable ({exc}); delete it and run 'edgeship eval' again") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("entries"), dict):
+        if on_event is not None:
+            on_event(f"{path}: schema {data.get('schema') if isinstance(data, dict) else None!r} has no digests; "
+                     f"replaced by {SCHEMA}")
+        return None
+    return data
+
+
 def evaluate(
     cfg: Config,
     targets: tuple[Target, ...] | None = None,
     precisions: tuple[Precision, ...] | None = None,
     on_event: Callable[[str], None] | None = None,
+    device: str | None = None,
+    chunk: int = 64,
 ) -> dict[str, Any]:
+    """Evaluate the matching artifacts (on ``device``, else in-process here) and merge into eval.json.
+
+    Returns the whole merged report; ``report["updated"]`` lists the keys written by this call.
+    """
+    say = on_event or (lambda _m: None)
+    if chunk < 1:
+        raise UsageError(f"--chunk must be >= 1, got {chunk}")
+    refs = find_artifacts(cfg, targets, precisions)
+    old = load_eval(cfg, say)   # before any work: an unreadable file stops us, untouched
+    samples = evaluation_samples(cfg)
+    say(f"reference {cfg.model.name} on {len(samples)} samples ...")
+    scorer = Scorer(cfg, samples)
+    if device is None:
+        produced = _evaluate_here(cfg, refs, scorer, say)
+    else:
+        from edgeship.device_eval import evaluate_on_device
+
+        produced = evaluate_on_device(cfg, device, refs, scorer, chunk, say)
+    entries: list[dict[str, Any]] = []
+    try:
+        entries.extend(produced)   # keeps the entries yielded before a failure
+    except EdgeshipError as exc:
+        # what was measured is kept, and the failed artifact's old entry must not stand in for it
+        failed = getattr(exc, "eval_entry", None)
+        _merge(cfg, scorer, old, entries + ([failed] if failed else []))
+        raise
+    return _merge(cfg, scorer, old, entries)
+
+
+def _merge(cfg: Config, scorer: Scorer, old: dict[str, Any] | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "schema": SCHEMA, "model": cfg.model.name, "config_digest": cfg.digest, "samples": len(scorer.samples),
+        "reference": {"accuracy": scorer.accuracy},
+        "entries": dict(old["entries"]) if old else {},
+    }
+    for e in entries:
+        report["entries"][entry_key(e["device"], e["artifact"])] = e
+    write_json_atomic(eval_path(cfg), report)
+    return {**report, "updated": [entry_key(e["device"], e["artifact"]) for e in entries]}
+
+
+def _evaluate_here(cfg: Config, refs: list[ArtifactRef], scorer: Scorer,
+                   say: Callable[[str], None]) -> Iterator[dict[str, Any]]:
     from edgeship.runtimes.base import RuntimeUnavailable
 
-    say = on_event or (lambda _m: None)
-    refs = find_artifacts(cfg, targets, precisions)
-    samples = evaluation_samples(cfg)
-    feeds = [s.inputs for s in samples]
-    labels = [s.label for s in samples if s.label is not None]
-    has_labels = len(labels) == len(samples)
-    say(f"reference {cfg.model.name} on {len(samples)} samples ...")
-    model = load_reference(cfg)
-    reference = [run_reference(model, f, cfg.model.inputs) for f in feeds]
-    ref_acc = accuracy(reference, labels) if has_labels else None
-    report: dict[str, Any] = {
-        "schema": SCHEMA, "model": cfg.model.name, "samples": len(samples),
-        "reference": {"accuracy": ref_acc}, "artifacts": {},
-    }
+    feeds = [s.inputs for s in scorer.samples]
+    cpu = host_cpu()
     for ref in refs:
         say(f"eval {ref.name} ...")
-        entry: dict[str, Any] = {"target": ref.target.value, "precision": ref.precision.value,
-                                 "size_bytes": ref.manifest.size_bytes}
+        entry = new_entry(cfg, ref, LOCAL, len(feeds))
+        entry["cpu"] = cpu
         try:
             outs = run_artifact(ref, feeds)
         except RuntimeUnavailable as exc:
             entry.update(status="skipped", skip_reason=str(exc))
-            report["artifacts"][ref.name] = entry
             say(f"  {ref.name}: SKIPPED ({exc})")
-            continue
-        entry.update(status="ok", skip_reason=None, **fidelity(reference, outs))
-        acc = accuracy(outs, labels) if has_labels else None
-        entry["accuracy"] = acc
-        entry["accuracy_drop"] = (ref_acc - acc) if (acc is not None and ref_acc is not None) else None
-        report["artifacts"][ref.name] = entry
-    write_json_atomic(cfg.build / "reports" / "eval.json", report)
-    return report
+        else:
+            entry.update(scorer.score(outs))
+        yield entry
 
 
 def format_table(report: dict[str, Any]) -> str:
+    """The entries this call wrote (``report["updated"]``), else every entry."""
     ref_acc = report["reference"]["accuracy"]
-    head = ["artifact", "status", "size KiB", "cos min", "cos mean", "max|err|", "SNR dB", "top1 agr", "accuracy", "drop"]
+    keys = report.get("updated") or list(report["entries"])
+    head = ["device/artifact", "status", "size KiB", "cos min", "cos mean", "max|err|", "SNR dB", "top1 agr",
+            "accuracy", "drop"]
     rows = [["pytorch-fp32", "reference", "", "", "", "", "", "", _pct(ref_acc), ""]]
-    for name, e in report["artifacts"].items():
+    for key in keys:
+        e = report["entries"][key]
+        size = "" if e.get("size_bytes") is None else f"{e['size_bytes'] / 1024:.1f}"
         if e["status"] != "ok":
-            rows.append([name, "SKIPPED", f"{e['size_bytes'] / 1024:.1f}", e.get("skip_reason", "")[:60], "", "", "", "", "", ""])
+            rows.append([key, e["status"].upper(), size, (e.get("skip_reason") or "")[:60], "", "", "", "", "", ""])
             continue
         rows.append([
-            name, "ok", f"{e['size_bytes'] / 1024:.1f}", f"{e['cosine_min']:.5f}", f"{e['cosine_mean']:.5f}",
-            f"{e['max_abs_err']:.4g}", "-" if e["snr_db"] is None else f"{e['snr_db']:.1f}", _pct(e["top1_agreement"]), _pct(e["accuracy"]),
-            "" if e["accuracy_drop"] is None else f"{100 * e['accuracy_drop']:+.2f} pt",
+            key, "ok", size, f"{e['cosine_min']:.5f}", f"{e['cosine_mean']:.5f}",
+            f"{e['max_abs_err']:.4g}", "-" if e["snr_db"] is None else f"{e['snr_db']:.1f}", _pct(e["top1_agreement"]),
+            _pct(e["accuracy"]), "" if e["accuracy_drop"] is None else f"{100 * e['accuracy_drop']:+.2f} pt",
         ])
     from edgeship.table import render
 

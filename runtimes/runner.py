@@ -10,6 +10,10 @@ time.perf_counter_ns on the device. Exit codes: 0 ok (or skipped: runtime unavai
 3 bad artifact (manifest, checksum, the runtime cannot load the model), 4 the runtime failed
 to run, 5 bad inputs.npz. Errors are one line on stderr; result.json is written atomically
 and only on success. ``--info`` prints the environment and which runtimes import here.
+
+Batch mode (``eval --device``): ``--eval-inputs chunk.npz --eval-outputs out.npz`` runs each
+sample of the chunk once (no timing loop) and writes the outputs stacked per output name;
+result.json then holds the environment, the runtime and the sample count, no timing.
 """
 
 import argparse
@@ -284,6 +288,65 @@ def measure(args: argparse.Namespace, manifest: Dict[str, Any], feeds: Dict[str,
     return result
 
 
+def load_eval_inputs(path: str, manifest: Dict[str, Any]) -> Dict[str, np.ndarray]:
+    """A chunk of samples: each input stacked along a new first axis (n, *input shape)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            stacked = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise BadInputs("%s: not a readable .npz (%s)" % (path, exc))
+    counts = set()
+    for spec in manifest["inputs"]:
+        name = spec["name"]
+        if name not in stacked:
+            raise BadInputs("%s: no array named %r (has %s)" % (path, name, sorted(stacked)))
+        arr = stacked[name]
+        if arr.ndim < 1 or list(arr.shape[1:]) != list(spec["shape"]):
+            raise BadInputs("%s: input %r has shape %s, the artifact expects (n, %s)"
+                            % (path, name, list(arr.shape), ", ".join(str(d) for d in spec["shape"])))
+        float_ok = spec.get("quantization") and arr.dtype.kind == "f"
+        if arr.dtype != np.dtype(spec["dtype"]) and not float_ok:
+            raise BadInputs("%s: input %r has dtype %s, the artifact expects %s" % (path, name, arr.dtype, spec["dtype"]))
+        counts.add(arr.shape[0])
+    if len(counts) != 1 or 0 in counts:
+        raise BadInputs("%s: inputs hold different or zero sample counts %s" % (path, sorted(counts)))
+    return stacked
+
+
+def evaluate_batch(args: argparse.Namespace, manifest: Dict[str, Any], stacked: Dict[str, np.ndarray],
+                   options: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Run every sample of the chunk once; write the outputs stacked per output name."""
+    result = {"schema": SCHEMA, "status": "ok", "skip_reason": None, "env": environment(),
+              "timing": None, "memory": None}  # type: Dict[str, Any]
+    try:
+        cls = get_runtime(manifest["runtime"])
+        version = cls.version()
+    except RuntimeUnavailable as exc:
+        result.update(status="skipped", skip_reason=str(exc), runtime={"name": manifest["runtime"]})
+        return result
+    rt = cls(os.path.join(args.artifact, manifest["model_file"]), manifest, args.threads, options)
+    try:
+        rt.load()
+    except RuntimeUnavailable as exc:
+        result.update(status="skipped", skip_reason=str(exc), runtime={"name": manifest["runtime"], "version": version})
+        return result
+    n = len(next(iter(stacked.values())))
+    names = [spec["name"] for spec in manifest["inputs"]]
+    collected = {}  # type: Dict[str, List[np.ndarray]]
+    try:
+        for i in range(n):
+            for name, arr in rt.run({k: stacked[k][i] for k in names}).items():
+                collected.setdefault(name, []).append(np.asarray(arr))
+        result["runtime"] = rt.describe()
+    finally:
+        rt.close()
+    tmp = args.eval_outputs + ".tmp.npz"
+    np.savez(tmp, **{k: np.stack(v) for k, v in collected.items()})  # type: ignore[arg-type]
+    os.replace(tmp, args.eval_outputs)
+    result["eval"] = {"samples": n}
+    return result
+
+
 def runtime_modules() -> List[str]:
     """Runtime modules shipped in this package (a bundle carries only the one it needs)."""
     here = os.path.dirname(os.path.abspath(__file__))
@@ -319,9 +382,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--max-seconds", type=float, default=30.0)
     p.add_argument("--max-runs", type=int, default=10000, help="stop after this many runs once min_runs is met (0: no bound)")
     p.add_argument("--options", help="runtime options as JSON")
+    p.add_argument("--eval-inputs", help="batch mode: a chunk of samples (.npz, inputs stacked on axis 0), each run once")
+    p.add_argument("--eval-outputs", help="batch mode: where to write the outputs stacked per output name (.npz)")
     args = p.parse_args(argv)
+    if bool(args.eval_inputs) != bool(args.eval_outputs):
+        p.error("--eval-inputs and --eval-outputs go together")
     if not args.info:
-        missing = [o for o in ("artifact", "inputs", "out") if not getattr(args, o)]
+        need = ("artifact", "out") if args.eval_inputs else ("artifact", "inputs", "out")
+        missing = [o for o in need if not getattr(args, o)]
         if missing:
             p.error("the following arguments are required: %s" % ", ".join("--" + m for m in missing))
     return args
@@ -342,14 +410,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     except BadArtifact as exc:
         return _fail(str(exc), EXIT_BAD_ARTIFACT)
     try:
-        feeds = load_inputs(args.inputs, manifest)
+        if args.eval_inputs:
+            feeds = load_eval_inputs(args.eval_inputs, manifest)
+        else:
+            feeds = load_inputs(args.inputs, manifest)
         options = json.loads(args.options) if args.options else None
     except BadInputs as exc:
         return _fail(str(exc), EXIT_BAD_INPUTS)
     except ValueError as exc:
         return _fail("--options is not valid JSON (%s)" % exc, EXIT_BAD_INPUTS)
     try:
-        result = measure(args, manifest, feeds, options)
+        if args.eval_inputs:
+            result = evaluate_batch(args, manifest, feeds, options)
+        else:
+            result = measure(args, manifest, feeds, options)
     except RuntimeLoadError as exc:
         return _fail(str(exc), EXIT_BAD_ARTIFACT)
     except RuntimeRunError as exc:

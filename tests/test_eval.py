@@ -38,9 +38,9 @@ def test_fidelity_multi_output_concatenates() -> None:
 def test_demo_eval_meets_acceptance(demo_project) -> None:
     cfg, _ = demo_project
     report = json.loads((cfg.build / "reports" / "eval.json").read_text())
-    assert report["schema"] == "edgeship.eval/1" and report["samples"] == 360
+    assert report["schema"] == "edgeship.eval/2" and report["samples"] == 360
     assert report["reference"]["accuracy"] >= 0.95
-    arts = report["artifacts"]
+    arts = {e["artifact"]: e for k, e in report["entries"].items() if k.startswith("local/")}
     assert arts["onnx-int8"]["status"] == "ok" and arts["onnx-int8"]["accuracy_drop"] <= 0.01
     assert arts["onnx-fp16"]["cosine_min"] >= 0.999
     assert arts["onnx-fp32"]["cosine_min"] >= 0.99999 and arts["onnx-fp32"]["accuracy_drop"] == 0.0
@@ -58,5 +58,7 @@ def test_eval_cli_filters_and_prints_table(demo_project, tmp_path: Path, capsys:
     from edgeship.types import Precision, Target
 
     only = evaluate(cfg, targets=(Target.ONNX,), precisions=(Precision.INT8,))
-    assert list(only["artifacts"]) == ["onnx-int8"]
-    assert json.loads((cfg.build / "reports" / "eval.json").read_text())["artifacts"].keys() == {"onnx-int8"}
+    assert only["updated"] == ["local/onnx-int8"]
+    assert "local/onnx-int8" in format_table(only) and "local/onnx-fp32" not in format_table(only)
+    # a subset merges: every other artifact's entry stays in eval.json
+    assert json.loads((cfg.build / "reports" / "eval.json").read_text())["entries"].keys() == report["entries"].keys()

@@ -14,12 +14,15 @@ import pytest
 from edgeship.config import SSHDeviceConfig
 from edgeship.devices.ssh import SSHDevice
 from edgeship.errors import DeviceError
-from tests.conftest import project_copy
-from tests.sshd import SSHServer, start_sshd
+from tests.conftest import project_copy, require_tool
+from tests.sshd import SSHD, SSHServer, start_sshd
 
 
 @pytest.fixture
 def sshd(tmp_path: Path):
+    # a real OpenSSH server on loopback; missing: skip with the install command (fail under CI=true)
+    require_tool("sshd", "apt-get install openssh-server", SSHD)
+    require_tool("ssh", "apt-get install openssh-client")
     server = start_sshd(tmp_path / "sshd")
     yield server
     if server.proc.poll() is None:
@@ -108,10 +111,9 @@ def test_profile_and_gate_over_ssh(sshd: SSHServer, demo_project, tmp_path: Path
     from edgeship.cli import main
     from edgeship.profiling import profile
     from edgeship.types import Target
-    from tests.conftest import cli_project, eval_as_v2
+    from tests.conftest import cli_project
 
     cfg = project_copy(tmp_path, demo_project[0], devices={"board": sshd.device_config(sys.executable)})
-    eval_as_v2(cfg)    # the gate accepts eval entries bound to the artifacts' digests
     local = profile(cfg, "local", (Target.ONNX,), None)
     remote = profile(cfg, "board", (Target.ONNX, Target.TFLITE), None)
     assert {r["artifact"]["name"] for r in remote} >= {"onnx-fp32", "onnx-int8", "tflite-int8"}
@@ -267,3 +269,47 @@ def test_connect_is_retried_once(sshd: SSHServer, tmp_path: Path) -> None:
     finally:
         ssh_mod.subprocess.run = orig
     assert calls[0][-1].startswith("mktemp") and calls[1][-1].startswith("mktemp")
+
+
+def test_eval_on_the_board_and_the_gate_judges_its_numbers(sshd: SSHServer, demo_project, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`edgeship eval --device board` over the real loopback sshd; a budget for the board uses them."""
+    from edgeship.cli import main
+    from edgeship.fsutil import sha256_file
+
+    project_copy(tmp_path, demo_project[0])
+    budget = ('\n[[budgets]]\ndevice = "board"\ntarget = "onnx"\nprecision = "fp32"\nmin_cosine = 0.999\n'
+              'max_accuracy_drop = 0.01\n')
+    toml = _board_toml(tmp_path, sshd, sys.executable)
+    text = toml.read_text()      # the demo's budgets replaced by one for the board (they need local profiles)
+    toml.write_text(text[:text.index("# Example budgets")] + text[text.index("\n[devices.board]"):] + budget)
+    code = main(["--config", str(toml), "eval", "--device", "board", "-t", "onnx", "-p", "fp32", "--chunk", "128"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "board/onnx-fp32" in out
+    path = tmp_path / "build" / "reports" / "eval.json"
+    report = json.loads(path.read_text())
+    board, local = report["entries"]["board/onnx-fp32"], report["entries"]["local/onnx-fp32"]
+    art = tmp_path / "build" / "artifacts" / report["model"] / "onnx-fp32"
+    assert board["device"] == "board" and board["status"] == "ok" and board["samples"] == report["samples"]
+    assert board["artifact_digest"] == sha256_file(art / "manifest.json") == local["artifact_digest"]
+    assert board["cpu"]                                      # what the board's runner reported
+    for k in ("cosine_min", "cosine_mean", "top1_agreement", "accuracy", "accuracy_drop"):
+        assert board[k] == pytest.approx(local[k], abs=1e-6), k     # same CPU, same runtime: same numbers
+
+    code = main(["--config", str(toml), "gate"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    checks = json.loads((tmp_path / "build" / "reports" / "report.json").read_text())["checks"]
+    assert {c["metric"] for c in checks} == {"cosine_mean", "accuracy_drop"}
+    cos = next(c for c in checks if c["metric"] == "cosine_mean")
+    assert cos["value"] == board["cosine_mean"] and "cosine on board" in cos["detail"]
+    # without the board's own eval the budget has no evidence: the local entry does not stand in
+    del report["entries"]["board/onnx-fp32"]
+    path.write_text(json.dumps(report))
+    assert main(["--config", str(toml), "gate"]) == 1
+    capsys.readouterr()
+    checks = json.loads((tmp_path / "build" / "reports" / "report.json").read_text())["checks"]
+    assert all(not c["passed"] and c["device"] == "board" for c in checks)
+    assert {c["rerun"] for c in checks} == {"edgeship eval --device board --target onnx --precision fp32"}
+

@@ -34,7 +34,8 @@ def test_demo_tflite_fidelity(demo_project) -> None:
     import json
 
     cfg, _ = demo_project
-    ev = json.loads((cfg.build / "reports" / "eval.json").read_text())["artifacts"]
+    entries = json.loads((cfg.build / "reports" / "eval.json").read_text())["entries"]
+    ev = {e["artifact"]: e for e in entries.values() if e["device"] == "local"}
     assert ev["tflite-fp32"]["cosine_min"] >= 0.9999
     assert ev["tflite-fp16"]["cosine_mean"] >= 0.999
     assert ev["tflite-int8"]["accuracy_drop"] <= 0.01

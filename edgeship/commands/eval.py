@@ -10,15 +10,23 @@ class Eval:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
         add_selection(p)
+        p.add_argument("--device", "-d",
+                       help="run the artifacts through the runner on this [devices.NAME] (default: in-process on "
+                            "this host, recorded as 'local')")
+        p.add_argument("--chunk", type=int, default=64,
+                       help="samples per file pushed to the device at a time (default: 64)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from edgeship.evaluation import evaluate, format_table
+        from edgeship.errors import UsageError
+        from edgeship.evaluation import eval_path, evaluate, format_table
         from edgeship.progress import Progress
 
+        if args.chunk < 1:
+            raise UsageError(f"--chunk must be >= 1, got {args.chunk}")
         cfg, targets, precisions = load_selection(args)
         with Progress() as progress:
-            report = evaluate(cfg, targets, precisions, on_event=progress.event)
+            report = evaluate(cfg, targets, precisions, on_event=progress.event, device=args.device, chunk=args.chunk)
         print(format_table(report))
-        print(f"wrote {cfg.build / 'reports' / 'eval.json'}")
+        print(f"wrote {eval_path(cfg)}")
         return 0

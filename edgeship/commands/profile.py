@@ -31,7 +31,23 @@ class Profile:
             results = profile(cfg, args.device, targets, precisions, progress.event, args.min_runs,
                               args.min_seconds, args.threads)
         print(format_results(results, cfg))
+        _say_int8_speed(cfg, args.device)
         return 0
+
+
+def _say_int8_speed(cfg: Any, device: str) -> None:
+    """One stderr line per INT8 artifact not >= 1.1x faster than FP32 on this device.
+
+    Judged on every saved result of the device, so profiling only the INT8 artifacts still
+    compares them with the FP32 measured earlier.
+    """
+    import sys
+
+    from edgeship.int8_speed import int8_does_not_pay
+    from edgeship.profiling import load_results
+
+    for line in int8_does_not_pay(load_results(cfg, device)):
+        print(f"note: {line}", file=sys.stderr)
 
 
 def format_results(results: list[dict[str, Any]], cfg: Any = None) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeship.int8_speed import int8_does_not_pay
+
 ICON = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "MARGINAL": "⚠️ MARGINAL", "SKIPPED": "⏭️ SKIPPED"}
 
 
@@ -42,6 +44,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     skipped = [r for r in report["results"] if r.get("status") != "ok"]
     for r in skipped:
         lines.append(f"\n- {r['device']['name']}/{r['artifact']['name']}: SKIPPED — {r.get('skip_reason')}")
+    slow = int8_does_not_pay(report["results"])
+    if slow:
+        lines += [""] + [f"- ⚠️ {line}" for line in slow]
     env = next((r.get("env") for r in rows), None)
     if env:
         lines += ["", f"<sub>{env.get('cpu')} · {env.get('platform')} · python {env.get('python')} · edgeship {report['edgeship']} · {report['created']}</sub>"]

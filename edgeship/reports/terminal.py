@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeship.int8_speed import int8_does_not_pay
 from edgeship.table import render
 
 
@@ -19,5 +20,6 @@ def render_terminal(report: dict[str, Any]) -> str:
     rerun = list(dict.fromkeys(c["rerun"] for c in report["checks"] if c.get("rerun")))
     if rerun:   # the table cuts details short; the commands that refresh evidence are shown whole
         tail += ["missing or stale evidence; re-run:"] + [f"  {cmd}" for cmd in rerun]
+    tail += [f"note: {line}" for line in int8_does_not_pay(report["results"])]
     notes = "\n\n" + "\n".join(tail) if tail else ""
     return render(head, rows) + notes + f"\n\ngate: {report['verdict']} ({counts})"
