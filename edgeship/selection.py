@@ -47,7 +47,14 @@ class ArtifactRef:
 
     @property
     def name(self) -> str:
-        return f"{self.manifest.target}-{self.manifest.precision}"
+        """Opaque id (contract 5): the directory name, ``onnx-int8`` or ``onnx-int8@x86-avx2``."""
+        return self.path.name
+
+    @property
+    def built_for_class(self) -> str | None:
+        """The CPU class a class-specific INT8 artifact was built for; None for the rest."""
+        bf = self.manifest.built_for
+        return bf.get("cpu_class") if isinstance(bf, dict) else None
 
     @property
     def target(self) -> Target:
@@ -88,7 +95,8 @@ def find_artifacts(
         if precisions and ref.precision not in precisions:
             continue
         found.append(ref)
-    found.sort(key=lambda r: (order[r.target], porder[r.precision]))
+    # the default-class artifact (plain name) first, then the @class builds
+    found.sort(key=lambda r: (order[r.target], porder[r.precision], "@" in r.name, r.name))
     if not found:
         what = f" matching target={','.join(map(str, targets or ['all']))} precision={','.join(map(str, precisions or ['all']))}"
         raise UsageError(f"no artifacts under {root}{what}; run 'edgeship export' first")
