@@ -262,3 +262,15 @@ def test_avx2_artifact_holds_under_haswell_where_plain_u8s8_saturates(per_class)
     u8s8 = fidelity(ref, runs["u8s8"]["outputs"])
     assert avx2["cosine_mean"] >= 0.999, avx2
     assert u8s8["cosine_mean"] < 0.999, u8s8
+
+
+def test_devices_check_reports_the_class_and_a_wrong_declaration(tmp_path: Path) -> None:
+    from edgeship.devices_check import check
+    from tests.conftest import make_config
+
+    here = cpu_features()["cpu_class"]
+    other = "arm64-i8mm" if here != "arm64-i8mm" else "x86-avx2"
+    r = check(make_config(tmp_path), "local")
+    assert r.cpu["cpu_class"] == here and r.cpu["model"] and not any("cpu_class" in m for m in r.missing)
+    r = check(make_config(tmp_path, devices={"local": {"kind": "local", "cpu_class": other}}), "local")
+    assert r.usable and any(m.startswith("warning:") and other in m and here in m for m in r.missing)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeship.cpuclass import cpu_label
+
 ICON = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "MARGINAL": "⚠️ MARGINAL", "SKIPPED": "⏭️ SKIPPED"}
 
 
@@ -40,5 +42,5 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"\n- {r['device']['name']}/{r['artifact']['name']}: SKIPPED — {r.get('skip_reason')}")
     env = next((r.get("env") for r in rows), None)
     if env:
-        lines += ["", f"<sub>{env.get('cpu')} · {env.get('platform')} · python {env.get('python')} · edgeship {report['edgeship']} · {report['created']}</sub>"]
+        lines += ["", f"<sub>{cpu_label(env.get('cpu'))} · {env.get('platform')} · python {env.get('python')} · edgeship {report['edgeship']} · {report['created']}</sub>"]
     return "\n".join(lines) + "\n"
