@@ -54,7 +54,9 @@ class ArtifactRef:
     def built_for_class(self) -> str | None:
         """The CPU class a class-specific INT8 artifact was built for; None for the rest."""
         bf = self.manifest.built_for
-        return bf.get("cpu_class") if isinstance(bf, dict) else None
+        if not isinstance(bf, dict) or bf.get("same_for_all_classes"):
+            return None
+        return bf.get("cpu_class")
 
     @property
     def target(self) -> Target:
@@ -101,3 +103,14 @@ def find_artifacts(
         what = f" matching target={','.join(map(str, targets or ['all']))} precision={','.join(map(str, precisions or ['all']))}"
         raise UsageError(f"no artifacts under {root}{what}; run 'edgeship export' first")
     return found
+
+
+def pick_for_class(refs: list[ArtifactRef], cpu_class: str | None) -> list[ArtifactRef]:
+    """Per (target, precision): the artifact built for ``cpu_class`` if there is one, else the
+    default-class one (plain name). ``cpu_class`` None (not known yet) keeps every artifact."""
+    if cpu_class is None:
+        return refs
+    built = {(r.target, r.precision) for r in refs if r.built_for_class == cpu_class}
+    default = {r.name for r in refs if r.name == f"{r.target}-{r.precision}"}
+    return [r for r in refs
+            if (r.built_for_class == cpu_class if (r.target, r.precision) in built else r.name in default)]

@@ -81,6 +81,7 @@ class TFLiteExporter(Exporter):
                 "litert int8 (unchanged for every CPU class)",
                 "XNNPACK QS8 kernels accumulate in int32 on x86 (with or without VNNI) and arm64; "
                 "numerics do not depend on the class, so edgeship builds one TFLite INT8 for all")
+            built_for["same_for_all_classes"] = True
         return ExportResult(
             model_file=MODEL_FILE, recipe=recipe, calibration=calibration,
             io_dtypes=io_dtypes, io_quantization=io_quant, notes=notes, built_for=built_for,

@@ -274,3 +274,13 @@ def test_devices_check_reports_the_class_and_a_wrong_declaration(tmp_path: Path)
     assert r.cpu["cpu_class"] == here and r.cpu["model"] and not any("cpu_class" in m for m in r.missing)
     r = check(make_config(tmp_path, devices={"local": {"kind": "local", "cpu_class": other}}), "local")
     assert r.usable and any(m.startswith("warning:") and other in m and here in m for m in r.missing)
+
+
+def test_each_device_class_picks_its_own_build(per_class) -> None:
+    from edgeship.selection import find_artifacts, pick_for_class
+
+    refs = find_artifacts(per_class)
+    assert [r.name for r in pick_for_class(refs, "x86-vnni")] == ["onnx-int8@x86-vnni"]
+    assert [r.name for r in pick_for_class(refs, "x86-avx2")] == ["onnx-int8"]
+    assert [r.name for r in pick_for_class(refs, "arm64-i8mm")] == ["onnx-int8"]    # no build for it: the default
+    assert pick_for_class(refs, None) == refs
