@@ -284,3 +284,25 @@ def test_each_device_class_picks_its_own_build(per_class) -> None:
     assert [r.name for r in pick_for_class(refs, "x86-avx2")] == ["onnx-int8"]
     assert [r.name for r in pick_for_class(refs, "arm64-i8mm")] == ["onnx-int8"]    # no build for it: the default
     assert pick_for_class(refs, None) == refs
+
+
+def test_an_undeclared_ssh_device_is_asked_for_its_class(tmp_path: Path) -> None:
+    """Real OpenSSH on loopback: export --for board learns the class from the runner's --info there."""
+    import sys
+
+    from edgeship.export_for import export_targets
+    from tests.conftest import make_config
+    from tests.sshd import start_sshd
+
+    if shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail("sshd is required under CI=true: apt-get install openssh-server")
+        pytest.skip("needs sshd: apt-get install openssh-server")
+    server = start_sshd(tmp_path / "sshd")
+    try:
+        cfg = make_config(tmp_path, devices={"board": server.device_config(sys.executable)})
+        (t,) = export_targets(cfg, ("board",))
+        assert t.cpu_class == cpu_features()["cpu_class"] and t.devices == ("board",)
+        assert t.known_from.startswith("runner --info on device 'board'") and list(t.features) == cpu_features()["features"]
+    finally:
+        server.kill()
