@@ -90,12 +90,15 @@ def export(
     (default: the devices the budgets name, else this host); see edgeship.export_for.
     Artifacts already written stay (each is complete); the failed one leaves nothing.
     """
+    from edgeship.cpuclass import host_target
     from edgeship.export_for import artifact_name, export_targets
     from edgeship.exporters.base import EXPORTERS, get_exporter
 
     pairs = plan(cfg, targets, precisions)
     say = on_event or (lambda _msg: None)
-    cpu_targets = export_targets(cfg, for_devices)   # bad/unreachable devices fail before any work
+    # device classes matter to class-specific precisions only; bad/unreachable devices fail before any work
+    needed = for_devices or any(p in EXPORTERS.get(t.value).class_specific for t, p in pairs)
+    cpu_targets = export_targets(cfg, for_devices) if needed else [host_target()]
     default = cpu_targets[0]
     manifests: list[Manifest] = []
     jobs: dict[Target, object] = {}
