@@ -306,3 +306,25 @@ def test_an_undeclared_ssh_device_is_asked_for_its_class(tmp_path: Path) -> None
         assert t.known_from.startswith("runner --info on device 'board'") and list(t.features) == cpu_features()["features"]
     finally:
         server.kill()
+
+
+def test_an_avx2_host_does_not_reject_an_artifact_for_another_class(tmp_path: Path, monkeypatch) -> None:
+    """TEST DOUBLE for the host CPU (this machine's class cannot be changed in-process): on an
+    x86-avx2 host the export check of an arm64 build records the host's cosine without
+    enforcing the bound, since u8s8/s8s8 saturate only on the host."""
+    import edgeship.exporters.onnx as onnx_exporter
+    from edgeship.cpuclass import CpuTarget
+    from edgeship.pipeline import export
+    from edgeship.types import Precision, Target
+    from tests.conftest import make_config
+
+    monkeypatch.setattr(onnx_exporter, "host_target", lambda: CpuTarget("x86-avx2", ("avx2",), "test double"))
+    cfg = make_config(tmp_path, devices={"armbox": DEVICES["armbox"]}, budgets=[],
+                      model={"name": "sat", "factory": "tests.test_cpuclass:saturating_net", "outputs": ["y"],
+                             "inputs": [{"name": "x", "shape": [1, 3, 16, 16], "dtype": "float32"}]},
+                      data={"calibration": "tests.test_cpuclass:saturating_calibration", "calibration_samples": 8})
+    (m,) = export(cfg, (Target.ONNX,), (Precision.INT8,), for_devices=("armbox",))
+    assert m.built_for["cpu_class"] == "arm64-dotprod" and m.built_for["recipe"] == "s8s8"
+    check = m.recipe["fidelity_check"]
+    assert check["bound_enforced"] is False and "arm64-dotprod" in check["why"] and check["cosine_mean"] > 0
+    assert "not measured" in m.built_for["candidates"][0]["measured"] and "documented rule" in m.built_for["why"]
