@@ -89,7 +89,7 @@ class OnnxExporter(Exporter):
         pinned = job.quantization.activation_type is not QuantType.AUTO and not dynamic
         if pinned:
             act = job.quantization.activation_type.value
-            weight = job.quantization.weight_type.value
+            weight = "int8" if job.quantization.weight_type is QuantType.AUTO else job.quantization.weight_type.value
             name = {"uint8": "u8", "int8": "s8"}[act] + {"uint8": "u8", "int8": "s8"}[weight]
             candidates = [OrtRecipe(name, act, weight, False, "set in [quantization] activation_type/weight_type")]
         else:
