@@ -7,7 +7,7 @@ commands are thin wrappers over these.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,15 @@ def _cfg(config: Config | str | Path | None) -> Config:
 
 
 def export(config: Config | str | Path | None = None, target: Selection = "all", precision: Selection = "all",
-           on_event: Events = None) -> list[Manifest]:
-    """Export the model; returns the manifest of every artifact written."""
+           on_event: Events = None, for_devices: Sequence[str] | None = None) -> list[Manifest]:
+    """Export the model; returns the manifest of every artifact written.
+
+    ``for_devices``: build class-specific INT8 for these devices' CPU classes (CLI ``--for``).
+    """
     from edgeship.pipeline import export as _export
 
-    return _export(_cfg(config), parse_targets(target), parse_precisions(precision), on_event)
+    return _export(_cfg(config), parse_targets(target), parse_precisions(precision), on_event,
+                   tuple(for_devices) if for_devices else None)
 
 
 def evaluate(config: Config | str | Path | None = None, target: Selection = "all", precision: Selection = "all",

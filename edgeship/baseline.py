@@ -25,7 +25,9 @@ HARDWARE_KEYS = ("cpu", "machine", "cpu_count")
 def _fingerprint(r: dict[str, Any]) -> tuple[Any, ...]:
     env = r.get("env") or {}
     rt = r.get("runtime") or {}
-    return tuple(env.get(k) for k in HARDWARE_KEYS) + (rt.get("name"), rt.get("version"), rt.get("threads"))
+    # env["cpu"] is {"model", "cpu_class", ...} since CPU classes; older results hold the model string
+    hw = tuple(v.get("model") if isinstance(v, dict) else v for v in (env.get(k) for k in HARDWARE_KEYS))
+    return hw + (rt.get("name"), rt.get("version"), rt.get("threads"))
 
 
 def compare_baseline(cfg: Config, results: list[dict[str, Any]], baseline: dict[str, Any],

@@ -17,7 +17,7 @@ from edgeship.config import Config
 from edgeship.selection import ArtifactRef
 
 RUNNER_PACKAGE = "edgeship_runner"
-RUNNER_FILES = ("__init__.py", "base.py", "memory.py", "runner.py")
+RUNNER_FILES = ("__init__.py", "base.py", "memory.py", "runner.py", "cpuinfo.py")
 
 
 def runtimes_dir() -> Path:

@@ -118,12 +118,26 @@ class GateConfig(_Frozen):
     memory_tolerance_mb: float = Field(0.5, ge=0)
 
 
-class LocalDeviceConfig(_Frozen):
+class _DeviceBase(_Frozen):
+    # declared CPU class (contract 2), for export --for a device that cannot be reached
+    cpu_class: str | None = None
+
+    @field_validator("cpu_class")
+    @classmethod
+    def _cpu_class(cls, v: str | None) -> str | None:
+        from edgeship.runtimes.cpuinfo import CLASSES
+
+        if v is not None and v not in CLASSES:
+            raise ValueError(_choice_msg(v, list(CLASSES)))
+        return v
+
+
+class LocalDeviceConfig(_DeviceBase):
     kind: Literal["local"] = "local"
     python: str | None = None     # default: the interpreter running edgeship
 
 
-class SSHDeviceConfig(_Frozen):
+class SSHDeviceConfig(_DeviceBase):
     kind: Literal["ssh"]
     host: str                      # ~/.ssh/config alias or user@host
     port: int | None = None
@@ -147,7 +161,7 @@ class SSHDeviceConfig(_Frozen):
         return v
 
 
-class ADBDeviceConfig(_Frozen):
+class ADBDeviceConfig(_DeviceBase):
     kind: Literal["adb"]
     serial: str | None = None
     benchmark_binaries: dict[str, Path] = {}   # target -> local path of the native tool

@@ -62,6 +62,8 @@ class CheckReport:
     info: dict[str, Any] = field(default_factory=dict)
     available: list[str] = field(default_factory=list)   # runtimes / native tools that work
     missing: list[str] = field(default_factory=list)     # what to install, one line each
+    cpu: dict[str, Any] = field(default_factory=dict)     # runner's cpu_features + model (contract 2)
+    declared_class: str | None = None                    # [devices.NAME] cpu_class, if set
 
     @property
     def usable(self) -> bool:
@@ -73,7 +75,7 @@ def check(cfg: Config, name: str) -> CheckReport:
     from edgeship.devices.base import open_device
 
     dev = open_device(name, cfg)          # unknown name -> ConfigError (exit 2)
-    report = CheckReport(name, dev.kind, reachable=False)
+    report = CheckReport(name, dev.kind, reachable=False, declared_class=cfg.devices[name].cpu_class)
     try:
         with dev:
             report.reachable = True
@@ -85,7 +87,21 @@ def check(cfg: Config, name: str) -> CheckReport:
         _check_native(report, dev.config)
     else:
         _check_python(report)
+    _check_cpu(report)
     return report
+
+
+def _check_cpu(report: CheckReport) -> None:
+    """The CPU class the device reports, against the one edgeship.toml declares for it."""
+    cpu = (report.info.get("env") or {}).get("cpu")
+    if isinstance(cpu, dict):
+        report.cpu = cpu
+    found = report.cpu.get("cpu_class")
+    if report.declared_class and found and found != "unknown" and found != report.declared_class:
+        report.missing.append(
+            f"warning: [devices.{report.name}] cpu_class = \"{report.declared_class}\" but the device reports "
+            f"{found} ({', '.join(report.cpu.get('features') or []) or 'no int8-dot features'}); "
+            "export --for builds for the declared class: fix or remove the declaration")
 
 
 def _check_python(report: CheckReport) -> None:

@@ -36,11 +36,15 @@ def artifact_digest(directory: Path) -> str:
 def judged_artifact(cfg: Config, device: str, target: str, precision: str) -> str:
     """The name of the artifact judged on ``device`` for ``target``/``precision``.
 
-    Today the one built for the default device class, ``<target>-<precision>`` (contract 5).
-    CPU-class builds (``<target>-<precision>@<class>``) are chosen here once devices carry a
-    class; every budget check goes through this one function.
+    The build made for the device's CPU class (``<target>-<precision>@<class>``, contract 5)
+    when one is on disk, else the default-class one ``<target>-<precision>``: the same choice
+    ``profile`` makes, so the gate asks for evidence of the artifact that ships to the device.
     """
-    del cfg, device   # the class of the device will pick the variant
+    from edgeship.profiling import known_device_class
+
+    cls = known_device_class(cfg, device)
+    if cls is not None and (cfg.artifacts_dir / f"{target}-{precision}@{cls}").is_dir():
+        return f"{target}-{precision}@{cls}"
     return f"{target}-{precision}"
 
 

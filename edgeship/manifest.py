@@ -48,6 +48,8 @@ class Manifest:
     created: str
     notes: list[str] = field(default_factory=list)
     schema: str = SCHEMA
+    # INT8 built for a CPU class: {"cpu_class", "features", "recipe", "why", "candidates"}
+    built_for: dict[str, Any] | None = None
 
     @property
     def size_bytes(self) -> int:

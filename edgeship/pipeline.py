@@ -82,15 +82,24 @@ def export(
     targets: tuple[Target, ...] | None = None,
     precisions: tuple[Precision, ...] | None = None,
     on_event: Callable[[str], None] | None = None,
+    for_devices: tuple[str, ...] | None = None,
 ) -> list[Manifest]:
     """Export every selected (target, precision); stops at the first failure.
 
+    Class-specific precisions (ONNX INT8) are built once per CPU class of ``for_devices``
+    (default: the devices the budgets name, else this host); see edgeship.export_for.
     Artifacts already written stay (each is complete); the failed one leaves nothing.
     """
-    from edgeship.exporters.base import get_exporter
+    from edgeship.cpuclass import host_target
+    from edgeship.export_for import artifact_name, export_targets
+    from edgeship.exporters.base import EXPORTERS, get_exporter
 
     pairs = plan(cfg, targets, precisions)
     say = on_event or (lambda _msg: None)
+    # device classes matter to class-specific precisions only; bad/unreachable devices fail before any work
+    needed = for_devices or any(p in EXPORTERS.get(t.value).class_specific for t, p in pairs)
+    cpu_targets = export_targets(cfg, for_devices) if needed else [host_target()]
+    default = cpu_targets[0]
     manifests: list[Manifest] = []
     jobs: dict[Target, object] = {}
     base_job = None
@@ -99,11 +108,15 @@ def export(
             base_job = build_job(cfg, t)
         if t not in jobs:
             jobs[t] = dataclasses.replace(base_job, target_config=cfg.target_config(t))
-        out_dir = cfg.artifacts_dir / f"{t}-{p}"
-        say(f"export {cfg.model.name} {t}-{p} ...")
-        if p is Precision.INT8 and base_job.calibration is not None:
-            say(f"  calibrating on {len(base_job.calibration())} samples from {cfg.data.calibration}")
-        m = get_exporter(t).export(jobs[t], p, out_dir)  # type: ignore[arg-type]
-        say(f"  wrote {out_dir} ({m.size_bytes / 1024:.1f} KiB)")
-        manifests.append(m)
+        per_class = p in EXPORTERS.get(t.value).class_specific
+        for cpu in cpu_targets if per_class else [default]:
+            name = artifact_name(t.value, p.value, cpu.cpu_class if per_class else None, default.cpu_class)
+            out_dir = cfg.artifacts_dir / name
+            say(f"export {cfg.model.name} {name}" + (f" for {cpu.cpu_class} ({', '.join(cpu.devices)})" if per_class else "") + " ...")
+            if p is Precision.INT8 and base_job.calibration is not None:
+                say(f"  calibrating on {len(base_job.calibration())} samples from {cfg.data.calibration}")
+            job = dataclasses.replace(jobs[t], cpu_target=cpu)  # type: ignore[type-var]
+            m = get_exporter(t).export(job, p, out_dir)
+            say(f"  wrote {out_dir} ({m.size_bytes / 1024:.1f} KiB)")
+            manifests.append(m)
     return manifests

@@ -26,7 +26,7 @@ from edgeship.devices.base import Device, open_device
 from edgeship.errors import ArtifactError, DeviceError, InputDataError, RuntimeFailure
 from edgeship.evidence import artifact_digest
 from edgeship.fsutil import write_json_atomic
-from edgeship.selection import ArtifactRef, find_artifacts
+from edgeship.selection import ArtifactRef, find_artifacts, pick_for_class
 from edgeship.types import Precision, Target
 
 SCHEMA = "edgeship.result/1"
@@ -217,10 +217,11 @@ def profile(
     ``min_runs``/``min_seconds``/``threads`` override ``[profile]`` for this call.
     """
     say = on_event or (lambda _m: None)
-    refs = find_artifacts(cfg, targets, precisions)
+    refs = pick_for_class(find_artifacts(cfg, targets, precisions), known_device_class(cfg, device))
     inputs = profiling_inputs(cfg)
     reference = Reference(cfg, inputs)
     results = []
+    warned: set[str] = set()
     with open_device(device, cfg) as dev:
         for ref in refs:
             say(f"profile {ref.name} on {device} ...")
@@ -228,10 +229,36 @@ def profile(
             result_path(cfg, device, ref.name).unlink(missing_ok=True)
             result = profile_artifact(cfg, dev, ref, min_runs, min_seconds, inputs, threads, reference)
             write_json_atomic(result_path(cfg, device, ref.name), result)
+            _warn_class_mismatch(ref, result, device, warned)
             if result["status"] != "ok":
                 say(f"  {ref.name}: SKIPPED ({result['skip_reason']})")
             results.append(result)
     return results
+
+
+def known_device_class(cfg: Config, device: str) -> str | None:
+    """The device's CPU class before running anything: declared, or this host's for local."""
+    d = cfg.devices.get(device)
+    if d is None or d.cpu_class is not None:
+        return d.cpu_class if d is not None else None
+    if d.kind == "local":
+        from edgeship.runtimes.cpuinfo import cpu_features
+
+        return str(cpu_features()["cpu_class"])
+    return None
+
+
+def _warn_class_mismatch(ref: ArtifactRef, result: dict[str, Any], device: str, warned: set[str]) -> None:
+    """Once per device: an INT8 artifact built for another CPU class than the device reports."""
+    import sys
+
+    cpu = (result.get("env") or {}).get("cpu")
+    have = cpu.get("cpu_class") if isinstance(cpu, dict) else None
+    if ref.built_for_class is None or have in (None, "unknown") or have == ref.built_for_class or device in warned:
+        return
+    warned.add(device)
+    print(f"warning: device '{device}' is {have} but {ref.name} was built for {ref.built_for_class}; its INT8 "
+          f"numbers there are the device's own (re-export with 'edgeship export --for {device}')", file=sys.stderr)
 
 
 def gated_statistics(cfg: Config, device: str, target: str, precision: str) -> tuple[str, ...]:

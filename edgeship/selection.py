@@ -47,7 +47,16 @@ class ArtifactRef:
 
     @property
     def name(self) -> str:
-        return f"{self.manifest.target}-{self.manifest.precision}"
+        """Opaque id (contract 5): the directory name, ``onnx-int8`` or ``onnx-int8@x86-avx2``."""
+        return self.path.name
+
+    @property
+    def built_for_class(self) -> str | None:
+        """The CPU class a class-specific INT8 artifact was built for; None for the rest."""
+        bf = self.manifest.built_for
+        if not isinstance(bf, dict) or bf.get("same_for_all_classes"):
+            return None
+        return bf.get("cpu_class")
 
     @property
     def target(self) -> Target:
@@ -92,7 +101,8 @@ def find_artifacts(
         if precisions and ref.precision not in precisions:
             continue
         found.append(ref)
-    found.sort(key=lambda r: (order[r.target], porder[r.precision]))
+    # the default-class artifact (plain name) first, then the @class builds
+    found.sort(key=lambda r: (order[r.target], porder[r.precision], "@" in r.name, r.name))
     if not found:
         what = f" matching target={','.join(map(str, targets or ['all']))} precision={','.join(map(str, precisions or ['all']))}"
         raise UsageError(f"no artifacts under {root}{what}; run 'edgeship export' first")
@@ -144,7 +154,7 @@ def scan_artifacts(cfg: Config) -> tuple[list[ArtifactRef], list[BrokenArtifact]
             continue
         parts = _name_parts(d.name)
         try:
-            m = read_manifest(d, verify=True)
+            m = read_manifest(d, verify=True, expect_model=cfg.model.name)
             if _name_parts(f"{m.target}-{m.precision}") is None:
                 raise ArtifactError(f"{d}: manifest.json names an unknown target/precision "
                                     f"{m.target!r}/{m.precision!r}; re-run 'edgeship export'")
@@ -157,3 +167,14 @@ def scan_artifacts(cfg: Config) -> tuple[list[ArtifactRef], list[BrokenArtifact]
                 raise
             broken.append(BrokenArtifact(d, parts[0], parts[1], str(exc)))
     return good, broken
+
+
+def pick_for_class(refs: list[ArtifactRef], cpu_class: str | None) -> list[ArtifactRef]:
+    """Per (target, precision): the artifact built for ``cpu_class`` if there is one, else the
+    default-class one (plain name). ``cpu_class`` None (not known yet) keeps every artifact."""
+    if cpu_class is None:
+        return refs
+    built = {(r.target, r.precision) for r in refs if r.built_for_class == cpu_class}
+    default = {r.name for r in refs if r.name == f"{r.target}-{r.precision}"}
+    return [r for r in refs
+            if (r.built_for_class == cpu_class if (r.target, r.precision) in built else r.name in default)]

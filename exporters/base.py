@@ -20,6 +20,7 @@ import numpy as np
 
 from edgeship.calibration import Sample
 from edgeship.config import InputSpec, QuantizationConfig, TargetConfig
+from edgeship.cpuclass import CpuTarget
 from edgeship.errors import ExportError, UsageError
 from edgeship.fsutil import atomic_directory
 from edgeship.manifest import Manifest, TensorInfo, file_table
@@ -45,6 +46,8 @@ class ExportJob:
     # Lazily loaded: only int8 exports pay for reading the calibration set.
     calibration: Callable[[], Sequence[Sample]] | None = None
     calibration_ref: str | None = None
+    # the CPU the artifact is built for (export --for); None: this host
+    cpu_target: CpuTarget | None = None
 
     def calibration_samples(self) -> Sequence[Sample]:
         if self.calibration is None:
@@ -71,6 +74,7 @@ class ExportResult:
     io_dtypes: dict[str, str] = field(default_factory=dict)   # tensor name -> dtype if not the spec's
     output_shapes: dict[str, list[int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    built_for: dict[str, Any] | None = None            # manifest built_for (CPU-class-specific recipes)
 
 
 class Exporter(ABC):
@@ -78,6 +82,8 @@ class Exporter(ABC):
     runtime: ClassVar[str]                       # runtime name in edgeship.runtimes
     precisions: ClassVar[tuple[Precision, ...]]
     version_modules: ClassVar[tuple[str, ...]] = ("torch",)
+    # precisions whose recipe depends on the CPU class: export --for builds one per class
+    class_specific: ClassVar[tuple[Precision, ...]] = ()
 
     def export(self, job: ExportJob, precision: Precision, out_dir: Path) -> Manifest:
         """Export ``job`` at ``precision`` into ``out_dir`` atomically; return its manifest."""
@@ -119,6 +125,7 @@ class Exporter(ABC):
                 versions=self.versions(),
                 created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                 notes=res.notes,
+                built_for=res.built_for,
             )
             manifest.write(tmp)
         return manifest

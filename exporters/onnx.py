@@ -1,22 +1,25 @@
 """ONNX: fp32 via the torch.export-based exporter, fp16, int8 static QDQ, int8 dynamic.
 
 int8 static uses onnxruntime's quantize_static in QDQ format, calibrated on the project's
-samples. The activation type matters on CPUs: on x86 with VNNI, u8 activations x s8 weights
-run the fast u8s8 kernels (measured 1.8x vs fp32, where s8s8 gave 1.15x), while arm64's
-sdot kernels favour s8s8. ``activation_type = "auto"`` picks by the exporting host's arch;
-the choice and the reason land in the manifest.
+samples; int8 dynamic quantize_dynamic on the matmul-like ops. Both are built for a CPU class
+(``ExportJob.cpu_target``, default this host): integer kernels differ by class (x86 without
+VNNI saturates u8s8), so each class has candidate recipes (edgeship.cpuclass) which are
+measured on a CPU of that class where one is at hand (exporters/_onnx_recipes.py), fidelity
+first and speed second. Every candidate's numbers and the choice land in ``built_for``.
+``[quantization] activation_type`` set to int8/uint8 pins the recipe instead.
 """
 
 from __future__ import annotations
 
-import platform
-from collections.abc import Iterator, Sequence
+import shutil
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgeship.calibration import Sample
+from edgeship.cpuclass import OrtRecipe, host_target, onnx_candidates
 from edgeship.errors import ExportError, UsageError
 from edgeship.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult, check_outputs
 from edgeship.lazy import require
@@ -36,6 +39,7 @@ class OnnxExporter(Exporter):
     target = Target.ONNX
     runtime = "onnxruntime"
     precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC)
+    class_specific = (Precision.INT8, Precision.INT8_DYNAMIC)
     version_modules = ("torch", "onnx", "onnxscript", "onnxruntime")
 
     def _export(self, job: ExportJob, precision: Precision, workdir: Path) -> ExportResult:
@@ -48,20 +52,63 @@ class OnnxExporter(Exporter):
         recipe: dict[str, Any] = {"exporter": "torch.onnx.export(dynamo=True)", "opset": job.target_config.opset}
         self._export_fp32(job, fp32)
         calibration = None
+        built_for = None
         if precision is Precision.FP16:
             recipe["fp16_range_check"] = self._fp16_range_check(job, fp32)
             recipe.update(self._fp16(fp32, out))
         elif precision is Precision.INT8:
             samples = job.calibration_samples()
-            recipe.update(self._int8_static(job, fp32, out, scratch, samples))
+            pre = scratch / "pre.onnx"
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            built_for = self._for_class(job, False, scratch, fp32, out,
+                                        lambda r, dst: self._int8_static(job, pre, dst, samples, r))
+            recipe.update(built_for.pop("_recipe"))
             q = job.quantization
             calibration = {"method": q.method.value, "samples": len(samples), "source": job.calibration_ref}
         elif precision is Precision.INT8_DYNAMIC:
-            recipe.update(self._int8_dynamic(fp32, out))
+            built_for = self._for_class(job, True, scratch, fp32, out,
+                                        lambda r, dst: self._int8_dynamic(fp32, dst, r))
+            recipe.update(built_for.pop("_recipe"))
         _rm_tree(scratch)
         recipe["fidelity_check"] = self._validate(job, precision, out)
         return ExportResult(model_file=MODEL_FILE, recipe=recipe, calibration=calibration,
-                            output_shapes=self._output_shapes(out))
+                            output_shapes=self._output_shapes(out), built_for=built_for)
+
+    # -- INT8 recipe per CPU class -----------------------------------------------------------
+    def _for_class(self, job: ExportJob, dynamic: bool, scratch: Path, fp32: Path, out: Path,
+                   build: Callable[[OrtRecipe, Path], dict[str, Any]]) -> dict[str, Any]:
+        """Build each candidate recipe for the job's CPU class, keep the chosen one at ``out``.
+
+        Returns the manifest's built_for block plus ``_recipe`` (the chosen recipe's details).
+        """
+        from edgeship.exporters._onnx_recipes import measure_and_choose
+
+        target = job.cpu_target or host_target()
+        pinned = job.quantization.activation_type is not QuantType.AUTO and not dynamic
+        if pinned:
+            act = job.quantization.activation_type.value
+            weight = "int8" if job.quantization.weight_type is QuantType.AUTO else job.quantization.weight_type.value
+            name = {"uint8": "u8", "int8": "s8"}[act] + {"uint8": "u8", "int8": "s8"}[weight]
+            candidates = [OrtRecipe(name, act, weight, False, "set in [quantization] activation_type/weight_type")]
+        else:
+            candidates = onnx_candidates(target.cpu_class, dynamic)
+        paths: dict[str, Path] = {}
+        details: dict[str, dict[str, Any]] = {}
+        for c in candidates:
+            paths[c.name] = scratch / f"cand-{len(paths)}.onnx"
+            details[c.name] = build(c, paths[c.name])
+        if pinned:
+            chosen, why, records = candidates[0], candidates[0].why, [{"recipe": candidates[0].name, "measured": "not measured: pinned"}]
+        else:
+            feeds = validation_feeds(job)
+            ref = [run_reference(job.model, f, job.inputs) for f in feeds]
+            chosen, why, records = measure_and_choose(target.cpu_class, candidates, paths, feeds, ref, fp32)
+        shutil.copyfile(paths[chosen.name], out)
+        block = target.built_for(chosen.name, why, records)
+        block["_recipe"] = {**details[chosen.name], "recipe": chosen.name, "cpu_class": target.cpu_class}
+        return block
 
     # -- conversions -------------------------------------------------------------------------
     def _export_fp32(self, job: ExportJob, path: Path) -> None:
@@ -118,7 +165,7 @@ class OnnxExporter(Exporter):
             )
         return {"max_abs_activation": peak[worst] if worst else 0.0, "tensor": worst, "limit": FP16_MAX}
 
-    def _int8_static(self, job: ExportJob, src: Path, dst: Path, scratch: Path, samples: Sequence[Sample]) -> dict[str, Any]:
+    def _int8_static(self, job: ExportJob, pre: Path, dst: Path, samples: Sequence[Sample], r: OrtRecipe) -> dict[str, Any]:
         from onnxruntime.quantization import (
             CalibrationDataReader,
             QuantFormat,
@@ -130,11 +177,9 @@ class OnnxExporter(Exporter):
         from onnxruntime.quantization import (
             QuantType as OrtType,
         )
-        from onnxruntime.quantization.shape_inference import quant_pre_process
 
         q = job.quantization
-        act, reason = activation_type(q.activation_type)
-        weight = OrtType.QUInt8 if q.weight_type is QuantType.UINT8 else OrtType.QInt8
+        ort_type = {"uint8": OrtType.QUInt8, "int8": OrtType.QInt8}
         method = {
             CalibrationMethod.MINMAX: OrtMethod.MinMax,
             CalibrationMethod.PERCENTILE: OrtMethod.Percentile,
@@ -152,17 +197,14 @@ class OnnxExporter(Exporter):
                 s = next(self._it, None)
                 return None if s is None else dict(s.inputs)
 
-        pre = scratch / "pre.onnx"
-        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         quantize_static(
             str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=q.per_channel,
-            activation_type=OrtType.QUInt8 if act is QuantType.UINT8 else OrtType.QInt8,
-            weight_type=weight, calibrate_method=method, extra_options=extra,
+            reduce_range=r.reduce_range, activation_type=ort_type[r.activation_type],
+            weight_type=ort_type[r.weight_type], calibrate_method=method, extra_options=extra,
         )
         return {
             "quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ",
-            "activation_type": act.value, "activation_type_reason": reason,
-            "weight_type": "uint8" if weight == OrtType.QUInt8 else "int8",
+            "activation_type": r.activation_type, "weight_type": r.weight_type, "reduce_range": r.reduce_range,
             "per_channel": q.per_channel, "calibration_method": q.method.value,
             **({"percentile": q.percentile} if q.method is CalibrationMethod.PERCENTILE else {}),
             "preprocess": "quant_pre_process (onnx shape inference + ORT graph optimization)",
@@ -170,17 +212,19 @@ class OnnxExporter(Exporter):
         }
 
     @staticmethod
-    def _int8_dynamic(src: Path, dst: Path) -> dict[str, Any]:
+    def _int8_dynamic(src: Path, dst: Path, r: OrtRecipe) -> dict[str, Any]:
         from onnxruntime.quantization import QuantType as OrtType
         from onnxruntime.quantization import quantize_dynamic
 
-        quantize_dynamic(str(src), str(dst), weight_type=OrtType.QInt8, op_types_to_quantize=DYNAMIC_OPS)
-        return {"quantizer": "onnxruntime.quantization.quantize_dynamic", "weight_type": "int8",
-                "activations": "quantized at run time (uint8)", "op_types": DYNAMIC_OPS,
-                "float_ops": _float_ops(dst)}
+        weight = OrtType.QUInt8 if r.weight_type == "uint8" else OrtType.QInt8
+        quantize_dynamic(str(src), str(dst), weight_type=weight, reduce_range=r.reduce_range,
+                         op_types_to_quantize=DYNAMIC_OPS)
+        return {"quantizer": "onnxruntime.quantization.quantize_dynamic", "weight_type": r.weight_type,
+                "reduce_range": r.reduce_range, "activations": "quantized at run time (uint8)",
+                "op_types": DYNAMIC_OPS, "float_ops": _float_ops(dst)}
 
     # -- checks ------------------------------------------------------------------------------
-    def _validate(self, job: ExportJob, precision: Precision, path: Path) -> dict[str, float]:
+    def _validate(self, job: ExportJob, precision: Precision, path: Path) -> dict[str, Any]:
         import onnxruntime as ort
 
         try:
@@ -190,6 +234,17 @@ class OnnxExporter(Exporter):
         feeds = validation_feeds(job)
         ref = [run_reference(job.model, f, job.inputs) for f in feeds]
         got = [sess.run(list(job.outputs), f) for f in feeds]
+        host = host_target().cpu_class
+        built = job.cpu_target.cpu_class if job.cpu_target is not None else host
+        if precision in self.class_specific and built != host and host == "x86-avx2":
+            # u8s8/s8s8 saturate on this host but not on the class the artifact is for: the host's
+            # cosine would reject a good artifact. Non-finite outputs still fail; built_for holds
+            # the numbers measured for that class (or says they were not measured).
+            from edgeship.metrics import fidelity
+
+            check_outputs(job, Precision.FP32, self.target, got, got)   # inf/NaN only
+            return {**fidelity(ref, got), "bound_enforced": False,
+                    "why": f"measured on this x86-avx2 host, where u8s8 saturates; the artifact is for {built}"}
         return check_outputs(job, precision, self.target, ref, got)
 
     @staticmethod
@@ -200,16 +255,6 @@ class OnnxExporter(Exporter):
             o.name: [d.dim_value if d.HasField("dim_value") else -1 for d in o.type.tensor_type.shape.dim]
             for o in m.graph.output
         }
-
-
-def activation_type(requested: QuantType, machine: str | None = None) -> tuple[QuantType, str]:
-    """Resolve ``auto`` to the activation type that runs fast on the export host's CPU."""
-    if requested is not QuantType.AUTO:
-        return requested, "set in [quantization] activation_type"
-    machine = (machine or platform.machine()).lower()
-    if machine in ("x86_64", "amd64", "i686", "x86"):
-        return QuantType.UINT8, f"auto on {machine}: u8 activations x s8 weights use the VNNI/AVX2 u8s8 kernels"
-    return QuantType.INT8, f"auto on {machine}: s8 activations x s8 weights use the arm sdot/i8mm kernels"
 
 
 def validation_feeds(job: ExportJob) -> list[dict[str, np.ndarray]]:
@@ -242,9 +287,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _rm_tree(path: Path) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 
-__all__ = ["OnnxExporter", "UsageError", "activation_type", "validation_feeds"]
+__all__ = ["OnnxExporter", "UsageError", "validation_feeds"]

@@ -71,9 +71,20 @@ class TFLiteExporter(Exporter):
                 notes.append("targets.tflite.io = \"int8\" applies to full-integer (int8) models only; "
                              f"{precision} keeps its float I/O")
         recipe["fidelity_check"] = self._validate(job, precision, out, io_dtypes, io_quant)
+        built_for = None
+        if precision is Precision.INT8:
+            from edgeship.cpuclass import host_target
+
+            # one recipe for every class: XNNPACK's QS8 kernels widen to int32 before multiplying
+            # (no u8s8 16-bit saturation), so x86 classes and arm64 compute the same numbers
+            built_for = (job.cpu_target or host_target()).built_for(
+                "litert int8 (unchanged for every CPU class)",
+                "XNNPACK QS8 kernels accumulate in int32 on x86 (with or without VNNI) and arm64; "
+                "numerics do not depend on the class, so edgeship builds one TFLite INT8 for all")
+            built_for["same_for_all_classes"] = True
         return ExportResult(
             model_file=MODEL_FILE, recipe=recipe, calibration=calibration,
-            io_dtypes=io_dtypes, io_quantization=io_quant, notes=notes,
+            io_dtypes=io_dtypes, io_quantization=io_quant, notes=notes, built_for=built_for,
         )
 
     @staticmethod

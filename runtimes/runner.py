@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from .base import RuntimeLoadError, RuntimeRunError, RuntimeUnavailable, get_runtime
+from .cpuinfo import cpu_features
 from .memory import MemoryProbe
 
 SCHEMA = "edgeship.result/1"
@@ -183,8 +184,11 @@ def cpu_model() -> str:
 
 
 def environment() -> Dict[str, Any]:
+    # "cpu": model name plus the integer-dot features and class that decide INT8 kernels
+    cpu = dict(cpu_features())
+    cpu["model"] = cpu_model()
     return {
-        "cpu": cpu_model(), "platform": platform.platform(), "machine": platform.machine(),
+        "cpu": cpu, "platform": platform.platform(), "machine": platform.machine(),
         "python": platform.python_version(), "hostname": socket.gethostname(),
         "cpu_count": os.cpu_count(), "numpy": np.__version__,
     }
@@ -350,7 +354,7 @@ def evaluate_batch(args: argparse.Namespace, manifest: Dict[str, Any], stacked: 
 def runtime_modules() -> List[str]:
     """Runtime modules shipped in this package (a bundle carries only the one it needs)."""
     here = os.path.dirname(os.path.abspath(__file__))
-    skip = {"__init__", "base", "memory", "runner"}
+    skip = {"__init__", "base", "memory", "runner", "cpuinfo"}
     return sorted(f[:-3] for f in os.listdir(here) if f.endswith(".py") and f[:-3] not in skip and not f.startswith("_"))
 
 

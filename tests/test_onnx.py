@@ -27,7 +27,12 @@ def test_demo_manifests_match_files(demo_project) -> None:
     int8 = read_manifest(cfg.artifacts_dir / "onnx-int8")
     assert int8.calibration == {"method": "minmax", "samples": 256, "source": "edgeship.demo:calibration_data"}
     assert int8.recipe["format"] == "QDQ" and int8.recipe["activation_type"] in ("uint8", "int8")
-    assert int8.recipe["activation_type_reason"]
+    # built for this host's CPU class (the demo's budgets name only "local"), candidates recorded
+    from edgeship.runtimes.cpuinfo import cpu_features
+
+    assert int8.built_for and int8.built_for["cpu_class"] == cpu_features()["cpu_class"]
+    assert int8.recipe["recipe"] == int8.built_for["recipe"] and int8.built_for["why"]
+    assert all(c.get("cosine_mean") for c in int8.built_for["candidates"])    # measured natively here
     # fp32 is a single file: no external data for a small model
     assert list(read_manifest(cfg.artifacts_dir / "onnx-fp32").files) == ["model.onnx"]
 
@@ -42,15 +47,6 @@ def test_fp16_keeps_float32_io_and_halves_weights(demo_project) -> None:
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer)
     fp32 = read_manifest(cfg.artifacts_dir / "onnx-fp32").size_bytes
     assert read_manifest(cfg.artifacts_dir / "onnx-fp16").size_bytes < 0.65 * fp32
-
-
-def test_activation_type_rule() -> None:
-    from edgeship.exporters.onnx import activation_type
-    from edgeship.types import QuantType
-
-    assert activation_type(QuantType.AUTO, "x86_64")[0] is QuantType.UINT8
-    assert activation_type(QuantType.AUTO, "aarch64")[0] is QuantType.INT8
-    assert activation_type(QuantType.INT8, "x86_64")[0] is QuantType.INT8
 
 
 @pytest.mark.parametrize("name", ["tiny_encoder", "depthwise_cnn"])

@@ -331,7 +331,7 @@ def test_bundle_layout_and_inputs(tmp_path: Path) -> None:
     m.write(art)
     out = build_bundle(tmp_path / "bundle", ArtifactRef(art, m), {"image": first_eval})
     assert sorted(p.name for p in (out / RUNNER_PACKAGE).glob("*.py")) == [
-        "__init__.py", "base.py", "litert.py", "memory.py", "runner.py"]
+        "__init__.py", "base.py", "cpuinfo.py", "litert.py", "memory.py", "runner.py"]
     assert sorted(p.name for p in (out / "artifact").iterdir()) == ["manifest.json", "model.tflite"]
     with np.load(out / "inputs.npz") as z:
         assert z.files == ["image"] and np.array_equal(z["image"], first_eval)

@@ -72,7 +72,13 @@ def _check(cfg: object, name: str) -> int:
             print(f"  {key}: {r.info.get(key) or 'unknown'}")
     else:
         print(f"  platform: {env.get('platform', 'unknown')} ({env.get('machine', '?')})")
-        print(f"  cpu: {env.get('cpu') or 'unknown'} x{env.get('cpu_count', '?')}")
+        cpu = r.cpu or {}
+        print(f"  cpu: {cpu.get('model') or env.get('cpu') or 'unknown'} x{env.get('cpu_count', '?')}")
+        if cpu:
+            print(f"  cpu class: {cpu.get('cpu_class', 'unknown')} ({cpu.get('arch')}: "
+                  f"{' '.join(cpu.get('features') or []) or 'no int8-dot features'}; from {cpu.get('source')})")
+        if r.declared_class:
+            print(f"  declared cpu_class: {r.declared_class}")
         print(f"  python: {r.info.get('python')} {env.get('python', '?')}")
         print(f"  numpy: {env.get('numpy') or 'MISSING'}")
         for rt, state in sorted((r.info.get("runtimes") or {}).items()):

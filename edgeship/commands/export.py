@@ -11,6 +11,9 @@ class Export:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
         add_selection(p)
+        p.add_argument("--for", dest="for_devices", action="append", metavar="DEVICE",
+                       help="build INT8 for this device's CPU class (repeatable; default: the devices "
+                            "[[budgets]] name, else this host)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -19,8 +22,10 @@ class Export:
 
         cfg, targets, precisions = load_selection(args)
         with Progress(sys.stderr, total=len(plan(cfg, targets, precisions))) as progress:
-            manifests = export(cfg, targets, precisions, on_event=progress.event)
+            manifests = export(cfg, targets, precisions, on_event=progress.event,
+                               for_devices=tuple(args.for_devices) if args.for_devices else None)
         for m in manifests:
             note = f"  ({'; '.join(m.notes)})" if m.notes else ""
-            print(f"{m.target}-{m.precision}: {m.model_file} {m.size_bytes / 1024:.1f} KiB{note}")
+            bf = f"  built for {m.built_for['cpu_class']}: {m.built_for['recipe']}" if m.built_for else ""
+            print(f"{m.target}-{m.precision}: {m.model_file} {m.size_bytes / 1024:.1f} KiB{bf}{note}")
         return 0

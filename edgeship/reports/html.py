@@ -14,6 +14,7 @@ import html
 import io
 from typing import Any
 
+from edgeship.cpuclass import cpu_label
 from edgeship.reports.markdown import verdict_label
 
 COLORS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "MARGINAL": "#9a6700", "SKIPPED": "#6e7781"}
@@ -186,7 +187,7 @@ def render_html(report: dict[str, Any]) -> str:
         body = (f'<div class=side><div><h2>This report ({html.escape(base and report["created"])})</h2>{body}</div>'
                 f'<div><h2>Baseline ({html.escape(base["created"])})</h2>{_section(base)}</div></div>')
     env = next((r.get("env") for r in report["results"] if r.get("env")), None) or {}
-    meta = html.escape(f"{env.get('cpu', '')} · {env.get('platform', '')} · edgeship {report['edgeship']} · {report['created']}")
+    meta = html.escape(f"{cpu_label(env.get('cpu', ''))} · {env.get('platform', '')} · edgeship {report['edgeship']} · {report['created']}")
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>edgeship: {html.escape(report['model'])}</title>"
             f"<style>{CSS}</style></head><body><h1>edgeship release gate: {html.escape(report['model'])}</h1>"
             f"{body}<p class=meta>{meta}</p></body></html>\n")

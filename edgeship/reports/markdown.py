@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeship.cpuclass import cpu_label
 from edgeship.int8_speed import int8_does_not_pay
 
 ICON = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "MARGINAL": "⚠️ MARGINAL", "SKIPPED": "⏭️ SKIPPED"}
@@ -49,5 +50,5 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [""] + [f"- ⚠️ {line}" for line in slow]
     env = next((r.get("env") for r in rows), None)
     if env:
-        lines += ["", f"<sub>{env.get('cpu')} · {env.get('platform')} · python {env.get('python')} · edgeship {report['edgeship']} · {report['created']}</sub>"]
+        lines += ["", f"<sub>{cpu_label(env.get('cpu'))} · {env.get('platform')} · python {env.get('python')} · edgeship {report['edgeship']} · {report['created']}</sub>"]
     return "\n".join(lines) + "\n"
