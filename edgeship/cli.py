@@ -109,7 +109,7 @@ def _internal(exc: BaseException, verbose: bool) -> int:
 
 def _os_error_line(exc: OSError) -> str:
     """'<path>: <reason>' naming the user's path, not our temp file inside it."""
-    name = exc.filename2 if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) and exc.filename2 else exc.filename
+    name = exc.filename2 or exc.filename   # a rename's destination is the user's path, its source our temp
     if name is None:
         return f"{exc.strerror or exc}"
     path = Path(os.fsdecode(name))

@@ -246,13 +246,30 @@ def load_results(cfg: Config, device: str | None = None) -> list[dict[str, Any]]
         if not d.is_dir() or (device is not None and d.name != device):
             continue
         for f in sorted(d.glob("*.json")):
+            again = f"re-run 'edgeship profile --device {d.name}'"
             try:
-                r = json.loads(f.read_text())
-            except ValueError as exc:
-                raise ArtifactError(f"{f}: corrupt result file ({exc}); re-run 'edgeship profile'") from None
-            if r.get("artifact", {}).get("model") == cfg.model.name:
+                r = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ArtifactError(f"{f}: corrupt result file ({exc}); {again}") from None
+            if not _result_shaped(r):
+                raise ArtifactError(f"{f}: not an edgeship result (a JSON {type(r).__name__} without the "
+                                    f"device/artifact/status/timing blocks); delete it and {again}")
+            if r["artifact"].get("model") == cfg.model.name:
                 out.append(r)
     return out
+
+
+def _result_shaped(r: Any) -> bool:
+    """The blocks the gate reads exist with the right JSON types (a hand-edited file may lack them)."""
+    if not (isinstance(r, dict) and isinstance(r.get("device"), dict) and isinstance(r.get("artifact"), dict)
+            and isinstance(r["device"].get("name"), str) and isinstance(r["artifact"].get("name"), str)
+            and r.get("status") in ("ok", "skipped")):
+        return False
+    if r["status"] != "ok":
+        return True
+    timing = r.get("timing")
+    samples = timing.get("samples_ns") if isinstance(timing, dict) else None
+    return isinstance(samples, list) and all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in samples)
 
 
 def _last_line(text: str) -> str:
