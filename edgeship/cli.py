@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"edgeship: error: {exc}", file=sys.stderr)
+        print(f"edgeship: error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("edgeship: interrupted", file=sys.stderr)
@@ -101,10 +101,15 @@ def _internal(exc: BaseException, verbose: bool) -> int:
         import traceback
 
         traceback.print_exc()
-    msg = " ".join(str(exc).split())[:300]
+    msg = _one_line(str(exc))[:300]
     print(f"edgeship: internal error: {type(exc).__name__}: {msg} "
           "(a bug; re-run with EDGESHIP_VERBOSE=1 for the traceback)", file=sys.stderr)
     return EXIT_INTERNAL
+
+
+def _one_line(msg: str) -> str:
+    """A foreign error's multi-line text (torch, a compiler) joined: the error is always one line."""
+    return " ".join(part.strip() for part in msg.splitlines() if part.strip())
 
 
 def _os_error_line(exc: OSError) -> str:
