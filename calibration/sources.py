@@ -90,7 +90,7 @@ def _load_file(p: Path) -> dict[str, Any]:
             return {"__single__": np.load(p, allow_pickle=False)}
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError, EOFError) as exc:
+    except Exception as exc:   # noqa: BLE001  (zip, pickle, header errors: any of them means a bad file)
         raise InputDataError(f"{p}: not a readable numpy file ({_one_line(exc)}); replace or remove it") from None
 
 

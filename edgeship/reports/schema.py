@@ -45,6 +45,11 @@ class _Timing(_Loose):
     samples_ns: list[Number] = []
 
 
+class _Memory(_Loose):
+    init_peak_kb: Number | None = None
+    steady_peak_kb: Number | None = None
+
+
 class _Result(_Loose):
     device: _Named
     artifact: _Artifact
@@ -52,7 +57,7 @@ class _Result(_Loose):
     skip_reason: str | None = None
     summary_ms: dict[str, Number | None] | None = None
     timing: _Timing | None = None
-    memory: dict[str, Number | None] | None = None
+    memory: _Memory | None = None
     env: dict[str, Any] | None = None
 
 
