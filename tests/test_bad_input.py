@@ -712,6 +712,8 @@ case("usage-unknown-command", "usage", ("exprot",), ("exprot",))
 case("usage-target-typo", "usage", ("export", "-t", "tflit"), ("tflit", "tflite"))
 case("usage-precision-unknown", "usage", ("export", "-t", "onnx", "-p", "int8-weight"), ("int8-weight",))
 case("usage-min-runs-zero", "usage", ("profile", "--min-runs", "0"), ("--min-runs",))
+case("usage-min-seconds-nan", "usage", ("profile", "--min-seconds", "nan"), ("--min-seconds",))
+case("usage-min-seconds-inf", "usage", ("profile", "--min-seconds", "inf"), ("--min-seconds",))
 case("usage-compare-samples-zero", "usage", ("compare", "--samples", "0"), ("--samples",))
 
 # -- internal errors -----------------------------------------------------------------------------------
