@@ -480,6 +480,14 @@ def _results_whole(p: Project) -> None:
         json.loads(f.read_text())
 
 
+def _eval_kept_others(p: Project) -> None:
+    """A subset eval merges into eval.json: the other artifacts' entries are still there."""
+    data = p.json(f"{REPORTS}/eval.json")
+    assert isinstance(data, dict)
+    keys = set(data.get("entries") or {})
+    assert any(k.endswith("/tflite-int8") for k in keys), sorted(keys)
+
+
 def _no_payload(p: Project) -> None:
     assert not p.path(EVIL_MARKER).exists(), "the .pt2's pickle ran"
 
@@ -678,6 +686,9 @@ case("gate-baseline-no-device", "gate", (*GATE, "--baseline", "bad.json"), ("bad
 case("gate-baseline-missing", "gate", (*GATE, "--baseline", "nope.json"), ("nope.json", "not found"))
 case("gate-read-only-build", "gate", GATE, ("reports",), lambda p: p.read_only("build"), as_nobody=True)
 case("gate-read-only-reports", "gate", GATE, ("reports",), lambda p: p.read_only(REPORTS), as_nobody=True)
+
+case("eval-subset-merges", "gate", EVAL, (), code=0, changes=(f"{REPORTS}/eval.json",), owner="h12b",
+     check=_eval_kept_others)
 
 # -- report ----------------------------------------------------------------------------------------
 case("report-from-valid", "report", ("report", "--from", f"{REPORTS}/report.json", "--out", "out"), (), code=0)
