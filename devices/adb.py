@@ -50,13 +50,21 @@ class ADBDevice(Device):
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             raise DeviceError(f"device '{self.name}': {step} timed out after {timeout:g} s") from None
-        except FileNotFoundError:
-            raise DeviceError(f"device '{self.name}': the adb client '{self.config.adb}' is not installed "
-                              "(Android SDK platform-tools)") from None
+        except OSError as exc:
+            raise self._cannot_run(exc) from None
         if proc.returncode != 0:
             msg = (proc.stderr or proc.stdout).strip().splitlines()
             raise DeviceError(f"device '{self.name}': {step} failed: {msg[-1] if msg else f'exit {proc.returncode}'}")
         return proc
+
+    def _cannot_run(self, exc: OSError) -> ConfigError | DeviceError:
+        if isinstance(exc, FileNotFoundError):
+            return DeviceError(f"device '{self.name}': the adb client '{self.config.adb}' is not installed "
+                               "(Android SDK platform-tools)")
+        # not executable, a directory, a binary for another machine: the config names a wrong file
+        return ConfigError(f"device '{self.name}': [devices.{self.name}] adb = '{self.config.adb}' cannot be run "
+                           f"({exc.strerror or exc}); point it at the adb executable (chmod +x, or install "
+                           "Android SDK platform-tools)")
 
     def shell(self, argv: list[str], timeout: float, step: str) -> subprocess.CompletedProcess[str]:
         return self._adb(["shell", shlex.join(argv)], timeout, step)
@@ -90,9 +98,8 @@ class ADBDevice(Device):
             except DeviceError:
                 pass
             raise DeviceError(f"device '{self.name}': run {Path(tool).name} timed out after {timeout:g} s") from None
-        except FileNotFoundError:
-            raise DeviceError(f"device '{self.name}': the adb client '{self.config.adb}' is not installed "
-                              "(Android SDK platform-tools)") from None
+        except OSError as exc:
+            raise self._cannot_run(exc) from None
         if proc.returncode != 0 and _ADB_LOST.search(proc.stderr or ""):
             raise DeviceError(f"device '{self.name}': run {Path(tool).name} failed: "
                               f"{fail_line(proc.stderr)} (phone disconnected?)")

@@ -57,6 +57,11 @@ class LocalDevice(Device):
                               f"check [devices.{self.name}] python in edgeship.toml") from None
         try:
             out, err = proc.communicate(timeout=timeout)
+        except KeyboardInterrupt:
+            # Ctrl-C reaches only our process group; the runner has its own: stop it too
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             try:   # a grandchild that left our process group could hold the pipes open

@@ -8,13 +8,31 @@ with no extras installed.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from edgeship.commands import COMMANDS
 from edgeship.errors import EdgeshipError
+
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+# OS errors that mean "this path cannot be used as asked" (permissions, a read-only or full
+# disk, a file where a directory should be): the user's to fix, so exit 2 with one line.
+_USER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EISDIR,
+                errno.ENOTDIR, errno.EEXIST, errno.ENOENT, errno.ENOTEMPTY, errno.ENAMETOOLONG,
+                errno.ELOOP, errno.EMLINK}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line like every other error (exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"edgeship: error: {message} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for mod in pkgutil.iter_modules(pkg.__path__):
         importlib.import_module(f"edgeship.commands.{mod.name}")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edgeship",
         description="Export PyTorch models to ONNX/TFLite/CoreML, profile them on devices, gate releases on budgets.",
     )
@@ -52,14 +70,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    verbose = os.environ.get("EDGESHIP_VERBOSE", "") not in ("", "0")
     try:
         return int(args._run(args) or 0)
     except EdgeshipError as exc:
-        print(f"edgeship: error: {exc}", file=sys.stderr)
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"edgeship: error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("edgeship: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        if exc.errno not in _USER_ERRNOS:
+            return _internal(exc, verbose)
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"edgeship: error: {_os_error_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001  (a bug of ours: one line, the traceback on request)
+        return _internal(exc, verbose)
+
+
+def _internal(exc: BaseException, verbose: bool) -> int:
+    if verbose:
+        import traceback
+
+        traceback.print_exc()
+    msg = _one_line(str(exc))[:300]
+    print(f"edgeship: internal error: {type(exc).__name__}: {msg} "
+          "(a bug; re-run with EDGESHIP_VERBOSE=1 for the traceback)", file=sys.stderr)
+    return EXIT_INTERNAL
+
+
+def _one_line(msg: str) -> str:
+    """A foreign error's multi-line text (torch, a compiler) joined: the error is always one line."""
+    return " ".join(part.strip() for part in msg.splitlines() if part.strip())
+
+
+def _os_error_line(exc: OSError) -> str:
+    """'<path>: <reason>' naming the user's path, not our temp file inside it."""
+    name = exc.filename2 or exc.filename   # a rename's destination is the user's path, its source our temp
+    if name is None:
+        return f"{exc.strerror or exc}"
+    path = Path(os.fsdecode(name))
+    if path.name.startswith(".") and path.name.endswith(".tmp"):
+        path = path.parent   # mkstemp/mkdtemp in a directory we may not write to
+    hint = {errno.EACCES: "check its permissions", errno.EPERM: "check its permissions",
+            errno.EROFS: "the file system is read-only", errno.ENOSPC: "free some disk space",
+            errno.EISDIR: "it is a directory; pass a file", errno.ENOTDIR: "a part of it is not a directory"}
+    extra = f"; {hint[exc.errno]}" if exc.errno in hint else ""
+    return f"{path}: {exc.strerror or exc}{extra}"
 
 
 if __name__ == "__main__":

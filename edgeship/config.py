@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,10 +21,24 @@ from edgeship.types import CalibrationMethod, IOType, Precision, QuantType, Targ
 
 CONFIG_NAME = "edgeship.toml"
 DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")
+# Model and device names become directory names under build/: plain names only, so no
+# name can write outside build/ ("../../x") or hide itself (".x").
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+NAME_RULE = "a plain name: letters, digits, '_', '.', '-', starting with a letter or digit"
+# Every duration in the file is finite and at most a day: `timeout_s = 1e300` is a typo, not
+# a wish, and would overflow the clocks that use it.
+MAX_SECONDS = 86400.0
+
+
+def check_name(v: str, what: str) -> str:
+    if not NAME_RE.match(v) or ".." in v:
+        raise ValueError(f"{what} {v!r} must be {NAME_RULE}")
+    return v
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+    # allow_inf_nan=False: TOML has inf and nan literals; no number edgeship reads may be one
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False, allow_inf_nan=False)
 
 
 class InputSpec(_Frozen):
@@ -45,6 +60,8 @@ class InputSpec(_Frozen):
     def _shape(cls, v: tuple[int, ...]) -> tuple[int, ...]:
         if not v or any(d <= 0 for d in v):
             raise ValueError("shape must be a non-empty list of positive integers")
+        if any(d > 2**31 - 1 for d in v):
+            raise ValueError("shape dimensions must be below 2**31")
         return v
 
 
@@ -68,17 +85,15 @@ class ModelConfig(_Frozen):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not v or any(c in v for c in "/\\ ") or v.startswith("."):
-            raise ValueError("name must be a plain identifier (no spaces or slashes)")
-        return v
+        return check_name(v, "model name")
 
 
 class DataConfig(_Frozen):
     # "pkg.module:fn" yielding dict[str, ndarray] batches, or a directory of .npz/.npy files.
     calibration: str | None = None
     evaluation: str | None = None
-    calibration_samples: int = Field(256, gt=0)
-    evaluation_samples: int | None = Field(None, gt=0)
+    calibration_samples: int = Field(256, gt=0, le=10_000_000)
+    evaluation_samples: int | None = Field(None, gt=0, le=10_000_000)
     label_key: str = "label"
 
 
@@ -92,28 +107,28 @@ class QuantizationConfig(_Frozen):
 
 class TargetConfig(_Frozen):
     precisions: tuple[Precision, ...] | None = None   # None: every precision the target has
-    opset: int = Field(18, ge=13)                     # onnx
+    opset: int = Field(18, ge=13, le=99)                    # onnx
     io: IOType = IOType.FLOAT                         # tflite: full-integer I/O or float I/O
     deployment_target: str = "iOS16"                  # coreml
     compute_units: str = "CPU_ONLY"                   # coreml, on macOS
 
 
 class ProfileConfig(_Frozen):
-    threads: int = Field(1, ge=1)
-    warmup_runs: int = Field(10, ge=0)
-    warmup_seconds: float = Field(1.0, ge=0)
-    min_runs: int = Field(100, ge=1)
-    min_seconds: float = Field(1.0, ge=0)
-    max_seconds: float = Field(30.0, gt=0)
-    max_runs: int = Field(10000, ge=0)    # bounds sample lists of microsecond-fast models
-    timeout_s: float = Field(600.0, gt=0)
+    threads: int = Field(1, ge=1, le=1024)
+    warmup_runs: int = Field(10, ge=0, le=10_000_000)
+    warmup_seconds: float = Field(1.0, ge=0, le=MAX_SECONDS)
+    min_runs: int = Field(100, ge=1, le=10_000_000)
+    min_seconds: float = Field(1.0, ge=0, le=MAX_SECONDS)
+    max_seconds: float = Field(30.0, gt=0, le=MAX_SECONDS)
+    max_runs: int = Field(10000, ge=0, le=10_000_000)    # bounds sample lists of microsecond-fast models
+    timeout_s: float = Field(600.0, gt=0, le=MAX_SECONDS)
 
 
 class GateConfig(_Frozen):
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
-    bootstrap_resamples: int = Field(2000, ge=100)
-    max_rounds: int = Field(3, ge=1)          # sequential re-measurement when the CI straddles
-    regression_threshold: float = Field(0.05, ge=0)   # baseline: minimum effect size
+    bootstrap_resamples: int = Field(2000, ge=100, le=1_000_000)
+    max_rounds: int = Field(3, ge=1, le=100)          # sequential re-measurement when the CI straddles
+    regression_threshold: float = Field(0.05, ge=0, lt=1)   # baseline: minimum effect size
     regression_alpha: float = Field(0.01, gt=0, lt=1)
     memory_tolerance_mb: float = Field(0.5, ge=0)
 
@@ -140,13 +155,13 @@ class LocalDeviceConfig(_DeviceBase):
 class SSHDeviceConfig(_DeviceBase):
     kind: Literal["ssh"]
     host: str                      # ~/.ssh/config alias or user@host
-    port: int | None = None
+    port: int | None = Field(None, ge=1, le=65535)
     python: str = "python3"
     workdir: str | None = None     # default: a fresh mktemp -d on the board
     env: dict[str, str] = {}
     identity_file: Path | None = None
     ssh_options: tuple[str, ...] = ()   # extra -o options, e.g. "UserKnownHostsFile=/x"
-    connect_timeout_s: float = 10.0
+    connect_timeout_s: float = Field(10.0, gt=0, le=MAX_SECONDS)
 
     @field_validator("ssh_options")
     @classmethod
@@ -166,7 +181,7 @@ class ADBDeviceConfig(_DeviceBase):
     serial: str | None = None
     benchmark_binaries: dict[str, Path] = {}   # target -> local path of the native tool
     cpu_mask: str | None = None
-    cooldown_s: float = Field(0.0, ge=0)
+    cooldown_s: float = Field(0.0, ge=0, le=MAX_SECONDS)
     adb: str = "adb"
 
 
@@ -189,7 +204,7 @@ class BudgetConfig(_Frozen):
     latency_ms: LatencyBudget | None = None
     peak_memory_mb: float | None = Field(None, gt=0)
     size_kb: float | None = Field(None, gt=0)
-    max_accuracy_drop: float | None = Field(None, ge=0)
+    max_accuracy_drop: float | None = Field(None, ge=0, le=1)
     min_cosine: float | None = Field(None, ge=-1, le=1)
     require: bool = False        # a SKIPPED run (no runtime on the device) counts as FAIL
 
@@ -222,6 +237,14 @@ class Config(_Frozen):
     # Set by load_config, not by the file.
     path: Path | None = Field(None, exclude=True)
     digest: str = Field("", exclude=True)
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _device_names(cls, v: Any) -> Any:
+        # a device name is a directory under build/results/
+        for name in v if isinstance(v, dict) else ():
+            check_name(str(name), "device name")
+        return v
 
     @field_validator("devices")
     @classmethod
@@ -315,7 +338,12 @@ def _first_error(exc: ValidationError, source: str) -> ConfigError:
     if err["type"] == "missing":
         return ConfigError(f"{source}: missing required key '{key}'")
     msg = err["msg"].removeprefix("Value error, ")
-    if "enum" in err["type"]:
+    if err["type"] in ("union_tag_not_found", "union_tag_invalid"):
+        tag = err.get("ctx", {}).get("tag")
+        kinds = ["local", "ssh", "adb"]
+        msg = (f"missing 'kind' (one of {', '.join(kinds)})" if tag is None
+               else f"kind {_choice_msg(str(tag), kinds)}")
+    elif "enum" in err["type"]:
         expected = err.get("ctx", {}).get("expected", "")
         choices = [c.strip(" '") for c in expected.replace(" or ", ",").split(",") if c.strip()]
         msg = _choice_msg(str(err.get("input")), choices)
@@ -325,9 +353,17 @@ def _first_error(exc: ValidationError, source: str) -> ConfigError:
 def parse_config(data: dict[str, Any], source: str = CONFIG_NAME, path: Path | None = None) -> Config:
     """Validate a TOML document already loaded as a dict."""
     data = dict(data)
-    if "build" in data and isinstance(data["build"], dict):
+    if "build" in data:
         # [build] dir = "..." is the friendlier spelling of build_dir
-        data["build_dir"] = data.pop("build").get("dir", "build")
+        build = data.pop("build")
+        if not isinstance(build, dict):
+            raise ConfigError(f"{source}: key 'build' must be a table ([build] dir = \"build\")")
+        unknown = sorted(set(build) - {"dir"})
+        if unknown:
+            raise ConfigError(f"{source}: unknown key 'build.{unknown[0]}'; valid keys: dir")
+        if "build_dir" in data:
+            raise ConfigError(f"{source}: set the build directory once: [build] dir or build_dir, not both")
+        data["build_dir"] = build.get("dir", "build")
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
@@ -357,6 +393,10 @@ def load_config(path: Path | str | None = None) -> Config:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}: {exc.reason}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror or exc}") from None
     cfg = parse_config(data, source=str(p), path=p)
     if cfg.model.source is not None and not cfg.resolve(cfg.model.source).is_file():
         raise ConfigError(f"{p}: key 'model.source': file not found: {cfg.resolve(cfg.model.source)}")

@@ -357,12 +357,18 @@ def build_report(cfg: Config, checks: list[CheckResult], results: list[dict[str,
 
 
 def load_report(path: Path) -> dict[str, Any]:
+    from edgeship.reports.schema import validate_report
+
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"{path}: report not found") from None
-    except ValueError as exc:
-        raise UsageError(f"{path}: not a JSON report ({exc})") from None
-    if data.get("schema") != REPORT_SCHEMA:
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory; pass the report.json file in it") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:   # truncated, not JSON, not UTF-8
+        raise UsageError(f"{path}: not a JSON report ({exc}); re-run 'edgeship gate' to write it again") from None
+    if isinstance(data, dict) and data.get("schema") != REPORT_SCHEMA:
         raise UsageError(f"{path}: schema {data.get('schema')!r} is not {REPORT_SCHEMA!r}; pass a report.json written by 'edgeship gate'")
-    return data
+    return validate_report(data, path)

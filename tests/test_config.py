@@ -70,3 +70,60 @@ def test_init_writes_a_valid_starter(tmp_path: Path, capsys: pytest.CaptureFixtu
     cfg = load_config(path)
     assert cfg.model.name == "my_model"
     assert main(["--config", str(path), "init"]) == 2   # never overwrites silently
+
+
+def _break_gate(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
+    import edgeship.gating
+
+    def gate(*_a: object, **_k: object) -> None:
+        raise exc
+
+    monkeypatch.setattr(edgeship.gating, "gate", gate)
+
+
+def test_internal_error_is_one_line_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EDGESHIP_VERBOSE", raising=False)
+    _break_gate(monkeypatch, ZeroDivisionError("division by zero"))
+    code = main(["--config", str(cli_project(tmp_path)), "gate"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert code == 3
+    assert err == [("edgeship: internal error: ZeroDivisionError: division by zero "
+                    "(a bug; re-run with EDGESHIP_VERBOSE=1 for the traceback)")]
+
+
+def test_verbose_prints_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGESHIP_VERBOSE", "1")
+    _break_gate(monkeypatch, ZeroDivisionError("division by zero"))
+    code = main(["--config", str(cli_project(tmp_path)), "gate"])
+    err = capsys.readouterr().err
+    assert code == 3 and "Traceback" in err and "ZeroDivisionError" in err
+
+
+def test_os_error_names_the_users_path(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EDGESHIP_VERBOSE", raising=False)
+    _break_gate(monkeypatch, PermissionError(13, "Permission denied", "/srv/proj/build/reports/.report.json.x1.tmp"))
+    code, line = run_cli(capsys, cli_project(tmp_path), "gate")
+    assert code == 2
+    assert line == "edgeship: error: /srv/proj/build/reports: Permission denied; check its permissions"
+
+
+def test_config_numbers_and_names(tmp_path: Path) -> None:
+    """Finite, in range, plain names: checked once, at load, with the dotted key."""
+    from edgeship.config import load_config
+    from edgeship.errors import ConfigError
+
+    for text, key in [("[devices.pi]\nkind = 'ssh'\nhost = 'pi'\nconnect_timeout_s = nan", "devices.pi.connect_timeout_s"),
+                      ("[devices.pi]\nkind = 'ssh'\nhost = 'pi'\nconnect_timeout_s = 1e300", "devices.pi.connect_timeout_s"),
+                      ("[gate]\nregression_threshold = 1.0", "gate.regression_threshold"),
+                      ('[devices."../../x"]\nkind = "local"', "../../x"),
+                      ('[build]\ndri = "x"', "build.dri")]:
+        cfg = cli_project(tmp_path, fast=False, append="\n" + text + "\n")
+        with pytest.raises(ConfigError) as exc:
+            load_config(cfg)
+        assert key in str(exc.value)
+    (tmp_path / "edgeship.toml").write_bytes(b"# caf\xe9\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(tmp_path / "edgeship.toml")

@@ -17,6 +17,7 @@ class Profile:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
+        from edgeship.config import MAX_SECONDS
         from edgeship.errors import UsageError
         from edgeship.profiling import profile
         from edgeship.progress import Progress
@@ -24,8 +25,8 @@ class Profile:
         for opt in ("min_runs", "threads"):
             if getattr(args, opt) is not None and getattr(args, opt) < 1:
                 raise UsageError(f"--{opt.replace('_', '-')} must be >= 1, got {getattr(args, opt)}")
-        if args.min_seconds is not None and args.min_seconds < 0:
-            raise UsageError(f"--min-seconds must be >= 0, got {args.min_seconds:g}")
+        if args.min_seconds is not None and not 0 <= args.min_seconds <= MAX_SECONDS:   # also refuses nan
+            raise UsageError(f"--min-seconds must be between 0 and {MAX_SECONDS:g}, got {args.min_seconds:g}")
         cfg, targets, precisions = load_selection(args)
         with Progress() as progress:
             results = profile(cfg, args.device, targets, precisions, progress.event, args.min_runs,

@@ -30,6 +30,10 @@ class Report:
         if args.baseline:
             report = {**report, "compare_to": load_report(Path(args.baseline))}
         out = Path(args.out) if args.out else src.parent
+        if out.exists() and not out.is_dir():
+            from edgeship.errors import UsageError
+
+            raise UsageError(f"--out {out}: is a file, not a directory; pass a directory for the reports")
         paths = write_reports(report, out, json_too=False)
         print(render_terminal(report))
         print("wrote " + ", ".join(str(p) for p in paths))
