@@ -30,6 +30,11 @@ def test_profile_local_writes_results(project) -> None:
         assert r["schema"] == "edgeship.result/1" and r["status"] == "ok"
         samples = r["timing"]["samples_ns"]
         assert len(samples) >= FAST_PROFILE["min_runs"] and min(samples) > 0
+        # rounds: each a fresh runner process with its share of min_runs and its own load time
+        rounds = r["timing"]["rounds"]
+        assert len(rounds) == FAST_PROFILE["rounds"] and samples == [s for e in rounds for s in e["samples_ns"]]
+        assert all(len(e["samples_ns"]) >= FAST_PROFILE["min_runs"] // FAST_PROFILE["rounds"] and e["load_ns"] > 0
+                   for e in rounds)
         assert r["timing"]["warmup_runs"] >= FAST_PROFILE["warmup_runs"]
         mem = r["memory"]
         assert mem["method"] == "VmHWM" and mem["init_peak_kb"] > mem["baseline_kb"] > 0
