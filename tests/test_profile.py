@@ -243,13 +243,13 @@ def test_missing_python_is_one_device_error(demo_project, tmp_path: Path) -> Non
 
 
 def test_invalid_result_is_rejected(demo_project, tmp_path: Path) -> None:
-    """A runner that exits 0 but writes 3 samples when 200 were asked (and no cap): no result file."""
+    """A runner that exits 0 but writes 3 samples when 100 were asked (min_runs 200 over 2 rounds; no cap): no result file."""
     body = ("import json, os\nout = sys.argv[sys.argv.index('--out') + 1]\n"
             "json.dump({'schema': 'edgeship.result/1', 'status': 'ok', 'skip_reason': None, 'memory': None, 'env': {},"
             " 'timing': {'load_ns': 1, 'first_ns': 1, 'warmup_runs': 0, 'samples_ns': [5, 6, 7], 'capped': False}},"
             " open(out, 'w'))")
     cfg = project_copy(tmp_path, demo_project[0], devices={"liar": {"kind": "local", "python": _fake_python(tmp_path, body)}})
-    with pytest.raises(DeviceError, match="returned 3 samples, fewer than min_runs=200"):
+    with pytest.raises(DeviceError, match="returned 3 samples, fewer than min_runs=100"):
         profile(cfg, "liar", (Target.ONNX,), None)
     assert not (cfg.build / "results" / "liar").exists()
 
