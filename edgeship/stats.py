@@ -104,11 +104,19 @@ def summarize(samples_ms: Sequence[float]) -> Summary:
     )
 
 
-def stability_warnings(s: Summary, gated: Sequence[str] = ("p90",)) -> list[str]:
-    """pyperf-style warnings: noisy runs and too few samples for the gated statistic."""
+def stability_warnings(s: Summary, gated: Sequence[str] = ("p90",), rounds: Sequence[Sequence[float]] | None = None,
+                       max_round_cv: float = 0.10) -> list[str]:
+    """pyperf-style warnings: noisy runs, rounds that disagree (``rounds``: per-round samples in
+    ms) and too few samples for the gated statistic."""
     out = []
     if s.mean > 0 and s.std >= 0.10 * s.mean:
         out.append(f"unstable: std is {100 * s.std / s.mean:.0f}% of the mean (>= 10%); close other programs or pin CPUs")
+    if rounds is not None and len(rounds) >= 2:
+        for name in gated:
+            cv = round_spread(rounds, name).cv
+            if cv > max_round_cv:
+                out.append(f"too noisy: {name} varies {100 * cv:.0f}% between rounds (> {100 * max_round_cv:.0f}%); "
+                           "pin CPUs, isolate the device or add rounds (docs/gate.md)")
     for name in gated:
         need = MIN_SAMPLES[name]
         if s.count < need:

@@ -278,3 +278,17 @@ def test_merge_aggregates_of_native_rounds() -> None:
             {"count": 50, "mean": 12.0, "p50": 11.0, "min": 7.0, "max": 15.0, "p90": None},
             {"count": 40, "mean": 11.0, "p50": 10.0, "min": 9.0, "max": 30.0, "p90": None}]
     assert merge_aggregates(aggs) == {"count": 140, "mean": 11.0, "p50": 10.0, "min": 7.0, "max": 30.0, "p90": None}
+
+
+def test_profile_table_warns_when_rounds_disagree(demo_config) -> None:
+    from edgeship.commands.profile import format_results
+
+    def result(levels: list[float]) -> dict[str, Any]:
+        rs = rounds_at(levels)
+        return {"status": "ok", "device": {"name": "local"}, "runtime": {"name": "onnxruntime"},
+                "artifact": {"name": "onnx-int8", "target": "onnx", "precision": "int8", "size_bytes": 2048},
+                "timing": {**timing(rs), "load_ns": 1, "first_ns": 1}, "memory": {}}
+
+    noisy = format_results([result([1.0, 1.3, 0.8, 1.25, 0.9])], demo_config)
+    assert "warning: onnx-int8: too noisy: p90 varies" in noisy
+    assert "too noisy" not in format_results([result([1.0, 1.01, 0.99, 1.0, 1.0])], demo_config)
