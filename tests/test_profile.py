@@ -258,7 +258,8 @@ def test_failure_removes_a_stale_result(project, tmp_path: Path) -> None:
     from edgeship.manifest import MANIFEST, file_table
 
     (ok,) = profile(project, "local", (Target.ONNX,), parse_precisions("fp32"), min_runs=20, min_seconds=0.0, threads=2)
-    assert ok["runtime"]["threads"] == 2 and ok["settings"]["min_runs"] == 20
+    # settings are one round's (the runner's): min_runs=20 split over the 2 rounds
+    assert ok["runtime"]["threads"] == 2 and ok["settings"]["min_runs"] == 10 and ok["settings"]["rounds"] == 2
     stale = project.build / "results" / "local" / "onnx-fp32.json"
     assert stale.exists()
     d = project.artifacts_dir / "onnx-fp32"
