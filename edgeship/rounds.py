@@ -98,14 +98,15 @@ def merge_rounds(results: list[dict[str, Any]]) -> dict[str, Any]:
 def merge_aggregates(aggs: list[dict[str, Any]]) -> dict[str, Any]:
     """Aggregates printed by a native tool in each round, combined: percentiles and mean are the
     median over rounds (percentiles cannot be pooled without the samples), count the sum,
-    min/max the extremes."""
+    min/max the extremes, labels kept when the rounds agree."""
     import numpy as np
 
     out: dict[str, Any] = {}
     for key in sorted({k for a in aggs for k in a}):
         vals = [a[key] for a in aggs if isinstance(a.get(key), (int, float)) and not isinstance(a.get(key), bool)]
-        if not vals:
-            out[key] = None
+        if not vals:   # labels ("unit", "source"): kept when every round agrees
+            labels = [a.get(key) for a in aggs]
+            out[key] = labels[0] if all(v == labels[0] for v in labels) else None
         elif key == "count":
             out[key] = int(sum(vals))
         elif key == "min":

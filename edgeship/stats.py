@@ -1,4 +1,5 @@
-"""Statistics for latency samples: summaries, bootstrap CIs, Mann-Whitney U, stability.
+"""Statistics for latency samples: summaries, bootstrap CIs (over samples, and two-level over
+rounds of samples), Mann-Whitney U, permutation tests, stability.
 
 Pure numpy functions; the random generator is injected so verdicts are reproducible and
 testable on synthetic samples.

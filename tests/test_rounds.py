@@ -274,10 +274,11 @@ def test_profile_interleaves_rounds_across_artifacts(cfg, monkeypatch: pytest.Mo
 
 
 def test_merge_aggregates_of_native_rounds() -> None:
-    aggs = [{"count": 50, "mean": 10.0, "p50": 9.0, "min": 8.0, "max": 20.0, "p90": None},
-            {"count": 50, "mean": 12.0, "p50": 11.0, "min": 7.0, "max": 15.0, "p90": None},
-            {"count": 40, "mean": 11.0, "p50": 10.0, "min": 9.0, "max": 30.0, "p90": None}]
-    assert merge_aggregates(aggs) == {"count": 140, "mean": 11.0, "p50": 10.0, "min": 7.0, "max": 30.0, "p90": None}
+    aggs = [{"count": 50, "mean": 10.0, "p50": 9.0, "min": 8.0, "max": 20.0, "p90": None, "unit": "ns", "x": "a"},
+            {"count": 50, "mean": 12.0, "p50": 11.0, "min": 7.0, "max": 15.0, "p90": None, "unit": "ns", "x": "b"},
+            {"count": 40, "mean": 11.0, "p50": 10.0, "min": 9.0, "max": 30.0, "p90": None, "unit": "ns", "x": "a"}]
+    assert merge_aggregates(aggs) == {"count": 140, "mean": 11.0, "p50": 10.0, "min": 7.0, "max": 30.0, "p90": None,
+                                      "unit": "ns", "x": None}
 
 
 def test_profile_table_warns_when_rounds_disagree(demo_config) -> None:
