@@ -59,6 +59,9 @@ def round_entry(result: dict[str, Any]) -> dict[str, Any]:
     t = result["timing"]
     entry: dict[str, Any] = {"samples_ns": list(t.get("samples_ns") or []), "load_ns": t.get("load_ns"),
                              "first_ns": t.get("first_ns"), "capped": bool(t.get("capped"))}
+    for key in ("cpu_ns", "wall_ns"):    # the runner's CPU vs wall time of its measured loop
+        if isinstance(t.get(key), int):
+            entry[key] = t[key]
     if t.get("aggregate") is not None:
         entry["aggregate"] = t["aggregate"]
     return entry
@@ -146,3 +149,13 @@ def keep_rounds(timing: dict[str, Any], rounds: list[list[int]]) -> None:
         entries.append(e)
     timing["rounds"] = entries
     timing["samples_ns"] = [s for r in rounds for s in r]
+
+
+def cpu_shares(timing: dict[str, Any] | list[int]) -> list[float]:
+    """Per round, the CPU time the runner got during its measured loop over the loop's wall time
+    (rounds whose runner did not report it are left out)."""
+    if isinstance(timing, list):
+        return []
+    entries = timing.get("rounds") or [timing]
+    return [e["cpu_ns"] / e["wall_ns"] for e in entries
+            if isinstance(e.get("cpu_ns"), int) and isinstance(e.get("wall_ns"), int) and e["wall_ns"] > 0]

@@ -35,6 +35,7 @@ def test_profile_local_writes_results(project) -> None:
         assert len(rounds) == FAST_PROFILE["rounds"] and samples == [s for e in rounds for s in e["samples_ns"]]
         assert all(len(e["samples_ns"]) >= FAST_PROFILE["min_runs"] // FAST_PROFILE["rounds"] and e["load_ns"] > 0
                    for e in rounds)
+        assert all(0 < e["cpu_ns"] and sum(e["samples_ns"]) <= e["wall_ns"] for e in rounds)   # CPU vs wall of the loop
         assert r["timing"]["warmup_runs"] >= FAST_PROFILE["warmup_runs"]
         mem = r["memory"]
         assert mem["method"] == "VmHWM" and mem["init_peak_kb"] > mem["baseline_kb"] > 0

@@ -293,3 +293,21 @@ def test_profile_table_warns_when_rounds_disagree(demo_config) -> None:
     noisy = format_results([result([1.0, 1.3, 0.8, 1.25, 0.9])], demo_config)
     assert "warning: onnx-int8: too noisy: p90 varies" in noisy
     assert "too noisy" not in format_results([result([1.0, 1.01, 0.99, 1.0, 1.0])], demo_config)
+
+
+def _with_share(rs: list[list[int]], share: float) -> dict[str, Any]:
+    t = timing(rs)
+    for e, r in zip(t["rounds"], rs):
+        e["wall_ns"] = sum(r)
+        e["cpu_ns"] = int(share * sum(r))
+    return t
+
+
+def test_a_fail_measured_while_co_tenants_took_the_cpu_is_not_trusted(cfg) -> None:
+    """All rounds slowed alike by a long co-tenant spell look stable; the runner's CPU share shows it."""
+    rs = rounds_at([1.0, 1.005, 0.995, 1.002, 0.998])
+    point = float(np.percentile(np.concatenate([np.asarray(r) for r in rs]) / 1e6, 90))
+    res, _ = decide_latency(check(point * 0.8), _with_share(rs, 0.7), cfg, None)
+    assert res.verdict is Verdict.MARGINAL and not res.passed and res.detail.startswith("contended: the runner got 70% of a CPU")
+    assert decide_latency(check(point * 0.8), _with_share(rs, 0.98), cfg, None)[0].verdict is Verdict.FAIL
+    assert decide_latency(check(point * 1.2), _with_share(rs, 0.7), cfg, None)[0].verdict is Verdict.PASS   # slowed and still within
