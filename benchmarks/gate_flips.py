@@ -67,15 +67,19 @@ def must(cp: subprocess.CompletedProcess[str], what: str) -> None:
         raise SystemExit(2)
 
 
-def pooled_p90(tmp: Path) -> tuple[float, int, float]:
-    """(p90 ms of all samples, rounds, between-round CV of the per-round p90) of the saved result."""
+def pooled_p90(tmp: Path) -> tuple[float, int, float, float]:
+    """(p90 ms of all samples, rounds, between-round CV of the per-round p90, median CPU share of
+    the runner's measured loops) of the saved result."""
     import numpy as np
 
     t = json.loads((tmp / "build" / "results" / "local" / f"{ARTIFACT}.json").read_text())["timing"]
-    rounds = [np.asarray(e["samples_ns"], dtype=float) / 1e6 for e in t.get("rounds") or [{"samples_ns": t["samples_ns"]}]]
+    entries = t.get("rounds") or [t]
+    rounds = [np.asarray(e["samples_ns"], dtype=float) / 1e6 for e in entries]
     per = np.array([np.percentile(r, 90) for r in rounds])
     cv = float(per.std(ddof=1) / per.mean()) if per.size > 1 else 0.0
-    return float(np.percentile(np.concatenate(rounds), 90)), len(rounds), cv
+    shares = [e["cpu_ns"] / e["wall_ns"] for e in entries if e.get("wall_ns")]
+    share = float(np.median(shares)) if shares else float("nan")
+    return float(np.percentile(np.concatenate(rounds), 90)), len(rounds), cv, share
 
 
 def write_project(tmp: Path, rounds: int | None, budgets: list[float]) -> None:
@@ -100,9 +104,10 @@ def main() -> int:
         calib = []
         for i in range(args.calib):
             must(run(tmp, "profile", "--target", "tflite"), "profile")
-            p90, n_rounds, cv = pooled_p90(tmp)
+            p90, n_rounds, cv, share = pooled_p90(tmp)
             calib.append(p90)
-            print(f"calib {i + 1}: p90 {p90:.3f} ms ({n_rounds} rounds, round CV {100 * cv:.1f}%)", flush=True)
+            print(f"calib {i + 1}: p90 {p90:.3f} ms ({n_rounds} rounds, round CV {100 * cv:.1f}%, CPU share {share:.0%})",
+                  flush=True)
         truth = statistics.median(calib)
         budgets = [truth * (1 + o) for o in OFFSETS]
         print(f"true p90 (median of {args.calib}) {truth:.3f} ms; budgets " +
@@ -113,7 +118,7 @@ def main() -> int:
         for i in range(args.runs):
             t0 = time.monotonic()
             must(run(tmp, "profile", "--target", "tflite"), "profile")
-            p90, n_rounds, cv = pooled_p90(tmp)
+            p90, n_rounds, cv, share = pooled_p90(tmp)
             gate = run(tmp, "gate", "--device", "local")
             if gate.returncode not in (0, 1):
                 must(gate, "gate")
@@ -128,10 +133,12 @@ def main() -> int:
                 marks.append(f"{100 * o:+.0f}%:{v}{'(WRONG)' if wrong else ''}")
             total_rounds = max((c.get("rounds") or {}).get("count", 0) for c in checks)
             secs = time.monotonic() - t0
-            runs.append({"p90_ms": p90, "profile_rounds": n_rounds, "round_cv": cv, "gate_rounds": total_rounds,
+            runs.append({"p90_ms": p90, "profile_rounds": n_rounds, "round_cv": cv, "cpu_share": share,
+                         "gate_rounds": total_rounds,
                          "seconds": secs, "verdicts": {f"{o:+.2f}": c["verdict"] for o, c in zip(OFFSETS, checks)},
                          "details": [c["detail"] for c in checks]})
             print(f"run {i + 1:2d}: p90 {p90:.3f} ms ({100 * (p90 / truth - 1):+.1f}%), round CV {100 * cv:.1f}%, "
+                  f"CPU share {share:.0%}, "
                   f"rounds {n_rounds}->{total_rounds}, {secs:.0f} s  " + "  ".join(marks), flush=True)
     print(f"\n{'budget':>8} {'PASS':>5} {'FAIL':>5} {'MARGINAL':>9} {'wrong':>6}")
     for o in OFFSETS:
