@@ -96,6 +96,7 @@ def decide_latency(
     bare sample list (one round). Each look at the data uses confidence 1 - (1 - c) / L for L
     possible looks (1 + ``gate.max_rounds`` with a ``remeasure``), so measuring until the
     interval clears the budget does not inflate the error rate (Bonferroni over the looks).
+    A FAIL whose runner was starved of CPU (``CONTENDED_SHARE``) is reported MARGINAL.
     """
     stat = check.statistic or "p90"
     g = cfg.gate
