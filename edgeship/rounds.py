@@ -89,10 +89,9 @@ def merge_rounds(results: list[dict[str, Any]]) -> dict[str, Any]:
     merged["timing"] = timing
     mem = dict(first.get("memory") or {})
     for key in ("init_peak_kb", "steady_peak_kb"):
-        vals = [(r.get("memory") or {}).get(key) for r in results]
-        vals = [v for v in vals if v is not None]
-        if vals:
-            mem[key] = max(vals)
+        peaks = [v for v in ((r.get("memory") or {}).get(key) for r in results) if isinstance(v, (int, float))]
+        if peaks:
+            mem[key] = max(peaks)
     merged["memory"] = mem
     merged["settings"] = {**(first.get("settings") or {}), "rounds": len(results)}
     return merged

@@ -105,7 +105,7 @@ def summarize(samples_ms: Sequence[float]) -> Summary:
     )
 
 
-def stability_warnings(s: Summary, gated: Sequence[str] = ("p90",), rounds: Sequence[Sequence[float]] | None = None,
+def stability_warnings(s: Summary, gated: Sequence[str] = ("p90",), rounds: Sequence[Sequence[float] | np.ndarray] | None = None,
                        max_round_cv: float = 0.10) -> list[str]:
     """pyperf-style warnings: noisy runs, rounds that disagree (``rounds``: per-round samples in
     ms) and too few samples for the gated statistic."""
@@ -186,7 +186,7 @@ def small_rounds_factor(rounds: int, confidence: float) -> float:
 
 
 def hierarchical_bootstrap(
-    rounds: Sequence[Sequence[float]], name: str, confidence: float = 0.95, resamples: int = 2000,
+    rounds: Sequence[Sequence[float] | np.ndarray], name: str, confidence: float = 0.95, resamples: int = 2000,
     rng: np.random.Generator | None = None, expand: bool = True,
 ) -> tuple[float, float, float]:
     """(point, low, high): two-level bootstrap CI of the statistic over rounds of samples.
@@ -241,7 +241,7 @@ class RoundSpread:
         return f"{self.rounds} rounds, round {name} {self.min:.4g}..{self.max:.4g} ms, CV {100 * self.cv:.1f}%"
 
 
-def round_spread(rounds: Sequence[Sequence[float]], name: str) -> RoundSpread:
+def round_spread(rounds: Sequence[Sequence[float] | np.ndarray], name: str) -> RoundSpread:
     vals = [float(statistic(np.asarray(r, dtype=np.float64), name)) for r in rounds if len(r)]
     if not vals:
         raise ValueError("no samples")
