@@ -1,13 +1,20 @@
-"""Regression check against a saved report.json: Mann-Whitney U on raw samples + effect size.
+"""Regression check against a saved report.json: rounds compared with rounds.
 
-A regression needs both p < gate.regression_alpha and a median slowdown of at least
-gate.regression_threshold (5% by default): significance alone flags trivial shifts on long
-runs, effect size alone flags noise. Results from different hardware are refused unless
-``force``: a baseline from another CPU says nothing about this change.
+The samples of one runner process are not independent, so a test over them (Mann-Whitney on
+raw samples) reads ordinary run-to-run noise as a regression. The unit is the round (a fresh
+runner process, see edgeship.rounds): each round's median is one observation. A regression
+needs a one-sided permutation test over the log round medians, with the new ones divided by
+(1 + gate.regression_threshold), to reject at gate.regression_alpha: the slowdown exceeds the
+threshold (5% by default) BEYOND the round-to-round noise. Its effect size, the ratio of the
+median round medians, is the check's value. With too few rounds for the test to ever reach
+alpha (1 round: a report from before rounds; 2+2 or 3+3 rounds at alpha 0.01), the verdict is
+MARGINAL, decided on the effect size alone, and says why. Results from different hardware are
+refused unless ``force``: a baseline from another CPU says nothing about this change.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -16,7 +23,8 @@ from edgeship.budgets import Check
 from edgeship.config import Config
 from edgeship.errors import UsageError
 from edgeship.gating import CheckResult
-from edgeship.stats import mann_whitney_u, ns_to_ms
+from edgeship.rounds import timing_rounds
+from edgeship.stats import permutation_pvalue
 from edgeship.types import Verdict
 
 HARDWARE_KEYS = ("cpu", "machine", "cpu_count")
@@ -30,9 +38,14 @@ def _fingerprint(r: dict[str, Any]) -> tuple[Any, ...]:
     return hw + (rt.get("name"), rt.get("version"), rt.get("threads"))
 
 
+def _round_medians(r: dict[str, Any]) -> np.ndarray:
+    return np.array([np.median(np.asarray(s, dtype=np.float64)) for s in timing_rounds(r["timing"])]) / 1e6
+
+
 def compare_baseline(cfg: Config, results: list[dict[str, Any]], baseline: dict[str, Any],
                      force: bool = False, threshold: float | None = None) -> list[CheckResult]:
     thr = cfg.gate.regression_threshold if threshold is None else threshold
+    alpha = cfg.gate.regression_alpha
     old = {(r["device"]["name"], r["artifact"]["name"]): r for r in baseline.get("results", [])
            if r.get("status") == "ok" and (r.get("timing") or {}).get("samples_ns")}
     out = []
@@ -46,11 +59,25 @@ def compare_baseline(cfg: Config, results: list[dict[str, Any]], baseline: dict[
                 f"baseline for {key[0]}/{key[1]} was measured on different hardware or runtime "
                 f"({_fingerprint(b)} vs {_fingerprint(r)}); compare like with like, or pass --force"
             )
-        new_ms, old_ms = ns_to_ms(r["timing"]["samples_ns"]), ns_to_ms(b["timing"]["samples_ns"])
-        _, p = mann_whitney_u(new_ms, old_ms)
-        ratio = float(np.median(new_ms) / np.median(old_ms))
-        regressed = p < cfg.gate.regression_alpha and ratio >= 1.0 + thr
+        new_med, old_med = _round_medians(r), _round_medians(b)
+        ratio = float(np.median(new_med) / np.median(old_med))
         check = Check(-1, key[0], key[1], "latency_regression", thr)
-        detail = f"median {ratio:.3f}x baseline, Mann-Whitney p={p:.2g} (regression: p < {cfg.gate.regression_alpha:g} and >= +{100 * thr:.0f}%)"
+        rule = f"regression: > +{100 * thr:.0f}% beyond round noise at p < {alpha:g}"
+        rounds = f"{new_med.size} vs {old_med.size} rounds"
+        if new_med.size < 2 or old_med.size < 2:
+            slower = ratio >= 1.0 + thr
+            detail = (f"median {ratio:.3f}x baseline ({rounds}: 1 round gives no run-to-run noise; decided on "
+                      "the effect size alone; re-measure with [profile] rounds >= 3)")
+            out.append(CheckResult(check, Verdict.MARGINAL, not slower, ratio, detail=detail))
+            continue
+        p, floor = permutation_pvalue(np.log(new_med), np.log(old_med), math.log1p(thr))
+        if floor >= alpha:
+            slower = ratio >= 1.0 + thr
+            detail = (f"median {ratio:.3f}x baseline ({rounds}: too few for p < {alpha:g}, smallest possible "
+                      f"p={floor:.2g}; decided on the effect size alone; raise [profile] rounds)")
+            out.append(CheckResult(check, Verdict.MARGINAL, not slower, ratio, detail=detail))
+            continue
+        regressed = p < alpha and ratio >= 1.0 + thr
+        detail = f"median {ratio:.3f}x baseline over {rounds}, permutation p={p:.2g} ({rule})"
         out.append(CheckResult(check, Verdict.FAIL if regressed else Verdict.PASS, not regressed, ratio, detail=detail))
     return out

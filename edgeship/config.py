@@ -122,12 +122,14 @@ class ProfileConfig(_Frozen):
     max_seconds: float = Field(30.0, gt=0, le=MAX_SECONDS)
     max_runs: int = Field(10000, ge=0, le=10_000_000)    # bounds sample lists of microsecond-fast models
     timeout_s: float = Field(600.0, gt=0, le=MAX_SECONDS)
+    rounds: int | None = Field(None, ge=1, le=1000)   # runner processes per artifact; None: 5 local, 3 ssh/adb
 
 
 class GateConfig(_Frozen):
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     bootstrap_resamples: int = Field(2000, ge=100, le=1_000_000)
-    max_rounds: int = Field(3, ge=1, le=100)          # sequential re-measurement when the CI straddles
+    max_rounds: int = Field(5, ge=0, le=100)          # extra rounds measured when the CI straddles
+    max_round_cv: float = Field(0.10, gt=0, le=10)    # between-round CV above this: the device is too noisy
     regression_threshold: float = Field(0.05, ge=0, lt=1)   # baseline: minimum effect size
     regression_alpha: float = Field(0.01, gt=0, lt=1)
     memory_tolerance_mb: float = Field(0.5, ge=0)

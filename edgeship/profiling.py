@@ -211,29 +211,47 @@ def profile(
     cfg: Config, device: str = "local", targets: tuple[Target, ...] | None = None,
     precisions: tuple[Precision, ...] | None = None, on_event: Callable[[str], None] | None = None,
     min_runs: int | None = None, min_seconds: float | None = None, threads: int | None = None,
+    rounds: int | None = None,
 ) -> list[dict[str, Any]]:
     """Profile every matching artifact on ``device``; results land in build/results/<device>/.
 
-    ``min_runs``/``min_seconds``/``threads`` override ``[profile]`` for this call.
+    Each artifact is measured in R rounds (``rounds``, else ``[profile] rounds``, else by device
+    kind: see edgeship.rounds), each a fresh runner process, interleaved across the artifacts:
+    round 1 of every artifact, then round 2 ... so a slow spell hits them all alike.
+    ``min_runs``/``min_seconds`` (totals over the rounds) and ``threads`` override ``[profile]``
+    for this call. A result is written after every round (so far), the device's outputs are
+    compared with the reference in round 1.
     """
+    from edgeship.rounds import merge_rounds, round_plan
+
     say = on_event or (lambda _m: None)
     refs = pick_for_class(find_artifacts(cfg, targets, precisions), known_device_class(cfg, device))
     inputs = profiling_inputs(cfg)
     reference = Reference(cfg, inputs)
-    results = []
+    # a stale result from an earlier run must not stand in for one that fails now
+    for ref in refs:
+        result_path(cfg, device, ref.name).unlink(missing_ok=True)
     warned: set[str] = set()
     with open_device(device, cfg) as dev:
-        for ref in refs:
-            say(f"profile {ref.name} on {device} ...")
-            # a stale result from an earlier run must not stand in for one that fails now
-            result_path(cfg, device, ref.name).unlink(missing_ok=True)
-            result = profile_artifact(cfg, dev, ref, min_runs, min_seconds, inputs, threads, reference)
-            write_json_atomic(result_path(cfg, device, ref.name), result)
-            _warn_class_mismatch(ref, result, device, warned)
-            if result["status"] != "ok":
-                say(f"  {ref.name}: SKIPPED ({result['skip_reason']})")
-            results.append(result)
-    return results
+        plan = round_plan(cfg, dev.kind, min_runs, min_seconds, rounds)
+        done: dict[str, list[dict[str, Any]]] = {ref.name: [] for ref in refs}
+        for i in range(plan.rounds):
+            for ref in refs:
+                runs = done[ref.name]
+                if runs and runs[0]["status"] != "ok":
+                    continue     # SKIPPED in round 1: the runtime cannot run here, no more rounds
+                say(f"profile {ref.name} on {device} (round {i + 1}/{plan.rounds}) ...")
+                runs.append(profile_artifact(plan.cfg, dev, ref, None, None, inputs, threads,
+                                             reference if i == 0 else None))
+                _warn_class_mismatch(ref, runs[-1], device, warned)
+                if runs[-1]["status"] != "ok" and i > 0:
+                    raise DeviceError(f"device '{device}', artifact {ref.name}: round {i + 1} was skipped "
+                                      f"({runs[-1].get('skip_reason')}) although round 1 ran; check the device")
+                result = merge_rounds(runs)      # round 1's outputs comparison rides along
+                write_json_atomic(result_path(cfg, device, ref.name), result)
+                if result["status"] != "ok" and i == 0:
+                    say(f"  {ref.name}: SKIPPED ({result['skip_reason']})")
+    return [merge_rounds(done[ref.name]) for ref in refs]
 
 
 def known_device_class(cfg: Config, device: str) -> str | None:

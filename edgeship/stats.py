@@ -1,4 +1,5 @@
-"""Statistics for latency samples: summaries, bootstrap CIs, Mann-Whitney U, stability.
+"""Statistics for latency samples: summaries, bootstrap CIs (over samples, and two-level over
+rounds of samples), Mann-Whitney U, permutation tests, stability.
 
 Pure numpy functions; the random generator is injected so verdicts are reproducible and
 testable on synthetic samples.
@@ -104,11 +105,19 @@ def summarize(samples_ms: Sequence[float]) -> Summary:
     )
 
 
-def stability_warnings(s: Summary, gated: Sequence[str] = ("p90",)) -> list[str]:
-    """pyperf-style warnings: noisy runs and too few samples for the gated statistic."""
+def stability_warnings(s: Summary, gated: Sequence[str] = ("p90",), rounds: Sequence[Sequence[float] | np.ndarray] | None = None,
+                       max_round_cv: float = 0.10) -> list[str]:
+    """pyperf-style warnings: noisy runs, rounds that disagree (``rounds``: per-round samples in
+    ms) and too few samples for the gated statistic."""
     out = []
     if s.mean > 0 and s.std >= 0.10 * s.mean:
         out.append(f"unstable: std is {100 * s.std / s.mean:.0f}% of the mean (>= 10%); close other programs or pin CPUs")
+    if rounds is not None and len(rounds) >= 2:
+        for name in gated:
+            cv = round_spread(rounds, name).cv
+            if cv > max_round_cv:
+                out.append(f"too noisy: {name} varies {100 * cv:.0f}% between rounds (> {100 * max_round_cv:.0f}%); "
+                           "pin CPUs, isolate the device or add rounds (docs/gate.md)")
     for name in gated:
         need = MIN_SAMPLES[name]
         if s.count < need:
@@ -134,3 +143,142 @@ def timing_summary(timing: dict) -> Summary:
 
     return Summary(count=int(agg.get("count") or 0), p50=ms("p50"), p90=ms("p90"), p99=ms("p99"), mean=ms("mean"),
                    std=ms("std"), mad=nan, min=ms("min"), max=ms("max"))
+
+
+# -- rounds: the run, not the sample, is the unit of noise --------------------------------------
+
+# Draws per bootstrap replicate are capped (spread equally over the chosen rounds) so long
+# runs stay fast; drawing fewer than a round holds only widens the within-round part.
+MAX_DRAWS = 20_000
+
+
+def t_quantile(p: float, df: int) -> float:
+    """Student-t quantile without scipy: exact for df 1 and 2, Cornish-Fisher beyond (error
+    < 0.3% at df >= 3 for the tail probabilities a CI uses)."""
+    from statistics import NormalDist
+
+    if df < 1:
+        raise ValueError("df must be >= 1")
+    if df == 1:
+        return math.tan(math.pi * (p - 0.5))
+    if df == 2:
+        return (2 * p - 1) / math.sqrt(2 * p * (1 - p))
+    z = NormalDist().inv_cdf(p)
+    v = float(df)
+    return (z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3))
+
+
+def small_rounds_factor(rounds: int, confidence: float) -> float:
+    """How much a percentile-bootstrap interval over ``rounds`` clusters must be widened.
+
+    Resampling R rounds underestimates the between-round variance by (R-1)/R and a normal
+    quantile stands in for a t with R-1 degrees of freedom: Hesterberg's "expanded percentile
+    interval" corrects both, sqrt(R/(R-1)) * t(R-1) / z; applied here as a scale on the
+    interval's half-widths (1.58 for 5 rounds at 95%, -> 1 as rounds grow).
+    """
+    from statistics import NormalDist
+
+    if rounds < 2:
+        return 1.0
+    q = 1.0 - (1.0 - confidence) / 2.0
+    return math.sqrt(rounds / (rounds - 1)) * t_quantile(q, rounds - 1) / NormalDist().inv_cdf(q)
+
+
+def hierarchical_bootstrap(
+    rounds: Sequence[Sequence[float] | np.ndarray], name: str, confidence: float = 0.95, resamples: int = 2000,
+    rng: np.random.Generator | None = None, expand: bool = True,
+) -> tuple[float, float, float]:
+    """(point, low, high): two-level bootstrap CI of the statistic over rounds of samples.
+
+    Each replicate draws R rounds with replacement, then samples with replacement within each
+    chosen round (the same number from each: a round is the unit, whatever its length), and
+    computes the statistic of the pooled draws. The spread of the replicates thus carries the
+    round-to-round noise, which a bootstrap over pooled samples hides. The point estimate is the
+    statistic of all samples pooled. ``expand`` widens the interval for few rounds
+    (``small_rounds_factor``).
+    """
+    arrs = [np.asarray(r, dtype=np.float64) for r in rounds]
+    arrs = [a for a in arrs if a.size]
+    if not arrs:
+        raise ValueError("no samples")
+    flat = np.concatenate(arrs)
+    point = float(statistic(flat, name))
+    r = len(arrs)
+    sizes = np.array([a.size for a in arrs], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    m = max(1, min(math.ceil(flat.size / r), MAX_DRAWS // r))
+    rng = rng or np.random.default_rng(0)
+    out = []
+    chunk = max(1, 2_000_000 // (r * m))
+    for start in range(0, resamples, chunk):
+        n = min(chunk, resamples - start)
+        ks = rng.integers(0, r, size=(n, r))
+        idx = offsets[ks][..., None] + (rng.random((n, r, m)) * sizes[ks][..., None]).astype(np.int64)
+        out.append(statistic(flat[idx].reshape(n, r * m), name, axis=1))
+    boot = np.concatenate(out)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = (float(v) for v in np.quantile(boot, [alpha, 1.0 - alpha]))
+    if expand and r >= 2:
+        k = small_rounds_factor(r, confidence)
+        low, high = point - k * max(point - low, 0.0), point + k * max(high - point, 0.0)
+    return point, low, high
+
+
+@dataclass(frozen=True)
+class RoundSpread:
+    """The gated statistic of each round on its own: the run-to-run noise, shown next to the CI."""
+
+    rounds: int
+    values: tuple[float, ...]
+    min: float
+    max: float
+    cv: float          # std (ddof=1) / mean of the per-round values; 0 for one round
+
+    def describe(self, name: str) -> str:
+        if self.rounds < 2:
+            return "1 round"
+        return f"{self.rounds} rounds, round {name} {self.min:.4g}..{self.max:.4g} ms, CV {100 * self.cv:.1f}%"
+
+
+def round_spread(rounds: Sequence[Sequence[float] | np.ndarray], name: str) -> RoundSpread:
+    vals = [float(statistic(np.asarray(r, dtype=np.float64), name)) for r in rounds if len(r)]
+    if not vals:
+        raise ValueError("no samples")
+    v = np.asarray(vals)
+    cv = float(v.std(ddof=1) / v.mean()) if v.size > 1 and v.mean() > 0 else 0.0
+    return RoundSpread(len(vals), tuple(vals), float(v.min()), float(v.max()), cv)
+
+
+def permutation_pvalue(new: Sequence[float], old: Sequence[float], shift: float = 0.0,
+                       rng: np.random.Generator | None = None, max_exact: int = 50_000,
+                       resamples: int = 20_000) -> tuple[float, float]:
+    """One-sided permutation test that ``new`` exceeds ``old + shift`` in mean: (p, smallest p
+    possible with these group sizes).
+
+    Exact over all splits when there are at most ``max_exact`` of them (5+5 rounds: 252), else
+    ``resamples`` random ones. Used on per-round log statistics, where ``shift = log(1 + t)``
+    asks whether the slowdown exceeds t beyond the round-to-round noise.
+    """
+    from itertools import combinations
+
+    a = np.asarray(new, dtype=np.float64) - shift
+    b = np.asarray(old, dtype=np.float64)
+    n1, n2 = a.size, b.size
+    if n1 == 0 or n2 == 0:
+        raise ValueError("both groups must be non-empty")
+    pooled = np.concatenate([a, b])
+    total = pooled.sum()
+    observed = a.mean() - b.mean()
+    splits = math.comb(n1 + n2, n1)
+    if splits <= max_exact:
+        idx = np.array(list(combinations(range(n1 + n2), n1)), dtype=np.int64)
+    else:
+        rng = rng or np.random.default_rng(0)
+        idx = np.argsort(rng.random((resamples, n1 + n2)), axis=1)[:, :n1]
+    s1 = pooled[idx].sum(axis=1)
+    diffs = s1 / n1 - (total - s1) / n2
+    hits = int(np.count_nonzero(diffs >= observed - 1e-12 * max(1.0, abs(observed))))
+    if splits <= max_exact:
+        return hits / splits, 1.0 / splits
+    return (hits + 1) / (resamples + 1), 1.0 / (resamples + 1)

@@ -269,7 +269,11 @@ def measure(args: argparse.Namespace, manifest: Dict[str, Any], feeds: Dict[str,
         init_peak = mem.peak_kb()   # load + the first inference: where arenas are allocated
         reset = mem.reset_peak()
         warm = timed_loop(rt, prepared, args.warmup_runs, args.warmup_seconds, args.max_seconds, args.max_runs)
+        # CPU time vs wall time of the measured loop: the invoking thread is always runnable
+        # there, so cpu < wall means co-tenants took the CPU away (edgeship.gating)
+        c0, w0 = time.process_time_ns(), time.perf_counter_ns()
         samples = timed_loop(rt, prepared, args.min_runs, args.min_seconds, args.max_seconds, args.max_runs)
+        cpu_ns, wall_ns = time.process_time_ns() - c0, time.perf_counter_ns() - w0
         steady_peak = mem.peak_kb()
         rss = mem.rss()
         result["runtime"] = rt.describe()
@@ -277,7 +281,7 @@ def measure(args: argparse.Namespace, manifest: Dict[str, Any], feeds: Dict[str,
         rt.close()
     result["timing"] = {
         "load_ns": load_ns, "first_ns": first_ns, "warmup_runs": len(warm), "samples_ns": samples.tolist(),
-        "capped": len(samples) < args.min_runs,
+        "capped": len(samples) < args.min_runs, "cpu_ns": cpu_ns, "wall_ns": wall_ns,
     }
     result["memory"] = dict(
         method=mem.method, baseline_kb=baseline, init_peak_kb=init_peak,

@@ -109,8 +109,9 @@ def demo_config(tmp_path: Path):
     return make_config(tmp_path)
 
 
+# rounds = 2: every test profile runs the multi-round path at two process starts per artifact
 FAST_PROFILE = {"threads": 1, "warmup_runs": 5, "warmup_seconds": 0.05, "min_runs": 200,
-                "min_seconds": 0.1, "max_seconds": 5.0, "timeout_s": 60.0}
+                "min_seconds": 0.1, "max_seconds": 5.0, "timeout_s": 60.0, "rounds": 2}
 
 
 @pytest.fixture(scope="session")
@@ -140,7 +141,7 @@ def project_copy(tmp: Path, cfg, **overrides: Any):
     return make_config(tmp, **{"profile": FAST_PROFILE, **overrides})
 
 
-FAST_PROFILE_TOML = {"min_runs = 100\nmin_seconds = 1.0": "min_runs = 64\nmin_seconds = 0.05\nwarmup_seconds = 0.05\ntimeout_s = 30"}
+FAST_PROFILE_TOML = {"min_runs = 100\nmin_seconds = 1.0": "min_runs = 64\nmin_seconds = 0.05\nwarmup_seconds = 0.05\ntimeout_s = 30\nrounds = 2"}
 
 
 def cli_project(tmp: Path, replace: dict[str, str] | None = None, append: str = "", fast: bool = True) -> Path:

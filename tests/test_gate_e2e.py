@@ -103,6 +103,8 @@ def test_baseline_flags_a_real_slowdown(project: Path, capsys: pytest.CaptureFix
     for r in old["results"]:
         if r.get("timing"):
             r["timing"]["samples_ns"] = [int(s / 1.25) for s in r["timing"]["samples_ns"]]
+            for e in r["timing"]["rounds"]:
+                e["samples_ns"] = [int(s / 1.25) for s in e["samples_ns"]]
     base = tmp_path / "baseline.json"
     base.write_text(json.dumps(old))
     code, out, _ = gate(capsys, cfg, "--baseline", str(base), "--no-remeasure")

@@ -30,6 +30,12 @@ def test_profile_local_writes_results(project) -> None:
         assert r["schema"] == "edgeship.result/1" and r["status"] == "ok"
         samples = r["timing"]["samples_ns"]
         assert len(samples) >= FAST_PROFILE["min_runs"] and min(samples) > 0
+        # rounds: each a fresh runner process with its share of min_runs and its own load time
+        rounds = r["timing"]["rounds"]
+        assert len(rounds) == FAST_PROFILE["rounds"] and samples == [s for e in rounds for s in e["samples_ns"]]
+        assert all(len(e["samples_ns"]) >= FAST_PROFILE["min_runs"] // FAST_PROFILE["rounds"] and e["load_ns"] > 0
+                   for e in rounds)
+        assert all(0 < e["cpu_ns"] and sum(e["samples_ns"]) <= e["wall_ns"] for e in rounds)   # CPU vs wall of the loop
         assert r["timing"]["warmup_runs"] >= FAST_PROFILE["warmup_runs"]
         mem = r["memory"]
         assert mem["method"] == "VmHWM" and mem["init_peak_kb"] > mem["baseline_kb"] > 0
@@ -238,13 +244,13 @@ def test_missing_python_is_one_device_error(demo_project, tmp_path: Path) -> Non
 
 
 def test_invalid_result_is_rejected(demo_project, tmp_path: Path) -> None:
-    """A runner that exits 0 but writes 3 samples when 200 were asked (and no cap): no result file."""
+    """A runner that exits 0 but writes 3 samples when 100 were asked (min_runs 200 over 2 rounds; no cap): no result file."""
     body = ("import json, os\nout = sys.argv[sys.argv.index('--out') + 1]\n"
             "json.dump({'schema': 'edgeship.result/1', 'status': 'ok', 'skip_reason': None, 'memory': None, 'env': {},"
             " 'timing': {'load_ns': 1, 'first_ns': 1, 'warmup_runs': 0, 'samples_ns': [5, 6, 7], 'capped': False}},"
             " open(out, 'w'))")
     cfg = project_copy(tmp_path, demo_project[0], devices={"liar": {"kind": "local", "python": _fake_python(tmp_path, body)}})
-    with pytest.raises(DeviceError, match="returned 3 samples, fewer than min_runs=200"):
+    with pytest.raises(DeviceError, match="returned 3 samples, fewer than min_runs=100"):
         profile(cfg, "liar", (Target.ONNX,), None)
     assert not (cfg.build / "results" / "liar").exists()
 
@@ -253,7 +259,8 @@ def test_failure_removes_a_stale_result(project, tmp_path: Path) -> None:
     from edgeship.manifest import MANIFEST, file_table
 
     (ok,) = profile(project, "local", (Target.ONNX,), parse_precisions("fp32"), min_runs=20, min_seconds=0.0, threads=2)
-    assert ok["runtime"]["threads"] == 2 and ok["settings"]["min_runs"] == 20
+    # settings are one round's (the runner's): min_runs=20 split over the 2 rounds
+    assert ok["runtime"]["threads"] == 2 and ok["settings"]["min_runs"] == 10 and ok["settings"]["rounds"] == 2
     stale = project.build / "results" / "local" / "onnx-fp32.json"
     assert stale.exists()
     d = project.artifacts_dir / "onnx-fp32"

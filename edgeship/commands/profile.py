@@ -54,7 +54,7 @@ def _say_int8_speed(cfg: Any, device: str) -> None:
 def format_results(results: list[dict[str, Any]], cfg: Any = None) -> str:
     """The profile table; with ``cfg``, sample-count warnings only for statistics a budget gates."""
     from edgeship.profiling import gated_statistics
-    from edgeship.stats import stability_warnings, timing_summary
+    from edgeship.stats import ns_to_ms, stability_warnings, timing_summary
     from edgeship.table import render
 
     head = ["artifact", "device", "p50 ms", "p90 ms", "p99 ms", "mean", "std", "MAD", "n", "init ms", "first ms",
@@ -76,7 +76,9 @@ def format_results(results: list[dict[str, Any]], cfg: Any = None) -> str:
         notes += _output_warnings(r)
         if t.get("samples_ns"):
             gated = ("p90",) if cfg is None else gated_statistics(cfg, r["device"]["name"], a["target"], a["precision"])
-            notes += [f"{a['name']}: {w}" for w in stability_warnings(s, gated)]
+            rounds = [ns_to_ms(e["samples_ns"]) for e in t.get("rounds") or [] if e.get("samples_ns")]
+            max_cv = cfg.gate.max_round_cv if cfg is not None else 0.10
+            notes += [f"{a['name']}: {w}" for w in stability_warnings(s, gated, rounds, max_cv)]
         else:
             notes.append(f"{a['name']}: aggregates printed by {r['runtime'].get('name')}; no per-run samples")
     return render(head, rows) + ("\n" + "\n".join(f"warning: {n}" for n in notes) if notes else "")
