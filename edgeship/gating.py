@@ -63,8 +63,8 @@ class CheckResult:
     low: float | None = None
     high: float | None = None
     detail: str = ""
-    rerun: str = ""     # the command that refreshes missing or stale evidence
     rounds: dict[str, Any] | None = None   # latency: the per-round statistic (count, values, min, max, cv)
+    rerun: str = ""     # the command that refreshes missing or stale evidence
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self.check)
@@ -180,7 +180,7 @@ def _latency(check: Check, verdict: Verdict, passed: bool, point: float, low: fl
              detail: str, spread: RoundSpread | None) -> CheckResult:
     rounds = None if spread is None else {"count": spread.rounds, "values_ms": list(spread.values),
                                           "min_ms": spread.min, "max_ms": spread.max, "cv": spread.cv}
-    return CheckResult(check, verdict, passed, point, low, high, detail, rounds)
+    return CheckResult(check, verdict, passed, point, low, high, detail, rounds=rounds)
 
 
 def flag_noisy_devices(results: list[CheckResult], cfg: Config) -> list[CheckResult]:
