@@ -10,6 +10,7 @@ temp dir, renamed into place whole, with a completion stamp, so a killed setup i
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
 import os
 import shutil
@@ -20,6 +21,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgeship.errors import DeviceError, UsageError
 
@@ -69,6 +71,15 @@ REFUSED: dict[str, dict[str, str]] = {
 }
 
 
+EMULATED_TIMING = "emulated device: timing is not representative"
+
+
+def timing_counts(result: dict[str, Any]) -> bool:
+    """Whether a profile result's latency and memory may be gated (not from an emulated board)."""
+    dev = result.get("device") or {}
+    return not (dev.get("emulated") or dev.get("kind") == "emulated" or (result.get("timing") or {}).get("emulated"))
+
+
 def cpu_error(arch: str, cpu: str) -> str | None:
     """Why ``cpu`` cannot be an emulated ``arch`` board, or None when it can."""
     if arch not in CPUS:
@@ -114,9 +125,11 @@ def require_qemu(arch: str, where: str) -> str:
 
 # ---- the arm64 userland ---------------------------------------------------------------
 
-DEBIAN_PACKAGES = ("python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libc6 libgcc-s1 libstdc++6 "
-                   "zlib1g libexpat1 libffi8 libssl3 libbz2-1.0 liblzma5 libsqlite3-0 libuuid1 libtinfo6 "
-                   "libncursesw6 libreadline8 libcrypt1 media-types").split()
+DEBIAN_PACKAGES = (
+    "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "libc6", "libgcc-s1", "libstdc++6",
+    "zlib1g", "libexpat1", "libffi8", "libssl3", "libbz2-1.0", "liblzma5", "libsqlite3-0", "libuuid1",
+    "libtinfo6", "libncursesw6", "libreadline8", "libcrypt1", "media-types",
+)
 DEBIAN_SOURCE = "deb http://deb.debian.org/debian bookworm main"
 # runtimes pinned to the host's versions so the board's numerics compare with the host's
 PINNED = ("numpy", "onnxruntime", "ai-edge-litert")
@@ -172,10 +185,21 @@ def setup_userland(arch: str, python: str, on_event: Callable[[str], None] = pri
     for tool in ("apt-get", "dpkg"):
         if shutil.which(tool) is None:
             raise UsageError(f"'{tool}' not found: building the arm64 userland needs a Debian/Ubuntu host")
-    t0 = time.monotonic()
     final.parent.mkdir(parents=True, exist_ok=True)
+    # one setup at a time per userland (two test workers, two shells): the second waits, then
+    # finds the stamp; the lock dies with its process, so a killed setup never holds it
+    with open(final.parent / f".{final.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_complete(final) and not force:
+            on_event(f"board userland already built: {final}")
+            return final
+        return _build(final, python, on_event)
+
+
+def _build(final: Path, python: str, on_event: Callable[[str], None]) -> Path:
+    t0 = time.monotonic()
     # build beside the final dir (same filesystem, so the rename is atomic); a killed setup
-    # leaves only a dot-dir without the stamp, which is never used and is swept next time
+    # leaves only a dot-dir without the stamp, which is never used and is swept here
     for stale in final.parent.glob(f".{final.name}.*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))

@@ -120,6 +120,7 @@ def gate(
     baseline: dict[str, Any] | None = None, force: bool = False, threshold: float | None = None,
     on_event: Callable[[str], None] | None = None,
 ) -> GateReport:
+    from edgeship.boards import EMULATED_TIMING, timing_counts
     from edgeship.profiling import load_results
     from edgeship.selection import find_artifacts
 
@@ -140,6 +141,8 @@ def gate(
             r = by_key[(c.device, c.artifact)]
             if r["status"] != "ok":
                 out.append(_skipped(c, r.get("skip_reason") or "not run"))
+            elif not timing_counts(r):
+                out.append(_skipped(c, EMULATED_TIMING))
             elif c.metric == MEMORY:
                 m = r.get("memory") or {}
                 peaks = [v for v in (m.get("init_peak_kb"), m.get("steady_peak_kb")) if v is not None]
