@@ -9,12 +9,15 @@ with every command started as
 The runtimes detect CPU features from /proc/cpuinfo (both crash on arm64 when they read the
 host's x86 one), so a cpuinfo of the emulated model is bind-mounted over /proc/cpuinfo in a
 private mount namespace that ends with the command: the host's /proc is never touched.
+As root that is ``unshare --mount``; another user needs unprivileged user namespaces
+(``unshare --map-root-user``), which connect() probes so the failure is one clear line.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -62,10 +65,6 @@ class EmulatedDevice(LocalDevice):
         self._qemu = boards.require_qemu(self.config.arch, where)
         if shutil.which("unshare") is None:
             raise DeviceError(f"{where}: 'unshare' (util-linux) not found; install it: apt-get install -y util-linux")
-        if os.geteuid() != 0:
-            # bind-mounting over /proc/cpuinfo needs CAP_SYS_ADMIN in a private mount namespace
-            raise DeviceError(f"{where}: emulated boards need root (unshare --mount + mount --bind of an "
-                              "emulated /proc/cpuinfo); run edgeship as root, e.g. in a container or CI job")
         root = self.root
         if root is not None and not boards.is_complete(root):
             raise DeviceError(f"{where}: the {self.config.arch} userland is not built ({root}); "
@@ -74,6 +73,25 @@ class EmulatedDevice(LocalDevice):
         cpuinfo = Path(self.workdir) / ".cpuinfo"
         cpuinfo.write_text(boards.cpuinfo_text(self.config.arch, self.config.cpu, os.cpu_count() or 1))
         self._cpuinfo = str(cpuinfo)
+        # the bind mount needs CAP_SYS_ADMIN in the new mount namespace: root has it; another
+        # user gets it from a user namespace (--map-root-user) where the kernel allows those
+        try:
+            probe = subprocess.run(self._enter() + [sys.executable, "-I", "-c", "pass"], capture_output=True,
+                                   text=True, timeout=60, check=False)
+            why = (probe.stderr.strip().splitlines() or [f"exit code {probe.returncode}"])[-1]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            probe, why = None, str(exc)
+        if probe is None or probe.returncode != 0:
+            self.cleanup()
+            raise DeviceError(f"{where}: cannot bind an emulated /proc/cpuinfo in a private mount namespace "
+                              f"({why}); run edgeship as root, or allow unprivileged user namespaces "
+                              "(sysctl kernel.unprivileged_userns_clone=1)")
+
+    def _enter(self) -> list[str]:
+        """argv prefix: a private mount namespace with the emulated cpuinfo, then exec the rest."""
+        userns = [] if os.geteuid() == 0 else ["--map-root-user"]
+        return ["unshare", *userns, "--mount", "--propagation", "private", "--",
+                sys.executable, "-I", "-c", _ENTER, str(self._cpuinfo)]
 
     def _command(self, argv: list[str]) -> list[str]:
         if self._qemu is None or self._cpuinfo is None:
@@ -84,8 +102,7 @@ class EmulatedDevice(LocalDevice):
             # -E sets the guest's environment: the board's site dir, and nothing from the host's
             qemu += ["-L", str(root), "-E", f"PYTHONPATH={boards.site_dir(root)}", "-E", "PYTHONNOUSERSITE=1",
                      "-U", "PYTHONHOME"]
-        return ["unshare", "--mount", "--propagation", "private", "--",
-                sys.executable, "-I", "-c", _ENTER, self._cpuinfo, *qemu, *argv]
+        return [*self._enter(), *qemu, *argv]
 
     def run(self, argv: list[str], timeout: float, cwd: str | None = None) -> RunResult:
         res = super().run(argv, timeout, cwd)

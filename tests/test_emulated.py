@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,10 @@ def require_emulation(arch: str) -> None:
 
     require_tool(QEMU[arch], QEMU_INSTALL)
     require_tool("unshare", "apt-get install -y util-linux")
-    if os.geteuid() != 0:   # the private /proc/cpuinfo bind mount needs root
-        msg = "emulated boards need root (unshare --mount + mount --bind)"
+    # the private /proc/cpuinfo bind mount needs root, or unprivileged user namespaces
+    if os.geteuid() != 0 and subprocess.run(["unshare", "--map-root-user", "--mount", "true"],
+                                            capture_output=True, check=False).returncode != 0:
+        msg = "emulated boards need root or unprivileged user namespaces (unshare --map-root-user --mount)"
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true: {msg}")
         pytest.skip(msg)
@@ -119,9 +122,9 @@ def test_unbuilt_userland_is_refused_and_a_half_built_one_never_used(tmp_path: P
     cfg = make_config(tmp_path, devices=EMULATED)
     root = boards.userland_dir("arm64", "3.11")
     (root / "usr" / "bin").mkdir(parents=True)           # everything but the stamp
-    with pytest.raises(DeviceError, match=r"device 'pi5': the arm64 userland is not built .*'edgeship devices setup pi5'"):
-        with open_device("pi5", cfg):
-            pass
+    with pytest.raises(DeviceError, match=r"device 'pi5': the arm64 userland is not built .*'edgeship devices setup pi5'"), \
+            open_device("pi5", cfg):
+        pass
 
 
 # ---- running the runner under emulation --------------------------------------------------
@@ -185,7 +188,7 @@ def test_haswell_board_runs_host_python_on_an_avx2_only_cpu(demo_project: Any, h
 
     require_emulation("x86_64")
     demo_cfg, _ = demo_project
-    cfg = make_config(tmp_path, devices=EMULATED, build_dir=str(demo_cfg.build))
+    cfg = make_config(tmp_path, devices=EMULATED)
     refs = _refs(demo_cfg)
     inputs = profiling_inputs(demo_cfg)
     probe = ("import sys; from numpy._core._multiarray_umath import __cpu_features__ as f; "
@@ -234,7 +237,7 @@ def test_cortex_a76_board_numerics(demo_project: Any, host_outputs: Any, arm64_u
     from edgeship.devices.base import open_device
 
     demo_cfg, _ = demo_project
-    cfg = make_config(tmp_path, devices=EMULATED, build_dir=str(demo_cfg.build))
+    cfg = make_config(tmp_path, devices=EMULATED)
     refs = _refs(demo_cfg)
     inputs = profiling_inputs(demo_cfg)
     measured = {}
