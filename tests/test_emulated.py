@@ -60,9 +60,8 @@ def _cfg(tmp: Path, **device: Any):
 
 @pytest.mark.parametrize(("arch", "cpu", "why"), [
     ("arm64", "max", "LiteRT INT8 gives wrong results under -cpu max"),
-    ("arm64", "cortex-a72", "dies with Illegal instruction in LiteRT"),
-    ("arm64", "a64fx", "dies with Illegal instruction in LiteRT"),
-    ("arm64", "cortex-a9", "not verified for emulated arm64 boards; use one of cortex-a76, neoverse-n1"),
+    ("arm64", "a64fx", "not an edge board; reported to die with Illegal instruction in LiteRT"),
+    ("arm64", "cortex-a9", "not verified for emulated arm64 boards; use one of cortex-a76, neoverse-n1, cortex-a72"),
     ("x86_64", "Skylake-Server", "not verified for emulated x86_64 boards; use one of Haswell"),
 ])
 def test_refused_cpus_name_the_reason(tmp_path: Path, arch: str, cpu: str, why: str) -> None:
@@ -84,6 +83,7 @@ def test_cli_refused_cpu_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 @pytest.mark.parametrize(("arch", "cpu", "cls"), [
     ("arm64", "cortex-a76", "arm64-dotprod"), ("arm64", "neoverse-n1", "arm64-dotprod"),
+    ("arm64", "cortex-a72", "arm64"), ("arm64", "cortex-a53", "arm64"),
     ("x86_64", "Haswell", "x86-avx2"), ("x86_64", "EPYC", "x86-avx2"),
 ])
 def test_declared_class_follows_from_the_cpu(tmp_path: Path, arch: str, cpu: str, cls: str) -> None:
@@ -255,6 +255,26 @@ def test_cortex_a76_board_numerics(demo_project: Any, host_outputs: Any, arm64_u
             measured[name] = min(cosine(g, w) for g, w in zip(outs, host_outputs[fp32]))
     print("cortex-a76 int8 cosine vs fp32:", measured)
     assert all(c >= 0.999 for c in measured.values()), measured
+
+
+def test_cortex_a72_board_without_dotprod_int8(demo_project: Any, host_outputs: Any, arm64_userland: Path,
+                                               tmp_path: Path) -> None:
+    """A Raspberry Pi 4's CPU (ARMv8.0, class arm64): the issue reported "Illegal instruction"
+    in LiteRT; with a cpuinfo that matches the model (no asimddp) both runtimes run, and INT8
+    stays within cosine 0.999 of FP32."""
+    from edgeship.bundle import profiling_inputs
+    from edgeship.devices.base import open_device
+
+    demo_cfg, _ = demo_project
+    cfg = make_config(tmp_path, devices={"pi4": {"kind": "emulated", "arch": "arm64", "cpu": "cortex-a72"}})
+    refs = _refs(demo_cfg)
+    inputs = profiling_inputs(demo_cfg)
+    with open_device("pi4", cfg) as dev:
+        for name, fp32 in (("onnx-int8", "onnx-fp32"), ("tflite-int8", "tflite-fp32")):
+            outs, result = run_outputs(dev, cfg, refs[name], inputs)
+            c = min(cosine(g, w) for g, w in zip(outs, host_outputs[fp32]))
+            print(f"cortex-a72 {name} cosine vs fp32: {c:.6f}")
+            assert result["env"]["machine"] == "aarch64" and c >= 0.999, (name, c)
 
 
 # ---- the gate: numerics count, timings do not ---------------------------------------------
