@@ -306,3 +306,12 @@ def test_latency_and_memory_budgets_of_an_emulated_board_are_skipped(demo_projec
     assert (verdicts and all(v[0] != "PASS" for v in lat + mem)), verdicts
     assert sorted(v[0] for v in lat) == ["FAIL", "SKIPPED"] and all(reason in v[1] for v in lat + mem)
     assert mem[0][0] == "SKIPPED" and size[0][0] == "PASS"
+    # a baseline comparison never judges an emulated board's latency either
+    rep = gate(cfg, remeasure=lambda d, a: [], baseline={"results": [saved]})
+    reg = [c for c in rep.checks if c.check.metric == "latency_regression"]
+    assert len(reg) == 1 and reg[0].verdict.value == "SKIPPED" and reg[0].detail == reason
+    # the profile table shows the numbers, labelled
+    from edgeship.commands.profile import format_results
+
+    table = format_results([result], cfg)
+    assert "hw (emulated)" in table and f"onnx-fp32: {reason}" in table
