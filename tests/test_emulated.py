@@ -315,3 +315,27 @@ def test_latency_and_memory_budgets_of_an_emulated_board_are_skipped(demo_projec
 
     table = format_results([result], cfg)
     assert "hw (emulated)" in table and f"onnx-fp32: {reason}" in table
+
+
+def test_cli_devices_setup_check_and_list(arm64_userland: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeship.cli import main
+
+    toml = tmp_path / "edgeship.toml"
+    toml.write_text((ROOT / "edgeship.toml").read_text() + "".join(
+        f'\n[devices.{n}]\nkind = "emulated"\narch = "{d["arch"]}"\ncpu = "{d["cpu"]}"\n' for n, d in EMULATED.items()))
+    assert main(["--config", str(toml), "devices", "setup", "pi5"]) == 0   # cached: says so, builds nothing
+    out, err = capsys.readouterr()
+    assert f"board userland already built: {arm64_userland}" in err and f"arm64 userland at {arm64_userland}" in out
+    assert main(["--config", str(toml), "devices", "setup", "hw"]) == 0
+    assert "nothing to set up" in capsys.readouterr().out
+    assert main(["--config", str(toml), "devices"]) == 0
+    assert "qemu-user arm64 -cpu cortex-a76 (arm64-dotprod; numerics only)" in capsys.readouterr().out
+    assert main(["--config", str(toml), "devices", "check", "pi5"]) == 0
+    out = capsys.readouterr().out
+    assert "emulated: qemu-user arm64 -cpu cortex-a76 (class arm64-dotprod)" in out
+    assert f"userland: {arm64_userland}" in out and "(aarch64)" in out and "usable: yes" in out
+    # a fresh cache: check says what to run, exit 1
+    monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(tmp_path / "fresh"))
+    assert main(["--config", str(toml), "devices", "check", "pi5"]) == 1
+    assert "run 'edgeship devices setup pi5' once" in capsys.readouterr().out
