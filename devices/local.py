@@ -50,7 +50,7 @@ class LocalDevice(Device):
         t0 = time.monotonic()
         # own process group so a timeout kills the runner and anything it started
         try:
-            proc = subprocess.Popen(argv, cwd=cwd or self.workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            proc = subprocess.Popen(self._command(argv), cwd=cwd or self.workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True, start_new_session=True)
         except OSError as exc:
             raise DeviceError(f"device '{self.name}': cannot start {argv[0]} ({exc.strerror or exc}); "
@@ -72,6 +72,10 @@ class LocalDevice(Device):
             what = what if len(what) <= 80 else what[:77] + "..."
             raise DeviceError(f"device '{self.name}': '{what}' timed out after {timeout:g} s") from None
         return RunResult(list(argv), proc.returncode, out, err, time.monotonic() - t0)
+
+    def _command(self, argv: list[str]) -> list[str]:
+        """The argv actually started for ``argv`` (an emulated board wraps it in qemu)."""
+        return list(argv)
 
     def pull(self, remote: str, local: Path) -> None:
         src = Path(remote)

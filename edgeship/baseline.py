@@ -44,6 +44,8 @@ def _round_medians(r: dict[str, Any]) -> np.ndarray:
 
 def compare_baseline(cfg: Config, results: list[dict[str, Any]], baseline: dict[str, Any],
                      force: bool = False, threshold: float | None = None) -> list[CheckResult]:
+    from edgeship.boards import EMULATED_TIMING, timing_counts
+
     thr = cfg.gate.regression_threshold if threshold is None else threshold
     alpha = cfg.gate.regression_alpha
     old = {(r["device"]["name"], r["artifact"]["name"]): r for r in baseline.get("results", [])
@@ -52,6 +54,10 @@ def compare_baseline(cfg: Config, results: list[dict[str, Any]], baseline: dict[
     for r in results:
         key = (r["device"]["name"], r["artifact"]["name"])
         if r.get("status") != "ok" or key not in old or not r["timing"].get("samples_ns"):
+            continue
+        if not timing_counts(r):   # an emulated board's latency is recorded, never compared
+            out.append(CheckResult(Check(-1, key[0], key[1], "latency_regression", thr), Verdict.SKIPPED, True,
+                                   detail=EMULATED_TIMING))
             continue
         b = old[key]
         if _fingerprint(b) != _fingerprint(r) and not force:

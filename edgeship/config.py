@@ -187,8 +187,45 @@ class ADBDeviceConfig(_DeviceBase):
     adb: str = "adb"
 
 
+class EmulatedDeviceConfig(_Frozen):
+    """A board emulated by qemu-user (edgeship.boards): numerics count, timings do not."""
+
+    kind: Literal["emulated"]
+    arch: Literal["arm64", "x86_64"]
+    cpu: str                       # a qemu -cpu model verified for this arch (edgeship.boards.CPUS)
+    python: str | None = None      # arm64: the board's python version ("3.11"); x86_64: this host's
+
+    @field_validator("cpu")
+    @classmethod
+    def _known_cpu(cls, v: str, info: Any) -> str:
+        from edgeship.boards import cpu_error
+
+        err = cpu_error(info.data["arch"], v) if "arch" in info.data else None
+        if err:
+            raise ValueError(err)
+        return v
+
+    @field_validator("python")
+    @classmethod
+    def _board_python(cls, v: str | None, info: Any) -> str | None:
+        import sys
+
+        host = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        if info.data.get("arch") == "arm64" and v not in (None, "3.11"):
+            raise ValueError(f"'{v}': emulated arm64 boards run Debian 12's python 3.11")
+        if info.data.get("arch") == "x86_64" and v not in (None, host):
+            raise ValueError(f"'{v}': emulated x86_64 boards run this host's python {host}; leave python unset")
+        return v
+
+    @property
+    def cpu_class(self) -> str:
+        from edgeship.boards import board_cpu
+
+        return board_cpu(self.arch, self.cpu).cpu_class
+
+
 DeviceConfig = Annotated[
-    LocalDeviceConfig | SSHDeviceConfig | ADBDeviceConfig, Field(discriminator="kind")
+    LocalDeviceConfig | SSHDeviceConfig | ADBDeviceConfig | EmulatedDeviceConfig, Field(discriminator="kind")
 ]
 
 
@@ -283,7 +320,8 @@ def _choice_msg(value: str, choices: list[str]) -> str:
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """Valid keys of the table at ``loc`` (for did-you-mean on an unknown key)."""
     cls: Any = model
-    kinds = {"local": LocalDeviceConfig, "ssh": SSHDeviceConfig, "adb": ADBDeviceConfig}
+    kinds = {"local": LocalDeviceConfig, "ssh": SSHDeviceConfig, "adb": ADBDeviceConfig,
+             "emulated": EmulatedDeviceConfig}
     for i, part in enumerate(loc):
         if i == 2 and loc[0] == "devices" and part in kinds:
             cls = kinds[part]
@@ -317,9 +355,9 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("LocalDeviceConfig", "SSHDeviceConfig", "ADBDeviceConfig") or str(
+        elif part in ("LocalDeviceConfig", "SSHDeviceConfig", "ADBDeviceConfig", "EmulatedDeviceConfig") or str(
             part
-        ) in ("local", "ssh", "adb") and out.startswith("devices."):
+        ) in ("local", "ssh", "adb", "emulated") and out.startswith("devices."):
             continue  # discriminated-union tags are noise in the user's key path
         else:
             out += ("." if out else "") + str(part)

@@ -26,6 +26,8 @@ def describe(cfg: Config) -> list[dict[str, str]]:
             where = f"{d.host}" + (f":{d.port}" if d.port else "")
         elif d.kind == "adb":
             where = f"serial {d.serial}" if d.serial else "the only adb device"
+        elif d.kind == "emulated":
+            where = f"this machine, qemu-user {d.arch} -cpu {d.cpu} ({d.cpu_class}; numerics only)"
         else:
             where = "this machine"
         rows.append({"name": name, "kind": d.kind, "where": where})

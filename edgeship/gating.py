@@ -348,6 +348,8 @@ def _per_device(checks: list[Check], entries: dict[tuple[str, str], dict[str, An
 def _device_check(c: Check, r: dict[str, Any] | None, digest: str, cfg: Config,
                   remeasure: Remeasure) -> tuple[CheckResult, bool]:
     """Latency or memory of one artifact on one device, from its profile result."""
+    from edgeship.boards import EMULATED_TIMING, timing_counts
+
     command = profile_command(c.device, c.target, c.precision)
     what = f"profile result for {c.artifact} on {c.device}"
     if r is None:
@@ -357,6 +359,8 @@ def _device_check(c: Check, r: dict[str, Any] | None, digest: str, cfg: Config,
         return _evidence_fail(c, st.reason, command), False
     if r["status"] != "ok":
         return _skipped(c, r.get("skip_reason") or "not run"), st.config_changed
+    if not timing_counts(r):
+        return _skipped(c, EMULATED_TIMING), st.config_changed
     if c.metric == MEMORY:
         m = r.get("memory") or {}
         peaks = [v for v in (m.get("init_peak_kb"), m.get("steady_peak_kb")) if v is not None]

@@ -195,6 +195,11 @@ def _finish(result: dict[str, Any], device: Device, ref: ArtifactRef, min_runs: 
         if "memory" not in result or "env" not in result:
             raise DeviceError(f"{where}: result lacks the memory/env blocks")
     result["device"] = {"name": device.name, "kind": device.kind}
+    if getattr(device, "emulated", False):   # qemu-user: recorded, labelled, never gated (boards.py)
+        result["device"]["emulated"] = True
+        for block in ("timing", "memory"):
+            if isinstance(result.get(block), dict):
+                result[block]["emulated"] = True
     digest = digest or artifact_digest(ref.path)
     result["artifact"] = {
         "name": ref.name, "model": ref.manifest.model, "target": ref.manifest.target,

@@ -5,13 +5,14 @@ import argparse
 from edgeship.commands import command
 
 
-@command("devices", help="list configured and adb-connected devices; 'devices check NAME' tests one", order=60)
+@command("devices", help="list configured and adb-connected devices; 'devices check NAME' tests one, "
+                         "'devices setup NAME' builds an emulated board", order=60)
 class Devices:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
-        p.add_argument("action", nargs="?", choices=["list", "check"], default="list",
-                       help="list (default) or check NAME")
-        p.add_argument("name", nargs="?", help="a [devices.NAME] from edgeship.toml (for check)")
+        p.add_argument("action", nargs="?", choices=["list", "check", "setup"], default="list",
+                       help="list (default), check NAME, or setup NAME (build an emulated board's userland)")
+        p.add_argument("name", nargs="?", help="a [devices.NAME] from edgeship.toml (for check and setup)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -23,6 +24,10 @@ class Devices:
             if not args.name:
                 raise UsageError("usage: edgeship devices check NAME (one of the [devices.NAME] in edgeship.toml)")
             return _check(cfg, args.name)
+        if args.action == "setup":
+            if not args.name:
+                raise UsageError("usage: edgeship devices setup NAME (an emulated [devices.NAME] in edgeship.toml)")
+            return _setup(cfg, args.name)
         if args.name:
             raise UsageError(f"unexpected argument '{args.name}'; did you mean 'edgeship devices check {args.name}'?")
         return _list(cfg)
@@ -53,6 +58,26 @@ def _list(cfg: object) -> int:
     return 0
 
 
+def _setup(cfg: object, name: str) -> int:
+    from edgeship.boards import setup_userland
+    from edgeship.devices.base import open_device
+    from edgeship.errors import UsageError
+    from edgeship.progress import Progress
+
+    dcfg = open_device(name, cfg).config   # unknown name -> ConfigError naming the configured ones
+    if dcfg.kind != "emulated":
+        raise UsageError(f"device '{name}' is kind '{dcfg.kind}': only emulated boards have a setup "
+                         "(see docs/devices.md)")
+    if dcfg.arch != "arm64":
+        print(f"device {name}: emulated {dcfg.arch} boards run this host's own python and packages "
+              f"under qemu -cpu {dcfg.cpu}; nothing to set up")
+        return 0
+    with Progress() as progress:
+        root = setup_userland(dcfg.arch, dcfg.python or "3.11", on_event=progress.event)
+    print(f"device {name}: {dcfg.arch} userland at {root}")
+    return 0
+
+
 def _check(cfg: object, name: str) -> int:
     from edgeship.devices_check import check
 
@@ -62,6 +87,10 @@ def _check(cfg: object, name: str) -> int:
         print(f"  reachable: no: {r.error}")
         return 1
     print("  reachable: yes")
+    if r.kind == "emulated":
+        print(f"  emulated: qemu-user {r.info.get('arch')} -cpu {r.info.get('emulated_cpu')} "
+              f"(class {r.info.get('cpu_class')}); numerics count, timings do not")
+        print(f"  userland: {r.info.get('userland') or 'this host python'}")
     if r.error:   # reached, but the interpreter or a probe failed there
         print(f"  {r.error}")
         print("  usable: NO")

@@ -68,13 +68,17 @@ def format_results(results: list[dict[str, Any]], cfg: Any = None) -> str:
             continue
         t, m = r["timing"], r.get("memory") or {}
         s = timing_summary(t)
+        emulated = bool(t.get("emulated"))   # qemu-user board: shown, labelled, never gated
         rows.append([
-            a["name"], r["device"]["name"], *(_lat(v) for v in (s.p50, s.p90, s.p99, s.mean, s.std, s.mad)), s.count, _ms(t.get("load_ns"), 1), _ms(t.get("first_ns"), 2),
+            a["name"], r["device"]["name"] + (" (emulated)" if emulated else ""), *(_lat(v) for v in (s.p50, s.p90, s.p99, s.mean, s.std, s.mad)), s.count, _ms(t.get("load_ns"), 1), _ms(t.get("first_ns"), 2),
             _mb(m.get("init_peak_kb")), _mb(m.get("steady_peak_kb")), f"{a['size_bytes'] / 1024:.1f}",
             _cosine(r.get("outputs")),
         ])
         notes += _output_warnings(r)
-        if t.get("samples_ns"):
+        if emulated:
+            notes.append(f"{a['name']}: emulated device: timing is not representative (latency and memory "
+                         "budgets are SKIPPED)")
+        elif t.get("samples_ns"):
             gated = ("p90",) if cfg is None else gated_statistics(cfg, r["device"]["name"], a["target"], a["precision"])
             rounds = [ns_to_ms(e["samples_ns"]) for e in t.get("rounds") or [] if e.get("samples_ns")]
             max_cv = cfg.gate.max_round_cv if cfg is not None else 0.10
