@@ -7,6 +7,7 @@ edgeship do not leak into the numbers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -59,11 +60,13 @@ class LocalDevice(Device):
             out, err = proc.communicate(timeout=timeout)
         except KeyboardInterrupt:
             # Ctrl-C reaches only our process group; the runner has its own: stop it too
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):   # it may have exited already
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             try:   # a grandchild that left our process group could hold the pipes open
                 proc.communicate(timeout=5)
             except subprocess.TimeoutExpired:

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeship.budgets import ACCURACY, COSINE, MEMORY, SIZE, Check, expand
 from edgeship.config import Config
-from edgeship.errors import UsageError
+from edgeship.errors import ArtifactError, UsageError
 from edgeship.evidence import (
     EVAL_SCHEMA_V1,
     EVAL_SCHEMA_V2,
@@ -277,10 +277,14 @@ def gate(
     good, broken = scan_artifacts(cfg)
     if not good and not broken:
         raise UsageError(f"no artifacts under {cfg.artifacts_dir}; run 'edgeship export' first")
+    if broken:
+        # the manifest is an integrity boundary (issue 11): a tampered, corrupt or foreign artifact
+        # is bad input, one line naming it and the field, exit 2; the gate judges nothing then
+        more = f" (and {len(broken) - 1} more broken artifact(s))" if len(broken) > 1 else ""
+        raise ArtifactError(f"{broken[0].reason}{more}")
     refs = {r.name: r for r in good}
-    bad = {b.name: b for b in broken}
     digests = {name: artifact_digest(r.path) for name, r in refs.items()}
-    checks = expand(cfg, [*good, *broken], device)
+    checks = expand(cfg, good, device)
     if not checks:
         raise UsageError(f"gate --device {device}: no [[budgets]] entry in {cfg.path or 'edgeship.toml'} applies to "
                          f"device '{device}' (budgets name: {', '.join(sorted({b.device for b in cfg.budgets}))}); "
@@ -298,10 +302,6 @@ def gate(
     config_changed: set[tuple[str, str, str]] = set()    # (kind, device, artifact) of evidence
     for c in _per_device(checks, entries):
         say(f"check {c.name} ...")
-        if c.artifact in bad:
-            b = bad[c.artifact]
-            out.append(_evidence_fail(c, f"artifact {c.artifact} is unreadable: {b.reason}", export_command(b.target, b.precision)))
-            continue
         if c.artifact not in refs:
             out.append(_evidence_fail(c, f"no artifact {c.artifact} under {cfg.artifacts_dir}", export_command(c.target, c.precision)))
             continue
@@ -397,8 +397,8 @@ def _eval_check(c: Check, e: dict[str, Any] | None, eval_report: dict[str, Any] 
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         return _evidence_fail(c, f"{what} has no usable {key} ({value!r})", command), st.config_changed
     if c.metric == ACCURACY:
-        return _value_check(c, value, value <= c.limit, "drop"), st.config_changed
-    return _value_check(c, value, value >= c.limit, "cosine"), st.config_changed
+        return _value_check(c, value, value <= c.limit, f"drop on {c.device}"), st.config_changed
+    return _value_check(c, value, value >= c.limit, f"cosine on {c.device}"), st.config_changed
 
 
 def default_remeasure(cfg: Config) -> Remeasure:

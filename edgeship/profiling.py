@@ -331,7 +331,7 @@ def _read_result(f: Path, device: str) -> dict[str, Any]:
         raise ArtifactError(f"{f}: not a profile result (status {r.get('status')!r}); {redo}")
     if r["status"] == "ok" and not isinstance(r.get("timing"), dict):
         raise ArtifactError(f"{f}: an 'ok' profile result without a timing block; {redo}")
-    samples = r["timing"].get("samples_ns", [])
+    samples = r["timing"].get("samples_ns", []) if r["status"] == "ok" else []
     if not isinstance(samples, list) or any(isinstance(s, bool) or not isinstance(s, (int, float)) for s in samples):
         raise ArtifactError(f"{f}: an 'ok' profile result whose timing.samples_ns is not a list of numbers; {redo}")
     return r

@@ -166,8 +166,10 @@ def test_files_honour_the_umask(tmp_path: Path, mask: str, fmode: int, dmode: in
 # -- report sets ------------------------------------------------------------------------------
 
 def _report(verdict: str) -> dict:
-    return {"schema": "edgeship.report/1", "verdict": verdict, "exit_code": 0, "checks": [], "results": [],
-            "devices": {}, "created": "2026-01-01T00:00:00+00:00", "config_digest": "x"}
+    # the fields report --from checks (edgeship/reports/schema.py), nothing more
+    return {"schema": "edgeship.report/1", "edgeship": "0.1.0", "model": "m", "verdict": verdict, "counts": {},
+            "exit_code": 0, "checks": [], "results": [], "devices": {}, "created": "2026-01-01T00:00:00+00:00",
+            "config_digest": "x"}
 
 
 def _set(out: Path) -> dict[str, bytes]:

@@ -350,7 +350,7 @@ def test_cli_rejects_bad_overrides_and_renders_skips(demo_config, capsys: pytest
 
     toml = cli_project(tmp_path)
     for args, msg in ((["--min-runs", "0"], "--min-runs must be >= 1"), (["--threads", "0"], "--threads must be >= 1"),
-                      (["--min-seconds", "-1"], "--min-seconds must be >= 0")):
+                      (["--min-seconds", "-1"], "--min-seconds must be between 0 and 86400")):
         assert main(["--config", str(toml), "profile", *args]) == 2
         assert _one_error_line(capsys.readouterr().err) == f"edgeship: error: {msg}, got {args[1]}"
     skipped = {"status": "skipped", "skip_reason": "CoreML runs only on macOS", "device": {"name": "local"},
