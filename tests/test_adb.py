@@ -61,7 +61,9 @@ def test_onnx_sequence_quoting_and_cooldown(adb, demo_project, tmp_path: Path, m
     printed = parse_perf_test((DATA / "perf_test_ok.txt").read_text())
     r = results[1]
     assert r["status"] == "ok" and r["timing"]["samples_ns"] == []          # no samples invented
-    assert r["timing"]["aggregate"] == printed["timing"]["aggregate"] and r["timing"]["aggregate"]["p90"] == pytest.approx(178_000)
+    # each round prints the same (the test double): the median over rounds is that value, the count their sum
+    want = {**printed["timing"]["aggregate"], "count": printed["timing"]["aggregate"]["count"] * cfg.profile.rounds}
+    assert r["timing"]["aggregate"] == want and r["timing"]["aggregate"]["p90"] == pytest.approx(178_000)
     assert r["memory"]["steady_peak_kb"] == 31506432 / 1024 and r["memory"]["method"] == "onnxruntime_perf_test"
     assert r["settings"]["cooldown_s"] == 2.5 and r["env"]["platform"] == "Android 14"
 
@@ -73,9 +75,10 @@ def test_onnx_sequence_quoting_and_cooldown(adb, demo_project, tmp_path: Path, m
     chmod = next(c for c in seq if c[2] == "shell" and c[3].startswith("chmod"))
     assert shlex.split(chmod[3]) == ["chmod", "755", "/data/local/tmp/edgeship/perf test's"]
     runs = [shlex.split(c[3]) for c in seq if c[2] == "shell" and c[3].startswith("cd ")]
-    assert len(runs) == 2
+    assert len(runs) == 2 * cfg.profile.rounds        # rounds interleave: fp32, int8, fp32, int8
+    per_round = -(-cfg.profile.min_runs // cfg.profile.rounds)      # min_runs is the total over the rounds
     assert runs[1] == ["cd", "/data/local/tmp/edgeship", "&&", "/data/local/tmp/edgeship/perf test's",
-                       "-e", "cpu", "-m", "times", "-r", str(cfg.profile.min_runs), "-x", "1", "-I", "-s",
+                       "-e", "cpu", "-m", "times", "-r", str(per_round), "-x", "1", "-I", "-s",
                        "/data/local/tmp/edgeship/onnx-int8-model.onnx"]     # no taskset without cpu_mask
     assert shlex.split(seq[-1][3]) == ["rm", "-rf", "/data/local/tmp/edgeship"]
 
