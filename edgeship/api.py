@@ -24,11 +24,18 @@ def _cfg(config: Config | str | Path | None) -> Config:
 
 
 def export(config: Config | str | Path | None = None, target: Selection = "all", precision: Selection = "all",
-           on_event: Events = None) -> list[Manifest]:
-    """Export the model; returns the manifest of every artifact written."""
+           on_event: Events = None, source: str | None = None) -> list[Manifest]:
+    """Export the model (``source``: "compressed" or "original"); returns every artifact's manifest."""
     from edgeship.pipeline import export as _export
 
-    return _export(_cfg(config), parse_targets(target), parse_precisions(precision), on_event)
+    return _export(_cfg(config), parse_targets(target), parse_precisions(precision), on_event, source)
+
+
+def compress(config: Config | str | Path | None = None, on_event: Events = None) -> dict[str, Any]:
+    """Run the [compress] steps; returns the compressed manifest (build/compressed/<model>/)."""
+    from edgeship.compress.stage import compress as _compress
+
+    return _compress(_cfg(config), on_event)
 
 
 def evaluate(config: Config | str | Path | None = None, target: Selection = "all", precision: Selection = "all",

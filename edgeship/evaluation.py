@@ -69,6 +69,9 @@ def evaluate(
         "schema": SCHEMA, "model": cfg.model.name, "samples": len(samples),
         "reference": {"accuracy": ref_acc}, "artifacts": {},
     }
+    from edgeship.compress.evidence import SourceReferences
+
+    sources = SourceReferences(cfg, feeds, labels if has_labels else None, reference, ref_acc)
     for ref in refs:
         say(f"eval {ref.name} ...")
         entry: dict[str, Any] = {"target": ref.target.value, "precision": ref.precision.value,
@@ -80,10 +83,13 @@ def evaluate(
             report["artifacts"][ref.name] = entry
             say(f"  {ref.name}: SKIPPED ({exc})")
             continue
-        entry.update(status="ok", skip_reason=None, **fidelity(reference, outs))
+        # fidelity and drop vs the FP32 model it was exported from (compressed or original)
+        src_out, src_acc, entry["source"] = sources.for_manifest(ref.manifest)
+        entry.update(status="ok", skip_reason=None, **fidelity(src_out, outs))
         acc = accuracy(outs, labels) if has_labels else None
         entry["accuracy"] = acc
-        entry["accuracy_drop"] = (ref_acc - acc) if (acc is not None and ref_acc is not None) else None
+        entry["accuracy_drop"] = (src_acc - acc) if (acc is not None and src_acc is not None) else None
+        entry["accuracy_drop_original"] = (ref_acc - acc) if (acc is not None and ref_acc is not None) else None
         report["artifacts"][ref.name] = entry
     write_json_atomic(cfg.build / "reports" / "eval.json", report)
     return report

@@ -165,9 +165,13 @@ def gate(
                 out.append(_skipped(c, e.get("skip_reason") or "not evaluated"))
                 continue
             if c.metric == ACCURACY:
-                if e.get("accuracy_drop") is None:
+                # relative_to = "original": the drop from the original FP32 model, across compression
+                key = "accuracy_drop_original" if cfg.budgets[c.budget].relative_to == "original" else "accuracy_drop"
+                if key not in e:
+                    raise UsageError(f"{c.artifact}: eval.json has no {key}; re-run 'edgeship eval'")
+                if e.get(key) is None:
                     raise UsageError(f"budget needs accuracy but the evaluation data has no labels ([data] label_key = {cfg.data.label_key!r})")
-                out.append(_value_check(c, e["accuracy_drop"], e["accuracy_drop"] <= c.limit, "drop"))
+                out.append(_value_check(c, e[key], e[key] <= c.limit, "drop"))
             else:
                 out.append(_value_check(c, e["cosine_mean"], e["cosine_mean"] >= c.limit, "cosine"))
     if baseline is not None:

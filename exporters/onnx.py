@@ -35,7 +35,7 @@ DYNAMIC_OPS = ["MatMul", "Gemm", "Attention"]
 class OnnxExporter(Exporter):
     target = Target.ONNX
     runtime = "onnxruntime"
-    precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC)
+    precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC, Precision.INT4_WEIGHT)
     version_modules = ("torch", "onnx", "onnxscript", "onnxruntime")
 
     def _export(self, job: ExportJob, precision: Precision, workdir: Path) -> ExportResult:
@@ -58,6 +58,10 @@ class OnnxExporter(Exporter):
             calibration = {"method": q.method.value, "samples": len(samples), "source": job.calibration_ref}
         elif precision is Precision.INT8_DYNAMIC:
             recipe.update(self._int8_dynamic(fp32, out))
+        elif precision is Precision.INT4_WEIGHT:
+            from edgeship.exporters._onnx_int4 import int4_weight
+
+            recipe.update(int4_weight(fp32, out, job.model_name))
         _rm_tree(scratch)
         recipe["fidelity_check"] = self._validate(job, precision, out)
         return ExportResult(model_file=MODEL_FILE, recipe=recipe, calibration=calibration,
