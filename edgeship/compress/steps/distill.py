@@ -47,6 +47,7 @@ class Distill(Step):
         n = len(t_tr)
         gen = torch.Generator().manual_seed(ctx.seed)
         opt = torch.optim.Adam(model.parameters(), lr=c.lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs)   # settles late epochs
         history: list[dict[str, float]] = []
         with torch.random.fork_rng(), _Deterministic(torch):
             torch.manual_seed(ctx.seed)
@@ -68,6 +69,7 @@ class Distill(Step):
                     steps += 1
                     if c.max_steps is not None and steps >= c.max_steps:
                         break
+                sched.step()
                 model.eval()
                 ev = self._eval_loss(model, x_ev, t_ev, y_ev, names, torch)
                 history.append({"epoch": epoch, "train_loss": total / n, "eval_loss": ev})
@@ -84,7 +86,7 @@ class Distill(Step):
         return StepResult(model, {
             "loss": f"{c.alpha:g} * T^2 * KL(teacher/T || student/T) + {1 - c.alpha:g} * cross-entropy"
                     if y_tr is not None else "T^2 * KL(teacher/T || student/T) (no labels in [data] train)",
-            "temperature": c.temperature, "lr": c.lr, "batch_size": c.batch_size, "seed": ctx.seed,
+            "temperature": c.temperature, "lr": c.lr, "lr_schedule": f"cosine over {c.epochs} epochs", "batch_size": c.batch_size, "seed": ctx.seed,
             "train_source": ctx.train_ref, "train_rows": n, "steps": steps, "epochs_run": len(history),
             "best_epoch": best_epoch, "eval_loss_before": start, "eval_loss_after": best,
             "early_stopping": f"patience {c.patience} on the evaluation-set loss (the evaluation set picks the epoch)",
