@@ -8,6 +8,7 @@ rewritten as MatMul + Add, which is exactly equivalent. Convolutions keep float 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,13 @@ def int4_weight(src: Path, dst: Path, model_name: str, block_size: int = BLOCK_S
     model = onnx.load(str(src))
     rewritten = gemm_to_matmul(model)
     q = MatMulNBitsQuantizer(model, bits=4, block_size=block_size, is_symmetric=True)
-    q.process()
+    log = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level = log.level
+    log.setLevel(logging.WARNING)    # it logs every node it skips at INFO, on stderr
+    try:
+        q.process()
+    finally:
+        log.setLevel(level)
     out = q.model.model
     n4 = sum(1 for n in out.graph.node if n.op_type == "MatMulNBits")
     if n4 == 0:

@@ -208,6 +208,7 @@ def test_weights4_rounds_to_16_levels_and_onnx_int4_weight_exports(tmp_path: Pat
     import onnx
 
     from edgeship.compress.steps.weights4 import round4
+    from edgeship.manifest import read_manifest
 
     w = torch.randn(8, 96)
     q = round4(w, 32, torch)
@@ -216,13 +217,18 @@ def test_weights4_rounds_to_16_levels_and_onnx_int4_weight_exports(tmp_path: Pat
     path = write_project(tmp_path, '[[compress.steps]]\nkind = "weights4"\nblock_size = 32\n')
     m = _compress(path, capsys)
     assert set(m["steps"][0]["layers"]) == {"fc", "head"}
-    assert main(["-c", str(path), "export", "--target", "onnx", "--precision", "int4-weight"]) == 0
+    assert main(["-c", str(path), "export", "--target", "onnx,tflite", "--precision", "fp32,int4-weight"]) == 0
     cfg = load_config(path)
     graph = onnx.load(str(cfg.artifacts_dir / "onnx-int4-weight" / "model.onnx")).graph
     assert sum(n.op_type == "MatMulNBits" for n in graph.node) == 2
-    # tflite has no int4-weight: one line, exit 2
-    assert main(["-c", str(path), "export", "--target", "tflite", "--precision", "int4-weight"]) == 2
-    assert "has no precision 'int4-weight'" in capsys.readouterr().err
+    tfl = read_manifest(cfg.artifacts_dir / "tflite-int4-weight")
+    assert tfl.recipe["quantizer"] == "ai_edge_quantizer weight_only_wi4_afp32"
+    assert tfl.size_bytes < 0.45 * read_manifest(cfg.artifacts_dir / "tflite-fp32").size_bytes
+    capsys.readouterr()
+    # coreml has no int4-weight: one line, exit 2, before any work
+    assert main(["-c", str(path), "export", "--target", "coreml", "--precision", "int4-weight"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no precision 'int4-weight'" in err[0]
 
 
 @pytest.mark.parametrize("steps, train, needle", [
