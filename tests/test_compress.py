@@ -125,7 +125,7 @@ def test_prune_keeps_shapes_and_every_export_path_runs(tmp_path: Path, capsys: p
     assert "head" in prune["kept_whole"] and "head" not in prune["channels"]    # output width kept
     assert m["steps"][1]["unstructured"]["zeros"] > 0
     assert m["compressed"]["params"] < 0.35 * m["original"]["params"]
-    model, _, _ = load_verified(path.parent / "build/compressed/tiny")
+    model, _, _ = load_verified(load_config(path))
     assert model(torch.zeros(IN)).shape == (1, 4)
     assert main(["-c", str(path), "export", "--target", "onnx,tflite"]) == 0
     cfg = load_config(path)
@@ -147,13 +147,16 @@ def test_prune_keeps_shapes_and_every_export_path_runs(tmp_path: Path, capsys: p
 def test_tampered_or_stale_compressed_model_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_project(tmp_path, PRUNE)
     _compress(path, capsys)
-    pt2 = path.parent / "build/compressed/tiny/model.pt2"
-    data = bytearray(pt2.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    pt2.write_bytes(bytes(data))
-    assert main(["-c", str(path), "export", "--target", "onnx", "--precision", "fp32"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "sha256 does not match" in err[0] and "model.pt2" in err[0]
+    for name in ("weights.npz", "model.pt2"):
+        f = path.parent / "build/compressed/tiny" / name
+        good = f.read_bytes()
+        data = bytearray(good)
+        data[len(data) // 2] ^= 0xFF
+        f.write_bytes(bytes(data))
+        assert main(["-c", str(path), "export", "--target", "onnx", "--precision", "fp32"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "sha256 does not match" in err[0] and name in err[0]
+        f.write_bytes(good)
     _compress(path, capsys)
     path.write_text(path.read_text().replace("sparsity = 0.5", "sparsity = 0.25"))
     assert main(["-c", str(path), "export", "--target", "onnx", "--precision", "fp32"]) == 2
@@ -166,8 +169,9 @@ def test_distillation_reduces_the_students_loss(tmp_path: Path, capsys: pytest.C
     hard = '[[compress.steps]]\nkind = "prune"\nsparsity = 0.75\n'
     pruned_dir = tmp_path / "p"
     pruned_dir.mkdir()
-    _compress(write_project(pruned_dir, hard), capsys)
-    pruned, _, _ = load_verified(pruned_dir / "build/compressed/tiny")
+    pruned_cfg = write_project(pruned_dir, hard)
+    _compress(pruned_cfg, capsys)
+    pruned, _, _ = load_verified(load_config(pruned_cfg))
     path = write_project(tmp_path, hard + DISTILL)
     assert main(["-c", str(path), "compress"]) == 0
     progress = capsys.readouterr().err
@@ -176,7 +180,7 @@ def test_distillation_reduces_the_students_loss(tmp_path: Path, capsys: pytest.C
     d = m["steps"][1]
     assert d["eval_loss_after"] < 0.8 * d["eval_loss_before"]
     assert d["history"][-1]["train_loss"] < d["history"][0]["train_loss"]
-    distilled, _, _ = load_verified(tmp_path / "build/compressed/tiny")
+    distilled, _, _ = load_verified(load_config(path))
     assert _kl_to_teacher(distilled) < 0.8 * _kl_to_teacher(pruned)   # measured independently
     assert m["table"][2]["accuracy"] > m["table"][1]["accuracy"]
     # deterministic: the same seed gives the same student

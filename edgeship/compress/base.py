@@ -60,6 +60,14 @@ class Step(ABC):
         res.model.eval()
         return res
 
+    def rebuild(self, model: Any, record: dict[str, Any], example: tuple[Any, ...]) -> Any:
+        """Give ``model`` (the original architecture) this step's shapes, as ``record`` says.
+
+        Weights do not matter: the saved ones are loaded afterwards. Steps that only change
+        weights (distill, weights4) keep this default.
+        """
+        return model
+
     @abstractmethod
     def _apply(self, model: Any, ctx: Context) -> StepResult:
         """Return the compressed model (may modify ``model`` in place; the teacher is separate)."""

@@ -41,7 +41,7 @@ class SourceReferences:
         from edgeship.metrics import accuracy
         from edgeship.model import run_reference
 
-        model, _, now = load_verified(directory)
+        model, _, now = load_verified(self.cfg, directory)
         if now != digest:
             raise ArtifactError(
                 f"{manifest.target}-{manifest.precision} was exported from a compressed model that {directory} "

@@ -1,19 +1,27 @@
-"""build/compressed/<model>/: the compressed program and its manifest; loading it back.
+"""build/compressed/<model>/: the compressed model, its manifest, and loading it back.
 
-The model is saved with ``torch.export.save`` (``model.pt2``). Loading a .pt2 unpickles, which
-edgeship refuses for user files without opt-in; this file is edgeship's own output, so it is
-loaded only after its sha256 matches the compressed manifest written next to it (a tampered
-or truncated file is refused), and only when the manifest was made from this config's
-[model] and [compress] (a stale compressed model is never exported silently).
+Two files hold the model. ``weights.npz`` (every parameter and buffer, numpy, no pickle) is
+what edgeship loads: the original architecture from ``[model] factory`` is given the
+recorded shapes by replaying each step's ``rebuild`` (pruned widths, factorized ranks), then
+the weights are loaded strictly. Nothing is unpickled. ``model.pt2`` (``torch.export.save``)
+is the same model for use outside edgeship; edgeship writes it (proving the model still
+captures with torch.export) but never loads it, because loading a .pt2 unpickles.
+
+Both files are checked against the sha256 in the manifest before use (a tampered or
+truncated file is refused), and the manifest must have been made from this config's
+[model]/[compress]/[data] train (a stale compressed model is never exported silently).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgeship.config import Config
 from edgeship.errors import ArtifactError, ConfigError, ExportError, UsageError
@@ -22,6 +30,7 @@ from edgeship.lazy import require
 
 SCHEMA = "edgeship.compressed/1"
 MODEL_FILE = "model.pt2"
+WEIGHTS_FILE = "weights.npz"
 MANIFEST = "manifest.json"
 
 
@@ -50,11 +59,14 @@ def save(cfg: Config, model: Any, example: tuple[Any, ...], manifest: dict[str, 
         raise ExportError(f"{cfg.model.name}: the compressed model cannot be captured by torch.export: {exc}") from exc
     with atomic_directory(out) as tmp:
         torch.export.save(program, str(tmp / MODEL_FILE))
-        p = tmp / MODEL_FILE
+        buf = io.BytesIO()
+        np.savez(buf, **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
+        (tmp / WEIGHTS_FILE).write_bytes(buf.getvalue())
         manifest = {
             "schema": SCHEMA, **manifest,
             "recipe_digest": recipe_digest(cfg), "config_digest": cfg.digest,
-            "files": {MODEL_FILE: {"sha256": sha256_file(p), "size": p.stat().st_size}},
+            "files": {f: {"sha256": sha256_file(tmp / f), "size": (tmp / f).stat().st_size}
+                      for f in (WEIGHTS_FILE, MODEL_FILE)},
             "versions": {"torch": torch.__version__, "torch_pruning": _version("torch-pruning")},
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
@@ -70,27 +82,44 @@ def read(directory: Path) -> tuple[dict[str, Any], str]:
     raw = mpath.read_bytes()
     try:
         m = json.loads(raw)
-        meta = m["files"][MODEL_FILE]
+        files = {f: m["files"][f] for f in (WEIGHTS_FILE, MODEL_FILE)}
     except (ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"{mpath}: corrupt compressed manifest ({exc}); re-run 'edgeship compress'") from None
     if m.get("schema") != SCHEMA:
         raise ArtifactError(f"{mpath}: schema {m.get('schema')!r}, expected {SCHEMA!r}; re-run 'edgeship compress'")
-    p = directory / MODEL_FILE
-    if not p.is_file() or p.stat().st_size != meta["size"] or sha256_file(p) != meta["sha256"]:
-        raise ArtifactError(f"{p}: sha256 does not match {mpath}; refusing to load it, re-run 'edgeship compress'")
+    for name, meta in files.items():
+        p = directory / name
+        if not p.is_file() or p.stat().st_size != meta["size"] or sha256_file(p) != meta["sha256"]:
+            raise ArtifactError(f"{p}: sha256 does not match {mpath}; refusing to load it, re-run 'edgeship compress'")
     return m, hashlib.sha256(raw).hexdigest()
 
 
-def load_verified(directory: Path) -> tuple[Any, dict[str, Any], str]:
-    """(nn.Module, manifest, manifest sha256) of a compressed model, hash-checked before unpickling."""
+def load_verified(cfg: Config, directory: Path | None = None) -> tuple[Any, dict[str, Any], str]:
+    """(nn.Module, manifest, manifest sha256): the original architecture given the recorded
+    shapes, then the hash-checked weights loaded strictly; nothing is unpickled."""
     torch = require("torch", "torch")
+    from edgeship.compress.base import get_step
+    from edgeship.model import load_reference, synthetic_inputs
+
+    directory = directory or compressed_dir(cfg)
     m, digest = read(directory)
+    if m.get("recipe_digest") != recipe_digest(cfg):
+        raise ConfigError(
+            f"{directory} was made from a different [model]/[compress]/[data] train than {cfg.path or 'the config'}; "
+            "re-run 'edgeship compress' (or export --from original)"
+        )
+    model = load_reference(cfg)
+    example = tuple(torch.from_numpy(a) for a in synthetic_inputs(cfg.model.inputs).values())
+    for i, (step, record) in enumerate(zip(cfg.compress.steps, m["steps"])):
+        model = get_step(step, i).rebuild(model, record, example)
+    with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as z:
+        state = {k: torch.from_numpy(z[k]) for k in z.files}
     try:
-        # edgeship's own output, its bytes just matched the manifest: the internal trust path
-        program = torch.export.load(str(directory / MODEL_FILE))
-    except Exception as exc:  # noqa: BLE001  (any load failure of our own file means: rebuild it)
-        raise ArtifactError(f"{directory / MODEL_FILE}: cannot be loaded ({exc}); re-run 'edgeship compress'") from None
-    return program.module(), m, digest
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ArtifactError(f"{directory / WEIGHTS_FILE}: does not fit the rebuilt model ({str(exc).splitlines()[0]}); "
+                            "re-run 'edgeship compress'") from None
+    return model.eval(), m, digest
 
 
 def export_source(cfg: Config, choice: str | None) -> tuple[Any | None, dict[str, Any] | None, str | None]:
@@ -111,17 +140,11 @@ def export_source(cfg: Config, choice: str | None) -> tuple[Any | None, dict[str
         return None, {"kind": "original"}, note
     if not exists:
         raise UsageError(f"{directory} not found: run 'edgeship compress' first, or export --from original")
-    m, _ = read(directory)
-    if m.get("recipe_digest") != recipe_digest(cfg):
-        raise ConfigError(
-            f"{directory} was made from a different [model]/[compress]/[data] train than {cfg.path or 'the config'}; "
-            "re-run 'edgeship compress' (or export --from original)"
-        )
-    model, m, digest = load_verified(directory)
+    model, m, digest = load_verified(cfg, directory)
     steps = "+".join(s["kind"] for s in m["steps"])
     record = {
         "kind": "compressed", "path": str(directory), "manifest_sha256": digest,
-        "model_sha256": m["files"][MODEL_FILE]["sha256"], "steps": steps,
+        "weights_sha256": m["files"][WEIGHTS_FILE]["sha256"], "steps": steps,
         "original_accuracy": m["original"]["accuracy"], "compressed_accuracy": m["compressed"]["accuracy"],
     }
     return model, record, f"from compressed model ({steps})"

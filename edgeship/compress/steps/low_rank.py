@@ -47,6 +47,14 @@ class LowRank(Step):
                           [] if layers else ["low_rank: no layer got smaller"])
 
 
+    def rebuild(self, model: Any, record: dict[str, Any], example: tuple[Any, ...]) -> Any:
+        torch = require("torch", "torch")
+        modules = dict(model.named_modules())
+        for name, rec in record["layers"].items():
+            _replace(model, name, factorize(modules[name], int(rec["rank"]), torch))
+        return model
+
+
 def choose_rank(s: Any, energy: float, fixed: int | None) -> tuple[int, float]:
     """Smallest rank keeping ``energy`` of sum(s^2) (or ``fixed``), and the fraction kept."""
     e = (s ** 2).cumsum(0) / (s ** 2).sum()

@@ -23,6 +23,29 @@ class Prune(Step):
 
     def _apply(self, model: Any, ctx: Context) -> StepResult:
         torch = require("torch", "torch")
+        c = self.cfg
+        record = self._prune(model, ctx.example)
+        notes = []
+        if c.unstructured > 0:
+            record["unstructured"] = {
+                "fraction": c.unstructured, "zeros": magnitude_zero(model, c.unstructured, torch),
+                "saves": "nothing in a dense runtime; bytes only after general-purpose compression of the file",
+            }
+            notes.append(f"unstructured {c.unstructured:.0%} zeros: dense runtimes store and compute them")
+        return StepResult(model, record, notes)
+
+    def rebuild(self, model: Any, record: dict[str, Any], example: tuple[Any, ...]) -> Any:
+        # the channel counts per layer depend only on the ratios, not on the weights' values
+        again = self._prune(model, example)
+        if again["channels"] != record["channels"]:
+            from edgeship.errors import ArtifactError
+
+            raise ArtifactError(f"{self.key} (prune): the model's layers no longer prune to the recorded "
+                                "widths (did the model factory change?); re-run 'edgeship compress'")
+        return model
+
+    def _prune(self, model: Any, example: tuple[Any, ...]) -> dict[str, Any]:
+        torch = require("torch", "torch")
         tp = require("torch_pruning", "compress", "structured pruning")
         c = self.cfg
         layers = {n: m for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Conv1d, torch.nn.Linear))}
@@ -31,7 +54,7 @@ class Prune(Step):
             from edgeship.errors import ConfigError
 
             raise ConfigError(f"key '{self.key}.ignore': no Conv/Linear layer named {unknown}; layers: {', '.join(layers)}")
-        heads = output_layers(model, ctx.example, layers)
+        heads = output_layers(model, example, layers)
         ignored = sorted(set(heads) | set(c.ignore))
         ratios = {}
         for name, m in layers.items():
@@ -43,26 +66,18 @@ class Prune(Step):
         importance = tp.importance.MagnitudeImportance(p=1 if c.norm == "l1" else 2)
         try:
             pruner = tp.pruner.MetaPruner(
-                model, ctx.example, importance=importance, pruning_ratio=c.sparsity,
+                model, example, importance=importance, pruning_ratio=c.sparsity,
                 pruning_ratio_dict=ratios, ignored_layers=[layers[n] for n in ignored],
             )
             pruner.step()
         except Exception as exc:
             raise ExportError(f"{self.key} (prune): torch-pruning failed on this model: {type(exc).__name__}: {exc}") from exc
         after = {n: _width(m) for n, m in model.named_modules() if n in layers}
-        record: dict[str, Any] = {
+        return {
             "method": f"torch-pruning MetaPruner, {c.norm.upper()} magnitude of whole channels, per layer",
             "sparsity": c.sparsity, "conv": c.conv, "linear": c.linear, "kept_whole": ignored,
             "channels": {n: [before[n], after[n]] for n in layers if before[n] != after[n]},
         }
-        notes = []
-        if c.unstructured > 0:
-            record["unstructured"] = {
-                "fraction": c.unstructured, "zeros": magnitude_zero(model, c.unstructured, torch),
-                "saves": "nothing in a dense runtime; bytes only after general-purpose compression of the file",
-            }
-            notes.append(f"unstructured {c.unstructured:.0%} zeros: dense runtimes store and compute them")
-        return StepResult(model, record, notes)
 
 
 def output_layers(model: Any, example: tuple[Any, ...], layers: dict[str, Any]) -> list[str]:
