@@ -117,7 +117,10 @@ def test_prune_keeps_shapes_and_every_export_path_runs(tmp_path: Path, capsys: p
     from edgeship.evaluation import evaluate
     from edgeship.manifest import read_manifest
 
-    path = write_project(tmp_path, PRUNE + '[[compress.steps]]\nkind = "prune"\nsparsity = 0.0\nunstructured = 0.3\n')
+    budgets = ('[[budgets]]\ntarget = "onnx"\nprecision = "fp32"\nmax_accuracy_drop = 0.0\n\n'
+               '[[budgets]]\ntarget = "onnx"\nprecision = "fp32"\nmax_accuracy_drop = 0.0\nrelative_to = "original"\n')
+    path = write_project(tmp_path, PRUNE + '[[compress.steps]]\nkind = "prune"\nsparsity = 0.0\nunstructured = 0.3\n',
+                         budgets)
     m = _compress(path, capsys)
     prune = m["steps"][0]
     assert prune["channels"]["features.0"] == [16, 8] and prune["channels"]["features.3"] == [32, 16]
@@ -137,6 +140,12 @@ def test_prune_keeps_shapes_and_every_export_path_runs(tmp_path: Path, capsys: p
     e = report["artifacts"]["onnx-fp32"]
     assert e["source"] == "compressed" and e["cosine_min"] > 0.999     # vs the compressed FP32 model
     assert e["accuracy_drop_original"] == pytest.approx(1.0 - e["accuracy"])   # original is 100%
+    assert e["accuracy"] < 1.0    # pruning without distillation costs accuracy on this net
+    from edgeship.gating import gate
+
+    verdicts = [(c.check.budget, c.passed) for c in gate(cfg).checks]
+    # vs the compressed FP32 model the export is exact; vs the original it lost accuracy
+    assert verdicts == [(0, True), (1, False)]
     # --from original exports the uncompressed model and says so
     assert main(["-c", str(path), "export", "--target", "onnx", "--precision", "fp32", "--from", "original"]) == 0
     man = read_manifest(cfg.artifacts_dir / "onnx-fp32")
@@ -255,3 +264,10 @@ def test_export_needs_the_compressed_model_when_compress_is_configured(tmp_path:
     path = write_project(tmp_path, PRUNE)
     assert main(["-c", str(path), "export", "--target", "onnx", "--precision", "fp32"]) == 2
     assert "run 'edgeship compress' first" in capsys.readouterr().err
+
+
+def test_every_registered_step_is_tested_here() -> None:
+    from edgeship.compress.base import STEPS
+
+    tested = {"prune", "low_rank", "distill", "weights4"}   # the tests above, one per recipe
+    assert set(STEPS.names()) == tested
