@@ -15,6 +15,7 @@ profile on the local CPU, single thread) to TFLite and ONNX.
 Latency is indicative (one short profile per artifact on a shared CPU), not a gate.
 
     .venv/bin/python benchmarks/compress_pareto.py [--nets demo,mobilenet] [--json out.json]
+        [--workdir build/pareto --reuse]
 """
 
 from __future__ import annotations
@@ -98,7 +99,19 @@ def base_config(net: str) -> dict[str, Any]:
     }
 
 
-def run_net(net: str, work: Path, say: Any) -> list[dict[str, Any]]:
+def _reusable(cfg: Any) -> dict[str, Any] | None:
+    """The compressed manifest left by an earlier run of this script, if still valid."""
+    from edgeship.compress.store import compressed_dir, read, recipe_digest
+    from edgeship.errors import ArtifactError
+
+    try:
+        m, _ = read(compressed_dir(cfg))
+    except ArtifactError:
+        return None
+    return m if m.get("recipe_digest") == recipe_digest(cfg) else None
+
+
+def run_net(net: str, work: Path, say: Any, reuse: bool = False) -> list[dict[str, Any]]:
     from edgeship.compress.stage import compress
     from edgeship.config import parse_config
     from edgeship.evaluation import evaluate
@@ -122,13 +135,18 @@ def run_net(net: str, work: Path, say: Any) -> list[dict[str, Any]]:
                            "min_seconds": 0.3, "max_seconds": 5.0}
         cfg = parse_config(data, source=f"{net}/{key}", path=work / net / key / "edgeship.toml")
         compressed = None
+        fresh = False
         if steps_of[key]:
-            say(f"[{net}] compress {key} ...")
-            compressed = compress(cfg, on_event=None)
+            compressed = _reusable(cfg) if reuse else None
+            if compressed is None:
+                say(f"[{net}] compress {key} ...")
+                compressed, fresh = compress(cfg, on_event=None), True
         precisions = parse_precisions(",".join(p for _, p in wanted))
         targets = parse_targets(",".join(cfg.targets.keys()))
-        say(f"[{net}] export {key}: {', '.join(p for _, p in wanted)} ...")
-        export(cfg, targets, precisions)
+        have = all((cfg.artifacts_dir / f"{t}-{p}" / "manifest.json").is_file() for t in targets for p in precisions)
+        if fresh or not (reuse and have):
+            say(f"[{net}] export {key}: {', '.join(p for _, p in wanted)} ...")
+            export(cfg, targets, precisions)
         report = evaluate(cfg, targets, precisions)
         results = {r["artifact"]["name"]: r for r in profile(cfg, "local", targets, precisions)}
         for label, precision in wanted:
@@ -170,12 +188,13 @@ def main() -> int:
     ap.add_argument("--nets", default="demo,mobilenet")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--workdir", type=Path, help="keep the builds here (default: a temp dir)")
+    ap.add_argument("--reuse", action="store_true", help="with --workdir: keep valid compressed models and artifacts")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
         rows: list[dict[str, Any]] = []
         for net in args.nets.split(","):
-            rows += run_net(net, work, lambda m: print(m, file=sys.stderr, flush=True))
+            rows += run_net(net, work, lambda m: print(m, file=sys.stderr, flush=True), args.reuse)
     print(table(rows))
     if args.json:
         import platform
