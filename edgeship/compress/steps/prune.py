@@ -109,7 +109,8 @@ def _record(name: str, produced: dict[int, str], order: list[str]) -> Any:
 
 
 def _width(m: Any) -> int:
-    return int(getattr(m, "out_channels", None) or getattr(m, "out_features", 0))
+    width: Any = getattr(m, "out_channels", None) or getattr(m, "out_features", 0)
+    return int(width)
 
 
 def magnitude_zero(model: Any, fraction: float, torch: Any) -> int:
