@@ -24,15 +24,24 @@ def _cfg(config: Config | str | Path | None) -> Config:
 
 
 def export(config: Config | str | Path | None = None, target: Selection = "all", precision: Selection = "all",
-           on_event: Events = None, for_devices: Sequence[str] | None = None) -> list[Manifest]:
+           on_event: Events = None, for_devices: Sequence[str] | None = None,
+           source: str | None = None) -> list[Manifest]:
     """Export the model; returns the manifest of every artifact written.
 
     ``for_devices``: build class-specific INT8 for these devices' CPU classes (CLI ``--for``).
+    ``source``: "compressed" or "original" (CLI ``--from``).
     """
     from edgeship.pipeline import export as _export
 
     return _export(_cfg(config), parse_targets(target), parse_precisions(precision), on_event,
-                   tuple(for_devices) if for_devices else None)
+                   tuple(for_devices) if for_devices else None, source)
+
+
+def compress(config: Config | str | Path | None = None, on_event: Events = None) -> dict[str, Any]:
+    """Run the [compress] steps; returns the compressed manifest (build/compressed/<model>/)."""
+    from edgeship.compress.stage import compress as _compress
+
+    return _compress(_cfg(config), on_event)
 
 
 def evaluate(config: Config | str | Path | None = None, target: Selection = "all", precision: Selection = "all",

@@ -92,6 +92,7 @@ class DataConfig(_Frozen):
     # "pkg.module:fn" yielding dict[str, ndarray] batches, or a directory of .npz/.npy files.
     calibration: str | None = None
     evaluation: str | None = None
+    train: str | None = None        # labelled training batches, for [compress] distill
     calibration_samples: int = Field(256, gt=0, le=10_000_000)
     evaluation_samples: int | None = Field(None, gt=0, le=10_000_000)
     label_key: str = "label"
@@ -246,6 +247,8 @@ class BudgetConfig(_Frozen):
     max_accuracy_drop: float | None = Field(None, ge=0, le=1)
     min_cosine: float | None = Field(None, ge=-1, le=1)
     require: bool = False        # a SKIPPED run (no runtime on the device) counts as FAIL
+    # max_accuracy_drop vs the FP32 model the artifact was exported from, or vs the original
+    relative_to: Literal["source", "original"] = "source"
 
     @field_validator("target")
     @classmethod
@@ -262,6 +265,58 @@ class BudgetConfig(_Frozen):
         return v
 
 
+class PruneStep(_Frozen):
+    """Structured channel pruning (torch-pruning); ``unstructured`` zeroes weights on top."""
+
+    kind: Literal["prune"]
+    sparsity: float = Field(0.5, ge=0, lt=1)           # fraction of channels removed per layer
+    conv: float | None = Field(None, ge=0, lt=1)       # per layer type, overrides sparsity
+    linear: float | None = Field(None, ge=0, lt=1)
+    norm: Literal["l1", "l2"] = "l2"
+    ignore: tuple[str, ...] = ()      # module names kept whole; the output layer always is
+    unstructured: float = Field(0.0, ge=0, lt=1)       # magnitude zeros: smaller only once compressed
+
+
+class LowRankStep(_Frozen):
+    """SVD of Linear and 1x1 Conv weights to the rank keeping ``energy`` of the spectrum."""
+
+    kind: Literal["low_rank"]
+    energy: float = Field(0.9, gt=0, le=1)
+    rank: int | None = Field(None, ge=1)               # a fixed rank instead of ``energy``
+    min_features: int = Field(32, ge=1)                # smaller layers are left alone
+
+
+class DistillStep(_Frozen):
+    """Fine-tune the student on [data] train against the original model's logits."""
+
+    kind: Literal["distill"]
+    epochs: int = Field(10, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.7, ge=0, le=1)              # weight of the KL term; 1 - alpha: labels
+    lr: float = Field(2e-3, gt=0)
+    batch_size: int = Field(64, ge=1)
+    patience: int = Field(3, ge=1)                     # epochs without improvement on evaluation
+
+
+class Weights4Step(_Frozen):
+    """4-bit weights: rounds weights in torch (accuracy measured); export with int4-weight."""
+
+    kind: Literal["weights4"]
+    block_size: int = Field(32, ge=16)
+
+
+CompressStep = Annotated[PruneStep | LowRankStep | DistillStep | Weights4Step, Field(discriminator="kind")]
+
+
+_STEP_KINDS = ("prune", "low_rank", "distill", "weights4")
+
+
+class CompressConfig(_Frozen):
+    steps: tuple[CompressStep, ...] = ()
+    seed: int = 0
+
+
 class Config(_Frozen):
     model: ModelConfig
     data: DataConfig = DataConfig()
@@ -271,6 +326,7 @@ class Config(_Frozen):
     gate: GateConfig = GateConfig()
     devices: dict[str, DeviceConfig] = {"local": LocalDeviceConfig()}
     budgets: tuple[BudgetConfig, ...] = ()
+    compress: CompressConfig = CompressConfig()
     build_dir: Path = Path("build")
 
     # Set by load_config, not by the file.
@@ -322,9 +378,13 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     cls: Any = model
     kinds = {"local": LocalDeviceConfig, "ssh": SSHDeviceConfig, "adb": ADBDeviceConfig,
              "emulated": EmulatedDeviceConfig}
+    steps = {"prune": PruneStep, "low_rank": LowRankStep, "distill": DistillStep, "weights4": Weights4Step}
     for i, part in enumerate(loc):
         if i == 2 and loc[0] == "devices" and part in kinds:
             cls = kinds[part]
+            continue
+        if i == 3 and loc[:2] == ("compress", "steps") and part in steps:
+            cls = steps[part]
             continue
         if isinstance(part, int) or cls is None:
             continue
@@ -359,6 +419,8 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
             part
         ) in ("local", "ssh", "adb", "emulated") and out.startswith("devices."):
             continue  # discriminated-union tags are noise in the user's key path
+        elif out.startswith("compress.steps[") and out.endswith("]") and part in _STEP_KINDS:
+            continue
         else:
             out += ("." if out else "") + str(part)
     return out

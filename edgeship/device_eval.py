@@ -66,7 +66,7 @@ def evaluate_on_device(cfg: Config, device: str, refs: list[ArtifactRef], scorer
                 entry.update(status="skipped", skip_reason=skipped)
                 say(f"  {ref.name}: SKIPPED ({skipped})")
             else:
-                entry.update(scorer.score(outs))
+                entry.update(scorer.score(outs, ref.manifest))
             yield entry
 
 

@@ -31,6 +31,7 @@ from edgeship.calibration import DataSource, Sample, load_samples
 from edgeship.config import Config
 from edgeship.errors import ArtifactError, EdgeshipError, RuntimeFailure, UsageError
 from edgeship.fsutil import sha256_file, write_json_atomic
+from edgeship.manifest import Manifest
 from edgeship.metrics import accuracy, fidelity
 from edgeship.model import load_reference, run_reference
 from edgeship.selection import ArtifactRef, find_artifacts
@@ -93,18 +94,26 @@ class Scorer:
     """The FP32 reference outputs and labels of the evaluation set; scores candidate outputs."""
 
     def __init__(self, cfg: Config, samples: list[Sample]) -> None:
+        from edgeship.compress.evidence import SourceReferences
+
         self.samples = samples
         labels = [s.label for s in samples if s.label is not None]
         self.labels = labels if len(labels) == len(samples) else None
         model = load_reference(cfg)
         self.outputs = [run_reference(model, s.inputs, cfg.model.inputs) for s in samples]
         self.accuracy = accuracy(self.outputs, self.labels) if self.labels else None
+        self._sources = SourceReferences(cfg, [s.inputs for s in samples], self.labels, self.outputs, self.accuracy)
 
-    def score(self, outs: list[list[np.ndarray]]) -> dict[str, Any]:
-        scores: dict[str, Any] = dict(fidelity(self.outputs, outs))
+    def score(self, outs: list[list[np.ndarray]], manifest: Manifest) -> dict[str, Any]:
+        """Fidelity and drop vs the FP32 model the artifact was exported from (the compressed one,
+        when it came from build/compressed), and the drop vs the original model as well."""
+        ref_outs, ref_acc, source = self._sources.for_manifest(manifest)
+        scores: dict[str, Any] = dict(fidelity(ref_outs, outs))
         acc = accuracy(outs, self.labels) if self.labels else None
         scores["accuracy"] = acc
-        scores["accuracy_drop"] = (self.accuracy - acc) if (acc is not None and self.accuracy is not None) else None
+        scores["accuracy_drop"] = (ref_acc - acc) if (acc is not None and ref_acc is not None) else None
+        scores["accuracy_drop_original"] = (self.accuracy - acc) if (acc is not None and self.accuracy is not None) else None
+        scores["source"] = source
         return scores
 
 
@@ -202,7 +211,7 @@ def _evaluate_here(cfg: Config, refs: list[ArtifactRef], scorer: Scorer,
             entry.update(status="skipped", skip_reason=str(exc))
             say(f"  {ref.name}: SKIPPED ({exc})")
         else:
-            entry.update(scorer.score(outs))
+            entry.update(scorer.score(outs, ref.manifest))
         yield entry
 
 

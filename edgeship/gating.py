@@ -390,7 +390,12 @@ def _eval_check(c: Check, e: dict[str, Any] | None, eval_report: dict[str, Any] 
     if e.get("status") != "ok":
         why = e.get("error") or e.get("skip_reason") or f"status {e.get('status')!r}"
         return _evidence_fail(c, f"{what} failed: {why}", command), st.config_changed
-    key = "accuracy_drop" if c.metric == ACCURACY else "cosine_mean"
+    key = "cosine_mean"
+    if c.metric == ACCURACY:
+        # relative_to = "original": the drop from the original FP32 model, across compression
+        key = "accuracy_drop_original" if cfg.budgets[c.budget].relative_to == "original" else "accuracy_drop"
+        if key not in e:
+            return _evidence_fail(c, f"{what} has no {key} (written by an older edgeship)", command), st.config_changed
     value = e.get(key)
     if c.metric == ACCURACY and value is None and ((eval_report or {}).get("reference") or {}).get("accuracy") is None:
         raise UsageError(f"budget needs accuracy but the evaluation data has no labels ([data] label_key = {cfg.data.label_key!r})")

@@ -22,7 +22,7 @@ def plan(cfg: Config, targets: tuple[Target, ...] | None, precisions: tuple[Prec
     pairs: list[tuple[Target, Precision]] = []
     for t in chosen:
         exporter = EXPORTERS.get(t.value)
-        configured = cfg.target_config(t).precisions or exporter.precisions
+        configured = cfg.target_config(t).precisions or tuple(p for p in exporter.precisions if not p.opt_in)
         for p in configured:
             if p not in exporter.precisions:
                 have = ", ".join(x.value for x in exporter.precisions)
@@ -51,10 +51,13 @@ def calibration_loader(cfg: Config) -> Callable[[], list[Sample]] | None:
     return load
 
 
-def build_job(cfg: Config, target: Target):  # -> ExportJob
+def build_job(cfg: Config, target: Target, source: str | None = None):  # -> ExportJob
+    from edgeship.compress.store import export_source
     from edgeship.exporters.base import ExportJob
 
-    model = load_reference(cfg)
+    # --from compressed|original (None: compressed when this config has [compress] steps)
+    model, origin, origin_note = export_source(cfg, source)
+    model = model if model is not None else load_reference(cfg)
     calib = calibration_loader(cfg)
     example = calib()[0].inputs if calib is not None else synthetic_inputs(cfg.model.inputs)
     outs = run_reference(model, example, cfg.model.inputs)
@@ -74,6 +77,8 @@ def build_job(cfg: Config, target: Target):  # -> ExportJob
         config_digest=cfg.digest,
         calibration=calib,
         calibration_ref=cfg.data.calibration,
+        source=origin,
+        source_note=origin_note,
     )
 
 
@@ -83,6 +88,7 @@ def export(
     precisions: tuple[Precision, ...] | None = None,
     on_event: Callable[[str], None] | None = None,
     for_devices: tuple[str, ...] | None = None,
+    source: str | None = None,
 ) -> list[Manifest]:
     """Export every selected (target, precision); stops at the first failure.
 
@@ -105,7 +111,9 @@ def export(
     base_job = None
     for t, p in pairs:
         if base_job is None:
-            base_job = build_job(cfg, t)
+            base_job = build_job(cfg, t, source)
+            if base_job.source_note:
+                say(f"  {base_job.source_note}")
         if t not in jobs:
             jobs[t] = dataclasses.replace(base_job, target_config=cfg.target_config(t))
         per_class = p in EXPORTERS.get(t.value).class_specific

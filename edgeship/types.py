@@ -25,6 +25,12 @@ class Precision(_StrEnum):
     INT8 = "int8"                    # static: weights and activations, calibrated
     INT8_DYNAMIC = "int8-dynamic"    # int8 weights, activations quantized at run time
     INT8_WEIGHT = "int8-weight"      # weight-only int8, float compute
+    INT4_WEIGHT = "int4-weight"      # weight-only 4-bit blocks (onnx MatMulNBits), float compute; opt-in
+
+    @property
+    def opt_in(self) -> bool:
+        """Exported only when listed in [targets.X] precisions or asked for with --precision."""
+        return self is Precision.INT4_WEIGHT
 
     @property
     def is_int8(self) -> bool:

@@ -48,6 +48,9 @@ class ExportJob:
     calibration_ref: str | None = None
     # the CPU the artifact is built for (export --for); None: this host
     cpu_target: CpuTarget | None = None
+    # which FP32 model this is: {"kind": "original"} or the compressed model's record
+    source: dict[str, Any] | None = None
+    source_note: str | None = None
 
     def calibration_samples(self) -> Sequence[Sample]:
         if self.calibration is None:
@@ -119,12 +122,12 @@ class Exporter(ABC):
                     for n in job.outputs
                 ],
                 files=file_table(tmp),
-                recipe=res.recipe,
+                recipe={**res.recipe, **({"source": job.source} if job.source else {})},
                 calibration=res.calibration,
                 config_digest=job.config_digest,
                 versions=self.versions(),
                 created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                notes=res.notes,
+                notes=res.notes + ([job.source_note] if job.source_note else []),
                 built_for=res.built_for,
             )
             manifest.write(tmp)
@@ -161,6 +164,7 @@ MIN_EXPORT_COSINE = {
     Precision.INT8: 0.90,
     Precision.INT8_DYNAMIC: 0.95,
     Precision.INT8_WEIGHT: 0.97,
+    Precision.INT4_WEIGHT: 0.90,
 }
 
 

@@ -38,7 +38,7 @@ DYNAMIC_OPS = ["MatMul", "Gemm", "Attention"]
 class OnnxExporter(Exporter):
     target = Target.ONNX
     runtime = "onnxruntime"
-    precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC)
+    precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC, Precision.INT4_WEIGHT)
     class_specific = (Precision.INT8, Precision.INT8_DYNAMIC)
     version_modules = ("torch", "onnx", "onnxscript", "onnxruntime")
 
@@ -71,6 +71,10 @@ class OnnxExporter(Exporter):
             built_for = self._for_class(job, True, scratch, fp32, out,
                                         lambda r, dst: self._int8_dynamic(fp32, dst, r))
             recipe.update(built_for.pop("_recipe"))
+        elif precision is Precision.INT4_WEIGHT:
+            from edgeship.exporters._onnx_int4 import int4_weight
+
+            recipe.update(int4_weight(fp32, out, job.model_name))
         _rm_tree(scratch)
         recipe["fidelity_check"] = self._validate(job, precision, out)
         return ExportResult(model_file=MODEL_FILE, recipe=recipe, calibration=calibration,

@@ -8,6 +8,7 @@
                   ops left in float are listed in recipe.integer_graph
     int8-dynamic  ai_edge_quantizer dynamic_wi8_afp32 (int8 weights, activations at run time)
     int8-weight   ai_edge_quantizer weight_only_wi8_afp32 (int8 weights, float compute)
+    int4-weight   ai_edge_quantizer weight_only_wi4_afp32 (int4 weights, float compute; opt-in)
 
 Calibration methods for int8: minmax -> MinMaxObserver, percentile -> HistogramObserver
 (histogram range search that clips outliers; the closest PT2E offers). entropy (KL) has no
@@ -44,7 +45,8 @@ DOWNCAST = {"int64": "int32", "float64": "float32"}
 class TFLiteExporter(Exporter):
     target = Target.TFLITE
     runtime = "litert"
-    precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC, Precision.INT8_WEIGHT)
+    precisions = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC, Precision.INT8_WEIGHT,
+                  Precision.INT4_WEIGHT)
     version_modules = ("torch", "litert-torch", "ai-edge-litert", "ai-edge-quantizer")
 
     def _export(self, job: ExportJob, precision: Precision, workdir: Path) -> ExportResult:
@@ -186,6 +188,10 @@ class TFLiteExporter(Exporter):
             q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
             info = {"quantizer": "ai_edge_quantizer dynamic_wi8_afp32", "weights": "int8 per-channel",
                     "activations": "float32, quantized at run time by the kernels"}
+        elif precision is Precision.INT4_WEIGHT:
+            q.load_quantization_recipe(recipe.weight_only_wi4_afp32())
+            info = {"quantizer": "ai_edge_quantizer weight_only_wi4_afp32", "weights": "int4 per-channel",
+                    "compute": "float32 (weights dequantized explicitly)"}
         else:
             q.load_quantization_recipe(recipe.weight_only_wi8_afp32())
             info = {"quantizer": "ai_edge_quantizer weight_only_wi8_afp32", "weights": "int8 per-channel",

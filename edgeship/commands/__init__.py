@@ -35,7 +35,7 @@ def add_selection(p: argparse.ArgumentParser, device: bool = False) -> None:
     """--target/--precision (and --device) filters shared by most commands."""
     p.add_argument("--target", "-t", default="all", help="onnx, tflite, coreml, comma-separated, or all")
     p.add_argument("--precision", "-p", default="all",
-                   help="fp32, fp16, int8, int8-dynamic, int8-weight, comma-separated, or all")
+                   help="fp32, fp16, int8, int8-dynamic, int8-weight, int4-weight (onnx, opt-in), comma-separated, or all")
     if device:
         p.add_argument("--device", "-d", default="local", help="a [devices.NAME] from edgeship.toml (default: local)")
 

@@ -14,6 +14,8 @@ class Export:
         p.add_argument("--for", dest="for_devices", action="append", metavar="DEVICE",
                        help="build INT8 for this device's CPU class (repeatable; default: the devices "
                             "[[budgets]] name, else this host)")
+        p.add_argument("--from", dest="source", choices=("compressed", "original"), default=None,
+                       help="the model to export: build/compressed/<model> (default when [compress] is set) or the original")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -23,7 +25,7 @@ class Export:
         cfg, targets, precisions = load_selection(args)
         with Progress(sys.stderr, total=len(plan(cfg, targets, precisions))) as progress:
             manifests = export(cfg, targets, precisions, on_event=progress.event,
-                               for_devices=tuple(args.for_devices) if args.for_devices else None)
+                               for_devices=tuple(args.for_devices) if args.for_devices else None, source=args.source)
         for m in manifests:
             note = f"  ({'; '.join(m.notes)})" if m.notes else ""
             bf = f"  built for {m.built_for['cpu_class']}: {m.built_for['recipe']}" if m.built_for else ""

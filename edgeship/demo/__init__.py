@@ -3,7 +3,8 @@
 Training is deterministic (fixed seeds, deterministic kernels) and takes a few seconds on two
 cores; the weights are cached under ``build/cache/`` keyed by a hash of this file and the
 torch version, and loaded back with ``weights_only=True``. Calibration uses the train split,
-evaluation (with labels) the held-out test split.
+evaluation (with labels) the held-out test split; ``train_data`` (labelled train split) feeds
+``[compress]`` distillation.
 """
 
 from __future__ import annotations
@@ -130,6 +131,13 @@ def calibration_data() -> Iterator[dict[str, np.ndarray]]:
     x_tr, _, _, _ = _split()
     for i in range(0, len(x_tr), 32):
         yield {"image": x_tr[i : i + 32]}
+
+
+def train_data() -> Iterator[dict[str, np.ndarray]]:
+    """Train-split images with their labels (for [compress] distill); never the test split."""
+    x_tr, _, y_tr, _ = _split()
+    for i in range(0, len(x_tr), 64):
+        yield {"image": x_tr[i : i + 64], "label": y_tr[i : i + 64]}
 
 
 def evaluation_data() -> Iterator[dict[str, np.ndarray]]:

@@ -1,0 +1,1 @@
+"""One module per compress recipe, each registering a ``Step`` with ``@STEPS.register``."""

@@ -1,0 +1,159 @@
+"""build/compressed/<model>/: the compressed model, its manifest, and loading it back.
+
+Two files hold the model. ``weights.npz`` (every parameter and buffer, numpy, no pickle) is
+what edgeship loads: the original architecture from ``[model] factory`` is given the
+recorded shapes by replaying each step's ``rebuild`` (pruned widths, factorized ranks), then
+the weights are loaded strictly. Nothing is unpickled. ``model.pt2`` (``torch.export.save``)
+is the same model for use outside edgeship; edgeship writes it (proving the model still
+captures with torch.export) but never loads it, because loading a .pt2 unpickles.
+
+Both files are checked against the sha256 in the manifest before use (a tampered or
+truncated file is refused), and the manifest must have been made from this config's
+[model]/[compress]/[data] train (a stale compressed model is never exported silently).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeship.config import Config
+from edgeship.errors import ArtifactError, ConfigError, ExportError, UsageError
+from edgeship.fsutil import atomic_directory, sha256_file, write_json_atomic
+from edgeship.lazy import require
+
+SCHEMA = "edgeship.compressed/1"
+MODEL_FILE = "model.pt2"
+WEIGHTS_FILE = "weights.npz"
+MANIFEST = "manifest.json"
+
+
+def compressed_dir(cfg: Config) -> Path:
+    return (cfg.build / "compressed" / cfg.model.name).resolve()
+
+
+def recipe_digest(cfg: Config) -> str:
+    """What the compressed model depends on: the model, its inputs, the steps, the train data."""
+    data = {
+        "model": cfg.model.model_dump(mode="json"),
+        "compress": cfg.compress.model_dump(mode="json"),
+        "train": cfg.data.train,
+        "evaluation": cfg.data.evaluation,
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def save(cfg: Config, model: Any, example: tuple[Any, ...], manifest: dict[str, Any]) -> Path:
+    torch = require("torch", "torch")
+    out = compressed_dir(cfg)
+    try:
+        with torch.no_grad():
+            program = torch.export.export(model, example)
+    except Exception as exc:
+        raise ExportError(f"{cfg.model.name}: the compressed model cannot be captured by torch.export: {exc}") from exc
+    with atomic_directory(out) as tmp:
+        torch.export.save(program, str(tmp / MODEL_FILE))
+        buf = io.BytesIO()
+        np.savez(buf, **{k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
+        (tmp / WEIGHTS_FILE).write_bytes(buf.getvalue())
+        manifest = {
+            "schema": SCHEMA, **manifest,
+            "recipe_digest": recipe_digest(cfg), "config_digest": cfg.digest,
+            "files": {f: {"sha256": sha256_file(tmp / f), "size": (tmp / f).stat().st_size}
+                      for f in (WEIGHTS_FILE, MODEL_FILE)},
+            "versions": {"torch": torch.__version__, "torch_pruning": _version("torch-pruning")},
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_json_atomic(tmp / MANIFEST, manifest)
+    return out
+
+
+def read(directory: Path) -> tuple[dict[str, Any], str]:
+    """The compressed manifest and the sha256 of its bytes; the model file is verified."""
+    mpath = directory / MANIFEST
+    if not mpath.is_file():
+        raise ArtifactError(f"{directory}: no {MANIFEST}; re-run 'edgeship compress'")
+    raw = mpath.read_bytes()
+    try:
+        m = json.loads(raw)
+        files = {f: m["files"][f] for f in (WEIGHTS_FILE, MODEL_FILE)}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{mpath}: corrupt compressed manifest ({exc}); re-run 'edgeship compress'") from None
+    if m.get("schema") != SCHEMA:
+        raise ArtifactError(f"{mpath}: schema {m.get('schema')!r}, expected {SCHEMA!r}; re-run 'edgeship compress'")
+    for name, meta in files.items():
+        p = directory / name
+        if not p.is_file() or p.stat().st_size != meta["size"] or sha256_file(p) != meta["sha256"]:
+            raise ArtifactError(f"{p}: sha256 does not match {mpath}; refusing to load it, re-run 'edgeship compress'")
+    return m, hashlib.sha256(raw).hexdigest()
+
+
+def load_verified(cfg: Config, directory: Path | None = None) -> tuple[Any, dict[str, Any], str]:
+    """(nn.Module, manifest, manifest sha256): the original architecture given the recorded
+    shapes, then the hash-checked weights loaded strictly; nothing is unpickled."""
+    torch = require("torch", "torch")
+    from edgeship.compress.base import get_step
+    from edgeship.model import load_reference, synthetic_inputs
+
+    directory = directory or compressed_dir(cfg)
+    m, digest = read(directory)
+    if m.get("recipe_digest") != recipe_digest(cfg):
+        raise ConfigError(
+            f"{directory} was made from a different [model]/[compress]/[data] train than {cfg.path or 'the config'}; "
+            "re-run 'edgeship compress' (or export --from original)"
+        )
+    model = load_reference(cfg)
+    example = tuple(torch.from_numpy(a) for a in synthetic_inputs(cfg.model.inputs).values())
+    for i, (step, record) in enumerate(zip(cfg.compress.steps, m["steps"])):
+        model = get_step(step, i).rebuild(model, record, example)
+    with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as z:
+        state = {k: torch.from_numpy(z[k]) for k in z.files}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ArtifactError(f"{directory / WEIGHTS_FILE}: does not fit the rebuilt model ({str(exc).splitlines()[0]}); "
+                            "re-run 'edgeship compress'") from None
+    return model.eval(), m, digest
+
+
+def export_source(cfg: Config, choice: str | None) -> tuple[Any | None, dict[str, Any] | None, str | None]:
+    """Which FP32 model export starts from: (model or None for the original, source record, note).
+
+    ``choice`` None: the compressed model when this config has [compress] steps (it must exist
+    and match them); without [compress], a compressed directory made by another config is
+    ignored and the note says so.
+    """
+    directory = compressed_dir(cfg)
+    if choice not in (None, "compressed", "original"):
+        raise UsageError(f"--from must be 'compressed' or 'original', not {choice!r}")
+    if choice == "original":
+        return None, {"kind": "original"}, None
+    exists = (directory / MANIFEST).is_file()
+    if choice is None and not cfg.compress.steps:
+        note = f"ignored {directory} (this config has no [compress])" if exists else None
+        return None, {"kind": "original"}, note
+    if not exists:
+        raise UsageError(f"{directory} not found: run 'edgeship compress' first, or export --from original")
+    model, m, digest = load_verified(cfg, directory)
+    steps = "+".join(s["kind"] for s in m["steps"])
+    record = {
+        "kind": "compressed", "path": str(directory), "manifest_sha256": digest,
+        "weights_sha256": m["files"][WEIGHTS_FILE]["sha256"], "steps": steps,
+        "original_accuracy": m["original"]["accuracy"], "compressed_accuracy": m["compressed"]["accuracy"],
+    }
+    return model, record, f"from compressed model ({steps})"
+
+
+def _version(dist: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
