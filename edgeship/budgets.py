@@ -91,8 +91,9 @@ def expand(cfg: Config, artifacts: Sequence[Candidate], only_device: str | None 
     of them) and per target/precision it matches, on the artifact judged there. Size gets one
     check per matching artifact; accuracy/cosine one per matching artifact for ``device = "*"``
     (the gate then requires an eval entry of at least one device) and one per named device
-    otherwise. With ``only_device`` (``gate --device``), latency and memory limits of other
-    devices are left out; size, accuracy and cosine always apply.
+    otherwise. With ``only_device`` (``gate --device``), only budgets whose ``device`` pattern
+    names that device apply (``*`` does), device-independent limits included: gating one device
+    judges what was promised for it, and nothing applying to it is a usage error (exit 2).
     """
     from edgeship.evidence import judged_artifact
 
@@ -109,6 +110,8 @@ def expand(cfg: Config, artifacts: Sequence[Candidate], only_device: str | None 
         if not matching:
             have = ", ".join(a.name for a in artifacts) or "none"
             raise ConfigError(f"{where}: matches no exported artifact (have: {have}); fix the budget or run 'edgeship export'")
+        if only_device is not None and not fnmatch.fnmatchcase(only_device, b.device):
+            continue     # validated above like every budget, but it promises nothing for this device
         pairs = list(dict.fromkeys((str(a.target), str(a.precision)) for a in matching))
 
         for metric, limit in art_metrics:

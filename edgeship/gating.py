@@ -300,7 +300,7 @@ def gate(
         remeasure = default_remeasure(cfg)
     out: list[CheckResult] = []
     config_changed: set[tuple[str, str, str]] = set()    # (kind, device, artifact) of evidence
-    for c in _per_device(checks, entries):
+    for c in _per_device(checks, entries, device):
         say(f"check {c.name} ...")
         if c.artifact not in refs:
             out.append(_evidence_fail(c, f"no artifact {c.artifact} under {cfg.artifacts_dir}", export_command(c.target, c.precision)))
@@ -332,16 +332,20 @@ def gate(
     return GateReport(tuple(out), report)
 
 
-def _per_device(checks: list[Check], entries: dict[tuple[str, str], dict[str, Any]]) -> list[Check]:
+def _per_device(checks: list[Check], entries: dict[tuple[str, str], dict[str, Any]],
+                only_device: str | None = None) -> list[Check]:
     """Accuracy/cosine checks of ``device = "*"`` budgets become one check per device that
-    evaluated the artifact ("local" first); with none, the "*" check stays (and FAILs)."""
+    evaluated the artifact ("local" first); with none, the "*" check stays (and FAILs). Under
+    ``gate --device D`` they are judged on D's own evaluation only."""
     out: list[Check] = []
     for c in checks:
-        devices = sorted({d for d, a in entries if a == c.artifact}, key=lambda d: (d != "local", d))
-        if c.metric in (ACCURACY, COSINE) and c.device == "*" and devices:
-            out += [replace(c, device=d) for d in devices]
-        else:
+        if c.metric not in (ACCURACY, COSINE) or c.device != "*":
             out.append(c)
+        elif only_device is not None:
+            out.append(replace(c, device=only_device))
+        else:
+            devices = sorted({d for d, a in entries if a == c.artifact}, key=lambda d: (d != "local", d))
+            out += [replace(c, device=d) for d in devices] if devices else [c]
     return out
 
 

@@ -51,10 +51,13 @@ def test_every_latency_statistic_and_require(tmp_path: Path) -> None:
     assert all(c.require and c.artifact == "onnx-fp32" for c in got)
 
 
-def test_device_filter_keeps_artifact_limits(tmp_path: Path) -> None:
-    got = checks(tmp_path, {"device": "local", "target": "onnx", "precision": "fp32", "latency_ms": {"p90": 1.0}, "size_kb": 10},
-                 device="board")
-    assert [c.metric for c in got] == ["size_kb"]
+def test_device_filter_judges_only_the_budgets_that_name_the_device(tmp_path: Path) -> None:
+    board = {"board": {"kind": "ssh", "host": "pi@board"}}
+    local_only = {"device": "local", "target": "onnx", "precision": "fp32", "latency_ms": {"p90": 1.0}, "size_kb": 10}
+    assert checks(tmp_path, local_only, devices=board, device="board") == []     # gate exits 2 on this
+    got = checks(tmp_path, local_only, {"device": "*", "target": "onnx", "precision": "fp32", "size_kb": 20},
+                 devices=board, device="board")
+    assert [(c.budget, c.metric) for c in got] == [(1, "size_kb")]
 
 
 def test_unknown_device_is_a_config_error(tmp_path: Path) -> None:
@@ -79,8 +82,11 @@ def test_checks_come_from_budgets_and_devices_not_from_results(tmp_path: Path) -
 def test_accuracy_per_named_device_and_any_device_for_star(tmp_path: Path) -> None:
     board = {"board": {"kind": "ssh", "host": "pi@board"}}
     got = checks(tmp_path, {"device": "board", "target": "tflite", "precision": "int8", "min_cosine": 0.99},
-                 {"target": "tflite", "precision": "int8", "max_accuracy_drop": 0.01}, devices=board, device="local")
+                 {"target": "tflite", "precision": "int8", "max_accuracy_drop": 0.01}, devices=board)
     assert sorted(c.name for c in got) == ["*.tflite-int8.accuracy_drop", "board.tflite-int8.cosine_mean"]
+    only_local = checks(tmp_path, {"device": "board", "target": "tflite", "precision": "int8", "min_cosine": 0.99},
+                        {"target": "tflite", "precision": "int8", "max_accuracy_drop": 0.01}, devices=board, device="local")
+    assert [c.name for c in only_local] == ["*.tflite-int8.accuracy_drop"]
 
 
 def test_budget_with_no_limit_is_a_config_error(tmp_path: Path) -> None:

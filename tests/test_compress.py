@@ -137,7 +137,7 @@ def test_prune_keeps_shapes_and_every_export_path_runs(tmp_path: Path, capsys: p
         assert man.recipe["source"]["kind"] == "compressed", name
         assert man.size_bytes < 0.6 * 4 * m["original"]["params"]
     report = evaluate(cfg, None, None)
-    e = report["artifacts"]["onnx-fp32"]
+    e = report["entries"]["local/onnx-fp32"]
     assert e["source"] == "compressed" and e["cosine_min"] > 0.999     # vs the compressed FP32 model
     assert e["accuracy_drop_original"] == pytest.approx(1.0 - e["accuracy"])   # original is 100%
     assert e["accuracy"] < 1.0    # pruning without distillation costs accuracy on this net
