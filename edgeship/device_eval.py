@@ -24,7 +24,7 @@ import numpy as np
 from edgeship.bundle import RUNNER_PACKAGE, write_runner_package
 from edgeship.config import Config
 from edgeship.devices.base import Device, RunResult, open_device
-from edgeship.errors import ArtifactError, DeviceError, EdgeshipError, InputDataError, RuntimeFailure
+from edgeship.errors import DeviceError, EdgeshipError
 from edgeship.selection import ArtifactRef
 
 if TYPE_CHECKING:
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
 SCHEMA = "edgeship.result/1"
 NO_OUTPUTS = "the native benchmark tools print timings, not outputs"
-# exit codes of runtimes/runner.py (as in profiling.py)
-EXIT_BAD_ARTIFACT, EXIT_RUNTIME, EXIT_BAD_INPUTS = 3, 4, 5
 
 
 def evaluate_on_device(cfg: Config, device: str, refs: list[ArtifactRef], scorer: Scorer, chunk: int,
@@ -136,19 +134,11 @@ def _step(dev: Device, where: str, step: str, fn: Callable[..., Any], *args: Any
 
 
 def _check_exit(run: RunResult, where: str, remote: str, ref: ArtifactRef) -> None:
-    if run.returncode == 0:
-        return
-    lines = [ln.strip() for ln in (run.stderr or "").strip().splitlines() if ln.strip()]
-    last = lines[-1].removeprefix("edgeship-runner: error: ") if lines else f"exit code {run.returncode}"
-    msg = last.replace(f"{remote}/artifact", str(ref.path)).replace(f"{remote}/", "")
-    if run.returncode == EXIT_BAD_ARTIFACT:
-        raise ArtifactError(f"{where}: run: {msg}")
-    if run.returncode == EXIT_BAD_INPUTS:
-        raise InputDataError(f"{where}: run: {msg}; the evaluation set does not fit the artifact, re-export if "
-                             "[model] inputs changed")
-    if run.returncode == EXIT_RUNTIME:
-        raise RuntimeFailure(f"{where}: run: {msg}")
-    raise DeviceError(f"{where}: run: the runner crashed ({msg}, exit {run.returncode})")
+    from edgeship.profiling import runner_failure
+
+    if run.returncode != 0:
+        raise runner_failure(run.returncode, run.stderr, f"{where}: run", remote, ref,
+                             "the evaluation set does not fit the artifact, re-export if [model] inputs changed")
 
 
 def _pull_json(dev: Device, where: str, remote: str, local: Path) -> dict[str, Any]:

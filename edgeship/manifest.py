@@ -152,19 +152,14 @@ def check_manifest(m: Manifest, directory: Path, expect_model: str | None = None
 
 
 def path_problem(rel: object, root: str) -> str | None:
-    """Why ``rel`` is not a safe path inside the artifact directory ``root`` (a realpath), or None."""
-    if not isinstance(rel, str) or not rel or "\x00" in rel:
-        return "is not a file name"
-    if os.path.isabs(rel) or rel.startswith(("/", "\\")):
-        return "is an absolute path"
-    if ".." in rel.replace("\\", "/").split("/"):
-        return "leaves the artifact directory"
-    if os.path.normpath(rel) != rel:
-        return "is not a normalised path"
-    real = os.path.realpath(os.path.join(root, rel))
-    if os.path.commonpath([root, real]) != root or real == root:
-        return "leaves the artifact directory (through a symlink)"
-    return None
+    """Why ``rel`` is not a safe path inside the artifact directory ``root`` (a realpath), or None.
+
+    The standalone runner makes the same check on the device; one implementation serves both
+    (the runner cannot import edgeship, edgeship can import the runner).
+    """
+    from edgeship.runtimes.runner import _path_problem
+
+    return _path_problem(rel, root)
 
 
 def runtime_names() -> list[str]:

@@ -23,7 +23,7 @@ import numpy as np
 from edgeship.bundle import RUNNER_PACKAGE, build_bundle, profiling_inputs
 from edgeship.config import Config
 from edgeship.devices.base import Device, open_device
-from edgeship.errors import ArtifactError, DeviceError, InputDataError, RuntimeFailure
+from edgeship.errors import ArtifactError, DeviceError, EdgeshipError, InputDataError, RuntimeFailure
 from edgeship.evidence import artifact_digest
 from edgeship.fsutil import write_json_atomic
 from edgeship.selection import ArtifactRef, find_artifacts, pick_for_class
@@ -91,17 +91,9 @@ def profile_artifact(cfg: Config, device: Device, ref: ArtifactRef, min_runs: in
             prefix = f"device '{device.name}': "
             raise DeviceError(f"{where}: {msg.removeprefix(prefix)}") from None
         if run.returncode != 0:
-            # name local files, not the device's temp copies of them
-            msg = (_last_line(run.stderr) or f"exit code {run.returncode}").replace(
-                f"{remote}/artifact", str(ref.path)).replace(f"{remote}/", "")
-            if run.returncode == EXIT_BAD_ARTIFACT:
-                raise ArtifactError(f"{where}: {msg}")
-            if run.returncode == EXIT_BAD_INPUTS:
-                raise InputDataError(f"{where}: {msg}; the profiling inputs come from [data] and [model] inputs "
-                                     "of edgeship.toml, re-export if those changed")
-            if run.returncode == EXIT_RUNTIME:
-                raise RuntimeFailure(f"{where}: {msg}")
-            raise DeviceError(f"{where}: the runner crashed ({msg}, exit {run.returncode})")
+            raise runner_failure(run.returncode, run.stderr, where, remote, ref,
+                                 "the profiling inputs come from [data] and [model] inputs of edgeship.toml, "
+                                 "re-export if those changed")
         pulled = Path(tmp) / "result.json"
         device.pull(f"{remote}/result.json", pulled)
         try:
@@ -335,6 +327,21 @@ def _read_result(f: Path, device: str) -> dict[str, Any]:
     if not isinstance(samples, list) or any(isinstance(s, bool) or not isinstance(s, (int, float)) for s in samples):
         raise ArtifactError(f"{f}: an 'ok' profile result whose timing.samples_ns is not a list of numbers; {redo}")
     return r
+
+
+def runner_failure(returncode: int, stderr: str, where: str, remote: str, ref: ArtifactRef,
+                   inputs_hint: str) -> EdgeshipError:
+    """The one-line error for a runner that exited ``returncode`` (runtimes/runner.py's codes),
+    naming local files rather than the device's temp copies of them."""
+    msg = (_last_line(stderr) or f"exit code {returncode}").replace(
+        f"{remote}/artifact", str(ref.path)).replace(f"{remote}/", "")
+    if returncode == EXIT_BAD_ARTIFACT:
+        return ArtifactError(f"{where}: {msg}")
+    if returncode == EXIT_BAD_INPUTS:
+        return InputDataError(f"{where}: {msg}; {inputs_hint}")
+    if returncode == EXIT_RUNTIME:
+        return RuntimeFailure(f"{where}: {msg}")
+    return DeviceError(f"{where}: the runner crashed ({msg}, exit {returncode})")
 
 
 def _last_line(text: str) -> str:
