@@ -71,6 +71,18 @@ class Device(ABC):
     def pull(self, remote: str, local: Path) -> None:
         """Copy a file from the device to ``local``."""
 
+    def remove(self, *remote: str) -> None:
+        """Delete files or directories in the work dir (``rm -rf``); raise DeviceError if it fails.
+
+        The device's own ``rm``; a device whose ``run`` is not a shell on that filesystem (an
+        emulated board runs everything under qemu, whose userland has no coreutils) overrides it.
+        """
+        from edgeship.errors import DeviceError
+
+        res = self.run(["rm", "-rf", "--", *remote], timeout=60)
+        if res.returncode != 0:
+            raise DeviceError(f"device '{self.name}': rm failed: {(res.stderr or '').strip() or f'exit {res.returncode}'}")
+
     @abstractmethod
     def info(self) -> dict[str, Any]:
         """Platform, CPU, python/numpy and runtime availability on the device."""

@@ -106,6 +106,15 @@ class LocalDevice(Device):
             raise DeviceError(f"device '{self.name}': unreadable runner --info output: {run.stdout[:200]!r}") from None
         return {"kind": self.kind, "python": self.python, **found}
 
+    def remove(self, *remote: str) -> None:
+        # the work dir is on this filesystem (also for an emulated board): no process needed
+        for path in remote:
+            p = Path(path)
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink(missing_ok=True)
+
     def cleanup(self) -> None:
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)

@@ -98,7 +98,6 @@ def _run_chunks(cfg: Config, dev: Device, ref: ArtifactRef, scorer: Scorer, chun
             r_out, r_res = f"{remote}/outputs-{tag}.npz", f"{remote}/result-{tag}.json"
             argv = [dev.python or "python3", "-m", f"{RUNNER_PACKAGE}.runner", "--artifact", f"{remote}/artifact",
                     "--eval-inputs", r_in, "--eval-outputs", r_out, "--out", r_res, "--threads", str(cfg.profile.threads)]
-            rm = ["rm", "-f", r_in, r_out, r_res]
             try:
                 run = _step(dev, where, f"run chunk {tag}", dev.run, argv, timeout=cfg.profile.timeout_s, cwd=remote)
                 _check_exit(run, where, remote, ref)
@@ -110,16 +109,14 @@ def _run_chunks(cfg: Config, dev: Device, ref: ArtifactRef, scorer: Scorer, chun
                     outs += _split(pulled, names, len(part), where)
             except BaseException:
                 with contextlib.suppress(Exception):   # the first failure is the one to report
-                    dev.run(rm, timeout=60)
+                    dev.remove(r_in, r_out, r_res)
                 raise
             # the device keeps no chunk: a phone's storage is not a scratch disk
-            gone = _step(dev, where, f"delete chunk {tag}", dev.run, rm, timeout=60)
-            if gone.returncode != 0:
-                raise DeviceError(f"{where}: delete chunk {tag}: {(gone.stderr or '').strip() or 'rm failed'}")
+            _step(dev, where, f"delete chunk {tag}", dev.remove, r_in, r_out, r_res)
             if result["status"] == "skipped":
                 break
         # nor the artifact once it is evaluated (the work dir itself goes when the device closes)
-        _step(dev, where, "delete bundle", dev.run, ["rm", "-rf", remote], timeout=60)
+        _step(dev, where, "delete bundle", dev.remove, remote)
     if result["status"] == "skipped":
         return [], env, result.get("skip_reason") or "the runtime is not available on the device"
     return outs, env, None

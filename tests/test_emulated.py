@@ -350,3 +350,47 @@ def test_cli_devices_setup_check_and_list(arm64_userland: Path, tmp_path: Path, 
     monkeypatch.setenv("EDGESHIP_CACHE_DIR", str(tmp_path / "fresh"))
     assert main(["--config", str(toml), "devices", "check", "pi5"]) == 1
     assert "run 'edgeship devices setup pi5' once" in capsys.readouterr().out
+
+
+def test_gate_the_demo_int8_on_the_emulated_cortex_a76(demo_project: Any, arm64_userland: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 16's promise end to end, through the CLI: export the demo's INT8 for the board's
+    CPU class, evaluate it ON the emulated Cortex-A76 (the real aarch64 runtimes), and gate on
+    those numbers; its latency budget is SKIPPED, never PASS."""
+    from edgeship.cli import main
+    from tests.conftest import cli_project
+
+    shutil.copytree(demo_project[0].build / "artifacts", tmp_path / "build" / "artifacts")
+    text = (ROOT / "edgeship.toml").read_text()
+    budgets = ('\n[devices.pi5]\nkind = "emulated"\narch = "arm64"\ncpu = "cortex-a76"\n'
+               '\n[[budgets]]\ndevice = "pi5"\ntarget = "*"\nprecision = "int8"\nlatency_ms = { p90 = 5.0 }\n'
+               'max_accuracy_drop = 0.005\nmin_cosine = 0.999\n')
+    toml = cli_project(tmp_path, {text[text.index("# Example budgets"):]: ""}, append=budgets)
+    cfg = ["--config", str(toml)]
+
+    # the budgets name pi5 only: its class (arm64-dotprod) is the default build's
+    assert main([*cfg, "export", "--target", "onnx", "--precision", "int8"]) == 0
+    built = json.loads((tmp_path / "build" / "artifacts" / "digits_cnn" / "onnx-int8" / "manifest.json").read_text())
+    assert built["built_for"]["cpu_class"] == "arm64-dotprod", built["built_for"]
+
+    assert main([*cfg, "eval", "--device", "pi5", "--precision", "int8", "--target", "onnx,tflite"]) == 0
+    entries = json.loads((tmp_path / "build" / "reports" / "eval.json").read_text())["entries"]
+    for name in ("onnx-int8", "tflite-int8"):
+        e = entries[f"pi5/{name}"]
+        assert e["status"] == "ok" and e["cpu"]["cpu_class"] == "arm64-dotprod", e
+        assert e["cosine_mean"] >= 0.999 and e["accuracy_drop"] <= 0.005, (name, e)
+
+    assert main([*cfg, "profile", "--device", "pi5", "--precision", "int8", "--target", "onnx,tflite"]) == 0
+    capsys.readouterr()
+    code = main([*cfg, "gate", "--no-remeasure"])
+    out = capsys.readouterr().out
+    checks = json.loads((tmp_path / "build" / "reports" / "report.json").read_text())["checks"]
+    assert code == 0, out
+    by_metric: dict[str, list[dict[str, Any]]] = {}
+    for c in checks:
+        by_metric.setdefault(c["metric"], []).append(c)
+    assert {c["device"] for c in checks} == {"pi5"}
+    assert all(c["verdict"] == "PASS" for m in ("accuracy_drop", "cosine_mean") for c in by_metric[m])
+    assert len(by_metric["cosine_mean"]) == 2 and all("on pi5" in c["detail"] for c in by_metric["cosine_mean"])
+    lat = by_metric["latency_p90_ms"]
+    assert len(lat) == 2 and all(c["verdict"] == "SKIPPED" and "timing is not representative" in c["detail"] for c in lat)

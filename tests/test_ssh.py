@@ -133,6 +133,9 @@ def test_profile_and_gate_over_ssh(sshd: SSHServer, demo_project, tmp_path: Path
     out = capsys.readouterr().out
     assert code == 0, out
     assert any(ln.split()[:2] == ["onnx-int8", "board"] for ln in out.splitlines()), out
+    # gate --device board judges the demo's "*" fidelity budgets on the board's own eval
+    assert main(["--config", str(toml), "eval", "--device", "board", "-p", "int8,fp16"]) == 0
+    capsys.readouterr()
     code = main(["--config", str(toml), "gate", "--device", "board"])
     out = capsys.readouterr().out
     assert code == 0, out
