@@ -8,6 +8,7 @@ loopback (the nodes show as node:127.0.0.1, asserted below).
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import threading
@@ -196,6 +197,33 @@ def test_node_dying_mid_run_is_an_error_for_its_device(lab, project, tmp_path: P
     assert not (project.build / "results" / "boxc").exists()
 
 
+def test_ctrl_c_cancels_the_submitted_tasks(lab, project) -> None:
+    from edgeship.bundle import profiling_inputs
+    from edgeship.cluster.submit import run_tasks
+    from edgeship.selection import find_artifacts
+
+    ray, _, _ = lab
+    ref = find_artifacts(project, *ONNX_FP32)[0]
+    slow = project.model_copy(update={"profile": project.profile.model_copy(update={"warmup_seconds": 30.0,
+                                                                                   "max_seconds": 60.0,
+                                                                                   "max_runs": 0})})
+    opts = {"inputs": profiling_inputs(project), "reference": None, "min_runs": None, "min_seconds": None,
+            "threads": None, "rounds": 1}
+
+    submitted: list[Any] = []
+    # Ctrl-C while the submitter waits: KeyboardInterrupt in the main thread, as a terminal sends it
+    timer = threading.Timer(3.0, _thread.interrupt_main)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_tasks(ray, slow, {"boxb": [ref]}, opts, lambda _m: None, submitted)
+    finally:
+        timer.cancel()
+    assert len(submitted) == 1
+    with pytest.raises(ray.exceptions.TaskCancelledError):
+        ray.get(submitted[0], timeout=60)     # boxb's 30 s run was cancelled, not left running
+
+
 def test_unadvertised_device_fails_in_the_gate(lab, project, capsys: pytest.CaptureFixture[str]) -> None:
     """A budgeted device no node advertises: an error line and FAIL rows, never a hang or a drop."""
     _, _, address = lab
@@ -232,3 +260,15 @@ def test_worker_checks_then_advertises(lab, tmp_path: Path, capsys: pytest.Captu
     assert main(["-c", str(toml), "worker", "--cluster", address, "--devices", "boxw", "--check-only"]) == 0
     out, _ = capsys.readouterr()
     assert f"--address {address}" in out and "edgeship-device:boxw" in out and "--block" in out
+
+
+def test_no_ray_without_a_cluster() -> None:
+    """The embedded default: every command's module and profile's code path load without Ray."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom edgeship.cli import build_parser\nbuild_parser()\n"
+            "import edgeship.profiling, edgeship.device_eval, edgeship.gating\n"
+            "print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr

@@ -71,8 +71,11 @@ def profile_on_cluster(cfg: Config, address: str, devices: list[str], targets: t
 
 
 def run_tasks(ray: Any, cfg: Config, per_device: dict[str, list[Any]], opts: dict[str, Any],
-              say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
-    """Submit one task per device, wait for all; device -> {"results", "node", "error" (a line or None)}."""
+              say: Callable[[str], None], submitted: list[Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Submit one task per device, wait for all; device -> {"results", "node", "error" (a line or None)}.
+
+    ``submitted`` collects the tasks' object refs (for a caller that watches them).
+    """
     from edgeship import __version__
     from edgeship.cluster import device_resource
     from edgeship.cluster.connect import advertised
@@ -100,6 +103,8 @@ def run_tasks(ray: Any, cfg: Config, per_device: dict[str, list[Any]], opts: dic
         job = {"device": device, "cfg": cfg, "version": __version__, **opts}
         task = remote.options(resources={device_resource(device): 1}, name=f"edgeship:{device}")
         pending[task.remote(job, *payloads)] = device
+        if submitted is not None:
+            submitted.append(next(reversed(pending)))
         outcomes[device] = {"node": node, "results": [], "error": None}
         say(f"device {device}: submitted to node {_where(node)} ({len(refs)} artifacts)")
     try:
