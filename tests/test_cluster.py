@@ -224,6 +224,19 @@ def test_ctrl_c_cancels_the_submitted_tasks(lab, project) -> None:
         ray.get(submitted[0], timeout=60)     # boxb's 30 s run was cancelled, not left running
 
 
+def test_eval_device_on_its_node(lab, project) -> None:
+    """eval --device boxb --cluster: the node runs the chunks, this host scores and writes eval.json."""
+    from edgeship.evaluation import eval_path, evaluate
+
+    _, _, address = lab
+    report = evaluate(project, *ONNX_FP32, device="boxb", chunk=50, cluster=address)
+    assert report["updated"] == ["boxb/onnx-fp32"]
+    e = json.loads(eval_path(project).read_text())["entries"]["boxb/onnx-fp32"]
+    assert e["status"] == "ok" and e["device"] == "boxb" and e["samples"] == report["samples"] > 50
+    assert e["cosine_min"] > 0.9999 and e["top1_agreement"] == 1.0 and e["cpu"]
+    assert "local/onnx-fp32" in report["entries"]          # a subset eval merges, others kept
+
+
 def test_unadvertised_device_fails_in_the_gate(lab, project, capsys: pytest.CaptureFixture[str]) -> None:
     """A budgeted device no node advertises: an error line and FAIL rows, never a hang or a drop."""
     _, _, address = lab

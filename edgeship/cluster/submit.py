@@ -71,10 +71,12 @@ def profile_on_cluster(cfg: Config, address: str, devices: list[str], targets: t
 
 
 def run_tasks(ray: Any, cfg: Config, per_device: dict[str, list[Any]], opts: dict[str, Any],
-              say: Callable[[str], None], submitted: list[Any] | None = None) -> dict[str, dict[str, Any]]:
+              say: Callable[[str], None], submitted: list[Any] | None = None,
+              fn: Callable[..., dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Submit one task per device, wait for all; device -> {"results", "node", "error" (a line or None)}.
 
-    ``submitted`` collects the tasks' object refs (for a caller that watches them).
+    ``submitted`` collects the tasks' object refs (for a caller that watches them); ``fn`` is
+    the node-side function (default: task.run_device, the profile rounds).
     """
     from edgeship import __version__
     from edgeship.cluster import device_resource
@@ -86,7 +88,7 @@ def run_tasks(ray: Any, cfg: Config, per_device: dict[str, list[Any]], opts: dic
     outcomes: dict[str, dict[str, Any]] = {}
     shipped: dict[str, Any] = {}          # each artifact goes into the object store once
     # num_cpus=0: the device resource is the lock; max_retries=0: a measurement never silently reruns
-    remote = ray.remote(num_cpus=0, max_retries=0, retry_exceptions=False)(run_device)
+    remote = ray.remote(num_cpus=0, max_retries=0, retry_exceptions=False)(fn or run_device)
     pending: dict[Any, str] = {}
     for device, refs in per_device.items():
         node = nodes.get(device)

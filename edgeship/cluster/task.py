@@ -20,6 +20,11 @@ from edgeship.errors import EdgeshipError
 def run_device(job: dict[str, Any], *payloads: dict[str, Any]) -> dict[str, Any]:
     """``job``: device, cfg (the submitter's), inputs, reference outputs, round options.
     ``payloads``: the artifacts (Ray resolves top-level object refs, fetching them here)."""
+    return on_node(job, payloads, _measure)
+
+
+def on_node(job: dict[str, Any], payloads: tuple[dict[str, Any], ...], work: Any) -> dict[str, Any]:
+    """Config, artifacts, then ``work(cfg, job, refs, say, out)``; a failure is returned, not raised."""
     out: dict[str, Any] = {"device": job["device"], "host": socket.gethostname(), "started": time.time(),
                            "results": [], "error": None}
     step = "config"
@@ -32,7 +37,7 @@ def run_device(job: dict[str, Any], *payloads: dict[str, Any]) -> dict[str, Any]
             for p in payloads:
                 step = f"receive artifact {p['name']}"
                 refs.append(unpack(p, Path(tmp), cfg.model.name))
-            out["results"] = _measure(cfg, job, refs, lambda s: None, out)
+            out["results"] = work(cfg, job, refs, lambda s: None, out)
     except EdgeshipError as exc:
         out["error"] = {"step": out.get("step", step), "message": str(exc)}
     except Exception as exc:  # noqa: BLE001  (a bug or a foreign error: still one line for this device)
