@@ -285,3 +285,35 @@ def test_no_ray_without_a_cluster() -> None:
             "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_artifacts_are_checked_on_arrival(demo_project, tmp_path: Path) -> None:
+    """transport: a byte changed in flight, or a path leaving the artifact, is refused (no Ray needed)."""
+    from edgeship.cluster.transport import pack, unpack
+    from edgeship.errors import ArtifactError
+    from edgeship.selection import find_artifacts
+
+    cfg = demo_project[0]
+    ref = find_artifacts(cfg, *ONNX_FP32)[0]
+    payload = pack(ref)
+    got = unpack(payload, tmp_path / "ok", cfg.model.name)
+    assert got.name == ref.name and got.manifest.model_file == ref.manifest.model_file
+    model = ref.manifest.model_file
+    bad = {**payload, "files": {**payload["files"], model: payload["files"][model][:-1] + b"\0"}}
+    with pytest.raises(ArtifactError, match="sha256|size"):
+        unpack(bad, tmp_path / "bad", cfg.model.name)
+    escape = {**payload, "files": {**payload["files"], "../outside": b"x"}}
+    with pytest.raises(ArtifactError, match="leaves the artifact directory"):
+        unpack(escape, tmp_path / "escape", cfg.model.name)
+    assert not (tmp_path / "escape" / "outside").exists()
+
+
+def test_cluster_address_in_config(tmp_path: Path) -> None:
+    from edgeship.config import load_config
+    from edgeship.errors import ConfigError
+
+    ok = cli_project(tmp_path, append='\n[cluster]\naddress = "auto"\n')
+    assert load_config(ok).cluster.address == "auto"
+    ok.write_text(ok.read_text().replace('address = "auto"', 'adress = "auto"'))
+    with pytest.raises(ConfigError, match="cluster.adress"):
+        load_config(ok)
