@@ -136,6 +136,11 @@ class GateConfig(_Frozen):
     memory_tolerance_mb: float = Field(0.5, ge=0)
 
 
+class ClusterConfig(_Frozen):
+    # "auto" (the local Ray cluster) or "ray://host:10001" / "host:6379": see docs/cluster.md
+    address: str | None = Field(None, min_length=1)
+
+
 class _DeviceBase(_Frozen):
     # declared CPU class (contract 2), for export --for a device that cannot be reached
     cpu_class: str | None = None
@@ -328,6 +333,7 @@ class Config(_Frozen):
     budgets: tuple[BudgetConfig, ...] = ()
     compress: CompressConfig = CompressConfig()
     build_dir: Path = Path("build")
+    cluster: ClusterConfig = ClusterConfig()
 
     # Set by load_config, not by the file.
     path: Path | None = Field(None, exclude=True)

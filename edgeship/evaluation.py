@@ -153,6 +153,7 @@ def evaluate(
     on_event: Callable[[str], None] | None = None,
     device: str | None = None,
     chunk: int = 64,
+    cluster: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate the matching artifacts (on ``device``, else in-process here) and merge into eval.json.
 
@@ -168,6 +169,10 @@ def evaluate(
     scorer = Scorer(cfg, samples)
     if device is None:
         produced = _evaluate_here(cfg, refs, scorer, say)
+    elif cluster or cfg.cluster.address:    # on the node that owns the device: edgeship/cluster/
+        from edgeship.cluster.eval import evaluate_on_cluster
+
+        produced = evaluate_on_cluster(cfg, cluster or cfg.cluster.address or "", device, refs, scorer, chunk, say)
     else:
         from edgeship.device_eval import evaluate_on_device
 

@@ -208,7 +208,7 @@ def profile(
     cfg: Config, device: str = "local", targets: tuple[Target, ...] | None = None,
     precisions: tuple[Precision, ...] | None = None, on_event: Callable[[str], None] | None = None,
     min_runs: int | None = None, min_seconds: float | None = None, threads: int | None = None,
-    rounds: int | None = None,
+    rounds: int | None = None, cluster: str | None = None,
 ) -> list[dict[str, Any]]:
     """Profile every matching artifact on ``device``; results land in build/results/<device>/.
 
@@ -218,9 +218,16 @@ def profile(
     ``min_runs``/``min_seconds`` (totals over the rounds) and ``threads`` override ``[profile]``
     for this call. A result is written after every round (so far), the device's outputs are
     compared with the reference in round 1.
-    """
-    from edgeship.rounds import merge_rounds, round_plan
 
+    With ``cluster`` (or ``[cluster] address``) the devices (``device`` may then name several,
+    comma-separated) are measured on the Ray nodes that own them: see edgeship/cluster/.
+    """
+    address = cluster or cfg.cluster.address
+    if address:    # the one dispatch point; without a cluster Ray is never imported
+        from edgeship.cluster.submit import profile_on_cluster
+
+        return profile_on_cluster(cfg, address, device.split(","), targets, precisions, on_event,
+                                  min_runs, min_seconds, threads, rounds)
     say = on_event or (lambda _m: None)
     refs = pick_for_class(find_artifacts(cfg, targets, precisions), known_device_class(cfg, device))
     inputs = profiling_inputs(cfg)
@@ -228,26 +235,43 @@ def profile(
     # a stale result from an earlier run must not stand in for one that fails now
     for ref in refs:
         result_path(cfg, device, ref.name).unlink(missing_ok=True)
-    warned: set[str] = set()
     with open_device(device, cfg) as dev:
-        plan = round_plan(cfg, dev.kind, min_runs, min_seconds, rounds)
-        done: dict[str, list[dict[str, Any]]] = {ref.name: [] for ref in refs}
-        for i in range(plan.rounds):
-            for ref in refs:
-                runs = done[ref.name]
-                if runs and runs[0]["status"] != "ok":
-                    continue     # SKIPPED in round 1: the runtime cannot run here, no more rounds
-                say(f"profile {ref.name} on {device} (round {i + 1}/{plan.rounds}) ...")
-                runs.append(profile_artifact(plan.cfg, dev, ref, None, None, inputs, threads,
-                                             reference if i == 0 else None))
-                _warn_class_mismatch(ref, runs[-1], device, warned)
-                if runs[-1]["status"] != "ok" and i > 0:
-                    raise DeviceError(f"device '{device}', artifact {ref.name}: round {i + 1} was skipped "
-                                      f"({runs[-1].get('skip_reason')}) although round 1 ran; check the device")
-                result = merge_rounds(runs)      # round 1's outputs comparison rides along
-                write_json_atomic(result_path(cfg, device, ref.name), result)
-                if result["status"] != "ok" and i == 0:
-                    say(f"  {ref.name}: SKIPPED ({result['skip_reason']})")
+        def save(name: str, result: dict[str, Any]) -> None:
+            write_json_atomic(result_path(cfg, device, name), result)
+
+        return measure_rounds(cfg, dev, refs, inputs, reference, say, save, min_runs, min_seconds, threads, rounds)
+
+
+def measure_rounds(cfg: Config, dev: Device, refs: list[ArtifactRef], inputs: dict[str, Any],
+                   reference: Reference | None, say: Callable[[str], None],
+                   save: Callable[[str, dict[str, Any]], None], min_runs: int | None = None,
+                   min_seconds: float | None = None, threads: int | None = None,
+                   rounds: int | None = None) -> list[dict[str, Any]]:
+    """The rounds of ``refs`` on the open device ``dev``, interleaved; ``save`` gets each
+    artifact's merged result after every round (the submitting host writes it; a cluster node
+    only collects it)."""
+    from edgeship.rounds import merge_rounds, round_plan
+
+    device = dev.name
+    warned: set[str] = set()
+    plan = round_plan(cfg, dev.kind, min_runs, min_seconds, rounds)
+    done: dict[str, list[dict[str, Any]]] = {ref.name: [] for ref in refs}
+    for i in range(plan.rounds):
+        for ref in refs:
+            runs = done[ref.name]
+            if runs and runs[0]["status"] != "ok":
+                continue     # SKIPPED in round 1: the runtime cannot run here, no more rounds
+            say(f"profile {ref.name} on {device} (round {i + 1}/{plan.rounds}) ...")
+            runs.append(profile_artifact(plan.cfg, dev, ref, None, None, inputs, threads,
+                                         reference if i == 0 else None))
+            _warn_class_mismatch(ref, runs[-1], device, warned)
+            if runs[-1]["status"] != "ok" and i > 0:
+                raise DeviceError(f"device '{device}', artifact {ref.name}: round {i + 1} was skipped "
+                                  f"({runs[-1].get('skip_reason')}) although round 1 ran; check the device")
+            result = merge_rounds(runs)      # round 1's outputs comparison rides along
+            save(ref.name, result)
+            if result["status"] != "ok" and i == 0:
+                say(f"  {ref.name}: SKIPPED ({result['skip_reason']})")
     return [merge_rounds(done[ref.name]) for ref in refs]
 
 

@@ -15,6 +15,8 @@ class Eval:
                             "this host, recorded as 'local')")
         p.add_argument("--chunk", type=int, default=64,
                        help="samples per file pushed to the device at a time (default: 64)")
+        p.add_argument("--cluster", metavar="ADDRESS", help="run --device on the Ray device-lab node that owns it "
+                       "(default: [cluster] address; see docs/cluster.md)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -24,9 +26,12 @@ class Eval:
 
         if args.chunk < 1:
             raise UsageError(f"--chunk must be >= 1, got {args.chunk}")
+        if args.cluster and not args.device:
+            raise UsageError("eval --cluster needs --device NAME (the in-process eval runs on this host)")
         cfg, targets, precisions = load_selection(args)
         with Progress() as progress:
-            report = evaluate(cfg, targets, precisions, on_event=progress.event, device=args.device, chunk=args.chunk)
+            report = evaluate(cfg, targets, precisions, on_event=progress.event, device=args.device, chunk=args.chunk,
+                              cluster=args.cluster)
         print(format_table(report))
         print(f"wrote {eval_path(cfg)}")
         return 0

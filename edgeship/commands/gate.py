@@ -14,6 +14,8 @@ class Gate:
         p.add_argument("--threshold", type=float, help="minimum slowdown that counts as a regression, a fraction in [0, 1) (default 0.05)")
         p.add_argument("--force", action="store_true", help="compare with a baseline from different hardware")
         p.add_argument("--no-remeasure", action="store_true", help="decide on the saved samples only (no extra rounds)")
+        p.add_argument("--cluster", metavar="ADDRESS", help="profile the budgeted devices on a Ray device lab first "
+                       "(default: [cluster] address; see docs/cluster.md)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -27,6 +29,13 @@ class Gate:
         cfg = load_config(args.config)
         baseline = load_report(args.baseline) if args.baseline else None
         remeasure = (lambda _d, _a: []) if args.no_remeasure else None
+        address = args.cluster or cfg.cluster.address
+        if address:     # measure on the lab first; failed devices then FAIL as missing evidence
+            from edgeship.cluster.gate import lab_remeasure, profile_lab
+
+            with Progress() as progress:
+                profile_lab(cfg, address, args.device, progress.event)
+            remeasure = remeasure or lab_remeasure(cfg, address)
         with Progress() as progress:
             result = gate(cfg, args.device, remeasure, baseline, args.force, args.threshold, progress.event)
         paths = write_reports(result.report, cfg.build / "reports")

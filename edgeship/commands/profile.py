@@ -14,11 +14,13 @@ class Profile:
         p.add_argument("--min-runs", type=int, help="measured runs at least (default: [profile] min_runs)")
         p.add_argument("--min-seconds", type=float, help="measure at least this long (default: [profile] min_seconds)")
         p.add_argument("--threads", type=int, help="runtime threads (default: [profile] threads)")
+        p.add_argument("--cluster", metavar="ADDRESS", help="measure on a Ray device lab (--device may then name "
+                       "several, comma-separated; default: [cluster] address; see docs/cluster.md)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from edgeship.config import MAX_SECONDS
-        from edgeship.errors import UsageError
+        from edgeship.errors import DeviceError, UsageError
         from edgeship.profiling import profile
         from edgeship.progress import Progress
 
@@ -28,11 +30,17 @@ class Profile:
         if args.min_seconds is not None and not 0 <= args.min_seconds <= MAX_SECONDS:   # also refuses nan
             raise UsageError(f"--min-seconds must be between 0 and {MAX_SECONDS:g}, got {args.min_seconds:g}")
         cfg, targets, precisions = load_selection(args)
-        with Progress() as progress:
-            results = profile(cfg, args.device, targets, precisions, progress.event, args.min_runs,
-                              args.min_seconds, args.threads)
+        try:
+            with Progress() as progress:
+                results = profile(cfg, args.device, targets, precisions, progress.event, args.min_runs,
+                                  args.min_seconds, args.threads, cluster=args.cluster)
+        except DeviceError as exc:
+            if getattr(exc, "results", None):     # a lab run: the devices that finished are shown, then the errors
+                print(format_results(exc.results, cfg))   # type: ignore[attr-defined]
+            raise
         print(format_results(results, cfg))
-        _say_int8_speed(cfg, args.device)
+        for device in args.device.split(","):
+            _say_int8_speed(cfg, device)
         return 0
 
 

@@ -1,0 +1,59 @@
+"""gate --cluster: profile every budgeted device on its node, then judge as usual.
+
+A device that fails (its check, its node dying, not advertised) has no fresh result; the
+evidence-bound gate then FAILs its latency/memory checks naming the command to re-run, so
+those rows are never dropped. Extra rounds (when a confidence interval straddles a budget)
+are tasks on the device's node too.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from fnmatch import fnmatchcase
+from typing import Any
+
+from edgeship.config import Config
+
+
+def _device_budgets(cfg: Config) -> list[Any]:
+    return [b for b in cfg.budgets if b.latency_ms is not None or b.peak_memory_mb is not None]
+
+
+def lab_devices(cfg: Config, only: str | None) -> list[str]:
+    """Configured devices a latency or memory budget names (``only``: that one)."""
+    from edgeship.budgets import budget_devices
+
+    out: list[str] = []
+    for b in _device_budgets(cfg):
+        out += [d for d in budget_devices(cfg, b) if only is None or d == only]
+    return list(dict.fromkeys(out))
+
+
+def judged(cfg: Config, device: str, ref: Any) -> bool:
+    """Does a latency/memory budget judge this artifact on this device?"""
+    return any(fnmatchcase(device, b.device) and fnmatchcase(ref.manifest.target, b.target)
+               and fnmatchcase(ref.manifest.precision, b.precision) for b in _device_budgets(cfg))
+
+
+def profile_lab(cfg: Config, address: str, only: str | None, say: Callable[[str], None]) -> list[str]:
+    """Profile the budgeted devices on the cluster; returns the error lines (also on stderr)."""
+    from edgeship.cluster.submit import ClusterRunError, profile_on_cluster
+
+    devices = lab_devices(cfg, only)
+    if not devices:
+        return []
+    try:
+        profile_on_cluster(cfg, address, devices, None, None, say,
+                           wanted=lambda d, r: judged(cfg, d, r))
+    except ClusterRunError as exc:
+        for line in exc.errors:
+            print(f"edgeship: error: {line}", file=sys.stderr)
+        return exc.errors
+    return []
+
+
+def lab_remeasure(cfg: Config, address: str) -> Any:
+    from edgeship.cluster.submit import remeasure_on_cluster
+
+    return remeasure_on_cluster(cfg, address)
