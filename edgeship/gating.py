@@ -195,7 +195,9 @@ def flag_noisy_devices(results: list[CheckResult], cfg: Config) -> list[CheckRes
     out = []
     for r in results:
         cv = worst.get(r.check.device)
-        if cv is not None and r.check.metric.startswith("latency_") and r.check.metric != "latency_regression":
+        # a measured verdict only: a missing-evidence FAIL or a SKIPPED row has no rounds to doubt
+        measured = not r.rerun and r.verdict is not Verdict.SKIPPED
+        if cv is not None and measured and r.check.metric.startswith("latency_") and r.check.metric != "latency_regression":
             note = (f"too noisy: round-to-round CV up to {100 * cv:.0f}% on '{r.check.device}' "
                     f"(> {100 * limit:.0f}%; pin CPUs, isolate the device or add rounds, see docs/gate.md)")
             r = replace(r, detail=f"{note}; {r.detail}")

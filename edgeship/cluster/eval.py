@@ -53,7 +53,7 @@ def evaluate_on_cluster(cfg: Config, address: str, device: str, refs: list[Any],
             entry.update(status="skipped", skip_reason=r["skipped"])
             say(f"  {ref.name}: SKIPPED ({r['skipped']})")
         else:
-            entry.update(scorer.score(r["outputs"]))
+            entry.update(scorer.score(r["outputs"], ref.manifest))
         yield entry
 
 
