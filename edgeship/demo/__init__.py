@@ -76,7 +76,9 @@ def _train() -> Any:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=EPOCHS)
     xt, yt = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
     gen = torch.Generator().manual_seed(SEED)
-    with torch.random.fork_rng(), _deterministic(torch):
+    from edgeship.determinism import deterministic
+
+    with torch.random.fork_rng(), deterministic(torch):
         for _ in range(EPOCHS):
             model.train()
             perm = torch.randperm(len(xt), generator=gen)
@@ -94,19 +96,6 @@ def _train() -> Any:
     return model.eval()
 
 
-class _deterministic:
-    def __init__(self, torch: Any) -> None:
-        self.torch = torch
-
-    def __enter__(self) -> None:
-        self.prev = self.torch.are_deterministic_algorithms_enabled()
-        self.threads = self.torch.get_num_threads()
-        self.torch.use_deterministic_algorithms(True)
-        self.torch.set_num_threads(1)   # reductions in a fixed order: same weights every run
-
-    def __exit__(self, *exc: object) -> None:
-        self.torch.use_deterministic_algorithms(self.prev)
-        self.torch.set_num_threads(self.threads)
 
 
 def build_model() -> Any:

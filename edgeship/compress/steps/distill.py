@@ -49,7 +49,9 @@ class Distill(Step):
         opt = torch.optim.Adam(model.parameters(), lr=c.lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs)   # settles late epochs
         history: list[dict[str, float]] = []
-        with torch.random.fork_rng(), _Deterministic(torch):
+        from edgeship.determinism import deterministic
+
+        with torch.random.fork_rng(), deterministic(torch):
             torch.manual_seed(ctx.seed)
             start = self._eval_loss(model, x_ev, t_ev, y_ev, names, torch)
             best, best_state, best_epoch, since, steps = start, copy.deepcopy(model.state_dict()), 0, 0, 0
@@ -123,18 +125,3 @@ def logits(model: Any, x: dict[str, np.ndarray], names: tuple[str, ...], torch: 
 
 def _first(out: Any) -> Any:
     return out[0] if isinstance(out, (tuple, list)) else out
-
-
-class _Deterministic:
-    def __init__(self, torch: Any) -> None:
-        self.torch = torch
-
-    def __enter__(self) -> None:
-        self.prev = self.torch.are_deterministic_algorithms_enabled()
-        self.threads = self.torch.get_num_threads()
-        self.torch.use_deterministic_algorithms(True)
-        self.torch.set_num_threads(1)   # reductions in a fixed order: the same student every run
-
-    def __exit__(self, *exc: object) -> None:
-        self.torch.use_deterministic_algorithms(self.prev)
-        self.torch.set_num_threads(self.threads)
