@@ -7,8 +7,6 @@ an AVX2-only EPYC, whatever this host's CPU is.
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
 from pathlib import Path
 
@@ -97,11 +95,11 @@ def test_this_host_is_classified_and_the_runner_reports_it() -> None:
     assert cpu["cpu_class"] == f["cpu_class"] and cpu["features"] == f["features"] and cpu["model"]
 
 
-def _qemu() -> str | None:
-    path = shutil.which("qemu-x86_64-static")
-    if path is None and os.environ.get("CI") == "true":
-        pytest.fail("qemu-x86_64-static is required under CI=true: apt-get install qemu-user-static")
-    return path
+def _qemu() -> str:
+    """qemu-x86_64-static, or skip with the install command (a failure under CI=true)."""
+    from tests.conftest import require_tool
+
+    return require_tool("qemu-x86_64-static", "apt-get install qemu-user-static")
 
 
 def test_cpuid_sees_the_emulated_cpu_not_the_hosts_cpuinfo() -> None:
@@ -114,8 +112,6 @@ def test_cpuid_sees_the_emulated_cpu_not_the_hosts_cpuinfo() -> None:
     if platform.machine() != "x86_64":
         pytest.skip("x86-64 host only")
     qemu = _qemu()
-    if qemu is None:
-        pytest.skip("needs qemu-x86_64-static: apt-get install qemu-user-static")
     import edgeship.runtimes.cpuinfo as mod
 
     out = subprocess.run([qemu, "-cpu", "Haswell", sys.executable, mod.__file__], capture_output=True, text=True,
@@ -249,8 +245,7 @@ def test_avx2_artifact_holds_under_haswell_where_plain_u8s8_saturates(per_class)
 
     if platform.machine() != "x86_64":
         pytest.skip("x86-64 host only")
-    if _qemu() is None:
-        pytest.skip("needs qemu-x86_64-static: apt-get install qemu-user-static")
+    _qemu()
     rng = np.random.default_rng(123)   # held out: not the calibration samples
     feeds = [{"x": rng.random((1, 3, 16, 16), dtype=np.float32)} for _ in range(6)]
     model = load_reference(per_class)
@@ -291,13 +286,10 @@ def test_an_undeclared_ssh_device_is_asked_for_its_class(tmp_path: Path) -> None
     import sys
 
     from edgeship.export_for import export_targets
-    from tests.conftest import make_config
+    from tests.conftest import make_config, require_tool
     from tests.sshd import start_sshd
 
-    if shutil.which("sshd") is None and not Path("/usr/sbin/sshd").exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("sshd is required under CI=true: apt-get install openssh-server")
-        pytest.skip("needs sshd: apt-get install openssh-server")
+    require_tool("sshd", "apt-get install openssh-server", "/usr/sbin/sshd")
     server = start_sshd(tmp_path / "sshd")
     try:
         cfg = make_config(tmp_path, devices={"board": server.device_config(sys.executable)})

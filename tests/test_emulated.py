@@ -18,24 +18,11 @@ import numpy as np
 import pytest
 
 from edgeship.errors import ConfigError
-from tests.conftest import ROOT, make_config, project_copy
+from tests.conftest import ROOT, in_ci, make_config, project_copy, require_tool
 
 QEMU_INSTALL = "apt-get install -y qemu-user-static"
 EMULATED = {"hw": {"kind": "emulated", "arch": "x86_64", "cpu": "Haswell"},
             "pi5": {"kind": "emulated", "arch": "arm64", "cpu": "cortex-a76"}}
-
-
-def require_tool(name: str, install: str) -> None:
-    """Skip when ``name`` is missing, with the install command; under CI=true that is a failure.
-
-    (Local helper: h12b adds a shared ``require_tool`` to conftest; this one goes when it lands.)
-    """
-    if shutil.which(name) is not None:
-        return
-    msg = f"{name} not found; install it: {install}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true: {msg}")
-    pytest.skip(msg)
 
 
 def require_emulation(arch: str) -> None:
@@ -47,7 +34,7 @@ def require_emulation(arch: str) -> None:
     if os.geteuid() != 0 and subprocess.run(["unshare", "--map-root-user", "--mount", "true"],
                                             capture_output=True, check=False).returncode != 0:
         msg = "emulated boards need root or unprivileged user namespaces (unshare --map-root-user --mount)"
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail(f"CI=true: {msg}")
         pytest.skip(msg)
 
