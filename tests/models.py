@@ -172,3 +172,128 @@ class ErfinvNet(nn.Module):
 
 def erfinv_net() -> nn.Module:
     return ErfinvNet().eval()
+
+
+# --- the model families of issue 14: a Hugging Face BERT encoder and recurrent nets -------------
+
+class BertEmbedder(nn.Module):
+    """A sentence encoder as people ship it: ``transformers.BertModel`` (tiny, random-initialised:
+    nothing is downloaded), mean-pooled over the attention mask, L2-normalised."""
+
+    def __init__(self, vocab: int = 128, dim: int = 32, layers: int = 2, heads: int = 4, seq: int = 32) -> None:
+        super().__init__()
+        from transformers import BertConfig, BertModel
+
+        torch.manual_seed(0)
+        cfg = BertConfig(vocab_size=vocab, hidden_size=dim, num_hidden_layers=layers, num_attention_heads=heads,
+                         intermediate_size=2 * dim, max_position_embeddings=seq, type_vocab_size=1,
+                         hidden_act="gelu", attn_implementation="eager")
+        self.bert = BertModel(cfg, add_pooling_layer=False).eval()
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        m = attention_mask[..., None].to(hidden.dtype)
+        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return nn.functional.normalize(pooled, dim=-1)
+
+
+class GruKws(nn.Module):
+    """A keyword spotter: Conv1d front end over 10 MFCCs x 49 frames, a GRU, a linear classifier."""
+
+    def __init__(self, mfcc: int = 10, hidden: int = 64, classes: int = 12, layers: int = 1) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Sequential(nn.Conv1d(mfcc, 32, 3, padding=1), nn.ReLU())
+        self.rnn = nn.GRU(32, hidden, num_layers=layers, batch_first=True)
+        self.fc = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:          # x: (batch, frames, mfcc)
+        h = self.conv(x.transpose(1, 2)).transpose(1, 2)
+        y, _ = self.rnn(h)
+        return self.fc(y[:, -1])
+
+
+class LstmTagger(nn.Module):
+    """A two-layer batch_first LSTM over feature frames, a linear head on the last step."""
+
+    def __init__(self, feat: int = 16, hidden: int = 48, classes: int = 8, layers: int = 2) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = nn.LSTM(feat, hidden, num_layers=layers, batch_first=True)
+        self.fc = nn.Linear(hidden, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:          # x: (batch, steps, feat)
+        y, _ = self.rnn(x)
+        return self.fc(y[:, -1])
+
+
+def bert_embedder() -> nn.Module:
+    return BertEmbedder().eval()
+
+
+def gru_kws() -> nn.Module:
+    return GruKws().eval()
+
+
+def gru_kws_2layer() -> nn.Module:
+    return GruKws(layers=2).eval()
+
+
+def lstm_tagger() -> nn.Module:
+    return LstmTagger().eval()
+
+
+def lstm_tagger_1layer() -> nn.Module:
+    return LstmTagger(layers=1).eval()
+
+
+def bert_batches() -> Any:
+    """Token ids within the vocabulary and masks with padding, as a tokenizer would give."""
+    g = torch.Generator().manual_seed(3)
+    for _ in range(8):
+        ids = torch.randint(1, 128, (4, 32), generator=g)
+        lengths = torch.randint(8, 33, (4,), generator=g)
+        mask = (torch.arange(32)[None, :] < lengths[:, None]).to(torch.int64)
+        yield {"input_ids": (ids * mask).numpy(), "attention_mask": mask.numpy()}
+
+
+def kws_batches() -> Any:
+    g = torch.Generator().manual_seed(4)
+    for _ in range(8):
+        yield {"mfcc": torch.randn(4, 49, 10, generator=g).numpy()}
+
+
+def lstm_batches() -> Any:
+    g = torch.Generator().manual_seed(5)
+    for _ in range(8):
+        yield {"frames": torch.randn(4, 20, 16, generator=g).numpy()}
+
+
+TINY_MODELS.update({
+    "bert_embedder": TinyModel(
+        "bert_embedder", "tests.models:bert_embedder",
+        (InputSpec(name="input_ids", shape=(1, 32), dtype="int64", range=(1, 127)),
+         InputSpec(name="attention_mask", shape=(1, 32), dtype="int64", range=(1, 1))),
+        ("embedding",), "tests.models:bert_batches",
+    ),
+    "gru_kws": TinyModel(
+        "gru_kws", "tests.models:gru_kws",
+        (InputSpec(name="mfcc", shape=(1, 49, 10), dtype="float32"),),
+        ("logits",), "tests.models:kws_batches",
+    ),
+    "gru_kws_2layer": TinyModel(
+        "gru_kws_2layer", "tests.models:gru_kws_2layer",
+        (InputSpec(name="mfcc", shape=(1, 49, 10), dtype="float32"),),
+        ("logits",), "tests.models:kws_batches",
+    ),
+    "lstm_tagger": TinyModel(
+        "lstm_tagger", "tests.models:lstm_tagger",
+        (InputSpec(name="frames", shape=(1, 20, 16), dtype="float32"),),
+        ("logits",), "tests.models:lstm_batches",
+    ),
+    "lstm_tagger_1layer": TinyModel(
+        "lstm_tagger_1layer", "tests.models:lstm_tagger_1layer",
+        (InputSpec(name="frames", shape=(1, 20, 16), dtype="float32"),),
+        ("logits",), "tests.models:lstm_batches",
+    ),
+})
