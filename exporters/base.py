@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from edgeship.accuracy.layers import LayerError
 from edgeship.calibration import Sample
 from edgeship.config import InputSpec, QuantizationConfig, TargetConfig
 from edgeship.cpuclass import CpuTarget
@@ -51,6 +52,8 @@ class ExportJob:
     # which FP32 model this is: {"kind": "original"} or the compressed model's record
     source: dict[str, Any] | None = None
     source_note: str | None = None
+    # accuracy-aware INT8 (edgeship/accuracy/layers.py): LayerError.layer ids kept in float
+    keep_float: tuple[str, ...] = ()
 
     def calibration_samples(self) -> Sequence[Sample]:
         if self.calibration is None:
@@ -132,6 +135,11 @@ class Exporter(ABC):
             )
             manifest.write(tmp)
         return manifest
+
+    def layer_report(self, job: ExportJob, precision: Precision, artifact_dir: Path,
+                     samples: Sequence[Sample]) -> list[LayerError]:
+        """Per-layer error of the quantized artifact in ``artifact_dir`` (edgeship/accuracy/layers.py)."""
+        raise UsageError(f"target '{self.target}' has no per-layer error report for precision '{precision}'")
 
     @abstractmethod
     def _export(self, job: ExportJob, precision: Precision, workdir: Path) -> ExportResult:
