@@ -17,7 +17,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeship.errors import ConfigError
-from edgeship.types import CalibrationMethod, IOType, Precision, QuantType, Target
+from edgeship.types import CalibrationMethod, IOType, OutputKind, Precision, QuantType, Target
 
 CONFIG_NAME = "edgeship.toml"
 DTYPES = ("float32", "float16", "int64", "int32", "int8", "uint8", "bool")
@@ -73,6 +73,18 @@ class ModelConfig(_Frozen):
     trust_source: bool = False
     inputs: tuple[InputSpec, ...]
     outputs: tuple[str, ...] = ("output",)
+    # output name -> kind (eval's metrics); an output not named here is inferred (edgeship/output_kinds.py)
+    output_kinds: dict[str, OutputKind] = {}
+
+    @field_validator("output_kinds")
+    @classmethod
+    def _kinds_name_outputs(cls, v: dict[str, OutputKind], info: Any) -> dict[str, OutputKind]:
+        outputs = info.data.get("outputs") or ()
+        for name in v:
+            if name not in outputs:
+                raise ValueError(f"{name!r} is not one of the outputs ({', '.join(outputs)}); "
+                                 "output_kinds maps an output name of 'model.outputs' to its kind")
+        return v
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:

@@ -59,3 +59,11 @@ class Verdict(_StrEnum):
     FAIL = "FAIL"
     MARGINAL = "MARGINAL"
     SKIPPED = "SKIPPED"
+
+
+class OutputKind(_StrEnum):
+    """What a model output is, which decides the metrics eval reports for it."""
+
+    CLASSIFICATION = "classification"   # logits/scores over classes: top-1 agreement, accuracy vs labels
+    EMBEDDING = "embedding"             # a vector compared by cosine: nearest-neighbour retrieval agreement
+    REGRESSION = "regression"           # values: max abs error, SNR
