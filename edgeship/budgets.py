@@ -21,6 +21,8 @@ MEMORY = "peak_memory_mb"
 SIZE = "size_kb"
 ACCURACY = "accuracy_drop"
 COSINE = "cosine_mean"
+RETRIEVAL = "retrieval_agreement"
+EVAL_METRICS = (ACCURACY, COSINE, RETRIEVAL)     # judged on eval.json entries
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,8 @@ class Check:
     budget: int            # index into cfg.budgets (0-based)
     device: str            # a device name, or "*" for device-independent checks
     artifact: str          # the artifact's name (an opaque id; see evidence.judged_artifact)
-    metric: str            # "latency_p90_ms", "peak_memory_mb", "size_kb", "accuracy_drop", "cosine_mean"
+    metric: str            # "latency_p90_ms", "peak_memory_mb", "size_kb", "accuracy_drop", "cosine_mean",
+                           # "retrieval_agreement"
     limit: float
     require: bool = False
     target: str = ""       # of the artifact (from its manifest, or its directory name when broken)
@@ -64,6 +67,8 @@ def _metrics(b: BudgetConfig) -> tuple[list[tuple[str, float]], list[tuple[str, 
         art.append((ACCURACY, b.max_accuracy_drop))
     if b.min_cosine is not None:
         art.append((COSINE, b.min_cosine))
+    if b.min_retrieval_agreement is not None:
+        art.append((RETRIEVAL, b.min_retrieval_agreement))
     return dev, art
 
 
@@ -89,7 +94,7 @@ def expand(cfg: Config, artifacts: Sequence[Candidate], only_device: str | None 
     ``artifacts`` are every artifact directory on disk, broken ones included. Device-bound
     limits (latency, memory) get one check per configured device the budget names (``*``: all
     of them) and per target/precision it matches, on the artifact judged there. Size gets one
-    check per matching artifact; accuracy/cosine one per matching artifact for ``device = "*"``
+    check per matching artifact; accuracy/cosine/retrieval one per matching artifact for ``device = "*"``
     (the gate then requires an eval entry of at least one device) and one per named device
     otherwise. With ``only_device`` (``gate --device``), only budgets whose ``device`` pattern
     names that device apply (``*`` does), device-independent limits included: gating one device
@@ -105,7 +110,8 @@ def expand(cfg: Config, artifacts: Sequence[Candidate], only_device: str | None 
             raise ConfigError(f"{where}: unknown device {b.device!r}; configured devices: {', '.join(sorted(cfg.devices))}")
         dev_metrics, art_metrics = _metrics(b)
         if not dev_metrics and not art_metrics:
-            raise ConfigError(f"{where}: sets no limit (latency_ms, peak_memory_mb, size_kb, max_accuracy_drop, min_cosine)")
+            raise ConfigError(f"{where}: sets no limit (latency_ms, peak_memory_mb, size_kb, max_accuracy_drop, min_cosine, "
+                              "min_retrieval_agreement)")
         matching = [a for a in artifacts if _matches(b, str(a.target), str(a.precision))]
         if not matching:
             have = ", ".join(a.name for a in artifacts) or "none"

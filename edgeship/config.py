@@ -263,6 +263,8 @@ class BudgetConfig(_Frozen):
     size_kb: float | None = Field(None, gt=0)
     max_accuracy_drop: float | None = Field(None, ge=0, le=1)
     min_cosine: float | None = Field(None, ge=-1, le=1)
+    # eval's retrieval_agreement (embedding outputs): fraction of nearest neighbours kept
+    min_retrieval_agreement: float | None = Field(None, ge=0, le=1)
     require: bool = False        # a SKIPPED run (no runtime on the device) counts as FAIL
     # max_accuracy_drop vs the FP32 model the artifact was exported from, or vs the original
     relative_to: Literal["source", "original"] = "source"

@@ -1,7 +1,9 @@
 """eval: every artifact vs the FP32 PyTorch reference on the evaluation set.
 
-Fidelity (cosine, max abs error, SNR, top-1 agreement) for every artifact; task accuracy and
-its drop when the evaluation source yields labels. The reference always runs here (torch);
+Fidelity (cosine, max abs error, SNR) for every artifact, and per output the metrics of its
+kind (edgeship/output_kinds.py): top-1 agreement for classification outputs, nearest-neighbour
+retrieval agreement and rank correlation for embeddings; task accuracy and its drop when the
+evaluation source yields labels and the model has a classification output. The reference always runs here (torch);
 the artifact runs either in-process on this host (device ``local``, the default) or through
 the standalone runner on a device (``device=NAME``, see device_eval.py), because INT8
 numerics depend on the CPU that runs them. An artifact whose runtime cannot run there
@@ -32,10 +34,11 @@ from edgeship.config import Config
 from edgeship.errors import ArtifactError, EdgeshipError, RuntimeFailure, UsageError
 from edgeship.fsutil import sha256_file, write_json_atomic
 from edgeship.manifest import Manifest
-from edgeship.metrics import accuracy, fidelity
+from edgeship.metrics import accuracy, closeness, output_scores
 from edgeship.model import load_reference, run_reference
+from edgeship.output_kinds import output_kinds
 from edgeship.selection import ArtifactRef, find_artifacts
-from edgeship.types import Precision, Target
+from edgeship.types import OutputKind, Precision, Target
 
 SCHEMA = "edgeship.eval/2"
 LOCAL = "local"
@@ -101,15 +104,31 @@ class Scorer:
         self.labels = labels if len(labels) == len(samples) else None
         model = load_reference(cfg)
         self.outputs = [run_reference(model, s.inputs, cfg.model.inputs) for s in samples]
-        self.accuracy = accuracy(self.outputs, self.labels) if self.labels else None
-        self._sources = SourceReferences(cfg, [s.inputs for s in samples], self.labels, self.outputs, self.accuracy)
+        self.kinds = output_kinds(cfg.model.output_kinds, cfg.model.outputs, self.outputs)
+        # labels are class ids: accuracy is measured on the first classification output, if any
+        self.accuracy_index = next((i for i, o in enumerate(self.kinds) if o.kind is OutputKind.CLASSIFICATION), None)
+        scored = self.labels is not None and self.accuracy_index is not None
+        self.accuracy = accuracy(self.outputs, self.labels, self.accuracy_index or 0) if scored else None
+        self._sources = SourceReferences(cfg, [s.inputs for s in samples], self.labels, self.outputs, self.accuracy,
+                                         self.accuracy_index)
 
     def score(self, outs: list[list[np.ndarray]], manifest: Manifest) -> dict[str, Any]:
         """Fidelity and drop vs the FP32 model the artifact was exported from (the compressed one,
         when it came from build/compressed), and the drop vs the original model as well."""
         ref_outs, ref_acc, source = self._sources.for_manifest(manifest)
-        scores: dict[str, Any] = dict(fidelity(ref_outs, outs))
-        acc = accuracy(outs, self.labels) if self.labels else None
+        if ref_outs and outs and len(outs[0]) != len(ref_outs[0]):
+            raise ArtifactError(f"{manifest.target}-{manifest.precision} has {len(outs[0])} output(s), the FP32 model "
+                                f"{len(ref_outs[0])}; re-run 'edgeship export'")
+        scores: dict[str, Any] = dict(closeness(ref_outs, outs))   # over all outputs, concatenated
+        per = {o.name: {"kind": o.kind.value, "kind_from": o.kind_from, **output_scores(ref_outs, outs, i, o.kind.value)}
+               for i, o in enumerate(self.kinds)}
+        # one figure per metric for the entry (and the gate): the worst output of the kind it applies to
+        for key in ("top1_agreement", "retrieval_agreement", "rank_correlation"):
+            vals = [p[key] for p in per.values() if p[key] is not None]
+            scores[key] = min(vals) if vals else None
+        scores["outputs"] = per
+        scored = self.labels is not None and self.accuracy_index is not None
+        acc = accuracy(outs, self.labels, self.accuracy_index or 0) if scored else None
         scores["accuracy"] = acc
         scores["accuracy_drop"] = (ref_acc - acc) if (acc is not None and ref_acc is not None) else None
         scores["accuracy_drop_original"] = (self.accuracy - acc) if (acc is not None and self.accuracy is not None) else None
@@ -124,8 +143,8 @@ def new_entry(cfg: Config, ref: ArtifactRef, device: str, samples: int) -> dict[
         "artifact_digest": sha256_file(ref.path / "manifest.json"), "config_digest": cfg.digest,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "status": "ok", "skip_reason": None, "cosine_min": None, "cosine_mean": None, "max_abs_err": None,
-        "snr_db": None, "top1_agreement": None, "accuracy": None, "accuracy_drop": None,
-        "samples": samples, "cpu": {}, "size_bytes": ref.manifest.size_bytes,
+        "snr_db": None, "top1_agreement": None, "retrieval_agreement": None, "rank_correlation": None,
+        "accuracy": None, "accuracy_drop": None, "outputs": {}, "samples": samples, "cpu": {}, "size_bytes": ref.manifest.size_bytes,
     }
 
 
@@ -191,7 +210,8 @@ def evaluate(
 def _merge(cfg: Config, scorer: Scorer, old: dict[str, Any] | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
     report: dict[str, Any] = {
         "schema": SCHEMA, "model": cfg.model.name, "config_digest": cfg.digest, "samples": len(scorer.samples),
-        "reference": {"accuracy": scorer.accuracy},
+        "reference": {"accuracy": scorer.accuracy, "labels": scorer.labels is not None,
+                      "accuracy_output": None if scorer.accuracy_index is None else scorer.kinds[scorer.accuracy_index].name},
         "entries": dict(old["entries"]) if old else {},
     }
     for e in entries:
@@ -225,18 +245,18 @@ def format_table(report: dict[str, Any]) -> str:
     ref_acc = report["reference"]["accuracy"]
     keys = report.get("updated") or list(report["entries"])
     head = ["device/artifact", "status", "size KiB", "cos min", "cos mean", "max|err|", "SNR dB", "top1 agr",
-            "accuracy", "drop"]
-    rows = [["pytorch-fp32", "reference", "", "", "", "", "", "", _pct(ref_acc), ""]]
+            "NN agr", "accuracy", "drop"]
+    rows = [["pytorch-fp32", "reference", "", "", "", "", "", "", "", _pct(ref_acc), ""]]
     for key in keys:
         e = report["entries"][key]
         size = "" if e.get("size_bytes") is None else f"{e['size_bytes'] / 1024:.1f}"
         if e["status"] != "ok":
-            rows.append([key, e["status"].upper(), size, (e.get("skip_reason") or "")[:60], "", "", "", "", "", ""])
+            rows.append([key, e["status"].upper(), size, (e.get("skip_reason") or "")[:60], "", "", "", "", "", "", ""])
             continue
         rows.append([
             key, "ok", size, f"{e['cosine_min']:.5f}", f"{e['cosine_mean']:.5f}",
             f"{e['max_abs_err']:.4g}", "-" if e["snr_db"] is None else f"{e['snr_db']:.1f}", _pct(e["top1_agreement"]),
-            _pct(e["accuracy"]), "" if e["accuracy_drop"] is None else f"{100 * e['accuracy_drop']:+.2f} pt",
+            _pct(e.get("retrieval_agreement")), _pct(e["accuracy"]), "" if e["accuracy_drop"] is None else f"{100 * e['accuracy_drop']:+.2f} pt",
         ])
     from edgeship.table import render
 

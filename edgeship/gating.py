@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeship.budgets import ACCURACY, COSINE, MEMORY, SIZE, Check, expand
+from edgeship.budgets import ACCURACY, COSINE, EVAL_METRICS, MEMORY, RETRIEVAL, SIZE, Check, expand
 from edgeship.config import Config
 from edgeship.errors import ArtifactError, UsageError
 from edgeship.evidence import (
@@ -232,7 +232,7 @@ def _skipped(check: Check, reason: str) -> CheckResult:
 
 
 def _value_check(check: Check, value: float, ok: bool, unit: str) -> CheckResult:
-    op = "<=" if check.metric != COSINE else ">="
+    op = ">=" if check.metric in (COSINE, RETRIEVAL) else "<="
     return CheckResult(check, Verdict.PASS if ok else Verdict.FAIL, ok, value,
                        detail=f"{value:.6g} {unit} {op} {check.limit:g}" if ok else f"{value:.6g} {unit} violates {op} {check.limit:g}")
 
@@ -296,7 +296,7 @@ def gate(
     # only results of the artifacts as they are now go into the report and the baseline comparison
     fresh = [r for r in results if r["artifact"].get("artifact_digest") is not None
              and digests.get(r["artifact"]["name"]) == r["artifact"]["artifact_digest"]]
-    eval_report = _load_eval(cfg) if any(c.metric in (ACCURACY, COSINE) for c in checks) else None
+    eval_report = _load_eval(cfg) if any(c.metric in EVAL_METRICS for c in checks) else None
     entries = eval_entries(eval_report)
     if remeasure is None:
         remeasure = default_remeasure(cfg)
@@ -311,7 +311,7 @@ def gate(
             kb = refs[c.artifact].manifest.size_bytes / 1024.0
             out.append(_value_check(c, kb, kb <= c.limit, "KiB"))
             continue
-        if c.metric in (ACCURACY, COSINE):
+        if c.metric in EVAL_METRICS:
             if c.device == "*":   # no device evaluated this artifact at all
                 out.append(_evidence_fail(c, f"no eval entry for {c.artifact} on any device",
                                           eval_command("local", c.target, c.precision)))
@@ -336,12 +336,12 @@ def gate(
 
 def _per_device(checks: list[Check], entries: dict[tuple[str, str], dict[str, Any]],
                 only_device: str | None = None) -> list[Check]:
-    """Accuracy/cosine checks of ``device = "*"`` budgets become one check per device that
+    """Accuracy/cosine/retrieval checks of ``device = "*"`` budgets become one check per device that
     evaluated the artifact ("local" first); with none, the "*" check stays (and FAILs). Under
     ``gate --device D`` they are judged on D's own evaluation only."""
     out: list[Check] = []
     for c in checks:
-        if c.metric not in (ACCURACY, COSINE) or c.device != "*":
+        if c.metric not in EVAL_METRICS or c.device != "*":
             out.append(c)
         elif only_device is not None:
             out.append(replace(c, device=only_device))
@@ -383,7 +383,7 @@ def _device_check(c: Check, r: dict[str, Any] | None, digest: str, cfg: Config,
 
 def _eval_check(c: Check, e: dict[str, Any] | None, eval_report: dict[str, Any] | None, digest: str,
                 cfg: Config) -> tuple[CheckResult, bool]:
-    """Accuracy or cosine of one artifact as evaluated on one device (an eval.json entry)."""
+    """Accuracy, cosine or retrieval agreement of one artifact as evaluated on one device (an eval.json entry)."""
     command = eval_command(c.device, c.target, c.precision)
     what = f"eval entry {c.device}/{c.artifact}"
     if e is None:
@@ -396,20 +396,35 @@ def _eval_check(c: Check, e: dict[str, Any] | None, eval_report: dict[str, Any] 
     if e.get("status") != "ok":
         why = e.get("error") or e.get("skip_reason") or f"status {e.get('status')!r}"
         return _evidence_fail(c, f"{what} failed: {why}", command), st.config_changed
-    key = "cosine_mean"
+    key = c.metric     # cosine_mean, retrieval_agreement
+    if c.metric == RETRIEVAL and e.get(key) is None:
+        # null, not 0: the metric applies to embedding outputs only (and needs >= 2 samples)
+        kinds = {n: o.get("kind") for n, o in (e.get("outputs") or {}).items() if isinstance(o, dict)}
+        if RETRIEVAL not in e or not kinds:
+            return _evidence_fail(c, f"{what} has no {key} (written by an older edgeship)", command), st.config_changed
+        if "embedding" not in kinds.values():
+            raise UsageError(f"{cfg.path or 'edgeship.toml'}: [[budgets]] #{c.budget + 1} sets min_retrieval_agreement "
+                             f"but no output of {cfg.model.name} is an embedding (kinds: "
+                             f"{', '.join(f'{n}={k}' for n, k in kinds.items())}); set [model] output_kinds")
     if c.metric == ACCURACY:
         # relative_to = "original": the drop from the original FP32 model, across compression
         key = "accuracy_drop_original" if cfg.budgets[c.budget].relative_to == "original" else "accuracy_drop"
         if key not in e:
             return _evidence_fail(c, f"{what} has no {key} (written by an older edgeship)", command), st.config_changed
     value = e.get(key)
-    if c.metric == ACCURACY and value is None and ((eval_report or {}).get("reference") or {}).get("accuracy") is None:
+    reference = (eval_report or {}).get("reference") or {}
+    if c.metric == ACCURACY and value is None and reference.get("accuracy") is None:
+        if reference.get("labels") and reference.get("accuracy_output", "") is None:
+            raise UsageError(f"budget needs accuracy but no output of {cfg.model.name} is a classification output "
+                             "(accuracy compares its argmax with the labels); set [model] output_kinds or drop "
+                             "max_accuracy_drop")
         raise UsageError(f"budget needs accuracy but the evaluation data has no labels ([data] label_key = {cfg.data.label_key!r})")
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         return _evidence_fail(c, f"{what} has no usable {key} ({value!r})", command), st.config_changed
     if c.metric == ACCURACY:
         return _value_check(c, value, value <= c.limit, f"drop on {c.device}"), st.config_changed
-    return _value_check(c, value, value >= c.limit, f"cosine on {c.device}"), st.config_changed
+    unit = "cosine" if c.metric == COSINE else "NN agreement"
+    return _value_check(c, value, value >= c.limit, f"{unit} on {c.device}"), st.config_changed
 
 
 def default_remeasure(cfg: Config) -> Remeasure:

@@ -20,8 +20,10 @@ from edgeship.errors import ArtifactError
 
 class SourceReferences:
     def __init__(self, cfg: Any, feeds: list[dict[str, np.ndarray]], labels: Sequence[np.ndarray] | None,
-                 original: list[list[np.ndarray]], original_accuracy: float | None) -> None:
-        self.cfg, self.feeds, self.labels = cfg, feeds, labels
+                 original: list[list[np.ndarray]], original_accuracy: float | None,
+                 accuracy_index: int | None = 0) -> None:
+        # accuracy_index: the classification output accuracy is measured on (None: no such output)
+        self.cfg, self.feeds, self.labels, self.accuracy_index = cfg, feeds, labels, accuracy_index
         self.original, self.original_accuracy = original, original_accuracy
         self._cache: dict[str, tuple[list[list[np.ndarray]], float | None]] = {}
 
@@ -48,4 +50,5 @@ class SourceReferences:
                 "no longer holds (re-run 'edgeship compress' changed it); re-run 'edgeship export'"
             )
         outs = [run_reference(model, f, self.cfg.model.inputs) for f in self.feeds]
-        return outs, (accuracy(outs, self.labels) if self.labels else None)
+        scored = self.labels and self.accuracy_index is not None
+        return outs, (accuracy(outs, self.labels, self.accuracy_index) if scored else None)
