@@ -108,39 +108,73 @@ def profile_artifact(cfg: Config, device: Device, ref: ArtifactRef, min_runs: in
 
 
 class Reference:
-    """The FP32 PyTorch outputs for the profiled inputs (in ``[model] outputs`` order).
+    """The FP32 PyTorch outputs for the profiled inputs (in ``[model] outputs`` order), from the
+    model each artifact was exported from: the compressed one for an export of build/compressed
+    (like eval's compress/evidence.SourceReferences), else the original.
 
-    Computed on first use, after a device run succeeded, so a device's own error (inputs that
-    do not match the artifact, say) is the one reported. Without torch on this host there is
-    none, and ``reason`` says why.
+    Computed on first use per source, after a device run succeeded, so a device's own error
+    (inputs that do not match the artifact, say) is the one reported. Without torch on this
+    host, or when the compressed source changed since the export, there is none, and the
+    reason says why (the latency measured stands; only the outputs comparison is skipped).
     """
 
     def __init__(self, cfg: Config, inputs: dict[str, np.ndarray]) -> None:
         self._cfg, self._inputs = cfg, inputs
-        self._outputs: tuple[np.ndarray, ...] | None = None
+        # source key (compress.evidence.source_key) -> (outputs or None, reason)
+        self._by_source: dict[str, tuple[tuple[np.ndarray, ...] | None, str]] = {}
         self.reason = ""
 
-    def outputs(self) -> tuple[np.ndarray, ...] | None:
+    def outputs(self, manifest: Any = None) -> tuple[np.ndarray, ...] | None:
+        """The reference outputs for an artifact (its manifest; None: the original model);
+        None with ``reason`` set when there are none."""
+        from edgeship.compress.evidence import source_key
+
+        key = source_key(manifest)
+        if key not in self._by_source:
+            self._by_source[key] = self._compute(key, manifest)
+        outs, self.reason = self._by_source[key]
+        return outs
+
+    def _compute(self, key: str, manifest: Any) -> tuple[tuple[np.ndarray, ...] | None, str]:
+        from edgeship.compress.evidence import source_model
         from edgeship.errors import MissingDependency
         from edgeship.model import load_reference, run_reference
 
-        if self._outputs is None and not self.reason:
-            try:
-                model = load_reference(self._cfg)
-            except MissingDependency as exc:
-                self.reason = f"no FP32 reference on this host: {exc}"
-                return None
-            self._outputs = tuple(run_reference(model, self._inputs, self._cfg.model.inputs))
-        return self._outputs
+        try:
+            model = load_reference(self._cfg) if key == "original" else source_model(self._cfg, manifest)
+        except MissingDependency as exc:
+            return None, f"no FP32 reference on this host: {exc}"
+        except ArtifactError as exc:
+            return None, f"no FP32 source model: {exc}"
+        return tuple(run_reference(model, self._inputs, self._cfg.model.inputs)), ""
+
+    def snapshot(self, refs: list[ArtifactRef]) -> dict[str, tuple[tuple[np.ndarray, ...] | None, str]]:
+        """Every source's outputs that ``refs`` need, computed here (a cluster node gets them)."""
+        from edgeship.compress.evidence import source_key
+
+        for ref in refs:
+            self.outputs(ref.manifest)
+        keys = {source_key(ref.manifest) for ref in refs}
+        return {k: v for k, v in self._by_source.items() if k in keys}
+
+    @classmethod
+    def restore(cls, cfg: Config, inputs: dict[str, np.ndarray],
+                state: dict[str, tuple[tuple[np.ndarray, ...] | None, str]]) -> Reference:
+        ref = cls(cfg, inputs)
+        ref._by_source.update(state)
+        return ref
 
 
 def _compare_outputs(device: Device, remote: str, local: Path, ref: ArtifactRef, reference: Reference,
                      where: str) -> dict[str, Any]:
     from edgeship.metrics import fidelity
 
-    expected = reference.outputs()
+    expected = reference.outputs(ref.manifest)
     if expected is None:
         return {"skipped": reference.reason}
+    from edgeship.compress.evidence import source_key
+
+    source = "original" if source_key(ref.manifest) == "original" else "compressed"
     device.pull(remote, local)
     names = [t.name for t in ref.manifest.outputs]
     try:
@@ -150,7 +184,7 @@ def _compare_outputs(device: Device, remote: str, local: Path, ref: ArtifactRef,
     except (OSError, ValueError, KeyError) as exc:
         raise DeviceError(f"{where}: the runner's outputs.npz does not hold outputs {names} "
                           f"like the reference's ({exc})") from None
-    return {"reference": "pytorch-fp32", "samples": 1, "cosine": fid["cosine_min"],
+    return {"reference": "pytorch-fp32", "source": source, "samples": 1, "cosine": fid["cosine_min"],
             "max_abs_err": fid["max_abs_err"], "top1_agreement": fid["top1_agreement"]}
 
 

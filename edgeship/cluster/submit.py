@@ -50,9 +50,9 @@ def profile_on_cluster(cfg: Config, address: str, devices: list[str], targets: t
     for d, refs in per_device.items():
         for ref in refs:     # a stale result must not stand in for one that fails now
             result_path(cfg, d, ref.name).unlink(missing_ok=True)
-    reference = Reference(cfg, inputs)
-    outputs = reference.outputs()
-    opts = {"inputs": inputs, "reference": (outputs, reference.reason), "min_runs": min_runs,
+    # each artifact's FP32 source (original or compressed), computed here: the nodes need no torch
+    reference = Reference(cfg, inputs).snapshot([r for refs in per_device.values() for r in refs])
+    opts = {"inputs": inputs, "reference": reference, "min_runs": min_runs,
             "min_seconds": min_seconds, "threads": threads, "rounds": rounds}
     outcomes = run_tasks(ray, cfg, per_device, opts, say)
     results, errors = [], []

@@ -73,9 +73,7 @@ def _measure(cfg: Any, job: dict[str, Any], refs: list[Any], say: Any, out: dict
 
     reference = None
     if job.get("reference") is not None:
-        reference = Reference(cfg, job["inputs"])
-        outputs, reason = job["reference"]
-        reference._outputs, reference.reason = outputs, reason   # computed once, on the submitter
+        reference = Reference.restore(cfg, job["inputs"], job["reference"])   # computed once, on the submitter
 
     def track(line: str) -> None:
         if line.startswith("profile "):

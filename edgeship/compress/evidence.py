@@ -39,16 +39,32 @@ class SourceReferences:
         return outs, acc, "compressed"
 
     def _load(self, directory: Path, digest: str, manifest: Any) -> tuple[list[list[np.ndarray]], float | None]:
-        from edgeship.compress.store import load_verified
         from edgeship.metrics import accuracy
         from edgeship.model import run_reference
 
-        model, _, now = load_verified(self.cfg, directory)
-        if now != digest:
-            raise ArtifactError(
-                f"{manifest.target}-{manifest.precision} was exported from a compressed model that {directory} "
-                "no longer holds (re-run 'edgeship compress' changed it); re-run 'edgeship export'"
-            )
+        model = source_model(self.cfg, manifest)
         outs = [run_reference(model, f, self.cfg.model.inputs) for f in self.feeds]
         scored = self.labels and self.accuracy_index is not None
         return outs, (accuracy(outs, self.labels, self.accuracy_index) if scored else None)
+
+
+def source_key(manifest: Any) -> str:
+    """"original", or "compressed:<sha256>" naming the compressed model an artifact came from."""
+    src = (manifest.recipe or {}).get("source") or {} if manifest is not None else {}
+    return f"compressed:{src.get('manifest_sha256', '')}" if src.get("kind") == "compressed" else "original"
+
+
+def source_model(cfg: Any, manifest: Any) -> Any:
+    """The compressed FP32 model an artifact was exported from, verified to be the same one
+    (ArtifactError when build/compressed changed since); the caller handles "original"."""
+    from edgeship.compress.store import load_verified
+
+    src = manifest.recipe["source"]
+    directory = Path(src["path"])
+    model, _, now = load_verified(cfg, directory)
+    if now != src.get("manifest_sha256", ""):
+        raise ArtifactError(
+            f"{manifest.target}-{manifest.precision} was exported from a compressed model that {directory} "
+            "no longer holds (re-run 'edgeship compress' changed it); re-run 'edgeship export'"
+        )
+    return model
