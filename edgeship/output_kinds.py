@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeship.errors import ConfigError
 from edgeship.types import OutputKind
 
 UNIT_NORM_TOL = 1e-3
@@ -39,7 +40,12 @@ def output_kinds(configured: dict[str, OutputKind], names: Sequence[str],
     for i in range(count):
         name = names[i] if i < len(names) else f"output{i}"
         if name in configured:
-            out.append(OutputInfo(name, OutputKind(configured[name]), "configured"))
+            kind = OutputKind(configured[name])
+            shape = list(np.shape(reference[0][i])) if reference else []
+            if kind is OutputKind.CLASSIFICATION and (not shape or shape[-1] < 2):
+                raise ConfigError(f"key 'model.output_kinds.{name}': a classification output needs a last axis of "
+                                  f"2 or more class scores, the model returns shape {shape}; use \"regression\"")
+            out.append(OutputInfo(name, kind, "configured"))
         else:
             kind, why = infer_kind([np.asarray(s[i]) for s in reference])
             out.append(OutputInfo(name, kind, f"inferred: {why}"))

@@ -120,6 +120,7 @@ class Reference:
 
     def __init__(self, cfg: Config, inputs: dict[str, np.ndarray]) -> None:
         self._cfg, self._inputs = cfg, inputs
+        self.configured_kinds = dict(cfg.model.output_kinds)
         # source key (compress.evidence.source_key) -> (outputs or None, reason)
         self._by_source: dict[str, tuple[tuple[np.ndarray, ...] | None, str]] = {}
         self.reason = ""
@@ -167,20 +168,23 @@ class Reference:
 
 def _compare_outputs(device: Device, remote: str, local: Path, ref: ArtifactRef, reference: Reference,
                      where: str) -> dict[str, Any]:
-    from edgeship.metrics import fidelity
+    from edgeship.compress.evidence import source_key
+    from edgeship.metrics import closeness, fidelity
+    from edgeship.output_kinds import output_kinds
+    from edgeship.types import OutputKind
 
     expected = reference.outputs(ref.manifest)
     if expected is None:
         return {"skipped": reference.reason}
-    from edgeship.compress.evidence import source_key
-
     source = "original" if source_key(ref.manifest) == "original" else "compressed"
     device.pull(remote, local)
     names = [t.name for t in ref.manifest.outputs]
+    # top-1 means something for a classification output only (eval's rule, edgeship/output_kinds.py)
+    first = output_kinds(reference.configured_kinds, names, [list(expected)])[0].kind
     try:
         with np.load(local) as npz:
             got = [np.asarray(npz[n]) for n in names]
-        fid = fidelity([list(expected)], [got])
+        fid = (fidelity if first is OutputKind.CLASSIFICATION else closeness)([list(expected)], [got])
     except (OSError, ValueError, KeyError) as exc:
         raise DeviceError(f"{where}: the runner's outputs.npz does not hold outputs {names} "
                           f"like the reference's ({exc})") from None

@@ -73,6 +73,13 @@ calibration_samples = 64
 
 [targets.onnx]
 precisions = ["fp32", "int8"]
+
+[profile]
+min_runs = 20
+min_seconds = 0.01
+warmup_runs = 2
+warmup_seconds = 0.01
+rounds = 1
 {budgets}
 """
 
@@ -261,3 +268,17 @@ def test_retrieval_budget_on_a_model_without_embeddings_is_exit_2(exported: Path
     err = capsys.readouterr().err
     assert "min_retrieval_agreement but no output of two_head is an embedding" in err
     assert "vec=regression, logits=classification" in err
+
+
+def test_profile_reports_no_top1_for_an_embedding_first_output(exported: Path, tmp_path: Path) -> None:
+    from edgeship.config import load_config
+    from edgeship.profiling import profile
+    from edgeship.types import Precision
+
+    path = _copy(exported, tmp_path)
+    (r,) = profile(load_config(path), "local", precisions=(Precision.FP32,))
+    assert r["outputs"]["top1_agreement"] is None and r["outputs"]["cosine"] > 0.9999   # first output: "vec"
+    path.write_text(path.read_text().replace('outputs = ["vec", "logits"]',
+                                             'outputs = ["vec", "logits"]\noutput_kinds = { vec = "classification" }'))
+    (r,) = profile(load_config(path), "local", precisions=(Precision.FP32,))
+    assert r["outputs"]["top1_agreement"] == 1.0
