@@ -3,10 +3,10 @@
 Fidelity (cosine, max abs error, SNR) for every artifact, and per output the metrics of its
 kind (edgeship/output_kinds.py): top-1 agreement for classification outputs, nearest-neighbour
 retrieval agreement and rank correlation for embeddings; task accuracy and its drop when the
-evaluation source yields labels and the model has a classification output. The reference always runs here (torch);
-the artifact runs either in-process on this host (device ``local``, the default) or through
-the standalone runner on a device (``device=NAME``, see device_eval.py), because INT8
-numerics depend on the CPU that runs them. An artifact whose runtime cannot run there
+evaluation source yields labels and the model has a classification output. The reference
+always runs here (torch); the artifact runs either in-process on this host (device
+``local``, the default) or through the standalone runner on a device (``device=NAME``, see
+device_eval.py), because INT8 numerics depend on the CPU that runs them. An artifact whose runtime cannot run there
 (CoreML on Linux, a missing package, a phone's native tools) is SKIPPED with the reason.
 
 build/reports/eval.json (schema ``edgeship.eval/2``) keeps one entry per
@@ -144,7 +144,8 @@ def new_entry(cfg: Config, ref: ArtifactRef, device: str, samples: int) -> dict[
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "status": "ok", "skip_reason": None, "cosine_min": None, "cosine_mean": None, "max_abs_err": None,
         "snr_db": None, "top1_agreement": None, "retrieval_agreement": None, "rank_correlation": None,
-        "accuracy": None, "accuracy_drop": None, "outputs": {}, "samples": samples, "cpu": {}, "size_bytes": ref.manifest.size_bytes,
+        "accuracy": None, "accuracy_drop": None, "outputs": {}, "samples": samples, "cpu": {},
+        "size_bytes": ref.manifest.size_bytes,
     }
 
 
@@ -256,7 +257,8 @@ def format_table(report: dict[str, Any]) -> str:
         rows.append([
             key, "ok", size, f"{e['cosine_min']:.5f}", f"{e['cosine_mean']:.5f}",
             f"{e['max_abs_err']:.4g}", "-" if e["snr_db"] is None else f"{e['snr_db']:.1f}", _pct(e["top1_agreement"]),
-            _pct(e.get("retrieval_agreement")), _pct(e["accuracy"]), "" if e["accuracy_drop"] is None else f"{100 * e['accuracy_drop']:+.2f} pt",
+            _pct(e.get("retrieval_agreement")),
+            _pct(e["accuracy"]), "" if e["accuracy_drop"] is None else f"{100 * e['accuracy_drop']:+.2f} pt",
         ])
     from edgeship.table import render
 

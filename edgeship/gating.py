@@ -405,7 +405,8 @@ def _eval_check(c: Check, e: dict[str, Any] | None, eval_report: dict[str, Any] 
         if "embedding" not in kinds.values():
             raise UsageError(f"{cfg.path or 'edgeship.toml'}: [[budgets]] #{c.budget + 1} sets min_retrieval_agreement "
                              f"but no output of {cfg.model.name} is an embedding (kinds: "
-                             f"{', '.join(f'{n}={k}' for n, k in kinds.items())}); set [model] output_kinds")
+                             f"{', '.join(f'{n}={k}' for n, k in kinds.items())} in {what}); set [model] output_kinds "
+                             f"and run `{command}`")
     if c.metric == ACCURACY:
         # relative_to = "original": the drop from the original FP32 model, across compression
         key = "accuracy_drop_original" if cfg.budgets[c.budget].relative_to == "original" else "accuracy_drop"
