@@ -159,6 +159,18 @@ def test_kind_inference(arrays: list[np.ndarray], kind: OutputKind) -> None:
     assert infer_kind(arrays)[0] is kind
 
 
+def test_configured_kinds_win_and_a_classification_needs_a_class_axis() -> None:
+    from edgeship.errors import ConfigError
+    from edgeship.output_kinds import output_kinds
+
+    ref = [[np.array([[0.6, 0.8]]), np.array([[2.0]])]]
+    got = output_kinds({"a": OutputKind.REGRESSION}, ["a", "b"], ref)
+    assert [(o.name, o.kind, o.kind_from) for o in got] == [
+        ("a", OutputKind.REGRESSION, "configured"), ("b", OutputKind.REGRESSION, "inferred: one value per sample (shape [1, 1])")]
+    with pytest.raises(ConfigError, match=r"key 'model.output_kinds.b': a classification output needs a last axis"):
+        output_kinds({"b": OutputKind.CLASSIFICATION}, ["a", "b"], ref)
+
+
 # ---------------------------------------------------------------- eval end to end
 
 def test_eval_scores_each_output_by_its_inferred_kind(exported: Path, tmp_path: Path,
