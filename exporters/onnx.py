@@ -117,13 +117,15 @@ class OnnxExporter(Exporter):
     # -- conversions -------------------------------------------------------------------------
     def _export_fp32(self, job: ExportJob, path: Path) -> None:
         torch = require("torch", "torch")
+        from edgeship.exporters._onnx_names import name_io
+
         try:
             with torch.no_grad():
-                torch.onnx.export(
-                    job.model, job.example_args(), str(path), dynamo=True, external_data=False,
-                    input_names=[s.name for s in job.inputs], output_names=list(job.outputs),
-                    opset_version=job.target_config.opset, verbose=False,
-                )
+                # exported with torch's own (unique) names, then renamed: see _onnx_names
+                program = torch.onnx.export(job.model, job.example_args(), dynamo=True,
+                                            opset_version=job.target_config.opset, verbose=False)
+            name_io(program.model, [s.name for s in job.inputs], list(job.outputs))
+            program.save(str(path), external_data=False)
         except Exception as exc:
             raise ExportError(f"{job.model_name}: onnx export failed: {type(exc).__name__}: {_first_line(exc)}") from exc
 
