@@ -27,7 +27,6 @@ from edgeship.model import run_reference
 from edgeship.types import CalibrationMethod, Precision, QuantType, Target
 
 MODEL_FILE = "model.onnx"
-FP16_MAX = 65504.0
 VALIDATION_SAMPLES = 8
 # Dynamic quantization: ORT's CPU ConvInteger takes only u8 weights, so like Optimum we
 # quantize the matmul-like ops, which is where dynamic quantization pays off.
@@ -54,8 +53,11 @@ class OnnxExporter(Exporter):
         calibration = None
         built_for = None
         if precision is Precision.FP16:
-            recipe["fp16_range_check"] = self._fp16_range_check(job, fp32)
-            recipe.update(self._fp16(fp32, out))
+            from edgeship.exporters import _onnx_fp16
+
+            keep = job.target_config.fp16_keep_float
+            recipe["fp16_range_check"] = _onnx_fp16.range_check(job.model_name, fp32, validation_feeds(job), keep)
+            recipe.update(_onnx_fp16.convert(fp32, out, keep))
         elif precision is Precision.INT8:
             samples = job.calibration_samples()
             pre = scratch / "pre.onnx"
@@ -128,48 +130,6 @@ class OnnxExporter(Exporter):
             program.save(str(path), external_data=False)
         except Exception as exc:
             raise ExportError(f"{job.model_name}: onnx export failed: {type(exc).__name__}: {_first_line(exc)}") from exc
-
-    @staticmethod
-    def _fp16(src: Path, dst: Path) -> dict[str, Any]:
-        onnx = require("onnx", "onnx")
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-
-        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
-        onnx.save(model, str(dst))
-        return {"converter": "onnxruntime.transformers.float16", "keep_io_types": True,
-                "weights": "float16", "io": "float32",
-                "compute": "float16 where the execution provider has fp16 kernels; ORT's CPU EP casts "
-                           "ops without them back to float32"}
-
-    @staticmethod
-    def _fp16_range_check(job: ExportJob, fp32: Path) -> dict[str, Any]:
-        """Every float intermediate of the fp32 graph must fit float16 on the validation inputs.
-
-        Checked on the fp32 graph because ORT's CPU EP silently computes many fp16 ops in
-        float32, so an overflow would not show in its outputs but would on a phone's GPU/NPU.
-        """
-        onnx = require("onnx", "onnx")
-        import onnxruntime as ort
-
-        model = onnx.shape_inference.infer_shapes(onnx.load(str(fp32)))
-        known = {o.name for o in model.graph.output}
-        floats = [vi for vi in model.graph.value_info
-                  if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and vi.name not in known]
-        model.graph.output.extend(floats)
-        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        names = [o.name for o in sess.get_outputs()]
-        peak: dict[str, float] = {}
-        for feed in validation_feeds(job):
-            for name, arr in zip(names, sess.run(names, feed)):
-                if np.issubdtype(np.asarray(arr).dtype, np.floating) and np.asarray(arr).size:
-                    peak[name] = max(peak.get(name, 0.0), float(np.nanmax(np.abs(arr))))
-        worst = max(peak, key=lambda k: peak[k]) if peak else None
-        if worst is not None and (peak[worst] > FP16_MAX or not np.isfinite(peak[worst])):
-            raise ExportError(
-                f"{job.model_name}: onnx-fp16: tensor '{worst}' reaches {peak[worst]:.4g}, beyond float16's "
-                f"{FP16_MAX:g} (inf/NaN in fp16); keep that layer in fp32 or rescale the model"
-            )
-        return {"max_abs_activation": peak[worst] if worst else 0.0, "tensor": worst, "limit": FP16_MAX}
 
     def _int8_static(self, job: ExportJob, pre: Path, dst: Path, samples: Sequence[Sample], r: OrtRecipe) -> dict[str, Any]:
         from onnxruntime.quantization import (
