@@ -21,6 +21,8 @@ import numpy as np
 from edgeship.calibration import Sample
 from edgeship.cpuclass import OrtRecipe, host_target, onnx_candidates
 from edgeship.errors import ExportError, UsageError
+from edgeship.exporters._onnx_float_ops import float_report
+from edgeship.exporters._onnx_int8_scope import scope as int8_scope
 from edgeship.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult, check_outputs
 from edgeship.lazy import require
 from edgeship.model import run_reference
@@ -28,9 +30,6 @@ from edgeship.types import CalibrationMethod, Precision, QuantType, Target
 
 MODEL_FILE = "model.onnx"
 VALIDATION_SAMPLES = 8
-# Dynamic quantization: ORT's CPU ConvInteger takes only u8 weights, so like Optimum we
-# quantize the matmul-like ops, which is where dynamic quantization pays off.
-DYNAMIC_OPS = ["MatMul", "Gemm", "Attention"]
 
 
 @EXPORTERS.register("onnx")
@@ -64,14 +63,21 @@ class OnnxExporter(Exporter):
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            sc = int8_scope(fp32, False, job.quantization.per_channel)
             built_for = self._for_class(job, False, scratch, fp32, out,
-                                        lambda r, dst: self._int8_static(job, pre, dst, samples, r))
+                                        lambda r, dst: self._int8_static(job, pre, dst, samples, r, sc))
             recipe.update(built_for.pop("_recipe"))
             q = job.quantization
             calibration = {"method": q.method.value, "samples": len(samples), "source": job.calibration_ref}
         elif precision is Precision.INT8_DYNAMIC:
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            # ORT's pre-processing folds constants: an LSTM's weights must be initializers to quantize
+            pre = scratch / "pre.onnx"
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            sc = int8_scope(fp32, True, job.quantization.per_channel)
             built_for = self._for_class(job, True, scratch, fp32, out,
-                                        lambda r, dst: self._int8_dynamic(fp32, dst, r))
+                                        lambda r, dst: self._int8_dynamic(pre, dst, r, sc))
             recipe.update(built_for.pop("_recipe"))
         elif precision is Precision.INT4_WEIGHT:
             from edgeship.exporters._onnx_int4 import int4_weight
@@ -131,7 +137,8 @@ class OnnxExporter(Exporter):
         except Exception as exc:
             raise ExportError(f"{job.model_name}: onnx export failed: {type(exc).__name__}: {_first_line(exc)}") from exc
 
-    def _int8_static(self, job: ExportJob, pre: Path, dst: Path, samples: Sequence[Sample], r: OrtRecipe) -> dict[str, Any]:
+    def _int8_static(self, job: ExportJob, pre: Path, dst: Path, samples: Sequence[Sample], r: OrtRecipe,
+                     sc: dict[str, Any]) -> dict[str, Any]:
         from onnxruntime.quantization import (
             CalibrationDataReader,
             QuantFormat,
@@ -151,7 +158,7 @@ class OnnxExporter(Exporter):
             CalibrationMethod.PERCENTILE: OrtMethod.Percentile,
             CalibrationMethod.ENTROPY: OrtMethod.Entropy,
         }[q.method]
-        extra: dict[str, Any] = {"CalibMovingAverage": False}
+        extra: dict[str, Any] = {"CalibMovingAverage": False, **sc["extra_options"]}
         if q.method is CalibrationMethod.PERCENTILE:
             extra["CalibPercentile"] = q.percentile
 
@@ -164,30 +171,32 @@ class OnnxExporter(Exporter):
                 return None if s is None else dict(s.inputs)
 
         quantize_static(
-            str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=q.per_channel,
+            str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=sc["per_channel"],
+            op_types_to_quantize=sc["op_types"],
             reduce_range=r.reduce_range, activation_type=ort_type[r.activation_type],
             weight_type=ort_type[r.weight_type], calibrate_method=method, extra_options=extra,
         )
         return {
             "quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ",
             "activation_type": r.activation_type, "weight_type": r.weight_type, "reduce_range": r.reduce_range,
-            "per_channel": q.per_channel, "calibration_method": q.method.value,
+            "per_channel": sc["per_channel"], "calibration_method": q.method.value, **sc["record"],
             **({"percentile": q.percentile} if q.method is CalibrationMethod.PERCENTILE else {}),
             "preprocess": "quant_pre_process (onnx shape inference + ORT graph optimization)",
-            "float_ops": _float_ops(dst),
+            **float_report(dst),
         }
 
     @staticmethod
-    def _int8_dynamic(src: Path, dst: Path, r: OrtRecipe) -> dict[str, Any]:
+    def _int8_dynamic(src: Path, dst: Path, r: OrtRecipe, sc: dict[str, Any]) -> dict[str, Any]:
         from onnxruntime.quantization import QuantType as OrtType
         from onnxruntime.quantization import quantize_dynamic
 
         weight = OrtType.QUInt8 if r.weight_type == "uint8" else OrtType.QInt8
         quantize_dynamic(str(src), str(dst), weight_type=weight, reduce_range=r.reduce_range,
-                         op_types_to_quantize=DYNAMIC_OPS)
+                         op_types_to_quantize=sc["op_types"], per_channel=sc["per_channel"],
+                         extra_options=sc["extra_options"])
         return {"quantizer": "onnxruntime.quantization.quantize_dynamic", "weight_type": r.weight_type,
                 "reduce_range": r.reduce_range, "activations": "quantized at run time (uint8)",
-                "op_types": DYNAMIC_OPS, "float_ops": _float_ops(dst)}
+                "op_types": sc["op_types"], "per_channel": sc["per_channel"], **sc["record"], **float_report(dst)}
 
     # -- checks ------------------------------------------------------------------------------
     def _validate(self, job: ExportJob, precision: Precision, path: Path) -> dict[str, Any]:
@@ -229,22 +238,6 @@ def validation_feeds(job: ExportJob) -> list[dict[str, np.ndarray]]:
     if job.calibration is not None:
         feeds += [dict(s.inputs) for s in list(job.calibration_samples())[1:VALIDATION_SAMPLES]]
     return feeds
-
-
-def _float_ops(path: Path) -> list[str]:
-    """Op types left computing in float (not between DequantizeLinear/QuantizeLinear or integer)."""
-    onnx = require("onnx", "onnx")
-    m = onnx.load(str(path), load_external_data=False)
-    quantized_inputs = {n.output[0] for n in m.graph.node if n.op_type == "DequantizeLinear"}
-    skip = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Shape", "Reshape", "Flatten",
-            "Transpose", "Squeeze", "Unsqueeze", "Gather", "Concat", "Constant", "Cast", "Identity"}
-    ops = set()
-    for n in m.graph.node:
-        if n.op_type in skip or "Integer" in n.op_type or n.op_type.startswith("QLinear"):
-            continue
-        if not any(i in quantized_inputs for i in n.input):
-            ops.add(n.op_type)
-    return sorted(ops)
 
 
 def _first_line(exc: BaseException) -> str:
