@@ -41,6 +41,9 @@ def float_report(path: Path) -> dict[str, Any]:
     g = m.graph
     inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
     dq_out = {n.output[0] for n in g.node if n.op_type == "DequantizeLinear"}
+    for n in g.node:        # a Transpose/Reshape of a dequantized weight is folded into it by ORT
+        if n.op_type in DATA_OPS and n.input and n.input[0] in dq_out:
+            dq_out.update(n.output)
     # dynamic quantization glue: Cast(int result) -> Mul(scale) [-> Add(bias)]
     int_result: set[str] = set()
     glue: set[int] = set()

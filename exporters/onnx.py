@@ -176,13 +176,14 @@ class OnnxExporter(Exporter):
             reduce_range=r.reduce_range, activation_type=ort_type[r.activation_type],
             weight_type=ort_type[r.weight_type], calibrate_method=method, extra_options=extra,
         )
+        lstm = _dynamic_lstm(dst, ort_type[r.weight_type], r.reduce_range)
         return {
             "quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ",
             "activation_type": r.activation_type, "weight_type": r.weight_type, "reduce_range": r.reduce_range,
             "per_channel": sc["per_channel"], "calibration_method": q.method.value, **sc["record"],
             **({"percentile": q.percentile} if q.method is CalibrationMethod.PERCENTILE else {}),
             "preprocess": "quant_pre_process (onnx shape inference + ORT graph optimization)",
-            **float_report(dst),
+            **({"lstm": lstm} if lstm else {}), **float_report(dst),
         }
 
     @staticmethod
@@ -238,6 +239,20 @@ def validation_feeds(job: ExportJob) -> list[dict[str, np.ndarray]]:
     if job.calibration is not None:
         feeds += [dict(s.inputs) for s in list(job.calibration_samples())[1:VALIDATION_SAMPLES]]
     return feeds
+
+
+def _dynamic_lstm(path: Path, weight_type: Any, reduce_range: bool) -> str | None:
+    """Quantize the LSTMs of a static QDQ model dynamically, in place (ORT has no static integer
+    LSTM, but has DynamicQuantizeLSTM: int8 weights, activations quantized at run time)."""
+    onnx = require("onnx", "onnx")
+    from onnxruntime.quantization import quantize_dynamic
+
+    if not any(n.op_type == "LSTM" for n in onnx.load(str(path), load_external_data=False).graph.node):
+        return None
+    tmp = path.with_name(path.stem + ".lstm.onnx")
+    quantize_dynamic(str(path), str(tmp), weight_type=weight_type, reduce_range=reduce_range, op_types_to_quantize=["LSTM"])
+    tmp.replace(path)
+    return "DynamicQuantizeLSTM: int8 weights, activations quantized at run time (ORT has no static integer LSTM)"
 
 
 def _first_line(exc: BaseException) -> str:
