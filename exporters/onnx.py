@@ -127,6 +127,11 @@ class OnnxExporter(Exporter):
         torch = require("torch", "torch")
         from edgeship.exporters._onnx_names import name_io
 
+        # one torch export per model state for all precisions of a run (it is most of the time)
+        key = _fp32_key(job)
+        if _FP32_CACHE.get("key") == key:
+            path.write_bytes(_FP32_CACHE["bytes"])
+            return
         try:
             with torch.no_grad():
                 # exported with torch's own (unique) names, then renamed: see _onnx_names
@@ -136,6 +141,8 @@ class OnnxExporter(Exporter):
             program.save(str(path), external_data=False)
         except Exception as exc:
             raise ExportError(f"{job.model_name}: onnx export failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+        _FP32_CACHE.clear()
+        _FP32_CACHE.update(key=key, bytes=path.read_bytes())
 
     def _int8_static(self, job: ExportJob, pre: Path, dst: Path, samples: Sequence[Sample], r: OrtRecipe,
                      sc: dict[str, Any]) -> dict[str, Any]:
@@ -239,6 +246,26 @@ def validation_feeds(job: ExportJob) -> list[dict[str, np.ndarray]]:
     if job.calibration is not None:
         feeds += [dict(s.inputs) for s in list(job.calibration_samples())[1:VALIDATION_SAMPLES]]
     return feeds
+
+
+_FP32_CACHE: dict[str, Any] = {}
+
+
+def _fp32_key(job: ExportJob) -> str:
+    """Digest of what the fp32 graph depends on: the weights, the example inputs, names, opset."""
+    import hashlib
+
+    h = hashlib.sha256(repr((type(job.model).__qualname__, job.target_config.opset, job.outputs,
+                             [(s.name, s.shape, s.dtype) for s in job.inputs])).encode())
+    import torch
+
+    # parameters and every buffer (non-persistent ones are not in state_dict)
+    for name, t in [*job.model.named_parameters(), *job.model.named_buffers()]:
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    for k in sorted(job.example_inputs):
+        h.update(np.ascontiguousarray(job.example_inputs[k]).tobytes())
+    return h.hexdigest()
 
 
 def _dynamic_lstm(path: Path, weight_type: Any, reduce_range: bool) -> str | None:
