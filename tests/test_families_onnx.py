@@ -37,13 +37,16 @@ def bert(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def gru(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return _export(tmp_path_factory.mktemp("gru"), "gru_kws", (*ALL, Precision.INT4_WEIGHT))
+def built(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """GRU/LSTM models exported to every precision, once per module, on first use."""
+    cache: dict[str, dict[str, Any]] = {}
 
+    def get(name: str) -> dict[str, Any]:
+        if name not in cache:
+            cache[name] = _export(tmp_path_factory.mktemp(name), name, ALL)
+        return cache[name]
 
-@pytest.fixture(scope="module")
-def lstm(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return _export(tmp_path_factory.mktemp("lstm"), "lstm_tagger", (*ALL, Precision.INT4_WEIGHT))
+    return get
 
 
 def _session(built: dict[str, Any], precision: str) -> Any:
@@ -98,41 +101,38 @@ def test_bert_int8_evaluates(bert: dict[str, Any]) -> None:
 
 # -- GRU -------------------------------------------------------------------------------------
 
-def test_gru_float_ops_tell_the_truth(gru: dict[str, Any]) -> None:
+@pytest.mark.parametrize("name", ["gru_kws", "gru_kws_2layer"])
+def test_gru_float_ops_tell_the_truth(built: Any, name: str) -> None:
     """ORT has no integer GRU: it stays float and holds most of the parameters; the recipe says so."""
+    gru = built(name)
     for p in ("int8", "int8-dynamic"):
         r = gru[p].recipe
         assert "GRU" in r["float_ops"] and r["float_param_fraction"] > 0.8, r
     assert gru["int8"].recipe["float_ops"] == ["GRU"]           # Conv, Gemm: QDQ
     assert set(gru["int8-dynamic"].recipe["float_ops"]) == {"Conv", "GRU", "Relu"}   # dynamic: matmul-like only
-    for p in (*ALL, Precision.INT4_WEIGHT):
+    for p in ALL:
         assert [(o.name, o.shape) for o in gru[p.value].outputs] == [("logits", [1, 12])]
-
-
-def test_gru_2layer_int8(tmp_path: Path) -> None:
-    built = _export(tmp_path, "gru_kws_2layer", (Precision.INT8,))
-    r = built["int8"].recipe
-    assert r["float_ops"] == ["GRU"] and r["float_param_fraction"] > 0.8
+        assert gru[p.value].recipe["fidelity_check"]["cosine_min"] >= 0.99
 
 
 # -- LSTM ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("precision", ["int8", "int8-dynamic"])
-def test_lstm_is_quantized(lstm: dict[str, Any], precision: str) -> None:
+@pytest.mark.parametrize("name", ["lstm_tagger", "lstm_tagger_1layer"])
+def test_lstm_is_quantized(built: Any, name: str) -> None:
     """ORT's DynamicQuantizeLSTM: the LSTM weights are int8 in both recipes."""
-    r = lstm[precision].recipe
-    assert "LSTM" not in r["float_ops"] and r["float_param_fraction"] < 0.01, r
-    assert lstm[precision].size_bytes < lstm["fp32"].size_bytes / 3
-    ops = {n.op_type for n in __import__("onnx").load(
-        str(lstm["cfg"].artifacts_dir / f"onnx-{precision}" / "model.onnx")).graph.node}
-    assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
-    for p in (*ALL, Precision.INT4_WEIGHT):
+    import onnx
+
+    lstm = built(name)
+    for precision in ("int8", "int8-dynamic"):
+        r = lstm[precision].recipe
+        assert "LSTM" not in r["float_ops"] and r["float_param_fraction"] < 0.01, r
+        assert lstm[precision].size_bytes < lstm["fp32"].size_bytes / 3
+        ops = {n.op_type for n in onnx.load(str(lstm["cfg"].artifacts_dir / f"onnx-{precision}" / "model.onnx")).graph.node}
+        assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
+    assert "DynamicQuantizeLSTM" in lstm["int8"].recipe["lstm"]
+    for p in ALL:
         assert [(o.name, o.shape) for o in lstm[p.value].outputs] == [("logits", [1, 8])]
-
-
-def test_lstm_1layer_int8_dynamic(tmp_path: Path) -> None:
-    built = _export(tmp_path, "lstm_tagger_1layer", (Precision.INT8_DYNAMIC,))
-    assert built["int8-dynamic"].recipe["float_ops"] == []
+        assert lstm[p.value].recipe["fidelity_check"]["cosine_min"] >= 0.99
 
 
 # -- fp16 range check: a real overflow is named with its sign and ops, and the advice works ----
