@@ -38,18 +38,26 @@ def is_transformer(fp32: Path) -> str | None:
     return None
 
 
-def scope(fp32: Path, dynamic: bool, per_channel: bool) -> dict[str, Any]:
-    """The quantizer arguments for this graph: op_types, per_channel, extra_options, and the record."""
-    why = is_transformer(fp32)
+def scope(fp32: Path, dynamic: bool, per_channel: bool, setting: str = "auto") -> dict[str, Any]:
+    """The quantizer arguments for this graph: op_types, per_channel, extra_options, and the record.
+
+    ``setting`` is ``[targets.onnx] int8_scope``: auto (detect), transformer, or all (the
+    default scope even for a transformer).
+    """
+    if setting == "auto":
+        why = is_transformer(fp32)
+    else:
+        why = "set in [targets.onnx] int8_scope" if setting == "transformer" else None
     if why is not None:
         return {"op_types": TRANSFORMER_OPS, "per_channel": True, "extra_options": {"MatMulConstBOnly": True},
                 "record": {"scope": "transformer: MatMul/Gemm with constant weights, per-channel weights",
                            "scope_why": f"{why}: ORT's transformer recipe; Softmax, LayerNormalization, Add, "
                                         "GELU and attention score MatMuls stay float"}}
+    because = 'int8_scope = "all" in [targets.onnx]' if setting == "all" else "no attention in the graph"
     if dynamic:
         # per-tensor weights, as before this module: what the CPU-class candidates were measured with
         return {"op_types": DYNAMIC_OPS, "per_channel": False, "extra_options": {},
-                "record": {"scope": "matmul-like ops and LSTM", "scope_why": "no attention in the graph: "
+                "record": {"scope": "matmul-like ops and LSTM", "scope_why": f"{because}: "
                            "ORT's dynamic quantization of MatMul/Gemm/LSTM (it has no integer GRU)"}}
     return {"op_types": None, "per_channel": per_channel, "extra_options": {},
-            "record": {"scope": "every op onnxruntime quantizes (QDQ)", "scope_why": "no attention in the graph"}}
+            "record": {"scope": "every op onnxruntime quantizes (QDQ)", "scope_why": because}}

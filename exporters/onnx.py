@@ -63,7 +63,7 @@ class OnnxExporter(Exporter):
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-            sc = int8_scope(fp32, False, job.quantization.per_channel)
+            sc = int8_scope(fp32, False, job.quantization.per_channel, job.target_config.int8_scope)
             built_for = self._for_class(job, False, scratch, fp32, out,
                                         lambda r, dst: self._int8_static(job, pre, dst, samples, r, sc))
             recipe.update(built_for.pop("_recipe"))
@@ -75,7 +75,7 @@ class OnnxExporter(Exporter):
             # ORT's pre-processing folds constants: an LSTM's weights must be initializers to quantize
             pre = scratch / "pre.onnx"
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-            sc = int8_scope(fp32, True, job.quantization.per_channel)
+            sc = int8_scope(fp32, True, job.quantization.per_channel, job.target_config.int8_scope)
             built_for = self._for_class(job, True, scratch, fp32, out,
                                         lambda r, dst: self._int8_dynamic(pre, dst, r, sc))
             recipe.update(built_for.pop("_recipe"))

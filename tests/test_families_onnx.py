@@ -179,3 +179,20 @@ def test_fp16_keep_float_naming_no_node_fails_that_artifact(tmp_path: Path) -> N
     [failure] = summary.failures
     assert "targets.onnx.fp16_keep_float" in failure.reason and "node_mull" in failure.reason
     assert "did you mean 'node_mul" in failure.reason
+
+
+def test_int8_scope_is_detected_or_set(bert: dict[str, Any], built: Any) -> None:
+    """auto detects attention; [targets.onnx] int8_scope forces either scope, and says so."""
+    from edgeship.config import TargetConfig
+    from edgeship.exporters._onnx_int8_scope import scope
+
+    bert_fp32 = bert["cfg"].artifacts_dir / "onnx-fp32" / "model.onnx"
+    gru_fp32 = built("gru_kws")["cfg"].artifacts_dir / "onnx-fp32" / "model.onnx"
+    assert scope(bert_fp32, False, True)["op_types"] == ["MatMul", "Gemm"]
+    assert scope(gru_fp32, False, True)["op_types"] is None
+    assert scope(gru_fp32, True, True)["record"]["scope"] == "matmul-like ops and LSTM"
+    forced = scope(gru_fp32, False, True, "transformer")
+    assert forced["op_types"] == ["MatMul", "Gemm"] and "int8_scope" in forced["record"]["scope_why"]
+    off = scope(bert_fp32, True, True, "all")
+    assert "LSTM" in off["op_types"] and "int8_scope" in off["record"]["scope_why"]
+    assert TargetConfig().int8_scope == "auto"
