@@ -25,9 +25,11 @@ _API = {
     "profile": "edgeship.api",
     "gate": "edgeship.api",
     "compare": "edgeship.api",
+    "ExportIncomplete": "edgeship.export_failures",
+    "ExportFailure": "edgeship.export_failures",
 }
 
-__all__ = ["compare", "evaluate", "export", "gate", "load_config", "profile"]
+__all__ = ["ExportFailure", "ExportIncomplete", "compare", "evaluate", "export", "gate", "load_config", "profile"]
 
 
 def __getattr__(name: str) -> Any:

@@ -28,6 +28,11 @@ def export(config: Config | str | Path | None = None, target: Selection = "all",
            source: str | None = None) -> list[Manifest]:
     """Export the model; returns the manifest of every artifact written.
 
+    Every requested artifact is attempted. If any failed to convert, raises
+    ``edgeship.ExportIncomplete`` (an ExportError) after the others were built: ``.built`` holds
+    their manifests, ``.failures`` one ``ExportFailure`` (name, target, precision, reason) per
+    failed artifact. Bad input (config, data, selection) raises a UsageError before any work.
+
     ``for_devices``: build class-specific INT8 for these devices' CPU classes (CLI ``--for``).
     ``source``: "compressed" or "original" (CLI ``--from``).
     """

@@ -121,6 +121,8 @@ class QuantizationConfig(_Frozen):
 class TargetConfig(_Frozen):
     precisions: tuple[Precision, ...] | None = None   # None: every precision the target has
     opset: int = Field(18, ge=13, le=99)                    # onnx
+    fp16_keep_float: tuple[str, ...] = ()             # onnx fp16: node names kept in float32
+    int8_scope: Literal["auto", "transformer", "all"] = "auto"   # onnx int8: which ops (exporters/_onnx_int8_scope.py)
     io: IOType = IOType.FLOAT                         # tflite: full-integer I/O or float I/O
     deployment_target: str = "iOS16"                  # coreml
     compute_units: str = "CPU_ONLY"                   # coreml, on macOS

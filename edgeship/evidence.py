@@ -40,11 +40,14 @@ def judged_artifact(cfg: Config, device: str, target: str, precision: str) -> st
     when one is on disk, else the default-class one ``<target>-<precision>``: the same choice
     ``profile`` makes, so the gate asks for evidence of the artifact that ships to the device.
     """
+    from edgeship.export_failures import failures_dir
     from edgeship.profiling import known_device_class
 
     cls = known_device_class(cfg, device)
-    if cls is not None and (cfg.artifacts_dir / f"{target}-{precision}@{cls}").is_dir():
-        return f"{target}-{precision}@{cls}"
+    name = f"{target}-{precision}@{cls}"
+    # a failed build for the class is judged (as failed) too, not replaced by the default-class one
+    if cls is not None and ((cfg.artifacts_dir / name).is_dir() or (failures_dir(cfg) / f"{name}.json").is_file()):
+        return name
     return f"{target}-{precision}"
 
 

@@ -271,13 +271,17 @@ def gate(
     artifact as it is on disk now (see edgeship/evidence.py); otherwise the check FAILs and
     names the command to re-run. Usage errors (unknown device, zero checks) raise UsageError.
     """
+    from edgeship.export_failures import load_failures
     from edgeship.profiling import load_results
     from edgeship.selection import scan_artifacts
 
     say = on_event or (lambda _m: None)
     _check_arguments(cfg, device, threshold)
     good, broken = scan_artifacts(cfg)
-    if not good and not broken:
+    # an artifact whose latest export failed is judged as failed, even if an older build is on disk
+    failed = {f.name: f for f in load_failures(cfg)}
+    good = [r for r in good if r.name not in failed]
+    if not good and not broken and not failed:
         raise UsageError(f"no artifacts under {cfg.artifacts_dir}; run 'edgeship export' first")
     if broken:
         # the manifest is an integrity boundary (issue 11): a tampered, corrupt or foreign artifact
@@ -286,7 +290,7 @@ def gate(
         raise ArtifactError(f"{broken[0].reason}{more}")
     refs = {r.name: r for r in good}
     digests = {name: artifact_digest(r.path) for name, r in refs.items()}
-    checks = expand(cfg, good, device)
+    checks = expand(cfg, [*good, *failed.values()], device)
     if not checks:
         raise UsageError(f"gate --device {device}: no [[budgets]] entry in {cfg.path or 'edgeship.toml'} applies to "
                          f"device '{device}' (budgets name: {', '.join(sorted({b.device for b in cfg.budgets}))}); "
@@ -304,6 +308,10 @@ def gate(
     config_changed: set[tuple[str, str, str]] = set()    # (kind, device, artifact) of evidence
     for c in _per_device(checks, entries, device):
         say(f"check {c.name} ...")
+        if c.artifact in failed:
+            out.append(_evidence_fail(c, f"export of {c.artifact} failed: {failed[c.artifact].reason}",
+                                      export_command(c.target, c.precision)))
+            continue
         if c.artifact not in refs:
             out.append(_evidence_fail(c, f"no artifact {c.artifact} under {cfg.artifacts_dir}", export_command(c.target, c.precision)))
             continue

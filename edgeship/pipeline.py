@@ -90,30 +90,58 @@ def export(
     for_devices: tuple[str, ...] | None = None,
     source: str | None = None,
 ) -> list[Manifest]:
-    """Export every selected (target, precision); stops at the first failure.
+    """Export every selected (target, precision); the manifests of all, or ExportIncomplete.
 
-    Class-specific precisions (ONNX INT8) are built once per CPU class of ``for_devices``
-    (default: the devices the budgets name, else this host); see edgeship.export_for.
-    Artifacts already written stay (each is complete); the failed one leaves nothing.
+    Every artifact is attempted (see ``export_all``); if any failed, raises ExportIncomplete
+    (an ExportError, exit code 1) carrying the built manifests and the failures.
+    """
+    from edgeship.export_failures import ExportIncomplete
+
+    summary = export_all(cfg, targets, precisions, on_event, for_devices, source)
+    if summary.failures:
+        raise ExportIncomplete(summary.built, summary.failures)
+    return summary.built
+
+
+def export_all(
+    cfg: Config,
+    targets: tuple[Target, ...] | None = None,
+    precisions: tuple[Precision, ...] | None = None,
+    on_event: Callable[[str], None] | None = None,
+    for_devices: tuple[str, ...] | None = None,
+    source: str | None = None,
+):  # -> ExportSummary
+    """Attempt every selected (target, precision); return what was built and what failed.
+
+    Bad input (config, selection, model source, calibration data, devices) raises before any
+    artifact is attempted. A conversion that fails (ExportError, or a missing optional
+    dependency of one target) is recorded (edgeship.export_failures) and the next artifact is
+    attempted. Class-specific precisions (ONNX INT8) are built once per CPU class of
+    ``for_devices`` (default: the devices the budgets name, else this host); see
+    edgeship.export_for. The failed artifact leaves no directory, only its failure record.
     """
     from edgeship.cpuclass import host_target
+    from edgeship.errors import ExportError, MissingDependency
+    from edgeship.export_failures import ExportFailure, ExportSummary, clear_failure, record_failure
     from edgeship.export_for import artifact_name, export_targets
     from edgeship.exporters.base import EXPORTERS, get_exporter
 
     pairs = plan(cfg, targets, precisions)
+    if cfg.data.calibration is None and any(p is Precision.INT8 for _, p in pairs):
+        # a config problem: said before any work, not once per int8 artifact
+        raise ConfigError(f"{cfg.path or 'edgeship.toml'}: int8 export needs calibration data; set [data] calibration "
+                          "(\"pkg.module:fn\" or a directory of .npz files) or leave int8 out of --precision")
     say = on_event or (lambda _msg: None)
     # device classes matter to class-specific precisions only; bad/unreachable devices fail before any work
     needed = for_devices or any(p in EXPORTERS.get(t.value).class_specific for t, p in pairs)
     cpu_targets = export_targets(cfg, for_devices) if needed else [host_target()]
     default = cpu_targets[0]
-    manifests: list[Manifest] = []
+    entries: list[tuple[str, Manifest | ExportFailure]] = []
     jobs: dict[Target, object] = {}
-    base_job = None
+    base_job = build_job(cfg, pairs[0][0], source)
+    if base_job.source_note:
+        say(f"  {base_job.source_note}")
     for t, p in pairs:
-        if base_job is None:
-            base_job = build_job(cfg, t, source)
-            if base_job.source_note:
-                say(f"  {base_job.source_note}")
         if t not in jobs:
             jobs[t] = dataclasses.replace(base_job, target_config=cfg.target_config(t))
         per_class = p in EXPORTERS.get(t.value).class_specific
@@ -124,7 +152,23 @@ def export(
             if p is Precision.INT8 and base_job.calibration is not None:
                 say(f"  calibrating on {len(base_job.calibration())} samples from {cfg.data.calibration}")
             job = dataclasses.replace(jobs[t], cpu_target=cpu)  # type: ignore[type-var]
-            m = get_exporter(t).export(job, p, out_dir)
+            try:
+                m = get_exporter(t).export(job, p, out_dir)
+            except (ExportError, MissingDependency) as exc:
+                failure = ExportFailure(name, t.value, p.value, _reason(str(exc), cfg.model.name, f"{t}-{p}"))
+                record_failure(cfg, failure)
+                say(f"  FAILED {name}: {failure.reason}")
+                entries.append((name, failure))
+                continue
+            clear_failure(cfg, name)
             say(f"  wrote {out_dir} ({m.size_bytes / 1024:.1f} KiB)")
-            manifests.append(m)
-    return manifests
+            entries.append((name, m))
+    return ExportSummary(tuple(entries))
+
+
+def _reason(text: str, model: str, name: str) -> str:
+    """The error on one line, without the model/artifact prefix the failure line already names."""
+    line = " ".join(text.split())
+    for prefix in (f"{model}: ", f"{name}: ", f"{name} "):
+        line = line.removeprefix(prefix)
+    return line

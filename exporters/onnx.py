@@ -21,17 +21,15 @@ import numpy as np
 from edgeship.calibration import Sample
 from edgeship.cpuclass import OrtRecipe, host_target, onnx_candidates
 from edgeship.errors import ExportError, UsageError
+from edgeship.exporters._onnx_float_ops import float_report
+from edgeship.exporters._onnx_int8_scope import scope as int8_scope
 from edgeship.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult, check_outputs
 from edgeship.lazy import require
 from edgeship.model import run_reference
 from edgeship.types import CalibrationMethod, Precision, QuantType, Target
 
 MODEL_FILE = "model.onnx"
-FP16_MAX = 65504.0
 VALIDATION_SAMPLES = 8
-# Dynamic quantization: ORT's CPU ConvInteger takes only u8 weights, so like Optimum we
-# quantize the matmul-like ops, which is where dynamic quantization pays off.
-DYNAMIC_OPS = ["MatMul", "Gemm", "Attention"]
 
 
 @EXPORTERS.register("onnx")
@@ -54,22 +52,32 @@ class OnnxExporter(Exporter):
         calibration = None
         built_for = None
         if precision is Precision.FP16:
-            recipe["fp16_range_check"] = self._fp16_range_check(job, fp32)
-            recipe.update(self._fp16(fp32, out))
+            from edgeship.exporters import _onnx_fp16
+
+            keep = job.target_config.fp16_keep_float
+            recipe["fp16_range_check"] = _onnx_fp16.range_check(job.model_name, fp32, validation_feeds(job), keep)
+            recipe.update(_onnx_fp16.convert(fp32, out, keep))
         elif precision is Precision.INT8:
             samples = job.calibration_samples()
             pre = scratch / "pre.onnx"
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            sc = int8_scope(fp32, False, job.quantization.per_channel, job.target_config.int8_scope)
             built_for = self._for_class(job, False, scratch, fp32, out,
-                                        lambda r, dst: self._int8_static(job, pre, dst, samples, r))
+                                        lambda r, dst: self._int8_static(job, pre, dst, samples, r, sc))
             recipe.update(built_for.pop("_recipe"))
             q = job.quantization
             calibration = {"method": q.method.value, "samples": len(samples), "source": job.calibration_ref}
         elif precision is Precision.INT8_DYNAMIC:
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            # ORT's pre-processing folds constants: an LSTM's weights must be initializers to quantize
+            pre = scratch / "pre.onnx"
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            sc = int8_scope(fp32, True, job.quantization.per_channel, job.target_config.int8_scope)
             built_for = self._for_class(job, True, scratch, fp32, out,
-                                        lambda r, dst: self._int8_dynamic(fp32, dst, r))
+                                        lambda r, dst: self._int8_dynamic(pre, dst, r, sc))
             recipe.update(built_for.pop("_recipe"))
         elif precision is Precision.INT4_WEIGHT:
             from edgeship.exporters._onnx_int4 import int4_weight
@@ -117,59 +125,30 @@ class OnnxExporter(Exporter):
     # -- conversions -------------------------------------------------------------------------
     def _export_fp32(self, job: ExportJob, path: Path) -> None:
         torch = require("torch", "torch")
+        from edgeship.exporters._onnx_names import name_io
+
+        # one torch export per model state for all precisions of a run (it is most of the time)
+        try:
+            key: str | None = _fp32_key(job)
+        except Exception:       # noqa: BLE001  (an exotic module state: export without the cache)
+            key = None
+        if key is not None and _FP32_CACHE.get("key") == key:
+            path.write_bytes(_FP32_CACHE["bytes"])
+            return
         try:
             with torch.no_grad():
-                torch.onnx.export(
-                    job.model, job.example_args(), str(path), dynamo=True, external_data=False,
-                    input_names=[s.name for s in job.inputs], output_names=list(job.outputs),
-                    opset_version=job.target_config.opset, verbose=False,
-                )
+                # exported with torch's own (unique) names, then renamed: see _onnx_names
+                program = torch.onnx.export(job.model, job.example_args(), dynamo=True,
+                                            opset_version=job.target_config.opset, verbose=False)
+            name_io(program.model, [s.name for s in job.inputs], list(job.outputs))
+            program.save(str(path), external_data=False)
         except Exception as exc:
             raise ExportError(f"{job.model_name}: onnx export failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+        _FP32_CACHE.clear()
+        _FP32_CACHE.update(key=key, bytes=path.read_bytes())
 
-    @staticmethod
-    def _fp16(src: Path, dst: Path) -> dict[str, Any]:
-        onnx = require("onnx", "onnx")
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-
-        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
-        onnx.save(model, str(dst))
-        return {"converter": "onnxruntime.transformers.float16", "keep_io_types": True,
-                "weights": "float16", "io": "float32",
-                "compute": "float16 where the execution provider has fp16 kernels; ORT's CPU EP casts "
-                           "ops without them back to float32"}
-
-    @staticmethod
-    def _fp16_range_check(job: ExportJob, fp32: Path) -> dict[str, Any]:
-        """Every float intermediate of the fp32 graph must fit float16 on the validation inputs.
-
-        Checked on the fp32 graph because ORT's CPU EP silently computes many fp16 ops in
-        float32, so an overflow would not show in its outputs but would on a phone's GPU/NPU.
-        """
-        onnx = require("onnx", "onnx")
-        import onnxruntime as ort
-
-        model = onnx.shape_inference.infer_shapes(onnx.load(str(fp32)))
-        known = {o.name for o in model.graph.output}
-        floats = [vi for vi in model.graph.value_info
-                  if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT and vi.name not in known]
-        model.graph.output.extend(floats)
-        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-        names = [o.name for o in sess.get_outputs()]
-        peak: dict[str, float] = {}
-        for feed in validation_feeds(job):
-            for name, arr in zip(names, sess.run(names, feed)):
-                if np.issubdtype(np.asarray(arr).dtype, np.floating) and np.asarray(arr).size:
-                    peak[name] = max(peak.get(name, 0.0), float(np.nanmax(np.abs(arr))))
-        worst = max(peak, key=lambda k: peak[k]) if peak else None
-        if worst is not None and (peak[worst] > FP16_MAX or not np.isfinite(peak[worst])):
-            raise ExportError(
-                f"{job.model_name}: onnx-fp16: tensor '{worst}' reaches {peak[worst]:.4g}, beyond float16's "
-                f"{FP16_MAX:g} (inf/NaN in fp16); keep that layer in fp32 or rescale the model"
-            )
-        return {"max_abs_activation": peak[worst] if worst else 0.0, "tensor": worst, "limit": FP16_MAX}
-
-    def _int8_static(self, job: ExportJob, pre: Path, dst: Path, samples: Sequence[Sample], r: OrtRecipe) -> dict[str, Any]:
+    def _int8_static(self, job: ExportJob, pre: Path, dst: Path, samples: Sequence[Sample], r: OrtRecipe,
+                     sc: dict[str, Any]) -> dict[str, Any]:
         from onnxruntime.quantization import (
             CalibrationDataReader,
             QuantFormat,
@@ -189,7 +168,7 @@ class OnnxExporter(Exporter):
             CalibrationMethod.PERCENTILE: OrtMethod.Percentile,
             CalibrationMethod.ENTROPY: OrtMethod.Entropy,
         }[q.method]
-        extra: dict[str, Any] = {"CalibMovingAverage": False}
+        extra: dict[str, Any] = {"CalibMovingAverage": False, **sc["extra_options"]}
         if q.method is CalibrationMethod.PERCENTILE:
             extra["CalibPercentile"] = q.percentile
 
@@ -202,30 +181,33 @@ class OnnxExporter(Exporter):
                 return None if s is None else dict(s.inputs)
 
         quantize_static(
-            str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=q.per_channel,
+            str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=sc["per_channel"],
+            op_types_to_quantize=sc["op_types"],
             reduce_range=r.reduce_range, activation_type=ort_type[r.activation_type],
             weight_type=ort_type[r.weight_type], calibrate_method=method, extra_options=extra,
         )
+        lstm = _dynamic_lstm(dst, ort_type[r.weight_type], r.reduce_range)
         return {
             "quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ",
             "activation_type": r.activation_type, "weight_type": r.weight_type, "reduce_range": r.reduce_range,
-            "per_channel": q.per_channel, "calibration_method": q.method.value,
+            "per_channel": sc["per_channel"], "calibration_method": q.method.value, **sc["record"],
             **({"percentile": q.percentile} if q.method is CalibrationMethod.PERCENTILE else {}),
             "preprocess": "quant_pre_process (onnx shape inference + ORT graph optimization)",
-            "float_ops": _float_ops(dst),
+            **({"lstm": lstm} if lstm else {}), **float_report(dst),
         }
 
     @staticmethod
-    def _int8_dynamic(src: Path, dst: Path, r: OrtRecipe) -> dict[str, Any]:
+    def _int8_dynamic(src: Path, dst: Path, r: OrtRecipe, sc: dict[str, Any]) -> dict[str, Any]:
         from onnxruntime.quantization import QuantType as OrtType
         from onnxruntime.quantization import quantize_dynamic
 
         weight = OrtType.QUInt8 if r.weight_type == "uint8" else OrtType.QInt8
         quantize_dynamic(str(src), str(dst), weight_type=weight, reduce_range=r.reduce_range,
-                         op_types_to_quantize=DYNAMIC_OPS)
+                         op_types_to_quantize=sc["op_types"], per_channel=sc["per_channel"],
+                         extra_options=sc["extra_options"])
         return {"quantizer": "onnxruntime.quantization.quantize_dynamic", "weight_type": r.weight_type,
                 "reduce_range": r.reduce_range, "activations": "quantized at run time (uint8)",
-                "op_types": DYNAMIC_OPS, "float_ops": _float_ops(dst)}
+                "op_types": sc["op_types"], "per_channel": sc["per_channel"], **sc["record"], **float_report(dst)}
 
     # -- checks ------------------------------------------------------------------------------
     def _validate(self, job: ExportJob, precision: Precision, path: Path) -> dict[str, Any]:
@@ -269,20 +251,38 @@ def validation_feeds(job: ExportJob) -> list[dict[str, np.ndarray]]:
     return feeds
 
 
-def _float_ops(path: Path) -> list[str]:
-    """Op types left computing in float (not between DequantizeLinear/QuantizeLinear or integer)."""
+_FP32_CACHE: dict[str, Any] = {}
+
+
+def _fp32_key(job: ExportJob) -> str:
+    """Digest of what the fp32 graph depends on: the weights, the example inputs, names, opset."""
+    import hashlib
+
+    h = hashlib.sha256(repr((type(job.model).__qualname__, job.target_config.opset, job.outputs,
+                             [(s.name, s.shape, s.dtype) for s in job.inputs])).encode())
+    import torch
+
+    # parameters and every buffer (non-persistent ones are not in state_dict)
+    for name, t in [*job.model.named_parameters(), *job.model.named_buffers()]:
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    for k in sorted(job.example_inputs):
+        h.update(np.ascontiguousarray(job.example_inputs[k]).tobytes())
+    return h.hexdigest()
+
+
+def _dynamic_lstm(path: Path, weight_type: Any, reduce_range: bool) -> str | None:
+    """Quantize the LSTMs of a static QDQ model dynamically, in place (ORT has no static integer
+    LSTM, but has DynamicQuantizeLSTM: int8 weights, activations quantized at run time)."""
     onnx = require("onnx", "onnx")
-    m = onnx.load(str(path), load_external_data=False)
-    quantized_inputs = {n.output[0] for n in m.graph.node if n.op_type == "DequantizeLinear"}
-    skip = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Shape", "Reshape", "Flatten",
-            "Transpose", "Squeeze", "Unsqueeze", "Gather", "Concat", "Constant", "Cast", "Identity"}
-    ops = set()
-    for n in m.graph.node:
-        if n.op_type in skip or "Integer" in n.op_type or n.op_type.startswith("QLinear"):
-            continue
-        if not any(i in quantized_inputs for i in n.input):
-            ops.add(n.op_type)
-    return sorted(ops)
+    from onnxruntime.quantization import quantize_dynamic
+
+    if not any(n.op_type == "LSTM" for n in onnx.load(str(path), load_external_data=False).graph.node):
+        return None
+    tmp = path.with_name(path.stem + ".lstm.onnx")
+    quantize_dynamic(str(path), str(tmp), weight_type=weight_type, reduce_range=reduce_range, op_types_to_quantize=["LSTM"])
+    tmp.replace(path)
+    return "DynamicQuantizeLSTM: int8 weights, activations quantized at run time (ORT has no static integer LSTM)"
 
 
 def _first_line(exc: BaseException) -> str:

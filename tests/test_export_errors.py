@@ -45,7 +45,8 @@ def test_pt2_source_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_fp16_overflow_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """An export that fails validation is exit 2 with one line, and leaves no directory."""
+    """An export that fails validation is exit 1 (a conversion failed, the input was fine; contract 6)
+    with one line naming it, and leaves no artifact directory."""
     cfg = cli_project(tmp_path, {
         'factory = "edgeship.demo:build_model"': 'factory = "tests.models:overflow_net"',
         'inputs = [{ name = "image", shape = [1, 1, 8, 8], dtype = "float32" }]':
@@ -54,6 +55,6 @@ def test_fp16_overflow_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFix
         'calibration = "edgeship.demo:calibration_data"\nevaluation = "edgeship.demo:evaluation_data"\n': "",
     })
     code, line = run_cli(capsys, cfg, "export", "--target", "onnx", "--precision", "fp16")
-    assert code == 2 and "onnx-fp16" in line and "inf/NaN" in line
+    assert code == 1 and "onnx-fp16" in line and "inf/NaN" in line
     assert not (tmp_path / "build" / "artifacts" / "overflow" / "onnx-fp16").exists()
     assert no_artifacts(tmp_path)

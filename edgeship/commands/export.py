@@ -19,15 +19,26 @@ class Export:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from edgeship.pipeline import export, plan
+        from edgeship.manifest import Manifest
+        from edgeship.pipeline import export_all, plan
         from edgeship.progress import Progress
+        from edgeship.table import render
 
         cfg, targets, precisions = load_selection(args)
         with Progress(sys.stderr, total=len(plan(cfg, targets, precisions))) as progress:
-            manifests = export(cfg, targets, precisions, on_event=progress.event,
-                               for_devices=tuple(args.for_devices) if args.for_devices else None, source=args.source)
-        for m in manifests:
-            note = f"  ({'; '.join(m.notes)})" if m.notes else ""
-            bf = f"  built for {m.built_for['cpu_class']}: {m.built_for['recipe']}" if m.built_for else ""
-            print(f"{m.target}-{m.precision}: {m.model_file} {m.size_bytes / 1024:.1f} KiB{bf}{note}")
-        return 0
+            summary = export_all(cfg, targets, precisions, on_event=progress.event,
+                                 for_devices=tuple(args.for_devices) if args.for_devices else None, source=args.source)
+        for name, m in summary.entries:
+            if isinstance(m, Manifest):
+                note = f"  ({'; '.join(m.notes)})" if m.notes else ""
+                bf = f"  built for {m.built_for['cpu_class']}: {m.built_for['recipe']}" if m.built_for else ""
+                print(f"{name}: {m.model_file} {m.size_bytes / 1024:.1f} KiB{bf}{note}")
+        print(render(("artifact", "status", "size / why"), summary.rows()))
+        if not summary.failures:
+            return 0
+        print(f"edgeship: {len(summary.failures)} of {len(summary.entries)} artifact(s) failed, the others were built:",
+              file=sys.stderr)
+        # one line per failure, last on stderr: the full reason the table may have shortened
+        for f in summary.failures:
+            print(f"edgeship: export {f.name} failed: {f.reason}", file=sys.stderr)
+        return 1
