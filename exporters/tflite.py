@@ -38,6 +38,8 @@ from edgeship.model import run_reference
 from edgeship.types import CalibrationMethod, IOType, Precision, Target
 
 MODEL_FILE = "model.tflite"
+# the last FP32 conversion: (weak reference to the model, digest of the example inputs, bytes)
+_LAST_FLOAT: dict[str, Any] = {}
 
 
 @EXPORTERS.register("tflite")
@@ -67,7 +69,7 @@ class TFLiteExporter(Exporter):
             calibration = {"method": job.quantization.method.value, "samples": len(samples), "source": job.calibration_ref}
             self._int8_io(job, out, io_dtypes, io_quant, recipe, notes)
         else:
-            self._convert(litert_torch, job, precision, job.model, out)
+            self._convert_float(litert_torch, job, precision, out)
             if precision is not Precision.FP32:
                 recipe.update(self._post_quantize(out, precision))
             if job.target_config.io is IOType.INT8:
@@ -146,6 +148,26 @@ class TFLiteExporter(Exporter):
                 io_quant[name] = {"scale": p["scale"], "zero_point": p["zero_point"]}
 
     # -- conversions -------------------------------------------------------------------------
+    def _convert_float(self, litert_torch: Any, job: ExportJob, precision: Precision, out: Path) -> None:
+        """The FP32 conversion that fp32/fp16/int8-dynamic/int8-weight start from.
+
+        One export run asks for it once per precision with the same model and example inputs;
+        the converter is deterministic and slow (a GRU unrolled over 49 steps takes ~20 s), so
+        the last result is kept (models under 256 MB) and reused while that model object lives.
+        """
+        import hashlib
+        import weakref
+
+        key = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() + str(a.dtype).encode()
+                                      for a in (job.example_inputs[s.name] for s in job.inputs))).hexdigest()
+        hit = _LAST_FLOAT.get("model")
+        if hit is not None and hit[0]() is job.model and hit[1] == key:
+            out.write_bytes(hit[2])
+            return
+        self._convert(litert_torch, job, precision, job.model, out)
+        data = out.read_bytes()
+        _LAST_FLOAT["model"] = (weakref.ref(job.model), key, data) if len(data) < 256 << 20 else None
+
     def _convert(self, litert_torch: Any, job: ExportJob, precision: Precision, module: Any, out: Path,
                  quant_config: Any = None) -> None:
         try:
