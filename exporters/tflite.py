@@ -77,7 +77,7 @@ class TFLiteExporter(Exporter):
                              f"{precision} keeps its float I/O")
         if casts:
             recipe["input_casts"] = casts
-        output_shapes = self._name_io(job, precision, out, notes)
+        output_shapes = self._name_io(job, precision, out, notes, recipe)
         recipe["fidelity_check"] = self._validate(job, precision, out, io_dtypes, io_quant, casts)
         built_for = None
         if precision is Precision.INT8:
@@ -97,8 +97,10 @@ class TFLiteExporter(Exporter):
         )
 
     @staticmethod
-    def _name_io(job: ExportJob, precision: Precision, out: Path, notes: list[str]) -> dict[str, list[int]]:
-        """Give the signature the configured input/output names; return the real output shapes."""
+    def _name_io(job: ExportJob, precision: Precision, out: Path, notes: list[str],
+                 recipe: dict[str, Any]) -> dict[str, list[int]]:
+        """Give the signature the configured input/output names; return the real output shapes.
+        Weight-quantized precisions also get the share of parameters left in float."""
         from edgeship.exporters import _tflite_fb as fb
 
         if not fb.fits(out):
@@ -111,6 +113,8 @@ class TFLiteExporter(Exporter):
         except ValueError as exc:
             raise ExportError(f"{job.model_name}: tflite-{precision}: {exc}") from None
         fb.write(model, out)
+        if precision in (Precision.INT8_DYNAMIC, Precision.INT8_WEIGHT, Precision.INT4_WEIGHT):
+            recipe.update(float_params(model))
         return shapes
 
     @staticmethod
