@@ -96,6 +96,11 @@ def test_int8_recipes_say_which_ops_stay_float_and_their_share_of_the_parameters
     assert {"EMBEDDING_LOOKUP", "SELECT_V2"} <= set(r["float_ops"]) and "FULLY_CONNECTED" not in r["float_ops"]
     assert share(model, model.bert.embeddings) <= r["float_param_fraction"] < 0.5
     assert r["input_casts"]["input_ids"]["from"] == "int64" and r["input_casts"]["input_ids"]["to"] == "int32"
+    # weight quantization leaves only biases, norms and the like in float
+    for name, cfg in exported.items():
+        for p in ("int8-dynamic", "int8-weight"):
+            r = read_manifest(cfg.artifacts_dir / f"tflite-{p}").recipe
+            assert 0 < r["float_param_fraction"] < 0.15 and r["float_params"] < r["params"], (name, p, r)
 
 
 def test_eval_runs_every_bert_artifact(exported) -> None:
