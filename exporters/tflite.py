@@ -29,6 +29,7 @@ import numpy as np
 
 from edgeship.calibration import Sample
 from edgeship.errors import ExportError, UsageError
+from edgeship.exporters._tflite_io import float_params, input_casts, name_io
 from edgeship.exporters._tflite_pt2e import make_quantizer
 from edgeship.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult, check_outputs
 from edgeship.exporters.onnx import validation_feeds
@@ -37,8 +38,8 @@ from edgeship.model import run_reference
 from edgeship.types import CalibrationMethod, IOType, Precision, Target
 
 MODEL_FILE = "model.tflite"
-# litert-torch downcasts 64-bit I/O (enable_x64=False): most on-device runtimes lack int64.
-DOWNCAST = {"int64": "int32", "float64": "float32"}
+# the last FP32 conversion: (weak reference to the model, digest of the example inputs, bytes)
+_LAST_FLOAT: dict[str, Any] = {}
 
 
 @EXPORTERS.register("tflite")
@@ -57,7 +58,9 @@ class TFLiteExporter(Exporter):
         out = workdir / MODEL_FILE
         recipe: dict[str, Any] = {"converter": "litert_torch.convert"}
         calibration = None
-        io_dtypes = {s.name: DOWNCAST.get(s.dtype, s.dtype) for s in job.inputs}
+        # inputs keep their declared dtype; the runtime narrows 64-bit ones as the converter did
+        io_dtypes = {s.name: s.dtype for s in job.inputs}
+        casts = input_casts(job.inputs)
         io_quant: dict[str, dict[str, float]] = {}
         notes: list[str] = []
         if precision is Precision.INT8:
@@ -66,13 +69,16 @@ class TFLiteExporter(Exporter):
             calibration = {"method": job.quantization.method.value, "samples": len(samples), "source": job.calibration_ref}
             self._int8_io(job, out, io_dtypes, io_quant, recipe, notes)
         else:
-            self._convert(litert_torch, job, job.model, out)
+            self._convert_float(litert_torch, job, precision, out)
             if precision is not Precision.FP32:
                 recipe.update(self._post_quantize(out, precision))
             if job.target_config.io is IOType.INT8:
                 notes.append("targets.tflite.io = \"int8\" applies to full-integer (int8) models only; "
                              f"{precision} keeps its float I/O")
-        recipe["fidelity_check"] = self._validate(job, precision, out, io_dtypes, io_quant)
+        if casts:
+            recipe["input_casts"] = casts
+        output_shapes = self._name_io(job, precision, out, notes, recipe)
+        recipe["fidelity_check"] = self._validate(job, precision, out, io_dtypes, io_quant, casts)
         built_for = None
         if precision is Precision.INT8:
             from edgeship.cpuclass import host_target
@@ -86,8 +92,30 @@ class TFLiteExporter(Exporter):
             built_for["same_for_all_classes"] = True
         return ExportResult(
             model_file=MODEL_FILE, recipe=recipe, calibration=calibration,
-            io_dtypes=io_dtypes, io_quantization=io_quant, notes=notes, built_for=built_for,
+            io_dtypes=io_dtypes, io_quantization=io_quant, output_shapes=output_shapes, notes=notes,
+            built_for=built_for,
         )
+
+    @staticmethod
+    def _name_io(job: ExportJob, precision: Precision, out: Path, notes: list[str],
+                 recipe: dict[str, Any]) -> dict[str, list[int]]:
+        """Give the signature the configured input/output names; return the real output shapes.
+        Weight-quantized precisions also get the share of parameters left in float."""
+        from edgeship.exporters import _tflite_fb as fb
+
+        if not fb.fits(out):
+            notes.append("over 2 GB: the signature keeps litert-torch's args_<i>/output_<i> names "
+                         "(the runtime maps them by number)")
+            return {}
+        model = fb.read(out)
+        try:
+            shapes = name_io(model, [s.name for s in job.inputs], list(job.outputs))
+        except ValueError as exc:
+            raise ExportError(f"{job.model_name}: tflite-{precision}: {exc}") from None
+        fb.write(model, out)
+        if precision in (Precision.INT8_DYNAMIC, Precision.INT8_WEIGHT, Precision.INT4_WEIGHT):
+            recipe.update(float_params(model))
+        return shapes
 
     @staticmethod
     def _int8_io(job: ExportJob, out: Path, io_dtypes: dict[str, str], io_quant: dict[str, dict[str, float]],
@@ -105,27 +133,52 @@ class TFLiteExporter(Exporter):
         else:
             recipe["io"] = "int8 (callers quantize inputs / dequantize outputs with the recorded scale and zero point)"
         recipe["integer_graph"] = graph = integer_graph(model)
+        # the same facts at the recipe's top level, as the other backends record them
+        recipe["float_ops"] = graph["float_ops"]
+        recipe.update(float_params(model))
         if graph["float_ops"]:
             ops = ", ".join(f"{op} x{n}" for op, n in graph["float_ops"].items())
-            notes.append(f"not fully integer: {ops} compute in float between DEQUANTIZE/QUANTIZE "
-                         "(litert-torch's PT2E quantizer has no int8 pattern for them)")
+            notes.append(f"not fully integer: {ops} compute in float between DEQUANTIZE/QUANTIZE, holding "
+                         f"{recipe['float_param_fraction']:.0%} of the parameters (ops litert-torch's PT2E "
+                         "quantizer has no int8 pattern for, recurrent cells, and ops that apply masks)")
         recipe["serialization"] = fb.write(model, out)
         if float_io:
             return
         ins, outs = io_params(out)
         names = [s.name for s in job.inputs] + list(job.outputs)
         for name, p in zip(names, ins + outs):
-            io_dtypes[name] = p["dtype"]
             if p["dtype"] in ("int8", "uint8"):
+                io_dtypes[name] = p["dtype"]
                 io_quant[name] = {"scale": p["scale"], "zero_point": p["zero_point"]}
 
     # -- conversions -------------------------------------------------------------------------
-    def _convert(self, litert_torch: Any, job: ExportJob, module: Any, out: Path, quant_config: Any = None) -> None:
+    def _convert_float(self, litert_torch: Any, job: ExportJob, precision: Precision, out: Path) -> None:
+        """The FP32 conversion that fp32/fp16/int8-dynamic/int8-weight start from.
+
+        One export run asks for it once per precision with the same model and example inputs;
+        the converter is deterministic and slow (a GRU unrolled over 49 steps takes ~20 s), so
+        the last result is kept (models under 256 MB) and reused while that model object lives.
+        """
+        import hashlib
+        import weakref
+
+        key = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() + str(a.dtype).encode()
+                                      for a in (job.example_inputs[s.name] for s in job.inputs))).hexdigest()
+        hit = _LAST_FLOAT.get("model")
+        if hit is not None and hit[0]() is job.model and hit[1] == key:
+            out.write_bytes(hit[2])
+            return
+        self._convert(litert_torch, job, precision, job.model, out)
+        data = out.read_bytes()
+        _LAST_FLOAT["model"] = (weakref.ref(job.model), key, data) if len(data) < 256 << 20 else None
+
+    def _convert(self, litert_torch: Any, job: ExportJob, precision: Precision, module: Any, out: Path,
+                 quant_config: Any = None) -> None:
         try:
             edge = litert_torch.convert(module, job.example_args(), quant_config=quant_config)
             edge.export(str(out))
         except Exception as exc:
-            raise ExportError(f"{job.model_name}: tflite: {_describe_failure(exc)}") from exc
+            raise ExportError(f"{job.model_name}: tflite-{precision}: {_describe_failure(exc)}") from exc
 
     def _int8_static(self, litert_torch: Any, job: ExportJob, out: Path, samples: Sequence[Sample],
                      notes: list[str]) -> dict[str, Any]:
@@ -155,7 +208,7 @@ class TFLiteExporter(Exporter):
             converted = convert_pt2e(prepared, fold_quantize=False)
         except Exception as exc:
             raise ExportError(f"{job.model_name}: tflite-int8: PT2E quantization failed: {_describe_failure(exc)}") from exc
-        self._convert(litert_torch, job, converted, out, QuantConfig(pt2e_quantizer=quantizer))
+        self._convert(litert_torch, job, Precision.INT8, converted, out, QuantConfig(pt2e_quantizer=quantizer))
         return {
             "quantizer": "PT2E (litert_torch PT2EQuantizer + add/mul by ATen target), static",
             "graph_capture": capture,
@@ -205,11 +258,11 @@ class TFLiteExporter(Exporter):
         return info
 
     # -- checks ------------------------------------------------------------------------------
-    def _validate(self, job: ExportJob, precision: Precision, path: Path,
-                  io_dtypes: dict[str, str], io_quant: dict[str, dict[str, float]]) -> dict[str, float]:
+    def _validate(self, job: ExportJob, precision: Precision, path: Path, io_dtypes: dict[str, str],
+                  io_quant: dict[str, dict[str, float]], casts: dict[str, dict[str, str]]) -> dict[str, float]:
         from edgeship.runtimes.litert import LiteRTRuntime
 
-        manifest = {
+        manifest = {"recipe": {"input_casts": casts},
             "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": io_dtypes[s.name],
                         "quantization": io_quant.get(s.name)} for s in job.inputs],
             "outputs": [{"name": n, "dtype": io_dtypes.get(n, "float32"), "quantization": io_quant.get(n)}

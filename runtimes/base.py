@@ -154,6 +154,28 @@ def quantize(arr: np.ndarray, spec: Dict[str, Any]) -> np.ndarray:
     return arr
 
 
+def narrow(arr: np.ndarray, name: str, to: np.dtype, cast: Optional[Dict[str, Any]]) -> np.ndarray:
+    """``arr`` (the declared dtype) converted to the model's ``to`` as the manifest's recorded
+    cast says (``{"from", "to", "by"}``); RuntimeRunError when no cast is recorded or a value
+    does not fit ``to``."""
+    if not cast or cast.get("from") != arr.dtype.name or cast.get("to") != np.dtype(to).name:
+        raise RuntimeRunError("input %r is %s, the model takes %s and the manifest records no such cast; "
+                              "re-export the artifact" % (name, arr.dtype, np.dtype(to)))
+    to = np.dtype(to)
+    if arr.size and to.kind in "iu":
+        info = np.iinfo(to)
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < info.min or hi > info.max:
+            raise RuntimeRunError("input %r has values in [%d, %d], outside %s (the model takes %s: %s)"
+                                  % (name, lo, hi, to, to, cast.get("by", "converter")))
+    elif arr.size and to.kind == "f":
+        big = np.isfinite(arr) & (np.abs(arr) > np.finfo(to).max)
+        if big.any():
+            raise RuntimeRunError("input %r has values beyond %s's range (the model takes %s: %s)"
+                                  % (name, to, to, cast.get("by", "converter")))
+    return arr.astype(to)
+
+
 def dequantize(arr: np.ndarray, spec: Dict[str, Any]) -> np.ndarray:
     q = spec.get("quantization")
     if q and arr.dtype.kind in "iu":

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from .base import Runtime, RuntimeUnavailable, register
+from .base import Runtime, RuntimeUnavailable, narrow, register
 
 _CANDIDATES = (
     ("ai_edge_litert.interpreter", "ai-edge-litert"),
@@ -56,9 +56,13 @@ class LiteRTRuntime(Runtime):
                                     np.dtype(d["dtype"]).name, scale, zero))
 
     def _map(self, details: List[Dict[str, Any]], names: List[str], prefix: str) -> List[Dict[str, Any]]:
-        """Order tensors like the manifest: litert-torch names them <sig>_args_<i> / <sig>_output_<i>."""
+        """Order tensors like the manifest: by the configured names edgeship gives them, else
+        (older artifacts) by litert-torch's <sig>_args_<i> / <sig>_output_<i> numbering."""
         if len(details) != len(names):
             raise ValueError("artifact has %d tensors, manifest lists %d" % (len(details), len(names)))
+        by_name = {d["name"]: d for d in details}
+        if all(n in by_name for n in names):
+            return [by_name[n] for n in names]
         by_index = {}
         for d in details:
             m = re.search(re.escape(prefix) + r"(\d+)", d["name"])
@@ -66,19 +70,21 @@ class LiteRTRuntime(Runtime):
                 by_index[int(m.group(1))] = d
         if len(by_index) == len(details):
             return [by_index[i] for i in range(len(details))]
-        by_name = {d["name"]: d for d in details}
-        if all(n in by_name for n in names):
-            return [by_name[n] for n in names]
         return list(details)
 
     def _prepare(self, feeds: Dict[str, np.ndarray]) -> None:
+        casts = (self.manifest.get("recipe") or {}).get("input_casts") or {}
         for spec, d in zip(self.manifest["inputs"], self._in_details):
             arr = feeds[spec["name"]]
             scale, zero = d["quantization"]
-            if scale and np.dtype(d["dtype"]).kind in "iu" and arr.dtype.kind == "f":
-                info = np.iinfo(d["dtype"])
+            want = np.dtype(d["dtype"])
+            if scale and want.kind in "iu" and arr.dtype.kind == "f":
+                info = np.iinfo(want)
                 arr = np.clip(np.round(arr / scale) + zero, info.min, info.max)
-            self._it.set_tensor(d["index"], np.ascontiguousarray(arr, dtype=d["dtype"]))
+            elif arr.dtype != want:
+                # only the narrowing the converter did (recorded at export), and only values that fit
+                arr = narrow(arr, spec["name"], want, casts.get(spec["name"]))
+            self._it.set_tensor(d["index"], np.ascontiguousarray(arr, dtype=want))
 
     def _invoke(self, prepared: Any) -> None:
         self._it.invoke()
