@@ -96,7 +96,7 @@ class CoreMLExporter(Exporter):
                               weight_threshold=cfg.global_config.weight_threshold,
                               quantizer="coremltools.optimize.coreml.linear_quantize_weights")
         out = workdir / MODEL_FILE
-        model.save(str(out))
+        _save(model, out)
         from edgeship.coreml_validate import validate
 
         recipe["validation"] = validate(out, job, precision)
@@ -152,6 +152,7 @@ class CoreMLExporter(Exporter):
                 for s in samples:
                     prepared(*(torch.from_numpy(np.ascontiguousarray(s.inputs[i.name])) for i in job.inputs))
             final = quantizer.finalize(inplace=False).eval()
+            _align_scale_ranks(final)
             traced = torch.jit.trace(final, job.example_args())
         except Exception as exc:
             raise ExportError(f"{job.model_name}: coreml-int8: W8A8 calibration in torch failed: {_first_line(exc)}") from exc
@@ -166,6 +167,40 @@ class CoreMLExporter(Exporter):
             "compute_precision": "float32",
             "deployment_target_effective": dep17.name,
         }
+
+
+def _align_scale_ranks(model: Any) -> None:
+    """Give each per-channel weight scale (and zero point) the rank of its weight.
+
+    The quantizer records a Conv1d weight's (out, in, k) per-channel scale as (out, 1);
+    coremltools' converter expands only rank-4 (Conv2d) weights' scales and rejects the rest
+    ("the `weight` should have same rank as `scale`"). Trailing 1s broadcast the same values.
+    """
+    prefix = "_COREML_/"
+    for module in model.modules():
+        for key, buf in list(module._buffers.items()):
+            if buf is None or not key.startswith(prefix) or not key.endswith(("/quantization_scale", "/zero_point")):
+                continue
+            param = getattr(module, key[len(prefix):].split("/")[0], None)
+            if param is not None and 0 < buf.dim() < param.dim() and buf.shape[0] == param.shape[0]:
+                module._buffers[key] = buf.reshape(*buf.shape, *([1] * (param.dim() - buf.dim())))
+
+
+def _save(model: Any, out: Path) -> None:
+    """Save the .mlpackage without coremltools' ExecuTorch debug-handle map.
+
+    For a program captured with torch.export, ``MLModel.save`` also writes
+    ``executorch_debug_handle_mapping.json`` into the package (a map for ExecuTorch's
+    profiler, not part of the model; nothing here reads it), and raises "Multi-block case has
+    not been supported yet" instead when the program has a ``while_loop`` (a GRU). It builds
+    that map only when the model holds its MIL program, so the program is detached while saving.
+    """
+    program = getattr(model, "_mil_program", None)
+    model._mil_program = None
+    try:
+        model.save(str(out))
+    finally:
+        model._mil_program = program
 
 
 def _no_progress_bars() -> contextlib.AbstractContextManager[object]:
