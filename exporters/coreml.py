@@ -97,19 +97,33 @@ class CoreMLExporter(Exporter):
                               quantizer="coremltools.optimize.coreml.linear_quantize_weights")
         out = workdir / MODEL_FILE
         _save(model, out)
-        from edgeship.coreml_validate import validate
+        from edgeship.coreml_validate import WEIGHT_THRESHOLD, validate
 
-        recipe["validation"] = validate(out, job, precision)
+        recipe["validation"] = info = validate(out, job, precision, recipe.get("weight_threshold", WEIGHT_THRESHOLD),
+                                               output_shapes=_reference_shapes(job))
         return ExportResult(model_file=MODEL_FILE, recipe=recipe, calibration=calibration,
                             io_dtypes={s.name: "int32" for s in job.inputs if s.dtype == "int64"},
-                            notes=self._notes(recipe))
+                            output_shapes={n: info["io"][n]["shape"] for n in job.outputs},
+                            notes=self._notes(recipe, precision))
 
     @staticmethod
-    def _notes(recipe: dict[str, Any]) -> list[str]:
+    def _notes(recipe: dict[str, Any], precision: Precision) -> list[str]:
         notes = ["CoreML executes only on macOS: validated structurally here"]
         eff = recipe.get("deployment_target_effective")
         if eff and eff != recipe["deployment_target"]:
             notes.append(f"W8A8 needs quantize/dequantize ops: deployment target raised to {eff}")
+        v = recipe["validation"]
+        fp32 = sorted({k.split(":")[0] for k in v["float_weight_ops"] if k.endswith(":float32")})
+        if precision is Precision.FP16 and fp32:
+            notes.append(f"{', '.join(fp32)} kept float32: MIL takes fp16 weights for it only from iOS17; "
+                         "deployment_target = \"iOS17\" in [targets.coreml] makes it fp16")
+        if precision is Precision.INT8_WEIGHT and v["int8_weight_tensors"] == 0:
+            notes.append(f"no weight has more than {recipe['weight_threshold']} elements (largest "
+                         f"{v['largest_float_weight']}): nothing was quantized, the weights are coreml-fp16's")
+        elif precision in (Precision.INT8, Precision.INT8_WEIGHT) and v["int8_weight_fraction"] < 1.0:
+            ops = sorted({k.split(":")[0] for k in v["float_weight_ops"]})
+            notes.append(f"int8 holds {v['int8_weight_fraction']:.0%} of the weight elements; "
+                         f"float weights remain in: {', '.join(ops)}")
         return notes
 
     # -- conversions -------------------------------------------------------------------------
@@ -167,6 +181,16 @@ class CoreMLExporter(Exporter):
             "compute_precision": "float32",
             "deployment_target_effective": dep17.name,
         }
+
+
+def _reference_shapes(job: ExportJob) -> dict[str, list[int]]:
+    """The PyTorch model's output shapes on the example inputs (the package must declare them)."""
+    import torch
+
+    with torch.no_grad():
+        out = job.model(*job.example_args())
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return {n: [int(d) for d in o.shape] for n, o in zip(job.outputs, outs)}
 
 
 def _align_scale_ranks(model: Any) -> None:
