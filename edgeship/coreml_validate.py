@@ -54,7 +54,7 @@ def inspect_package(path: Path) -> dict[str, Any]:
     largest_float = 0
     int8_weights = 0
     for fn in prog.functions.values():
-        for op in _walk(fn):
+        for op, outer in _walk(fn):
             ops[op.op_type] += 1
             if op.outputs and op.op_type != "const":
                 op_dtypes[f"{op.op_type}:{_dtype_name(builtin_to_string, op.outputs[0].dtype)}"] += 1
@@ -68,8 +68,8 @@ def inspect_package(path: Path) -> dict[str, Any]:
                 if dtype.startswith("float"):
                     weight_elements[dtype] += int(val.size)
                     largest_float = max(largest_float, int(val.size))
-                    for reader in readers - {"cast"}:
-                        float_weight_ops[f"{reader}:{dtype}"] += int(val.size)
+                    for reader in readers - {"cast"}:   # "while_loop/linear": a GRU's gate in its loop
+                        float_weight_ops[f"{outer}{reader}:{dtype}"] += int(val.size)
             if op.op_type in INT8_WEIGHT_OPS:
                 data = getattr(op, "quantized_data", None) or getattr(op, "data", None)
                 if data is not None and str(data.val.dtype) in ("int8", "uint8"):
@@ -110,12 +110,13 @@ def _dtype_name(to_string: Any, dtype: Any) -> str:
         return getattr(elem, "__name__", str(elem))
 
 
-def _walk(block: Any) -> Any:
-    """Every op of a MIL block, nested blocks (cond/while bodies) included."""
+def _walk(block: Any, outer: str = "") -> Any:
+    """(op, "while_loop/" or "") for every op of a MIL block, nested blocks (cond/while bodies)
+    included: the prefix names the op whose body holds it."""
     for op in block.operations:
-        yield op
+        yield op, outer
         for inner in op.blocks:
-            yield from _walk(inner)
+            yield from _walk(inner, f"{outer}{op.op_type}/")
 
 
 def validate(path: Path, job: Any, precision: Precision, weight_threshold: int = WEIGHT_THRESHOLD,

@@ -161,11 +161,16 @@ class CoreMLExporter(Exporter):
         try:
             quantizer = cq.LinearQuantizer(job.model, cfg)
             prepared = quantizer.prepare(example_inputs=job.example_args(), inplace=False)
+        except Exception as exc:
+            _raise_if_not_fx_traceable(job)
+            raise ExportError(f"{job.model_name}: coreml-int8: W8A8 preparation in torch failed: {_first_line(exc)}") from exc
+        try:
             quantizer.step()
             with torch.no_grad():
                 for s in samples:
                     prepared(*(torch.from_numpy(np.ascontiguousarray(s.inputs[i.name])) for i in job.inputs))
             final = quantizer.finalize(inplace=False).eval()
+            simulated = _simulated_fidelity(job, final, samples)
             _align_scale_ranks(final)
             traced = torch.jit.trace(final, job.example_args())
         except Exception as exc:
@@ -180,7 +185,50 @@ class CoreMLExporter(Exporter):
             "why_not_linear_quantize_activations": "it calibrates with MLModel.predict, which needs macOS",
             "compute_precision": "float32",
             "deployment_target_effective": dep17.name,
+            # CoreML cannot run here: the calibrated fake-quant module is the numerics evidence
+            "torch_simulation": simulated,
         }
+
+
+def _raise_if_not_fx_traceable(job: ExportJob) -> None:
+    """The one-line reason when W8A8 cannot start: LinearQuantizer captures with torch.fx.
+
+    Symbolic tracing cannot follow Python control flow on tensor values (e.g. transformers'
+    slicing by a traced length). coremltools' torch.export-based quantizer (CoreMLQuantizer)
+    would not need it, but it imports torch.ao.quantization.quantizer, which torch 2.13 removed.
+    """
+    import torch
+
+    try:
+        torch.fx.symbolic_trace(job.model)
+    except Exception as exc:
+        raise ExportError(
+            f"{job.model_name}: coreml-int8: not supported for this model: W8A8 calibration (coremltools' "
+            f"LinearQuantizer) needs torch.fx symbolic tracing, which fails on it ({_first_line(exc)[:120]}); "
+            "use coreml-int8-weight or coreml-fp16"
+        ) from exc
+
+
+def _simulated_fidelity(job: ExportJob, final: Any, samples: Any) -> dict[str, Any]:
+    """Outputs of the calibrated fake-quant module vs the FP32 model on up to 16 calibration
+    samples (check_outputs raises below the INT8 export bound). Torch simulates the W8A8
+    numerics; the converted program computes the same quantize/dequantize arithmetic on the Mac.
+    """
+    import torch
+
+    from edgeship.exporters.base import check_outputs
+
+    def run(model: Any) -> list[list[np.ndarray]]:
+        out = []
+        with torch.no_grad():
+            for s in list(samples)[:16]:
+                y = model(*(torch.from_numpy(np.ascontiguousarray(s.inputs[i.name])) for i in job.inputs))
+                out.append([t.numpy() for t in (y if isinstance(y, (tuple, list)) else (y,))])
+        return out
+
+    fid = check_outputs(job, Precision.INT8, Target.COREML, run(job.model), run(final))
+    return {"what": "coremltools.optimize.torch fake-quant module vs FP32, calibration samples",
+            "samples": min(len(samples), 16), **{k: round(float(v), 6) for k, v in fid.items()}}
 
 
 def _reference_shapes(job: ExportJob) -> dict[str, list[int]]:
