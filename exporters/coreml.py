@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgeship.errors import ConfigError, ExportError
-from edgeship.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult
+from edgeship.exporters.base import EXPORTERS, MIN_EXPORT_COSINE, Exporter, ExportJob, ExportResult
 from edgeship.lazy import require
 from edgeship.types import Precision, Target
 
@@ -112,6 +112,10 @@ class CoreMLExporter(Exporter):
         eff = recipe.get("deployment_target_effective")
         if eff and eff != recipe["deployment_target"]:
             notes.append(f"W8A8 needs quantize/dequantize ops: deployment target raised to {eff}")
+        sim = recipe.get("torch_simulation")
+        if sim and sim["cosine_min"] < MIN_EXPORT_COSINE[Precision.INT8]:
+            notes.append(f"W8A8 simulated in torch: min cosine {sim['cosine_min']:.4f} < "
+                         f"{MIN_EXPORT_COSINE[Precision.INT8]} (the bound an int8 artifact run here must meet)")
         v = recipe["validation"]
         fp32 = sorted({k.split(":")[0] for k in v["float_weight_ops"] if k.endswith(":float32")})
         if precision is Precision.FP16 and fp32:
@@ -211,12 +215,12 @@ def _raise_if_not_fx_traceable(job: ExportJob) -> None:
 
 def _simulated_fidelity(job: ExportJob, final: Any, samples: Any) -> dict[str, Any]:
     """Outputs of the calibrated fake-quant module vs the FP32 model on up to 16 calibration
-    samples (check_outputs raises below the INT8 export bound). Torch simulates the W8A8
-    numerics; the converted program computes the same quantize/dequantize arithmetic on the Mac.
+    samples. Torch simulates the W8A8 numerics the converted program computes on the Mac; it is
+    recorded (and noted when under the INT8 export bound), not enforced: it is not the artifact.
     """
     import torch
 
-    from edgeship.exporters.base import check_outputs
+    from edgeship.metrics import fidelity
 
     def run(model: Any) -> list[list[np.ndarray]]:
         out = []
@@ -226,9 +230,9 @@ def _simulated_fidelity(job: ExportJob, final: Any, samples: Any) -> dict[str, A
                 out.append([t.numpy() for t in (y if isinstance(y, (tuple, list)) else (y,))])
         return out
 
-    fid = check_outputs(job, Precision.INT8, Target.COREML, run(job.model), run(final))
+    fid = fidelity(run(job.model), run(final))
     return {"what": "coremltools.optimize.torch fake-quant module vs FP32, calibration samples",
-            "samples": min(len(samples), 16), **{k: round(float(v), 6) for k, v in fid.items()}}
+            "samples": min(len(samples), 16), **{k: None if v is None else round(float(v), 6) for k, v in fid.items()}}
 
 
 def _reference_shapes(job: ExportJob) -> dict[str, list[int]]:
