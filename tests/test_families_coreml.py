@@ -34,13 +34,22 @@ WORKS = {
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every family exported once at every precision it supports: name -> artifacts dir."""
+    import torch
+
     from edgeship.pipeline import export
 
+    # one thread: these models are tiny, and a 2-thread GRU on a busy 2-core machine spins in
+    # OpenMP (measured 0.65 s per call vs 9 ms) through calibration and the W8A8 simulation
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     out = {}
-    for name, (precisions, _, _) in WORKS.items():
-        cfg = tiny_config(tmp_path_factory.mktemp(name), name)
-        export(cfg, (Target.COREML,), precisions)
-        out[name] = cfg.artifacts_dir
+    try:
+        for name, (precisions, _, _) in WORKS.items():
+            cfg = tiny_config(tmp_path_factory.mktemp(name), name)
+            export(cfg, (Target.COREML,), precisions)
+            out[name] = cfg.artifacts_dir
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
