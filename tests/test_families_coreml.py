@@ -85,6 +85,8 @@ def test_cell_is_what_the_table_says(built: dict[str, Path], name: str, precisio
         else:
             assert not fp32_ops and w["float16"] > 0 and "float32" not in w
             assert v["ops_by_dtype"]["linear:fp16"] >= 1
+            if "while_loop" in family_ops:   # the GRU's gates inside the loop body are fp16 too
+                assert fw["while_loop/linear:float16"] > 0
     elif precision is INT8W:
         assert v["int8_weight_tensors"] > 0 and v["weight_elements"]["int8"] > 0
         # everything over coremltools' 2048-element threshold is int8; the rest stays float (noted)
