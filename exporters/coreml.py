@@ -7,7 +7,9 @@
                  coremltools.optimize.torch's LinearQuantizer (observers run on the project's
                  samples), then converted: coremltools' own linear_quantize_activations needs
                  MLModel.predict, which exists only on macOS, so this path is the one that
-                 runs everywhere. The manifest records it.
+                 runs everywhere. The manifest records it. A model torch.fx cannot trace
+                 (LinearQuantizer's capture; transformers' BertModel) is quantized with
+                 torch.export + PT2E instead (exporters/_coreml_pt2e.py), recorded as why_pt2e.
 
 coremltools 9 is tested with torch <= 2.7: models are captured with torch.export +
 run_decompositions({}) (W8A8 with torch.jit.trace of the calibrated module), and the op
@@ -166,8 +168,10 @@ class CoreMLExporter(Exporter):
             quantizer = cq.LinearQuantizer(job.model, cfg)
             prepared = quantizer.prepare(example_inputs=job.example_args(), inplace=False)
         except Exception as exc:
-            _raise_if_not_fx_traceable(job)
-            raise ExportError(f"{job.model_name}: coreml-int8: W8A8 preparation in torch failed: {_first_line(exc)}") from exc
+            why = _fx_untraceable(job)
+            if why is None:
+                raise ExportError(f"{job.model_name}: coreml-int8: W8A8 preparation in torch failed: {_first_line(exc)}") from exc
+            return self._w8a8_pt2e(ct, job, samples, dep, why)
         try:
             quantizer.step()
             with torch.no_grad():
@@ -193,27 +197,52 @@ class CoreMLExporter(Exporter):
             "torch_simulation": simulated,
         }
 
+    def _w8a8_pt2e(self, ct: Any, job: ExportJob, samples: Any, dep: Any, why: str) -> tuple[Any, dict[str, Any]]:
+        """W8A8 of a model torch.fx cannot trace: torch.export + PT2E (exporters/_coreml_pt2e.py)."""
+        import torch
 
-def _raise_if_not_fx_traceable(job: ExportJob) -> None:
-    """The one-line reason when W8A8 cannot start: LinearQuantizer captures with torch.fx.
+        require("torchao", "coreml", "CoreML W8A8 of models torch.fx cannot trace")
+        from edgeship.exporters import _coreml_pt2e
+
+        feeds = [tuple(torch.from_numpy(np.ascontiguousarray(s.inputs[i.name])) for i in job.inputs) for s in samples]
+        try:
+            final = _coreml_pt2e.calibrate(job.model, job.example_args(), feeds)
+            simulated = _simulated_fidelity(job, final, samples, "PT2E quantize/dequantize module")
+            program = torch.export.export(final, job.example_args()).run_decompositions({})
+        except Exception as exc:
+            raise ExportError(f"{job.model_name}: coreml-int8: W8A8 through torch.export + PT2E failed: {_first_line(exc)}") from exc
+        dep17 = max(dep, ct.target.iOS17)
+        model = self._convert(ct, job, program, ct.precision.FLOAT32, dep17)
+        return model, {
+            "quantization": "W8A8", "weights": "int8 symmetric per-channel", "activations": "uint8 affine",
+            "quantized_ops": "inputs and weights of linear/conv; the rest float",
+            "quantizer": "torchao PT2E (prepare_pt2e/convert_pt2e), exporters/_coreml_pt2e.py's W8A8 annotation",
+            "why_pt2e": f"coremltools' LinearQuantizer needs torch.fx symbolic tracing, which fails on this model ({why})",
+            "capture": "torch.export of the converted PT2E module",
+            "why_not_linear_quantize_activations": "it calibrates with MLModel.predict, which needs macOS",
+            "compute_precision": "float32",
+            "deployment_target_effective": dep17.name,
+            "torch_simulation": simulated,
+        }
+
+
+def _fx_untraceable(job: ExportJob) -> str | None:
+    """Why torch.fx cannot trace the model (LinearQuantizer's capture), or None if it can.
 
     Symbolic tracing cannot follow Python control flow on tensor values (e.g. transformers'
-    slicing by a traced length). coremltools' torch.export-based quantizer (CoreMLQuantizer)
-    would not need it, but it imports torch.ao.quantization.quantizer, which torch 2.13 removed.
+    slicing by a traced length); such models take the torch.export + PT2E path instead.
     """
     import torch
 
     try:
         torch.fx.symbolic_trace(job.model)
-    except Exception as exc:
-        raise ExportError(
-            f"{job.model_name}: coreml-int8: not supported for this model: W8A8 calibration (coremltools' "
-            f"LinearQuantizer) needs torch.fx symbolic tracing, which fails on it ({_first_line(exc)[:120]}); "
-            "use coreml-int8-weight or coreml-fp16"
-        ) from exc
+    except Exception as exc:  # noqa: BLE001  (any tracing failure: LinearQuantizer cannot capture it)
+        return _first_line(exc)[:120]
+    return None
 
 
-def _simulated_fidelity(job: ExportJob, final: Any, samples: Any) -> dict[str, Any]:
+def _simulated_fidelity(job: ExportJob, final: Any, samples: Any,
+                        what: str = "coremltools.optimize.torch fake-quant module") -> dict[str, Any]:
     """Outputs of the calibrated fake-quant module vs the FP32 model on up to 16 calibration
     samples. Torch simulates the W8A8 numerics the converted program computes on the Mac; it is
     recorded (and noted when under the INT8 export bound), not enforced: it is not the artifact.
@@ -231,7 +260,7 @@ def _simulated_fidelity(job: ExportJob, final: Any, samples: Any) -> dict[str, A
         return out
 
     fid = fidelity(run(job.model), run(final))
-    return {"what": "coremltools.optimize.torch fake-quant module vs FP32, calibration samples",
+    return {"what": f"{what} vs FP32, calibration samples",
             "samples": min(len(samples), 16), **{k: None if v is None else round(float(v), 6) for k, v in fid.items()}}
 
 

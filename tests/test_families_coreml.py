@@ -3,7 +3,7 @@
 CoreML cannot execute on Linux (MLModel.predict needs macOS), so each cell is checked
 structurally, on the saved package's MIL program: the ops that carry the family's computation,
 the dtype of every weight, the I/O names, dtypes and shapes. W8A8 is also checked numerically
-on the torch side (the calibrated fake-quant module the package is converted from).
+on the torch side (the calibrated fake-quant / PT2E module the package is converted from).
 The support table in docs/export.md ("CoreML") states exactly these cells.
 """
 
@@ -22,7 +22,7 @@ FP32, FP16, INT8, INT8W = Precision.FP32, Precision.FP16, Precision.INT8, Precis
 
 # family -> (precisions that build, output shape, ops its computation must lower to)
 WORKS = {
-    "bert_embedder": ((FP32, FP16, INT8W), [1, 32], {"linear": 12, "layer_norm": 5, "softmax": 2, "gelu": 2,
+    "bert_embedder": ((FP32, FP16, INT8W, INT8), [1, 32], {"linear": 12, "layer_norm": 5, "softmax": 2, "gelu": 2,
                                                      "select": 1, "reduce_l2_norm": 1}),
     "gru_kws": ((FP32, FP16, INT8W, INT8), [1, 12], {"conv": 1, "while_loop": 1}),
     "gru_kws_2layer": ((FP32, FP16, INT8W, INT8), [1, 12], {"conv": 1, "while_loop": 2}),
@@ -97,22 +97,16 @@ def test_cell_is_what_the_table_says(built: dict[str, Path], name: str, precisio
         assert m.recipe["deployment_target_effective"] == "iOS17"
         sim = m.recipe["torch_simulation"]
         assert sim["samples"] == 16 and sim["cosine_min"] >= 0.90
+        if name == "bert_embedder":   # torch.fx cannot trace BertModel: torch.export + PT2E, recorded
+            assert "torch.fx" in m.recipe["why_pt2e"] and "PT2E" in m.recipe["quantizer"]
+            assert v["int8_weight_tensors"] == 12 and v["ops_by_dtype"]["linear:fp32"] == 12   # every linear
+            assert sim["cosine_min"] >= 0.999
+            return
+        assert "why_pt2e" not in m.recipe and "LinearQuantizer" in m.recipe["quantizer"]
         # the recurrent cell stays float in W8A8, and the manifest says so with its share
         cell = "lstm:float32" if "lstm" in family_ops else "while_loop/linear:float32"
         assert fw[cell] > 0 and v["int8_weight_fraction"] < 0.5
         assert any("float weights remain in" in n and cell.split(":")[0] in n for n in m.notes)
-
-
-def test_bert_w8a8_is_a_clean_one_line_refusal(tmp_path: Path) -> None:
-    from edgeship.pipeline import export
-
-    cfg = tiny_config(tmp_path, "bert_embedder")
-    with pytest.raises(ExportError) as err:
-        export(cfg, (Target.COREML,), (INT8,))
-    msg = str(err.value)
-    assert "\n" not in msg and msg.startswith("bert_embedder: coreml-int8: not supported for this model")
-    assert "torch.fx" in msg and "coreml-int8-weight" in msg
-    assert not (cfg.artifacts_dir / "coreml-int8").exists()
 
 
 def test_int8_weight_validation_follows_the_threshold(built: dict[str, Path]) -> None:
