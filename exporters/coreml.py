@@ -7,7 +7,9 @@
                  coremltools.optimize.torch's LinearQuantizer (observers run on the project's
                  samples), then converted: coremltools' own linear_quantize_activations needs
                  MLModel.predict, which exists only on macOS, so this path is the one that
-                 runs everywhere. The manifest records it.
+                 runs everywhere. The manifest records it. A model torch.fx cannot trace
+                 (LinearQuantizer's capture; transformers' BertModel) is quantized with
+                 torch.export + PT2E instead (exporters/_coreml_pt2e.py), recorded as why_pt2e.
 
 coremltools 9 is tested with torch <= 2.7: models are captured with torch.export +
 run_decompositions({}) (W8A8 with torch.jit.trace of the calibrated module), and the op
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgeship.errors import ConfigError, ExportError
-from edgeship.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult
+from edgeship.exporters.base import EXPORTERS, MIN_EXPORT_COSINE, Exporter, ExportJob, ExportResult
 from edgeship.lazy import require
 from edgeship.types import Precision, Target
 
@@ -96,20 +98,38 @@ class CoreMLExporter(Exporter):
                               weight_threshold=cfg.global_config.weight_threshold,
                               quantizer="coremltools.optimize.coreml.linear_quantize_weights")
         out = workdir / MODEL_FILE
-        model.save(str(out))
-        from edgeship.coreml_validate import validate
+        _save(model, out)
+        from edgeship.coreml_validate import WEIGHT_THRESHOLD, validate
 
-        recipe["validation"] = validate(out, job, precision)
+        recipe["validation"] = info = validate(out, job, precision, recipe.get("weight_threshold", WEIGHT_THRESHOLD),
+                                               output_shapes=_reference_shapes(job))
         return ExportResult(model_file=MODEL_FILE, recipe=recipe, calibration=calibration,
                             io_dtypes={s.name: "int32" for s in job.inputs if s.dtype == "int64"},
-                            notes=self._notes(recipe))
+                            output_shapes={n: info["io"][n]["shape"] for n in job.outputs},
+                            notes=self._notes(recipe, precision))
 
     @staticmethod
-    def _notes(recipe: dict[str, Any]) -> list[str]:
+    def _notes(recipe: dict[str, Any], precision: Precision) -> list[str]:
         notes = ["CoreML executes only on macOS: validated structurally here"]
         eff = recipe.get("deployment_target_effective")
         if eff and eff != recipe["deployment_target"]:
             notes.append(f"W8A8 needs quantize/dequantize ops: deployment target raised to {eff}")
+        sim = recipe.get("torch_simulation")
+        if sim and sim["cosine_min"] < MIN_EXPORT_COSINE[Precision.INT8]:
+            notes.append(f"W8A8 simulated in torch: min cosine {sim['cosine_min']:.4f} < "
+                         f"{MIN_EXPORT_COSINE[Precision.INT8]} (the bound an int8 artifact run here must meet)")
+        v = recipe["validation"]
+        fp32 = sorted({k.split(":")[0] for k in v["float_weight_ops"] if k.endswith(":float32")})
+        if precision is Precision.FP16 and fp32:
+            notes.append(f"{', '.join(fp32)} kept float32: MIL takes fp16 weights for it only from iOS17; "
+                         "deployment_target = \"iOS17\" in [targets.coreml] makes it fp16")
+        if precision is Precision.INT8_WEIGHT and v["int8_weight_tensors"] == 0:
+            notes.append(f"no weight has more than {recipe['weight_threshold']} elements (largest "
+                         f"{v['largest_float_weight']}): nothing was quantized, the weights are coreml-fp16's")
+        elif precision in (Precision.INT8, Precision.INT8_WEIGHT) and v["int8_weight_fraction"] < 1.0:
+            ops = sorted({k.split(":")[0] for k in v["float_weight_ops"]})
+            notes.append(f"int8 holds {v['int8_weight_fraction']:.0%} of the weight elements; "
+                         f"float weights remain in: {', '.join(ops)}")
         return notes
 
     # -- conversions -------------------------------------------------------------------------
@@ -147,11 +167,19 @@ class CoreMLExporter(Exporter):
         try:
             quantizer = cq.LinearQuantizer(job.model, cfg)
             prepared = quantizer.prepare(example_inputs=job.example_args(), inplace=False)
+        except Exception as exc:
+            why = _fx_untraceable(job)
+            if why is None:
+                raise ExportError(f"{job.model_name}: coreml-int8: W8A8 preparation in torch failed: {_first_line(exc)}") from exc
+            return self._w8a8_pt2e(ct, job, samples, dep, why)
+        try:
             quantizer.step()
             with torch.no_grad():
                 for s in samples:
                     prepared(*(torch.from_numpy(np.ascontiguousarray(s.inputs[i.name])) for i in job.inputs))
             final = quantizer.finalize(inplace=False).eval()
+            simulated = _simulated_fidelity(job, final, samples)
+            _align_scale_ranks(final)
             traced = torch.jit.trace(final, job.example_args())
         except Exception as exc:
             raise ExportError(f"{job.model_name}: coreml-int8: W8A8 calibration in torch failed: {_first_line(exc)}") from exc
@@ -165,7 +193,119 @@ class CoreMLExporter(Exporter):
             "why_not_linear_quantize_activations": "it calibrates with MLModel.predict, which needs macOS",
             "compute_precision": "float32",
             "deployment_target_effective": dep17.name,
+            # CoreML cannot run here: the calibrated fake-quant module is the numerics evidence
+            "torch_simulation": simulated,
         }
+
+    def _w8a8_pt2e(self, ct: Any, job: ExportJob, samples: Any, dep: Any, why: str) -> tuple[Any, dict[str, Any]]:
+        """W8A8 of a model torch.fx cannot trace: torch.export + PT2E (exporters/_coreml_pt2e.py)."""
+        import torch
+
+        require("torchao", "coreml", "CoreML W8A8 of models torch.fx cannot trace")
+        from edgeship.exporters import _coreml_pt2e
+
+        feeds = [tuple(torch.from_numpy(np.ascontiguousarray(s.inputs[i.name])) for i in job.inputs) for s in samples]
+        try:
+            final = _coreml_pt2e.calibrate(job.model, job.example_args(), feeds)
+            simulated = _simulated_fidelity(job, final, samples, "PT2E quantize/dequantize module")
+            program = torch.export.export(final, job.example_args()).run_decompositions({})
+        except Exception as exc:
+            raise ExportError(f"{job.model_name}: coreml-int8: W8A8 through torch.export + PT2E failed: {_first_line(exc)}") from exc
+        dep17 = max(dep, ct.target.iOS17)
+        model = self._convert(ct, job, program, ct.precision.FLOAT32, dep17)
+        return model, {
+            "quantization": "W8A8", "weights": "int8 symmetric per-channel", "activations": "uint8 affine",
+            "quantized_ops": "inputs and weights of linear/conv; the rest float",
+            "quantizer": "torchao PT2E (prepare_pt2e/convert_pt2e), exporters/_coreml_pt2e.py's W8A8 annotation",
+            "why_pt2e": f"coremltools' LinearQuantizer needs torch.fx symbolic tracing, which fails on this model ({why})",
+            "capture": "torch.export of the converted PT2E module",
+            "why_not_linear_quantize_activations": "it calibrates with MLModel.predict, which needs macOS",
+            "compute_precision": "float32",
+            "deployment_target_effective": dep17.name,
+            "torch_simulation": simulated,
+        }
+
+
+def _fx_untraceable(job: ExportJob) -> str | None:
+    """Why torch.fx cannot trace the model (LinearQuantizer's capture), or None if it can.
+
+    Symbolic tracing cannot follow Python control flow on tensor values (e.g. transformers'
+    slicing by a traced length); such models take the torch.export + PT2E path instead.
+    """
+    import torch
+
+    try:
+        torch.fx.symbolic_trace(job.model)
+    except Exception as exc:  # noqa: BLE001  (any tracing failure: LinearQuantizer cannot capture it)
+        return _first_line(exc)[:120]
+    return None
+
+
+def _simulated_fidelity(job: ExportJob, final: Any, samples: Any,
+                        what: str = "coremltools.optimize.torch fake-quant module") -> dict[str, Any]:
+    """Outputs of the calibrated fake-quant module vs the FP32 model on up to 16 calibration
+    samples. Torch simulates the W8A8 numerics the converted program computes on the Mac; it is
+    recorded (and noted when under the INT8 export bound), not enforced: it is not the artifact.
+    """
+    import torch
+
+    from edgeship.metrics import fidelity
+
+    def run(model: Any) -> list[list[np.ndarray]]:
+        out = []
+        with torch.no_grad():
+            for s in list(samples)[:16]:
+                y = model(*(torch.from_numpy(np.ascontiguousarray(s.inputs[i.name])) for i in job.inputs))
+                out.append([t.numpy() for t in (y if isinstance(y, (tuple, list)) else (y,))])
+        return out
+
+    fid = fidelity(run(job.model), run(final))
+    return {"what": f"{what} vs FP32, calibration samples",
+            "samples": min(len(samples), 16), **{k: None if v is None else round(float(v), 6) for k, v in fid.items()}}
+
+
+def _reference_shapes(job: ExportJob) -> dict[str, list[int]]:
+    """The PyTorch model's output shapes on the example inputs (the package must declare them)."""
+    import torch
+
+    with torch.no_grad():
+        out = job.model(*job.example_args())
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return {n: [int(d) for d in o.shape] for n, o in zip(job.outputs, outs)}
+
+
+def _align_scale_ranks(model: Any) -> None:
+    """Give each per-channel weight scale (and zero point) the rank of its weight.
+
+    The quantizer records a Conv1d weight's (out, in, k) per-channel scale as (out, 1);
+    coremltools' converter expands only rank-4 (Conv2d) weights' scales and rejects the rest
+    ("the `weight` should have same rank as `scale`"). Trailing 1s broadcast the same values.
+    """
+    prefix = "_COREML_/"
+    for module in model.modules():
+        for key, buf in list(module._buffers.items()):
+            if buf is None or not key.startswith(prefix) or not key.endswith(("/quantization_scale", "/zero_point")):
+                continue
+            param = getattr(module, key[len(prefix):].split("/")[0], None)
+            if param is not None and 0 < buf.dim() < param.dim() and buf.shape[0] == param.shape[0]:
+                module._buffers[key] = buf.reshape(*buf.shape, *([1] * (param.dim() - buf.dim())))
+
+
+def _save(model: Any, out: Path) -> None:
+    """Save the .mlpackage without coremltools' ExecuTorch debug-handle map.
+
+    For a program captured with torch.export, ``MLModel.save`` also writes
+    ``executorch_debug_handle_mapping.json`` into the package (a map for ExecuTorch's
+    profiler, not part of the model; nothing here reads it), and raises "Multi-block case has
+    not been supported yet" instead when the program has a ``while_loop`` (a GRU). It builds
+    that map only when the model holds its MIL program, so the program is detached while saving.
+    """
+    program = getattr(model, "_mil_program", None)
+    model._mil_program = None
+    try:
+        model.save(str(out))
+    finally:
+        model._mil_program = program
 
 
 def _no_progress_bars() -> contextlib.AbstractContextManager[object]:
