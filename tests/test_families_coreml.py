@@ -99,6 +99,7 @@ def test_cell_is_what_the_table_says(built: dict[str, Path], name: str, precisio
         assert sim["samples"] == 16 and sim["cosine_min"] >= 0.90
         if name == "bert_embedder":   # torch.fx cannot trace BertModel: torch.export + PT2E, recorded
             assert "torch.fx" in m.recipe["why_pt2e"] and "PT2E" in m.recipe["quantizer"]
+            assert m.calibration is not None and m.calibration["method"] == "minmax (torchao PT2E observers)"
             assert v["int8_weight_tensors"] == 12 and v["ops_by_dtype"]["linear:fp32"] == 12   # every linear
             assert sim["cosine_min"] >= 0.999
             return
