@@ -79,8 +79,8 @@ class CoreMLExporter(Exporter):
         if precision is Precision.INT8:
             samples = job.calibration_samples()
             model, recipe_q = self._w8a8(ct, job, samples, dep)
-            calibration = {"method": "minmax (coremltools.optimize.torch observers)", "samples": len(samples),
-                           "source": job.calibration_ref}
+            observers = recipe_q.pop("observers", "coremltools.optimize.torch observers")
+            calibration = {"method": f"minmax ({observers})", "samples": len(samples), "source": job.calibration_ref}
             recipe.update(recipe_q)
         else:
             prec = ct.precision.FLOAT32 if precision is Precision.FP32 else ct.precision.FLOAT16
@@ -216,6 +216,7 @@ class CoreMLExporter(Exporter):
         return model, {
             "quantization": "W8A8", "weights": "int8 symmetric per-channel", "activations": "uint8 affine",
             "quantized_ops": "inputs and weights of linear/conv; the rest float",
+            "observers": "torchao PT2E observers",   # moved into the manifest's calibration record
             "quantizer": "torchao PT2E (prepare_pt2e/convert_pt2e), exporters/_coreml_pt2e.py's W8A8 annotation",
             "why_pt2e": f"coremltools' LinearQuantizer needs torch.fx symbolic tracing, which fails on this model ({why})",
             "capture": "torch.export of the converted PT2E module",

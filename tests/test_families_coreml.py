@@ -99,6 +99,7 @@ def test_cell_is_what_the_table_says(built: dict[str, Path], name: str, precisio
         assert sim["samples"] == 16 and sim["cosine_min"] >= 0.90
         if name == "bert_embedder":   # torch.fx cannot trace BertModel: torch.export + PT2E, recorded
             assert "torch.fx" in m.recipe["why_pt2e"] and "PT2E" in m.recipe["quantizer"]
+            assert m.calibration is not None and m.calibration["method"] == "minmax (torchao PT2E observers)"
             assert v["int8_weight_tensors"] == 12 and v["ops_by_dtype"]["linear:fp32"] == 12   # every linear
             assert sim["cosine_min"] >= 0.999
             return
@@ -149,3 +150,19 @@ def test_a_fp32_lstm_in_an_fp16_package_needs_the_pre_ios17_exemption(built: dic
     monkeypatch.setattr(cv, "IOS17_SPEC", 0)   # as if it targeted iOS17: fp32 lstm weights then fail
     with pytest.raises(ExportError, match=r"expected float16 weights, .*\(float32 in lstm\)"):
         cv.validate(pkg, job, FP16)
+
+
+def test_ios17_makes_the_lstm_fp16(tmp_path: Path) -> None:
+    """What the fp16 note promises: at iOS17 MIL's lstm takes fp16 weights and nothing stays fp32."""
+    import tomllib
+
+    from edgeship.pipeline import export
+    from tests.conftest import ROOT
+
+    targets = tomllib.loads((ROOT / "edgeship.toml").read_text())["targets"]
+    targets["coreml"] = {**targets.get("coreml", {}), "deployment_target": "iOS17"}
+    cfg = tiny_config(tmp_path, "lstm_tagger_1layer", targets=targets)
+    m = export(cfg, (Target.COREML,), (FP16,))[0]
+    v = m.recipe["validation"]
+    assert v["float_weight_ops"]["lstm:float16"] > 0 and "float32" not in v["weight_dtypes"]
+    assert v["ops_by_dtype"]["lstm:fp16"] == 1 and not any("kept float32" in n for n in m.notes)
