@@ -96,6 +96,7 @@ def export(
     (default: the devices the budgets name, else this host); see edgeship.export_for.
     Artifacts already written stay (each is complete); the failed one leaves nothing.
     """
+    from edgeship.accuracy.search import accuracy_aware  # issue 15: budget-driven float fallback
     from edgeship.cpuclass import host_target
     from edgeship.export_for import artifact_name, export_targets
     from edgeship.exporters.base import EXPORTERS, get_exporter
@@ -125,6 +126,7 @@ def export(
                 say(f"  calibrating on {len(base_job.calibration())} samples from {cfg.data.calibration}")
             job = dataclasses.replace(jobs[t], cpu_target=cpu)  # type: ignore[type-var]
             m = get_exporter(t).export(job, p, out_dir)
+            m = accuracy_aware(cfg, get_exporter(t), job, p, out_dir, m, say)
             say(f"  wrote {out_dir} ({m.size_bytes / 1024:.1f} KiB)")
             manifests.append(m)
     return manifests

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeship.accuracy.layers import LayerError
 from edgeship.calibration import Sample
 from edgeship.cpuclass import OrtRecipe, host_target, onnx_candidates
 from edgeship.errors import ExportError, UsageError
@@ -69,7 +70,7 @@ class OnnxExporter(Exporter):
             calibration = {"method": q.method.value, "samples": len(samples), "source": job.calibration_ref}
         elif precision is Precision.INT8_DYNAMIC:
             built_for = self._for_class(job, True, scratch, fp32, out,
-                                        lambda r, dst: self._int8_dynamic(fp32, dst, r))
+                                        lambda r, dst: self._int8_dynamic(fp32, dst, r, job.keep_float))
             recipe.update(built_for.pop("_recipe"))
         elif precision is Precision.INT4_WEIGHT:
             from edgeship.exporters._onnx_int4 import int4_weight
@@ -205,6 +206,7 @@ class OnnxExporter(Exporter):
             str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=q.per_channel,
             reduce_range=r.reduce_range, activation_type=ort_type[r.activation_type],
             weight_type=ort_type[r.weight_type], calibrate_method=method, extra_options=extra,
+            nodes_to_exclude=list(job.keep_float),
         )
         return {
             "quantizer": "onnxruntime.quantization.quantize_static", "format": "QDQ",
@@ -213,19 +215,30 @@ class OnnxExporter(Exporter):
             **({"percentile": q.percentile} if q.method is CalibrationMethod.PERCENTILE else {}),
             "preprocess": "quant_pre_process (onnx shape inference + ORT graph optimization)",
             "float_ops": _float_ops(dst),
+            **({"kept_float": list(job.keep_float)} if job.keep_float else {}),
         }
 
     @staticmethod
-    def _int8_dynamic(src: Path, dst: Path, r: OrtRecipe) -> dict[str, Any]:
+    def _int8_dynamic(src: Path, dst: Path, r: OrtRecipe, keep_float: Sequence[str] = ()) -> dict[str, Any]:
         from onnxruntime.quantization import QuantType as OrtType
         from onnxruntime.quantization import quantize_dynamic
 
         weight = OrtType.QUInt8 if r.weight_type == "uint8" else OrtType.QInt8
         quantize_dynamic(str(src), str(dst), weight_type=weight, reduce_range=r.reduce_range,
-                         op_types_to_quantize=DYNAMIC_OPS)
+                         op_types_to_quantize=DYNAMIC_OPS, nodes_to_exclude=list(keep_float))
         return {"quantizer": "onnxruntime.quantization.quantize_dynamic", "weight_type": r.weight_type,
                 "reduce_range": r.reduce_range, "activations": "quantized at run time (uint8)",
-                "op_types": DYNAMIC_OPS, "float_ops": _float_ops(dst)}
+                "op_types": DYNAMIC_OPS, "float_ops": _float_ops(dst),
+                **({"kept_float": list(keep_float)} if keep_float else {})}
+
+    def layer_report(self, job: ExportJob, precision: Precision, artifact_dir: Path,
+                     samples: Sequence[Sample]) -> list[LayerError]:
+        """Per-node SQNR (ORT qdq_loss_debug) and gain if float (exporters/_onnx_layers.py)."""
+        if Precision(precision) is not Precision.INT8:
+            return super().layer_report(job, precision, artifact_dir, samples)
+        from edgeship.exporters._onnx_layers import layer_report
+
+        return layer_report(self, job, artifact_dir, samples)
 
     # -- checks ------------------------------------------------------------------------------
     def _validate(self, job: ExportJob, precision: Precision, path: Path) -> dict[str, Any]:

@@ -1,0 +1,170 @@
+"""Per-layer error of an ONNX INT8 (QDQ) artifact, and running ONNX builds on their CPU class.
+
+SQNR per node comes from onnxruntime's own debugging tool (``qdq_loss_debug``): both the FP32
+graph the quantizer started from and the QDQ artifact are augmented to output every float
+tensor, run on the samples, matched by tensor name, and compared (``xmodel_err``: the FP32
+tensor vs the QDQ tensor after dequantization). ORT runs these augmented graphs with
+optimizations off, i.e. the QDQ reference semantics, which do not depend on the CPU.
+
+``gain_if_float`` depends on the integer kernels, so it is measured on the CPU class the
+artifact is built for (``built_for.cpu_class``): natively when this host is of that class,
+under qemu for x86-avx2 (exporters/_onnx_recipes.py), else not at all (``None``, said in
+``tool``). Only the ``GAIN_TOP_K`` nodes with the lowest SQNR are re-quantized with the node
+excluded (one ``quantize_static`` each), which bounds the time on big graphs.
+"""
+
+from __future__ import annotations
+
+import ast
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeship.accuracy.layers import LayerError
+from edgeship.calibration import Sample
+from edgeship.cpuclass import OrtRecipe
+
+GAIN_TOP_K = 8
+TOOL = "onnxruntime.quantization.qdq_loss_debug"
+_QDQ = ("QuantizeLinear", "DequantizeLinear")
+_Q_INPUT = "_QuantizeLinear_Input"
+
+
+class NotMeasurable(RuntimeError):
+    """No CPU of the artifact's class is at hand (this host is another class, no emulator)."""
+
+
+def outputs_on_class(cpu_class: str, paths: dict[str, Path],
+                     feeds: Sequence[dict[str, np.ndarray]]) -> tuple[dict[str, list[list[np.ndarray]]], str]:
+    """Outputs of each ONNX model in ``paths`` computed by a CPU of ``cpu_class``; (outputs, how)."""
+    from edgeship.exporters._onnx_recipes import QEMU, QEMU_CPU, how_measurable, run_emulated, run_native
+
+    mode = how_measurable(cpu_class)
+    if mode == "native":
+        runs = run_native(paths, feeds, None)
+        how = f"native: this host is {cpu_class}"
+    elif mode == "emulated":
+        try:
+            runs = run_emulated(paths, feeds)
+        except RuntimeError as exc:
+            raise NotMeasurable(str(exc)) from None
+        how = f"emulated: onnxruntime under {QEMU} -cpu {QEMU_CPU}"
+    else:
+        raise NotMeasurable(f"this host is not {cpu_class} and cannot emulate it")
+    return {k: [list(o) for o in v["outputs"]] for k, v in runs.items()}, how
+
+
+def _module(node: Any) -> str | None:
+    """The PyTorch module a node came from: torch.onnx (dynamo) records its name scopes."""
+    for p in node.metadata_props:
+        if p.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = [s for s in ast.literal_eval(p.value) if s]
+            except (ValueError, SyntaxError):
+                return None
+            return ".".join(scopes[:-1]) or None    # the last scope is the aten op itself
+    return None
+
+
+def quantized_nodes(model: Any) -> list[Any]:
+    """Nodes computing on dequantized inputs (QDQ format): the layers INT8 changes."""
+    dq_out = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    return [n for n in model.graph.node if n.op_type not in _QDQ and any(i in dq_out for i in n.input)]
+
+
+def _recipe(manifest_recipe: dict[str, Any]) -> OrtRecipe:
+    r = manifest_recipe
+    return OrtRecipe(str(r.get("recipe", "")), r["activation_type"], r["weight_type"], bool(r["reduce_range"]),
+                     "the artifact's recipe")
+
+
+def _activations(path: Path, out: Path, feeds: Sequence[dict[str, np.ndarray]]) -> dict[str, list[np.ndarray]]:
+    from onnxruntime.quantization.qdq_loss_debug import collect_activations, modify_model_output_intermediate_tensors
+
+    modify_model_output_intermediate_tensors(str(path), str(out))
+    return collect_activations(str(out), iter([dict(f) for f in feeds]))   # type: ignore[arg-type]
+
+
+def _err(ref: Sequence[Sequence[np.ndarray]], got: Sequence[Sequence[np.ndarray]]) -> float:
+    from edgeship.metrics import fidelity
+
+    return max(0.0, 1.0 - float(fidelity(ref, got)["cosine_mean"]))
+
+
+def layer_report(exporter: Any, job: Any, artifact_dir: Path, samples: Sequence[Sample]) -> list[LayerError]:
+    """One LayerError per quantized node of the INT8 artifact in ``artifact_dir``."""
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import (
+        compute_activation_error,
+        compute_signal_to_quantization_noice_ratio,
+        create_activation_matching,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from edgeship.manifest import read_manifest
+
+    manifest = read_manifest(artifact_dir)
+    qdq_path = artifact_dir / manifest.model_file
+    kept = tuple(manifest.recipe.get("kept_float") or ())
+    cpu_class = (manifest.built_for or {}).get("cpu_class") or manifest.recipe.get("cpu_class") or "unknown"
+    feeds = [dict(s.inputs) for s in samples]
+    with tempfile.TemporaryDirectory(prefix="edgeship-layers-") as tmp:
+        scratch = Path(tmp)
+        fp32, pre = scratch / "fp32.onnx", scratch / "pre.onnx"
+        exporter._export_fp32(job, fp32)
+        # the graph quantize_static started from: same node and tensor names as the artifact
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        float_acts = _activations(pre, scratch / "pre-aug.onnx", feeds)
+        qdq_acts = _activations(qdq_path, scratch / "qdq-aug.onnx", feeds)
+        errors = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
+        float_model = onnx.load(str(pre))
+        by_name = {n.name: n for n in float_model.graph.node}
+        inits = {i.name: int(np.prod(i.dims)) for i in float_model.graph.initializer}
+        rows: list[dict[str, Any]] = []
+        for node in quantized_nodes(onnx.load(str(qdq_path))):
+            if node.name in kept:
+                continue
+            out = node.output[0].removesuffix(_Q_INPUT)
+            sqnr = (errors.get(out) or {}).get("xmodel_err")
+            if sqnr is None and out in float_acts and out in qdq_acts:
+                sqnr = compute_signal_to_quantization_noice_ratio(float_acts[out], qdq_acts[out])
+            src = by_name.get(node.name)
+            rows.append({"layer": node.name, "op_type": node.op_type,
+                         "module": _module(src) if src is not None else None,
+                         "sqnr_db": float(sqnr) if sqnr is not None else float("nan"),
+                         "params": sum(inits.get(i, 0) for i in (src.input if src is not None else ()))})
+        gains, how = _gains(exporter, job, manifest, pre, qdq_path, rows, kept, cpu_class, feeds, scratch)
+    tool = f"{TOOL}; gain_if_float {how}"
+    return [LayerError(r["layer"], r["op_type"], r["module"], r["sqnr_db"], gains.get(r["layer"]), r["params"], tool)
+            for r in rows]
+
+
+def _gains(exporter: Any, job: Any, manifest: Any, pre: Path, qdq_path: Path, rows: list[dict[str, Any]],
+           kept: tuple[str, ...], cpu_class: str, feeds: list[dict[str, np.ndarray]],
+           scratch: Path) -> tuple[dict[str, float], str]:
+    """Relative reduction of the output error (1 - cosine) when one node more stays float."""
+    import dataclasses
+
+    from edgeship.model import run_reference
+
+    worst = sorted(rows, key=lambda r: (np.nan_to_num(r["sqnr_db"], nan=np.inf)))[:GAIN_TOP_K]
+    if not worst:
+        return {}, "not measured: no quantized layers"
+    recipe = _recipe(manifest.recipe)
+    calib = job.calibration_samples()
+    paths = {"base": qdq_path}
+    for i, r in enumerate(worst):
+        paths[r["layer"]] = scratch / f"excl-{i}.onnx"
+        j = dataclasses.replace(job, keep_float=kept + (r["layer"],))
+        exporter._int8_static(j, pre, paths[r["layer"]], calib, recipe)
+    try:
+        outs, how = outputs_on_class(cpu_class, paths, feeds)
+    except NotMeasurable as exc:
+        return {}, f"not measured on {cpu_class}: {exc}"
+    ref = [run_reference(job.model, f, job.inputs) for f in feeds]
+    base = _err(ref, outs.pop("base"))
+    gains = {name: (0.0 if base == 0 else (base - _err(ref, got)) / base) for name, got in outs.items()}
+    return gains, f"measured on {cpu_class} ({how}) for the {len(worst)} lowest-SQNR layers"
