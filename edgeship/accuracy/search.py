@@ -154,7 +154,7 @@ def accuracy_aware(cfg: Config, exporter: Any, job: Any, precision: Precision, o
         return _record(out_dir, final, rec)
     for line in table(before, steps, budget).splitlines():
         say(line)
-    shutil.rmtree(out_dir, ignore_errors=True)
+    _unship(out_dir)
     why = (f"the budget needs more than {limit} of {n} layers in float ([quantization] max_float_fraction = "
            f"{cfg.quantization.max_float_fraction:g})" if limit else
            f"[quantization] max_float_fraction = {cfg.quantization.max_float_fraction:g} allows no layer of {n} in float")
@@ -162,6 +162,17 @@ def accuracy_aware(cfg: Config, exporter: Any, job: Any, precision: Precision, o
         f"{job.model_name}: {out_dir.name}: {describe_score(before, budget)} misses {budget.describe()} and {why}; "
         f"the artifact was removed. Run 'edgeship explain {out_dir.name}' after exporting with "
         "[quantization] accuracy_aware = false to see the per-layer error")
+
+
+def _unship(out_dir: Path) -> None:
+    """Remove the artifact: its name (a symlink to a version directory, fsutil) and the version."""
+    from edgeship.fsutil import sweep
+
+    if out_dir.is_symlink():
+        out_dir.unlink()
+    elif out_dir.is_dir():
+        shutil.rmtree(out_dir)
+    sweep(out_dir.parent)
 
 
 def _record(out_dir: Path, m: Manifest, rec: dict[str, Any]) -> Manifest:
