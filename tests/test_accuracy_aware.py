@@ -87,6 +87,28 @@ def test_fallback_keeps_exactly_the_culprit_float_and_meets_the_budget(fixed) ->
     layers = report["layers"]["onnx-int8"]
     assert layers["layers"][0]["module"] == "fc1"
     assert layers["build"].startswith("all-INT8")
+    # the HTML report plots it (worst first, the culprit's module named)
+    from edgeship.reports.html_layers import layers_plot
+
+    svg = layers_plot({"eval": report})
+    assert svg is not None and svg.startswith("<svg") and "fc1" in svg and "gain if float" in svg
+
+
+def test_a_class_this_host_cannot_run_is_not_searched(tmp_path: Path) -> None:
+    """Built for arm64 on x86 (no arm64 emulation for ORT here): the host's kernels must not decide
+    a fallback for the device, so nothing is reverted and the decision is recorded."""
+    from edgeship.pipeline import export
+
+    cfg = tiny_config(tmp_path, "outlier_mlp", targets=ONNX_INT8,
+                      devices={"pi": {"kind": "ssh", "host": "pi.invalid", "cpu_class": "arm64-dotprod"}},
+                      budgets=[{**BUDGET[0], "device": "pi"}])
+    events: list[str] = []
+    (m,) = export(cfg, (Target.ONNX,), (Precision.INT8,), on_event=events.append, for_devices=("pi",))
+    rec = m.recipe["accuracy_aware"]
+    assert m.built_for["cpu_class"] == "arm64-dotprod"
+    assert rec["status"] == "not searched" and "arm64-dotprod" in rec["why"]
+    assert "kept_float" not in m.recipe and (cfg.artifacts_dir / "onnx-int8").is_dir()
+    assert any("not searched" in e for e in events)
 
 
 def test_explain_sorts_worst_first_and_names_the_culprit(tmp_path: Path, capsys: pytest.CaptureFixture[str],
