@@ -31,6 +31,7 @@ GAIN_TOP_K = 8
 TOOL = "onnxruntime.quantization.qdq_loss_debug"
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 _Q_INPUT = "_QuantizeLinear_Input"
+_INTEGER_OPS = ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QAttention")
 
 
 class NotMeasurable(RuntimeError):
@@ -77,7 +78,7 @@ def quantized_nodes(model: Any) -> list[Any]:
 
 def _recipe(manifest_recipe: dict[str, Any]) -> OrtRecipe:
     r = manifest_recipe
-    return OrtRecipe(str(r.get("recipe", "")), r["activation_type"], r["weight_type"], bool(r["reduce_range"]),
+    return OrtRecipe(str(r.get("recipe", "")), r.get("activation_type", "uint8"), r["weight_type"], bool(r["reduce_range"]),
                      "the artifact's recipe")
 
 
@@ -94,8 +95,15 @@ def _err(ref: Sequence[Sequence[np.ndarray]], got: Sequence[Sequence[np.ndarray]
     return max(0.0, 1.0 - float(fidelity(ref, got)["cosine_mean"]))
 
 
-def layer_report(exporter: Any, job: Any, artifact_dir: Path, samples: Sequence[Sample]) -> list[LayerError]:
-    """One LayerError per quantized node of the INT8 artifact in ``artifact_dir``."""
+def layer_report(exporter: Any, job: Any, artifact_dir: Path, samples: Sequence[Sample],
+                 dynamic: bool = False) -> list[LayerError]:
+    """One LayerError per quantized node of the INT8 artifact in ``artifact_dir``.
+
+    Static (QDQ): the layers are the nodes fed by DequantizeLinear, compared through
+    qdq_loss_debug's activation matching. Dynamic: quantize_dynamic rewrites each MatMul/Gemm
+    into ``<node>_..._quant`` integer ops but keeps the output tensor's name, so each quantized
+    node's output is compared with the FP32 graph's same tensor (qdq_loss_debug's SQNR).
+    """
     import onnx
     from onnxruntime.quantization.qdq_loss_debug import (
         compute_activation_error,
@@ -107,7 +115,7 @@ def layer_report(exporter: Any, job: Any, artifact_dir: Path, samples: Sequence[
     from edgeship.manifest import read_manifest
 
     manifest = read_manifest(artifact_dir)
-    qdq_path = artifact_dir / manifest.model_file
+    q_path = artifact_dir / manifest.model_file
     kept = tuple(manifest.recipe.get("kept_float") or ())
     cpu_class = (manifest.built_for or {}).get("cpu_class") or manifest.recipe.get("cpu_class") or "unknown"
     feeds = [dict(s.inputs) for s in samples]
@@ -115,36 +123,52 @@ def layer_report(exporter: Any, job: Any, artifact_dir: Path, samples: Sequence[
         scratch = Path(tmp)
         fp32, pre = scratch / "fp32.onnx", scratch / "pre.onnx"
         exporter._export_fp32(job, fp32)
-        # the graph quantize_static started from: same node and tensor names as the artifact
-        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
-        float_acts = _activations(pre, scratch / "pre-aug.onnx", feeds)
-        qdq_acts = _activations(qdq_path, scratch / "qdq-aug.onnx", feeds)
-        errors = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
-        float_model = onnx.load(str(pre))
-        by_name = {n.name: n for n in float_model.graph.node}
+        if dynamic:
+            src_path = fp32           # quantize_dynamic starts from the exported graph
+        else:
+            # the graph quantize_static started from: same node and tensor names as the artifact
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            src_path = pre
+        float_acts = _activations(src_path, scratch / "float-aug.onnx", feeds)
+        q_acts = _activations(q_path, scratch / "q-aug.onnx", feeds)
+        errors = {} if dynamic else compute_activation_error(create_activation_matching(q_acts, float_acts))
+        float_model = onnx.load(str(src_path))
         inits = {i.name: int(np.prod(i.dims)) for i in float_model.graph.initializer}
+        q_model = onnx.load(str(q_path))
+        by_name = {n.name: n for n in float_model.graph.node}
+        if dynamic:
+            # quantize_dynamic first splits a Gemm into "<node>_MatMul" + "<node>_Add", then names
+            # the integer op "<that>_quant"; nodes_to_exclude must name the MatMul it sees
+            nodes = []
+            for q in q_model.graph.node:
+                if q.op_type in _INTEGER_OPS and q.name.endswith("_quant"):
+                    layer = q.name.removesuffix("_quant")
+                    src = by_name.get(layer) or by_name.get(layer.removesuffix("_MatMul"))
+                    if src is not None:
+                        nodes.append((layer, src.op_type, src.output[0], src))
+        else:
+            nodes = [(n.name, n.op_type, n.output[0], by_name.get(n.name)) for n in quantized_nodes(q_model)]
         rows: list[dict[str, Any]] = []
-        for node in quantized_nodes(onnx.load(str(qdq_path))):
-            if node.name in kept:
+        for layer, op_type, out, src in nodes:
+            if layer in kept:
                 continue
-            out = node.output[0].removesuffix(_Q_INPUT)
+            out = out.removesuffix(_Q_INPUT)
             sqnr = (errors.get(out) or {}).get("xmodel_err")
-            if sqnr is None and out in float_acts and out in qdq_acts:
-                sqnr = compute_signal_to_quantization_noice_ratio(float_acts[out], qdq_acts[out])
-            src = by_name.get(node.name)
-            rows.append({"layer": node.name, "op_type": node.op_type,
+            if sqnr is None and out in float_acts and out in q_acts:
+                sqnr = compute_signal_to_quantization_noice_ratio(float_acts[out], q_acts[out])
+            rows.append({"layer": layer, "op_type": op_type,
                          "module": _module(src) if src is not None else None,
                          "sqnr_db": float(sqnr) if sqnr is not None else float("nan"),
                          "params": sum(inits.get(i, 0) for i in (src.input if src is not None else ()))})
-        gains, how = _gains(exporter, job, manifest, pre, qdq_path, rows, kept, cpu_class, feeds, scratch)
+        gains, how = _gains(exporter, job, manifest, src_path, q_path, rows, kept, cpu_class, feeds, scratch, dynamic)
     tool = f"{TOOL}; gain_if_float {how}"
     return [LayerError(r["layer"], r["op_type"], r["module"], r["sqnr_db"], gains.get(r["layer"]), r["params"], tool)
             for r in rows]
 
 
-def _gains(exporter: Any, job: Any, manifest: Any, pre: Path, qdq_path: Path, rows: list[dict[str, Any]],
+def _gains(exporter: Any, job: Any, manifest: Any, src: Path, q_path: Path, rows: list[dict[str, Any]],
            kept: tuple[str, ...], cpu_class: str, feeds: list[dict[str, np.ndarray]],
-           scratch: Path) -> tuple[dict[str, float], str]:
+           scratch: Path, dynamic: bool) -> tuple[dict[str, float], str]:
     """Relative reduction of the output error (1 - cosine) when one node more stays float."""
     import dataclasses
 
@@ -154,12 +178,14 @@ def _gains(exporter: Any, job: Any, manifest: Any, pre: Path, qdq_path: Path, ro
     if not worst:
         return {}, "not measured: no quantized layers"
     recipe = _recipe(manifest.recipe)
-    calib = job.calibration_samples()
-    paths = {"base": qdq_path}
+    paths = {"base": q_path}
     for i, r in enumerate(worst):
         paths[r["layer"]] = scratch / f"excl-{i}.onnx"
-        j = dataclasses.replace(job, keep_float=kept + (r["layer"],))
-        exporter._int8_static(j, pre, paths[r["layer"]], calib, recipe)
+        if dynamic:
+            exporter._int8_dynamic(src, paths[r["layer"]], recipe, kept + (r["layer"],))
+        else:
+            j = dataclasses.replace(job, keep_float=kept + (r["layer"],))
+            exporter._int8_static(j, src, paths[r["layer"]], job.calibration_samples(), recipe)
     try:
         outs, how = outputs_on_class(cpu_class, paths, feeds)
     except NotMeasurable as exc:

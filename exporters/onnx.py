@@ -234,11 +234,13 @@ class OnnxExporter(Exporter):
     def layer_report(self, job: ExportJob, precision: Precision, artifact_dir: Path,
                      samples: Sequence[Sample]) -> list[LayerError]:
         """Per-node SQNR (ORT qdq_loss_debug) and gain if float (exporters/_onnx_layers.py)."""
-        if Precision(precision) is not Precision.INT8:
+        if Precision(precision) not in (Precision.INT8, Precision.INT8_DYNAMIC):
             return super().layer_report(job, precision, artifact_dir, samples)
         from edgeship.exporters._onnx_layers import layer_report
+        from edgeship.quiet import quiet
 
-        return layer_report(self, job, artifact_dir, samples)
+        with quiet():   # the quantizers' and torch.onnx's own chatter, as in export()
+            return layer_report(self, job, artifact_dir, samples, dynamic=Precision(precision) is Precision.INT8_DYNAMIC)
 
     # -- checks ------------------------------------------------------------------------------
     def _validate(self, job: ExportJob, precision: Precision, path: Path) -> dict[str, Any]:
