@@ -118,6 +118,11 @@ class OnnxExporter(Exporter):
     # -- conversions -------------------------------------------------------------------------
     def _export_fp32(self, job: ExportJob, path: Path) -> None:
         torch = require("torch", "torch")
+        # the accuracy-aware search re-exports the same model several times: reuse the graph
+        key = _fp32_key(job)
+        if key is not None and key in _FP32_CACHE:
+            path.write_bytes(_FP32_CACHE[key])
+            return
         try:
             with torch.no_grad():
                 torch.onnx.export(
@@ -127,6 +132,9 @@ class OnnxExporter(Exporter):
                 )
         except Exception as exc:
             raise ExportError(f"{job.model_name}: onnx export failed: {type(exc).__name__}: {_first_line(exc)}") from exc
+        _FP32_CACHE.clear()   # one model at a time: the cache never holds more than one graph
+        if key is not None:
+            _FP32_CACHE[key] = path.read_bytes()
 
     @staticmethod
     def _fp16(src: Path, dst: Path) -> dict[str, Any]:
@@ -274,6 +282,27 @@ class OnnxExporter(Exporter):
             o.name: [d.dim_value if d.HasField("dim_value") else -1 for d in o.type.tensor_type.shape.dim]
             for o in m.graph.output
         }
+
+
+_FP32_CACHE: dict[str, bytes] = {}
+
+
+def _fp32_key(job: ExportJob) -> str | None:
+    """What the exported FP32 graph depends on: the weights' bytes, the I/O, the opset."""
+    import hashlib
+
+    h = hashlib.sha256(repr((type(job.model).__qualname__, job.target_config.opset, job.outputs,
+                             [(s.name, tuple(s.shape), s.dtype) for s in job.inputs],
+                             {k: (v.shape, str(v.dtype)) for k, v in job.example_inputs.items()})).encode())
+    import torch
+
+    state = getattr(job.model, "state_dict", None)
+    if state is None:
+        return None
+    for name, t in state().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def validation_feeds(job: ExportJob) -> list[dict[str, np.ndarray]]:

@@ -108,6 +108,8 @@ def accuracy_aware(cfg: Config, exporter: Any, job: Any, precision: Precision, o
     val = _Validator(cfg, job)
     rec: dict[str, Any] = {"budget": budget.to_json(), "validation": {
         "source": val.source, "samples": len(val.feeds), "labels": val.labels is not None}}
+    if budget.max_drop is not None and val.labels is None:
+        rec["validation"]["note"] = f"max drop not checked at export: {val.source} has no labels; cosine only"
     try:
         before = val.score(out_dir, manifest)
     except NotMeasurable as exc:
