@@ -172,7 +172,7 @@ def _gains(exporter: Any, job: Any, manifest: Any, src: Path, q_path: Path, rows
     """Relative reduction of the output error (1 - cosine) when one node more stays float."""
     import dataclasses
 
-    from edgeship.model import run_reference
+    from edgeship.accuracy.search import reference_outputs
 
     worst = sorted(rows, key=lambda r: (np.nan_to_num(r["sqnr_db"], nan=np.inf)))[:GAIN_TOP_K]
     if not worst:
@@ -190,7 +190,7 @@ def _gains(exporter: Any, job: Any, manifest: Any, src: Path, q_path: Path, rows
         outs, how = outputs_on_class(cpu_class, paths, feeds)
     except NotMeasurable as exc:
         return {}, f"not measured on {cpu_class}: {exc}"
-    ref = [run_reference(job.model, f, job.inputs) for f in feeds]
+    ref = reference_outputs(job, feeds)
     base = _err(ref, outs.pop("base"))
     gains = {name: (0.0 if base == 0 else (base - _err(ref, got)) / base) for name, got in outs.items()}
     return gains, f"measured on {cpu_class} ({how}) for the {len(worst)} lowest-SQNR layers"
