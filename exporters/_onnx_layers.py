@@ -66,7 +66,8 @@ def _module(node: Any) -> str | None:
                 scopes = [s for s in ast.literal_eval(p.value) if s]
             except (ValueError, SyntaxError):
                 return None
-            return ".".join(scopes[:-1]) or None    # the last scope is the aten op itself
+            # each scope is a full module path ("body", "body.6"); the last one is the aten op
+            return scopes[-2] if len(scopes) >= 2 else None
     return None
 
 
