@@ -23,6 +23,10 @@ class Explain:
         from edgeship.config import load_config
         from edgeship.progress import Progress
 
+        if args.top is not None and args.top < 1:
+            from edgeship.errors import UsageError
+
+            raise UsageError(f"--top must be >= 1, got {args.top}")
         cfg = load_config(args.config)
         with Progress(sys.stderr) as progress:
             rec = explain(cfg, args.artifact, samples=args.samples, on_event=progress.event)
