@@ -163,3 +163,17 @@ def test_budget_is_the_strictest_that_applies(tmp_path: Path) -> None:
     assert applicable_budget(cfg, "onnx", "fp16", ("local",)).min_cosine == 0.995
     off = tiny_config(tmp_path, "outlier_mlp", budgets=[])
     assert applicable_budget(off, "onnx", "int8", ("local",)) is None
+
+
+def test_int8_dynamic_fallback_names_the_matmul_quantize_dynamic_sees(tmp_path: Path) -> None:
+    """quantize_dynamic splits a Gemm into <node>_MatMul + <node>_Add before it honours
+    nodes_to_exclude: the layer id must be that MatMul's name, or nothing is kept float."""
+    from edgeship.pipeline import export
+
+    cfg = tiny_config(tmp_path, "outlier_mlp", targets={"onnx": {"precisions": ["int8-dynamic"]}},
+                      budgets=[{**BUDGET[0], "precision": "int8-dynamic"}])
+    (m,) = export(cfg, (Target.ONNX,), (Precision.INT8_DYNAMIC,))
+    rec = m.recipe["accuracy_aware"]
+    assert rec["status"] == "met by fallback" and rec["before"]["cosine_mean"] < 0.999
+    assert m.recipe["kept_float"] == ["node_linear_MatMul"] and [r["module"] for r in rec["reverted"]] == ["fc1"]
+    assert rec["final"]["cosine_mean"] >= 0.999
