@@ -144,6 +144,9 @@ def test_unfixable_model_exits_1_with_the_table_and_ships_nothing(tmp_path: Path
     art = tmp_path / "build" / "artifacts" / "outlier_chain"
     assert not (art / "onnx-int8").exists() and not (art / "onnx-int8").is_symlink()
     assert not any(art.iterdir())     # no version directory left behind either
+    # what the ranking was based on stays readable
+    data = json.loads((tmp_path / "build" / "reports" / "eval.json").read_text())
+    assert "layers.onnx-int8" in err and len(data["layers"]["onnx-int8"]["layers"]) == 6
 
 
 def test_budget_is_the_strictest_that_applies(tmp_path: Path) -> None:

@@ -154,6 +154,7 @@ def accuracy_aware(cfg: Config, exporter: Any, job: Any, precision: Precision, o
         say(f"  accuracy-aware INT8: {describe_score(before, budget)} misses {budget.describe()}; not searched ({exc})")
         return _record(out_dir, manifest, rec)
     from edgeship.accuracy.report import RANKING_METRIC, layer_record, store_layers
+    from edgeship.evaluation import eval_path
 
     store_layers(cfg, out_dir.name, layer_record(out_dir, errors, min(len(val.samples), LAYER_SAMPLES),
                                                  "all-INT8, before the accuracy-aware fallback"))
@@ -187,8 +188,8 @@ def accuracy_aware(cfg: Config, exporter: Any, job: Any, precision: Precision, o
            f"[quantization] max_float_fraction = {cfg.quantization.max_float_fraction:g} allows no layer of {n} in float")
     raise AccuracyFallbackFailed(
         f"{job.model_name}: {out_dir.name}: {describe_score(before, budget)} misses {budget.describe()} and {why}; "
-        f"the artifact was removed. Run 'edgeship explain {out_dir.name}' after exporting with "
-        "[quantization] accuracy_aware = false to see the per-layer error")
+        f"the artifact was removed. The all-INT8 build's per-layer error is in {eval_path(cfg)} "
+        f"(layers.{out_dir.name}); raise max_float_fraction, relax the budget, or try another calibration method")
 
 
 def _unship(out_dir: Path) -> None:
