@@ -116,6 +116,13 @@ class QuantizationConfig(_Frozen):
     percentile: float = Field(99.999, gt=50.0, le=100.0)
     activation_type: QuantType = QuantType.AUTO
     weight_type: QuantType = QuantType.INT8
+    # accuracy-aware INT8 (edgeship/accuracy/search.py): when an INT8 build misses the budget that
+    # applies (these, or [[budgets]] max_accuracy_drop/min_cosine), revert layers to float by rank
+    accuracy_aware: bool = True
+    max_drop: float | None = Field(None, ge=0, le=1)
+    min_cosine: float | None = Field(None, ge=-1, le=1)
+    max_float_fraction: float = Field(0.2, ge=0, le=1)
+    fallback_step: int = Field(1, ge=1, le=1000)     # layers reverted per re-export
 
 
 class TargetConfig(_Frozen):

@@ -61,6 +61,12 @@ class ExportError(EdgeshipError):
     """Converting a model to a target format failed."""
 
 
+class AccuracyFallbackFailed(ExportError):
+    """Accuracy-aware INT8 could not meet the budget within [quantization] max_float_fraction."""
+
+    exit_code = 1
+
+
 class RuntimeFailure(EdgeshipError):
     """Loading or running an artifact with its runtime failed."""
 

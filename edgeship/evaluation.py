@@ -217,6 +217,8 @@ def _merge(cfg: Config, scorer: Scorer, old: dict[str, Any] | None, entries: lis
     }
     for e in entries:
         report["entries"][entry_key(e["device"], e["artifact"])] = e
+    if old and old.get("layers"):   # per-layer reports (edgeship explain, edgeship/accuracy/report.py)
+        report["layers"] = old["layers"]
     write_json_atomic(eval_path(cfg), report)
     return {**report, "updated": [entry_key(e["device"], e["artifact"]) for e in entries]}
 

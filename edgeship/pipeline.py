@@ -120,6 +120,7 @@ def export_all(
     ``for_devices`` (default: the devices the budgets name, else this host); see
     edgeship.export_for. The failed artifact leaves no directory, only its failure record.
     """
+    from edgeship.accuracy.search import accuracy_aware  # issue 15: budget-driven float fallback
     from edgeship.cpuclass import host_target
     from edgeship.errors import ExportError, MissingDependency
     from edgeship.export_failures import ExportFailure, ExportSummary, clear_failure, record_failure
@@ -154,6 +155,7 @@ def export_all(
             job = dataclasses.replace(jobs[t], cpu_target=cpu)  # type: ignore[type-var]
             try:
                 m = get_exporter(t).export(job, p, out_dir)
+                m = accuracy_aware(cfg, get_exporter(t), job, p, out_dir, m, say)
             except (ExportError, MissingDependency) as exc:
                 failure = ExportFailure(name, t.value, p.value, _reason(str(exc), cfg.model.name, f"{t}-{p}"))
                 record_failure(cfg, failure)

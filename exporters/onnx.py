@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeship.accuracy.layers import LayerError
 from edgeship.calibration import Sample
 from edgeship.cpuclass import OrtRecipe, host_target, onnx_candidates
 from edgeship.errors import ExportError, UsageError
@@ -77,7 +78,7 @@ class OnnxExporter(Exporter):
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
             sc = int8_scope(fp32, True, job.quantization.per_channel, job.target_config.int8_scope)
             built_for = self._for_class(job, True, scratch, fp32, out,
-                                        lambda r, dst: self._int8_dynamic(pre, dst, r, sc))
+                                        lambda r, dst: self._int8_dynamic(pre, dst, r, sc, job.keep_float))
             recipe.update(built_for.pop("_recipe"))
         elif precision is Precision.INT4_WEIGHT:
             from edgeship.exporters._onnx_int4 import int4_weight
@@ -185,6 +186,7 @@ class OnnxExporter(Exporter):
             op_types_to_quantize=sc["op_types"],
             reduce_range=r.reduce_range, activation_type=ort_type[r.activation_type],
             weight_type=ort_type[r.weight_type], calibrate_method=method, extra_options=extra,
+            nodes_to_exclude=list(job.keep_float),
         )
         lstm = _dynamic_lstm(dst, ort_type[r.weight_type], r.reduce_range)
         return {
@@ -194,20 +196,34 @@ class OnnxExporter(Exporter):
             **({"percentile": q.percentile} if q.method is CalibrationMethod.PERCENTILE else {}),
             "preprocess": "quant_pre_process (onnx shape inference + ORT graph optimization)",
             **({"lstm": lstm} if lstm else {}), **float_report(dst),
+            **({"kept_float": list(job.keep_float)} if job.keep_float else {}),
         }
 
     @staticmethod
-    def _int8_dynamic(src: Path, dst: Path, r: OrtRecipe, sc: dict[str, Any]) -> dict[str, Any]:
+    def _int8_dynamic(src: Path, dst: Path, r: OrtRecipe, sc: dict[str, Any],
+                      keep_float: Sequence[str] = ()) -> dict[str, Any]:
         from onnxruntime.quantization import QuantType as OrtType
         from onnxruntime.quantization import quantize_dynamic
 
         weight = OrtType.QUInt8 if r.weight_type == "uint8" else OrtType.QInt8
         quantize_dynamic(str(src), str(dst), weight_type=weight, reduce_range=r.reduce_range,
                          op_types_to_quantize=sc["op_types"], per_channel=sc["per_channel"],
-                         extra_options=sc["extra_options"])
+                         extra_options=sc["extra_options"], nodes_to_exclude=list(keep_float))
         return {"quantizer": "onnxruntime.quantization.quantize_dynamic", "weight_type": r.weight_type,
                 "reduce_range": r.reduce_range, "activations": "quantized at run time (uint8)",
-                "op_types": sc["op_types"], "per_channel": sc["per_channel"], **sc["record"], **float_report(dst)}
+                "op_types": sc["op_types"], "per_channel": sc["per_channel"], **sc["record"], **float_report(dst),
+                **({"kept_float": list(keep_float)} if keep_float else {})}
+
+    def layer_report(self, job: ExportJob, precision: Precision, artifact_dir: Path,
+                     samples: Sequence[Sample]) -> list[LayerError]:
+        """Per-node SQNR (ORT qdq_loss_debug) and gain if float (exporters/_onnx_layers.py)."""
+        if Precision(precision) not in (Precision.INT8, Precision.INT8_DYNAMIC):
+            return super().layer_report(job, precision, artifact_dir, samples)
+        from edgeship.exporters._onnx_layers import layer_report
+        from edgeship.quiet import quiet
+
+        with quiet():   # the quantizers' and torch.onnx's own chatter, as in export()
+            return layer_report(self, job, artifact_dir, samples, dynamic=Precision(precision) is Precision.INT8_DYNAMIC)
 
     # -- checks ------------------------------------------------------------------------------
     def _validate(self, job: ExportJob, precision: Precision, path: Path) -> dict[str, Any]:
@@ -241,6 +257,27 @@ class OnnxExporter(Exporter):
             o.name: [d.dim_value if d.HasField("dim_value") else -1 for d in o.type.tensor_type.shape.dim]
             for o in m.graph.output
         }
+
+
+_FP32_CACHE: dict[str, bytes] = {}
+
+
+def _fp32_key(job: ExportJob) -> str | None:
+    """What the exported FP32 graph depends on: the weights' bytes, the I/O, the opset."""
+    import hashlib
+
+    h = hashlib.sha256(repr((type(job.model).__qualname__, job.target_config.opset, job.outputs,
+                             [(s.name, tuple(s.shape), s.dtype) for s in job.inputs],
+                             {k: (v.shape, str(v.dtype)) for k, v in job.example_inputs.items()})).encode())
+    import torch
+
+    state = getattr(job.model, "state_dict", None)
+    if state is None:
+        return None
+    for name, t in state().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def validation_feeds(job: ExportJob) -> list[dict[str, np.ndarray]]:

@@ -297,3 +297,81 @@ TINY_MODELS.update({
         ("logits",), "tests.models:lstm_batches",
     ),
 })
+
+
+# -- accuracy-aware INT8 (issue 15) -------------------------------------------------------------
+OUTLIER = 50.0
+
+
+class OutlierMLP(nn.Module):
+    """Plain INT8 misses a cosine budget for one known reason: two of the 32 input channels are
+    ~50x the others (their weights 50x smaller, so the float model is ordinary). Per-tensor
+    activation quantization of ``x`` spends all 256 levels on those two channels and rounds the
+    other 30 to a few steps. The input's only consumer is ``fc1``: keeping it in float keeps ``x``
+    float and the rest of the net quantizes cleanly (the culprit is exactly ``fc1``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = nn.Linear(32, 32)
+        # six quantized layers, so max_float_fraction 0.2 allows one in float
+        self.body = nn.Sequential(*[m for _ in range(4) for m in (nn.Linear(32, 32), nn.ReLU())])
+        self.head = nn.Linear(32, 10)
+        with torch.no_grad():
+            for m in list(self.body) + [self.head]:
+                if isinstance(m, nn.Linear):   # He init, no bias: the input's detail reaches the logits
+                    nn.init.normal_(m.weight, 0.0, (2.0 / 32) ** 0.5)
+                    m.bias.zero_()
+            self.fc1.weight[:, :2] /= OUTLIER
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(torch.relu(self.fc1(x))))
+
+
+class OutlierChain(nn.Module):
+    """Every hidden tensor has two outlier channels (each layer's rows 0-1 scaled up, the next
+    layer's columns 0-1 scaled down): no single layer is the culprit, so reverting the 20% of
+    layers ``max_float_fraction`` allows cannot meet a tight budget."""
+
+    def __init__(self, depth: int = 5) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fcs = nn.ModuleList([nn.Linear(32, 32) for _ in range(depth)])
+        self.head = nn.Linear(32, 10)
+        with torch.no_grad():
+            for m in list(self.fcs) + [self.head]:
+                nn.init.normal_(m.weight, 0.0, (2.0 / 32) ** 0.5)
+                m.bias.zero_()
+            self.fcs[0].weight[:, :2] /= OUTLIER
+            for a, b in zip(self.fcs, list(self.fcs[1:]) + [self.head]):
+                a.weight[:2] = a.weight[:2].abs() * OUTLIER / 4   # positive: survives the ReLU
+                b.weight[:, :2] /= OUTLIER
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for fc in self.fcs:
+            x = torch.relu(fc(x))
+        return self.head(x)
+
+
+def outlier_mlp() -> nn.Module:
+    return OutlierMLP().eval()
+
+
+def outlier_chain() -> nn.Module:
+    return OutlierChain().eval()
+
+
+def outlier_batches() -> Any:
+    """Inputs whose channels 0-1 are ~50x the others (the calibration and validation data)."""
+    g = torch.Generator().manual_seed(3)
+    for _ in range(8):
+        x = torch.randn(4, 32, generator=g)
+        x[:, :2] *= OUTLIER
+        yield {"x": x.numpy()}
+
+
+TINY_MODELS.update({
+    name: TinyModel(name, f"tests.models:{name}", (InputSpec(name="x", shape=(1, 32), dtype="float32"),),
+                    ("logits",), "tests.models:outlier_batches")
+    for name in ("outlier_mlp", "outlier_chain")
+})

@@ -136,6 +136,12 @@ def memory_plot(report: dict[str, Any]) -> str | None:
     return _svg(fig)
 
 
+def _layers_plot(report: dict[str, Any]) -> str | None:
+    from edgeship.reports.html_layers import layers_plot  # issue 15: eval.json "layers"
+
+    return layers_plot(report)
+
+
 def _checks_table(report: dict[str, Any]) -> str:
     rows = []
     for c in report["checks"]:
@@ -174,7 +180,8 @@ def _section(report: dict[str, Any]) -> str:
         "<h2>Measurements</h2>", _results_table(report),
     ]
     for title, plot in (("Latency distribution", latency_plot(report)), ("Fidelity vs latency", tradeoff_plot(report)),
-                        ("Memory: init vs steady state", memory_plot(report))):
+                        ("Memory: init vs steady state", memory_plot(report)),
+                        ("Per-layer INT8 error (worst 20)", _layers_plot(report))):
         if plot:
             parts += [f"<h2>{title}</h2>", f"<figure>{plot}</figure>"]
     return "\n".join(parts)

@@ -1,0 +1,196 @@
+"""Per-layer error of an ONNX INT8 (QDQ) artifact, and running ONNX builds on their CPU class.
+
+SQNR per node comes from onnxruntime's own debugging tool (``qdq_loss_debug``): both the FP32
+graph the quantizer started from and the QDQ artifact are augmented to output every float
+tensor, run on the samples, matched by tensor name, and compared (``xmodel_err``: the FP32
+tensor vs the QDQ tensor after dequantization). ORT runs these augmented graphs with
+optimizations off, i.e. the QDQ reference semantics, which do not depend on the CPU.
+
+``gain_if_float`` depends on the integer kernels, so it is measured on the CPU class the
+artifact is built for (``built_for.cpu_class``): natively when this host is of that class,
+under qemu for x86-avx2 (exporters/_onnx_recipes.py), else not at all (``None``, said in
+``tool``). Only the ``GAIN_TOP_K`` nodes with the lowest SQNR are re-quantized with the node
+excluded (one ``quantize_static`` each), which bounds the time on big graphs.
+"""
+
+from __future__ import annotations
+
+import ast
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeship.accuracy.layers import LayerError
+from edgeship.calibration import Sample
+from edgeship.cpuclass import OrtRecipe
+
+GAIN_TOP_K = 8
+TOOL = "onnxruntime.quantization.qdq_loss_debug"
+_QDQ = ("QuantizeLinear", "DequantizeLinear")
+_Q_INPUT = "_QuantizeLinear_Input"
+_INTEGER_OPS = ("MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QAttention")
+
+
+class NotMeasurable(RuntimeError):
+    """No CPU of the artifact's class is at hand (this host is another class, no emulator)."""
+
+
+def outputs_on_class(cpu_class: str, paths: dict[str, Path],
+                     feeds: Sequence[dict[str, np.ndarray]]) -> tuple[dict[str, list[list[np.ndarray]]], str]:
+    """Outputs of each ONNX model in ``paths`` computed by a CPU of ``cpu_class``; (outputs, how)."""
+    from edgeship.exporters._onnx_recipes import QEMU, QEMU_CPU, how_measurable, run_emulated, run_native
+
+    mode = how_measurable(cpu_class)
+    if mode == "native":
+        runs = run_native(paths, feeds, None)
+        how = f"native: this host is {cpu_class}"
+    elif mode == "emulated":
+        try:
+            runs = run_emulated(paths, feeds)
+        except RuntimeError as exc:
+            raise NotMeasurable(str(exc)) from None
+        how = f"emulated: onnxruntime under {QEMU} -cpu {QEMU_CPU}"
+    else:
+        raise NotMeasurable(f"this host is not {cpu_class} and cannot emulate it")
+    return {k: [list(o) for o in v["outputs"]] for k, v in runs.items()}, how
+
+
+def _module(node: Any) -> str | None:
+    """The PyTorch module a node came from: torch.onnx (dynamo) records its name scopes."""
+    for p in node.metadata_props:
+        if p.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = [s for s in ast.literal_eval(p.value) if s]
+            except (ValueError, SyntaxError):
+                return None
+            # each scope is a full module path ("body", "body.6"); the last one is the aten op
+            return scopes[-2] if len(scopes) >= 2 else None
+    return None
+
+
+def quantized_nodes(model: Any) -> list[Any]:
+    """Nodes computing on dequantized inputs (QDQ format): the layers INT8 changes."""
+    dq_out = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    return [n for n in model.graph.node if n.op_type not in _QDQ and any(i in dq_out for i in n.input)]
+
+
+def _recipe(manifest_recipe: dict[str, Any]) -> OrtRecipe:
+    r = manifest_recipe
+    return OrtRecipe(str(r.get("recipe", "")), r.get("activation_type", "uint8"), r["weight_type"], bool(r["reduce_range"]),
+                     "the artifact's recipe")
+
+
+def _activations(path: Path, out: Path, feeds: Sequence[dict[str, np.ndarray]]) -> dict[str, list[np.ndarray]]:
+    from onnxruntime.quantization.qdq_loss_debug import collect_activations, modify_model_output_intermediate_tensors
+
+    modify_model_output_intermediate_tensors(str(path), str(out))
+    return collect_activations(str(out), iter([dict(f) for f in feeds]))   # type: ignore[arg-type]
+
+
+def _err(ref: Sequence[Sequence[np.ndarray]], got: Sequence[Sequence[np.ndarray]]) -> float:
+    from edgeship.metrics import fidelity
+
+    return max(0.0, 1.0 - float(fidelity(ref, got)["cosine_mean"]))
+
+
+def layer_report(exporter: Any, job: Any, artifact_dir: Path, samples: Sequence[Sample],
+                 dynamic: bool = False) -> list[LayerError]:
+    """One LayerError per quantized node of the INT8 artifact in ``artifact_dir``.
+
+    Static (QDQ): the layers are the nodes fed by DequantizeLinear, compared through
+    qdq_loss_debug's activation matching. Dynamic: quantize_dynamic rewrites each MatMul/Gemm
+    into ``<node>_..._quant`` integer ops but keeps the output tensor's name, so each quantized
+    node's output is compared with the FP32 graph's same tensor (qdq_loss_debug's SQNR).
+    """
+    import onnx
+    from onnxruntime.quantization.qdq_loss_debug import (
+        compute_activation_error,
+        compute_signal_to_quantization_noice_ratio,
+        create_activation_matching,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from edgeship.exporters._onnx_int8_scope import scope as int8_scope
+    from edgeship.manifest import read_manifest
+
+    manifest = read_manifest(artifact_dir)
+    q_path = artifact_dir / manifest.model_file
+    kept = tuple(manifest.recipe.get("kept_float") or ())
+    cpu_class = (manifest.built_for or {}).get("cpu_class") or manifest.recipe.get("cpu_class") or "unknown"
+    feeds = [dict(s.inputs) for s in samples]
+    with tempfile.TemporaryDirectory(prefix="edgeship-layers-") as tmp:
+        scratch = Path(tmp)
+        fp32, pre = scratch / "fp32.onnx", scratch / "pre.onnx"
+        exporter._export_fp32(job, fp32)
+        # the graph both quantizers start from (ORT pre-processing): same node and tensor names as the artifact
+        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        src_path = pre
+        sc = int8_scope(fp32, dynamic, job.quantization.per_channel, job.target_config.int8_scope)
+        float_acts = _activations(src_path, scratch / "float-aug.onnx", feeds)
+        q_acts = _activations(q_path, scratch / "q-aug.onnx", feeds)
+        errors = {} if dynamic else compute_activation_error(create_activation_matching(q_acts, float_acts))
+        float_model = onnx.load(str(src_path))
+        inits = {i.name: int(np.prod(i.dims)) for i in float_model.graph.initializer}
+        q_model = onnx.load(str(q_path))
+        by_name = {n.name: n for n in float_model.graph.node}
+        if dynamic:
+            # quantize_dynamic first splits a Gemm into "<node>_MatMul" + "<node>_Add", then names
+            # the integer op "<that>_quant"; nodes_to_exclude must name the MatMul it sees
+            nodes = []
+            for q in q_model.graph.node:
+                if q.op_type in _INTEGER_OPS and q.name.endswith("_quant"):
+                    layer = q.name.removesuffix("_quant")
+                    src = by_name.get(layer) or by_name.get(layer.removesuffix("_MatMul"))
+                    if src is not None:
+                        nodes.append((layer, src.op_type, src.output[0], src))
+        else:
+            nodes = [(n.name, n.op_type, n.output[0], by_name.get(n.name)) for n in quantized_nodes(q_model)]
+        rows: list[dict[str, Any]] = []
+        for layer, op_type, out, src in nodes:
+            if layer in kept:
+                continue
+            out = out.removesuffix(_Q_INPUT)
+            sqnr = (errors.get(out) or {}).get("xmodel_err")
+            if sqnr is None and out in float_acts and out in q_acts:
+                sqnr = compute_signal_to_quantization_noice_ratio(float_acts[out], q_acts[out])
+            rows.append({"layer": layer, "op_type": op_type,
+                         "module": _module(src) if src is not None else None,
+                         "sqnr_db": float(sqnr) if sqnr is not None else float("nan"),
+                         "params": sum(inits.get(i, 0) for i in (src.input if src is not None else ()))})
+        gains, how = _gains(exporter, job, manifest, src_path, q_path, rows, kept, cpu_class, feeds, scratch, dynamic, sc)
+    tool = f"{TOOL}; gain_if_float {how}"
+    return [LayerError(r["layer"], r["op_type"], r["module"], r["sqnr_db"], gains.get(r["layer"]), r["params"], tool)
+            for r in rows]
+
+
+def _gains(exporter: Any, job: Any, manifest: Any, src: Path, q_path: Path, rows: list[dict[str, Any]],
+           kept: tuple[str, ...], cpu_class: str, feeds: list[dict[str, np.ndarray]],
+           scratch: Path, dynamic: bool, sc: dict[str, Any]) -> tuple[dict[str, float], str]:
+    """Relative reduction of the output error (1 - cosine) when one node more stays float."""
+    import dataclasses
+
+    from edgeship.accuracy.search import reference_outputs
+
+    worst = sorted(rows, key=lambda r: (np.nan_to_num(r["sqnr_db"], nan=np.inf)))[:GAIN_TOP_K]
+    if not worst:
+        return {}, "not measured: no quantized layers"
+    recipe = _recipe(manifest.recipe)
+    paths = {"base": q_path}
+    for i, r in enumerate(worst):
+        paths[r["layer"]] = scratch / f"excl-{i}.onnx"
+        if dynamic:
+            exporter._int8_dynamic(src, paths[r["layer"]], recipe, sc, kept + (r["layer"],))
+        else:
+            j = dataclasses.replace(job, keep_float=kept + (r["layer"],))
+            exporter._int8_static(j, src, paths[r["layer"]], job.calibration_samples(), recipe, sc)
+    try:
+        outs, how = outputs_on_class(cpu_class, paths, feeds)
+    except NotMeasurable as exc:
+        return {}, f"not measured on {cpu_class}: {exc}"
+    ref = reference_outputs(job, feeds)
+    base = _err(ref, outs.pop("base"))
+    gains = {name: (0.0 if base == 0 else (base - _err(ref, got)) / base) for name, got in outs.items()}
+    return gains, f"measured on {cpu_class} ({how}) for the {len(worst)} lowest-SQNR layers"
