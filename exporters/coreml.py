@@ -19,12 +19,14 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgeship.errors import ConfigError, ExportError
+from edgeship.exporters._coreml_layers import check_keep_float, float_mil_ops, selector
 from edgeship.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult
 from edgeship.lazy import require
 from edgeship.types import Precision, Target
@@ -136,14 +138,17 @@ class CoreMLExporter(Exporter):
         except Exception as exc:
             raise ExportError(f"{job.model_name}: coreml: conversion failed: {_first_line(exc)}") from exc
 
-    def _w8a8(self, ct: Any, job: ExportJob, samples: Any, dep: Any) -> tuple[Any, dict[str, Any]]:
+    @staticmethod
+    def w8a8_calibrated(job: ExportJob, samples: Any, keep_float: Sequence[str] = ()) -> Any:
+        """The W8A8 simulation in torch (finalized fx module); ``keep_float`` modules stay float."""
         import coremltools.optimize.torch.quantization as cq
         import torch
 
         cfg = cq.LinearQuantizerConfig.from_dict({"global_config": {
             "quantization_scheme": "symmetric", "weight_dtype": "qint8", "activation_dtype": "quint8",
             "weight_per_channel": True, "milestones": [0, 0, 10, 10],
-        }})
+            "activation_observer": "min_max",   # post-training: the moving average (default) lags behind a few samples
+        }, **selector(keep_float)})
         try:
             quantizer = cq.LinearQuantizer(job.model, cfg)
             prepared = quantizer.prepare(example_inputs=job.example_args(), inplace=False)
@@ -151,7 +156,24 @@ class CoreMLExporter(Exporter):
             with torch.no_grad():
                 for s in samples:
                     prepared(*(torch.from_numpy(np.ascontiguousarray(s.inputs[i.name])) for i in job.inputs))
-            final = quantizer.finalize(inplace=False).eval()
+            return quantizer.finalize(inplace=False).eval()
+        except Exception as exc:
+            raise ExportError(f"{job.model_name}: coreml-int8: W8A8 calibration in torch failed: {_first_line(exc)}") from exc
+
+    def layer_report(self, job: ExportJob, precision: Precision, artifact_dir: Path,
+                     samples: Sequence[Any]) -> list[Any]:
+        if Precision(precision) is not Precision.INT8:
+            return super().layer_report(job, precision, artifact_dir, samples)
+        from edgeship.exporters._coreml_layers import layer_report
+
+        return layer_report(job, artifact_dir, samples)
+
+    def _w8a8(self, ct: Any, job: ExportJob, samples: Any, dep: Any) -> tuple[Any, dict[str, Any]]:
+        import torch
+
+        check_keep_float(job)
+        final = self.w8a8_calibrated(job, samples, job.keep_float)
+        try:
             traced = torch.jit.trace(final, job.example_args())
         except Exception as exc:
             raise ExportError(f"{job.model_name}: coreml-int8: W8A8 calibration in torch failed: {_first_line(exc)}") from exc
@@ -165,6 +187,10 @@ class CoreMLExporter(Exporter):
             "why_not_linear_quantize_activations": "it calibrates with MLModel.predict, which needs macOS",
             "compute_precision": "float32",
             "deployment_target_effective": dep17.name,
+            # accuracy-aware INT8: modules left float, the selector that did it, and the MIL ops
+            # that really compute in float (read back from the converted program)
+            "kept_float": list(job.keep_float), "op_selector": selector(job.keep_float),
+            "float_mil_ops": float_mil_ops(model),
         }
 
 
