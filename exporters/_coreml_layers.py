@@ -29,7 +29,7 @@ from edgeship.errors import UsageError
 TOOL = ("torch W8A8 simulation (coremltools.optimize.torch LinearQuantizer, finalized) vs the FP32 "
         "model, module by module; Core ML predict needs macOS, so the .mlpackage is not run")
 _COMPUTE = ("linear", "conv", "conv_transpose", "matmul")
-_OPERANDS = ("x", "y", "weight")
+_OPERANDS = ("x", "y")
 
 
 def selector(keep_float: Sequence[str]) -> dict[str, Any]:
@@ -50,7 +50,9 @@ def check_keep_float(job: Any) -> None:
 
 
 def float_mil_ops(model: Any) -> list[str]:
-    """Names of the ML program's linear/conv/matmul ops whose operands are not dequantized."""
+    """Names of the ML program's linear/conv ops whose weight is a float constant, and matmuls
+    with no dequantized operand: the compute that stays float (an int8 layer's weight comes
+    from a ``constexpr_*`` dequantization; its input may come from either kind of layer)."""
     spec = model.get_spec() if hasattr(model, "get_spec") else model
     out = []
     for fn in spec.mlProgram.functions.values():
@@ -58,7 +60,8 @@ def float_mil_ops(model: Any) -> list[str]:
             producer: dict[str, str] = {}
             for op in block.operations:
                 if op.type in _COMPUTE:
-                    args = [a.name for k in _OPERANDS if k in op.inputs for a in op.inputs[k].arguments if a.name]
+                    keys = ("weight",) if "weight" in op.inputs else _OPERANDS
+                    args = [a.name for k in keys if k in op.inputs for a in op.inputs[k].arguments if a.name]
                     kinds = [producer.get(a, "input") for a in args]
                     if not any(k == "dequantize" or k.startswith("constexpr_") for k in kinds):
                         out.append(op.outputs[0].name)
@@ -83,23 +86,24 @@ def layer_report(job: Any, artifact_dir: Path, samples: Sequence[Any],
     base_keep = tuple(manifest.recipe.get("kept_float") or ())
     calibration = job.calibration_samples()
     final = CoreMLExporter.w8a8_calibrated(job, calibration, base_keep)
+    reference = float_twin(final)
     modules = dict(final.named_modules())
     layers = {str(n.target): n for n in final.graph.nodes
-              if n.op == "call_module" and hasattr(modules.get(str(n.target)), "weight_qscheme")}
+              if n.op == "call_module" and _quantized(modules[str(n.target)])}
+    # the same node in both graphs: a fused conv-bn-act module's output is post-activation
     tensors = {layer: _dequantized(node) for layer, node in layers.items()}
 
-    ref_mods = dict(job.model.named_modules())
     ref_t: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
     got_t: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
     ref_out, base_out = [], []
     for s in samples:
         args = _args(job, s)
-        ref, outs = _hooked(job.model, [ref_mods[layer] for layer in layers], args)
+        ref = sim.record_nodes(reference, args, [n.name for n in layers.values()])
         got = sim.record_nodes(final, args, tensors.values())
-        for layer, value in zip(layers, ref):
-            ref_t[layer].append(value)
+        for layer, node in layers.items():
+            ref_t[layer].append(ref[node.name])
             got_t[layer].append(got[tensors[layer]])
-        ref_out.append(outs)
+        ref_out.append(sim.run_outputs(job.model, args))
         base_out.append(sim.run_outputs(final, args))
     sqnr = {layer: sim.sqnr_db(ref_t[layer], got_t[layer]) for layer in layers}
     base_error = sim.output_error(ref_out, base_out)
@@ -110,46 +114,63 @@ def layer_report(job: Any, artifact_dir: Path, samples: Sequence[Any],
 
     k = sim.DEFAULT_WORST_K if worst_k is None else worst_k
     gains = sim.worst_k_gains(list(layers), sqnr, k, kept_error, base_error)
-    return [
-        LayerError(
-            layer=layer, op_type=type(ref_mods[layer]).__name__, module=layer, sqnr_db=sqnr[layer],
-            gain_if_float=gains.get(layer),
-            params=sum(p.numel() for p in ref_mods[layer].parameters(recurse=False)), tool=TOOL,
-        )
-        for layer in layers
-    ]
+    originals = dict(job.model.named_modules())
+    out = []
+    for layer in layers:
+        original = originals.get(layer)
+        out.append(LayerError(
+            layer=layer, op_type=type(original if original is not None else modules[layer]).__name__,
+            module=layer, sqnr_db=sqnr[layer], gain_if_float=gains.get(layer),
+            params=sum(p.numel() for p in original.parameters(recurse=False)) if original is not None else 0,
+            tool=TOOL,
+        ))
+    return out
+
+
+def float_twin(final: Any) -> Any:
+    """A copy of the finalized W8A8 module computing in float: activation quantize/dequantize
+    removed, reference modules reading their float (batch-norm folded) weights."""
+    import copy
+
+    twin = copy.deepcopy(final)
+    for mod in twin.modules():
+        if hasattr(mod, "weight_qscheme"):
+            mod.get_weight = _float_weight(mod)
+    graph = twin.graph
+    for node in list(graph.nodes):
+        if _is_quantize(node) or _is_dequantize(node):
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+    graph.eliminate_dead_code()
+    twin.recompile()
+    return twin
+
+
+def _float_weight(mod: Any) -> Any:
+    return lambda: mod.weight
+
+
+def _quantized(mod: Any) -> bool:
+    return any(hasattr(m, "weight_qscheme") for m in mod.modules())
+
+
+def _is_quantize(node: Any) -> bool:
+    return node.op == "call_function" and "quantize_per" in str(node.target) and "dequantize" not in str(node.target)
+
+
+def _is_dequantize(node: Any) -> bool:
+    return (node.op == "call_method" and node.target == "dequantize") or (
+        node.op == "call_function" and "dequantize" in str(node.target))
 
 
 def _dequantized(node: Any) -> str:
     """The node downstream ops read for ``node``'s output: its quantize -> dequantize, if any."""
     for user in node.users:
-        if "quantize_per" in str(user.target):
+        if _is_quantize(user):
             for dq in user.users:
-                if str(dq.target) == "dequantize" or "dequantize" in str(dq.target):
+                if _is_dequantize(dq):
                     return str(dq.name)
     return str(node.name)
-
-
-def _hooked(model: Any, mods: Sequence[Any], args: tuple[Any, ...]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The FP32 outputs of ``mods`` (forward hooks) and of the model, in one run."""
-    import torch
-
-    seen: list[Any] = [None] * len(mods)
-
-    def hook(i: int) -> Any:
-        def save(_m: Any, _inp: Any, out: Any) -> None:
-            seen[i] = out.detach().float().cpu().numpy().copy()
-        return save
-
-    handles = [m.register_forward_hook(hook(i)) for i, m in enumerate(mods)]
-    try:
-        with torch.no_grad():
-            out = model(*args)
-    finally:
-        for h in handles:
-            h.remove()
-    outs = out if isinstance(out, (tuple, list)) else (out,)
-    return seen, [o.detach().float().cpu().numpy() for o in outs]
 
 
 def _args(job: Any, s: Any) -> tuple[Any, ...]:

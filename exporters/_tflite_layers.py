@@ -89,6 +89,20 @@ def quantize(job: Any, captured: Any, keep: Sequence[str], calibration: Sequence
     return annotated, convert_pt2e(prepared, fold_quantize=False)
 
 
+def float_graph(job: Any, captured: Any) -> Any:
+    """``captured`` through the same prepare_pt2e rewrites (conv-bn folding, scalars to
+    attributes) with nothing annotated: the FP32 graph whose node names and tensors match the
+    quantized one (a conv node's output there is already batch-normalized)."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    from edgeship.exporters._tflite_pt2e import make_quantizer
+    from edgeship.exporters.tflite import int8_config
+
+    quantizer = make_quantizer(int8_config(job)[0])
+    quantizer.annotate = lambda model: model   # no observers: a float graph
+    return prepare_pt2e(copy.deepcopy(captured), quantizer)
+
+
 def layer_report(job: Any, artifact_dir: Path, samples: Sequence[Sample],
                  worst_k: int = sim.DEFAULT_WORST_K) -> list[LayerError]:
     """Per-layer SQNR and gain_if_float of the TFLite INT8 artifact in ``artifact_dir``."""
@@ -107,6 +121,7 @@ def layer_report(job: Any, artifact_dir: Path, samples: Sequence[Sample],
     captured, _ = _capture(torch, job, [])
     calibration = job.calibration_samples()
     annotated, converted = quantize(job, captured, base_keep, calibration)
+    reference = float_graph(job, captured)
 
     groups: dict[str, list[Any]] = {}
     for n in annotated.graph.nodes:
@@ -120,7 +135,7 @@ def layer_report(job: Any, artifact_dir: Path, samples: Sequence[Sample],
     ref_out, base_out = [], []
     for s in samples:
         args = _args(job, s)
-        ref = sim.record_nodes(captured, args, tail.values())
+        ref = sim.record_nodes(reference, args, tail.values())
         got = sim.record_nodes(converted, args, seen_q.values())
         for layer in groups:
             ref_nodes[layer].append(ref[tail[layer]])
