@@ -59,14 +59,20 @@ def is_layer(node: Any) -> bool:
     return any(s is not None and not isinstance(s, SharedQuantizationSpec) for s in specs)
 
 
-def check_keep_float(captured: Any, keep: Sequence[str], model_name: str) -> None:
-    """Every keep-float id must name an op of the captured graph; else one line listing some."""
-    known = {layer_id(n) for n in captured.graph.nodes if n.op == "call_function"}
+def check_keep_float(captured: Any, keep: Sequence[str], model_name: str, config: Any) -> None:
+    """Every keep-float id must name a layer the quantizer would quantize; else one line listing some."""
+    if not keep:
+        return
+    from edgeship.exporters._tflite_pt2e import make_quantizer
+
+    quantizer = make_quantizer(config)
+    probe = quantizer.annotate(quantizer.transform_for_annotation(copy.deepcopy(captured)))
+    known = {layer_id(n) for n in probe.graph.nodes if is_layer(n)}
     unknown = [k for k in keep if k not in known]
     if unknown:
         some = ", ".join(sorted(known)[:12])
-        raise UsageError(f"{model_name}: tflite-int8: keep_float names no layer of the model: "
-                         f"{', '.join(unknown)} (layers are module names or node names, e.g. {some})")
+        raise UsageError(f"{model_name}: tflite-int8: keep_float names no quantized layer of the model: "
+                         f"{', '.join(unknown)} (layers are module names or node names: {some})")
 
 
 def quantize(job: Any, captured: Any, keep: Sequence[str], calibration: Sequence[Sample]) -> tuple[Any, Any]:

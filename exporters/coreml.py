@@ -112,6 +112,9 @@ class CoreMLExporter(Exporter):
         eff = recipe.get("deployment_target_effective")
         if eff and eff != recipe["deployment_target"]:
             notes.append(f"W8A8 needs quantize/dequantize ops: deployment target raised to {eff}")
+        if recipe.get("kept_float"):
+            notes.append(f"W8A8 with module(s) kept float on request: {', '.join(recipe['kept_float'])} "
+                         f"(ML program ops computing in float: {', '.join(recipe['float_mil_ops']) or 'none'})")
         return notes
 
     # -- conversions -------------------------------------------------------------------------

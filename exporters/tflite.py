@@ -107,8 +107,9 @@ class TFLiteExporter(Exporter):
         recipe["integer_graph"] = graph = integer_graph(model)
         if graph["float_ops"]:
             ops = ", ".join(f"{op} x{n}" for op, n in graph["float_ops"].items())
-            notes.append(f"not fully integer: {ops} compute in float between DEQUANTIZE/QUANTIZE "
-                         "(litert-torch's PT2E quantizer has no int8 pattern for them)")
+            why = ("litert-torch's PT2E quantizer has no int8 pattern for them" if not job.keep_float else
+                   f"kept float on request: {', '.join(job.keep_float)}; any others have no PT2E int8 pattern")
+            notes.append(f"not fully integer: {ops} compute in float between DEQUANTIZE/QUANTIZE ({why})")
         recipe["serialization"] = fb.write(model, out)
         if float_io:
             return
@@ -146,7 +147,7 @@ class TFLiteExporter(Exporter):
         q = job.quantization
         config, observer = int8_config(job)
         captured, capture = _capture(torch, job, notes)
-        check_keep_float(captured, job.keep_float, job.model_name)
+        check_keep_float(captured, job.keep_float, job.model_name, config)
         quantizer = make_quantizer(config, job.keep_float)
         try:
             prepared = prepare_pt2e(captured, quantizer)

@@ -125,6 +125,7 @@ def test_tflite_keep_float_leaves_exactly_the_culprit_float(tflite: dict[str, An
     assert plain.recipe["kept_float"] == [] and kept.recipe["kept_float"] == [CULPRIT]
     assert plain.recipe["integer_graph"]["float_ops"] == {}
     assert kept.recipe["integer_graph"]["float_ops"] == {"FULLY_CONNECTED": 1}
+    assert any("kept float on request: fc1" in n for n in kept.notes), kept.notes
     fcs = _fully_connected(tflite["kept"] / "model.tflite")
     floats = [fc for fc in fcs if fc[:2] == ("FLOAT32", "FLOAT32")]
     assert len(fcs) == 3 and len(floats) == 1, fcs
@@ -151,8 +152,10 @@ def test_tflite_keep_float_improves_fidelity_on_litert(tflite: dict[str, Any]) -
 
 
 def test_tflite_keep_float_rejects_an_unknown_layer(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match=r"keep_float names no layer of the model: fc9 .*fc1"):
-        get_exporter("tflite").export(_job(("fc9",)), Precision.INT8, tmp_path / "a")
+    # relu is an op of the graph but not a layer the quantizer quantizes: keeping it would do nothing
+    for bad in ("fc9", "relu"):
+        with pytest.raises(UsageError, match=rf"keep_float names no quantized layer of the model: {bad} .*fc1, fc2, head"):
+            get_exporter("tflite").export(_job((bad,)), Precision.INT8, tmp_path / "a")
     assert not (tmp_path / "a").exists()
 
 
@@ -189,6 +192,7 @@ def test_coreml_keep_float_leaves_exactly_the_culprit_float(coreml: dict[str, An
     plain, kept = read_manifest(coreml["plain"]), read_manifest(coreml["kept"])
     assert kept.recipe["kept_float"] == [CULPRIT]
     assert kept.recipe["op_selector"] == {"module_name_configs": {CULPRIT: None}}
+    assert any("kept float on request: fc1 (ML program ops computing in float: fc1" in n for n in kept.notes), kept.notes
     assert plain.recipe["op_selector"] == {} and plain.recipe["float_mil_ops"] == []
     weights = _linear_weights(coreml["kept"] / "model.mlpackage")
     floats = {op: w for op, w in weights.items() if not w.startswith("constexpr_")}
