@@ -151,7 +151,7 @@ def test_tflite_keep_float_improves_fidelity_on_litert(tflite: dict[str, Any]) -
     job = _job()
     feeds = [s.inputs for s in HELDOUT]
     ref = [run_reference(job.model, f, job.inputs) for f in feeds]
-    fid = {k: fidelity(ref, run_artifact(ArtifactRef(tflite[k], read_manifest(tflite[k])), feeds))
+    fid: dict[str, dict[str, Any]] = {k: fidelity(ref, run_artifact(ArtifactRef(tflite[k], read_manifest(tflite[k])), feeds))
            for k in ("plain", "kept")}
     # the all-INT8 build misses min_cosine = 0.99; keeping the culprit float meets it
     assert fid["plain"]["cosine_min"] < 0.99, fid
