@@ -17,11 +17,16 @@ float anyway; without it the cell stays float like an LSTM's (recipe.integer_gra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 
-def make_quantizer(config: Any) -> Any:
-    """A litert-torch ``PT2EQuantizer`` subclass instance with ``config`` as its global config."""
+def make_quantizer(config: Any, keep_float: Sequence[str] = ()) -> Any:
+    """A litert-torch ``PT2EQuantizer`` subclass instance with ``config`` as its global config.
+
+    The ops of the layers in ``keep_float`` (ids of exporters/_tflite_layers.py) get no
+    annotation, so they stay float (accuracy-aware INT8).
+    """
     import torch
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer
     from litert_torch.quantize.pt2e_quantizer_utils import (
@@ -32,10 +37,19 @@ def make_quantizer(config: Any) -> Any:
     )
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
 
+    from edgeship.exporters._tflite_layers import layer_id
+
+    keep = frozenset(keep_float)
     binary = (torch.ops.aten.add.Tensor, torch.ops.aten.mul.Tensor)
 
     class Quantizer(PT2EQuantizer):  # type: ignore[misc]
         STATIC_OPS: ClassVar[list[str]] = [op for op in PT2EQuantizer.STATIC_OPS if op != "gru_io_only"]
+
+        def _annotate_all_static_patterns(self, model: Any, config: Any, filter_fn: Any = None) -> Any:
+            if keep:
+                inner = filter_fn
+                filter_fn = lambda n: layer_id(n) not in keep and (inner is None or inner(n))
+            return super()._annotate_all_static_patterns(model, config, filter_fn)
 
         def annotate(self, model: Any) -> Any:
             model = super().annotate(model)
@@ -45,7 +59,8 @@ def make_quantizer(config: Any) -> Any:
             _float_paths_only(torch, model)
             added = 0
             for node in model.graph.nodes:
-                if node.op != "call_function" or node.target not in binary or _is_annotated([node]):
+                if (node.op != "call_function" or node.target not in binary or _is_annotated([node])
+                        or layer_id(node) in keep):
                     continue
                 val = node.meta.get("val")
                 if not isinstance(val, torch.Tensor) or not val.is_floating_point():

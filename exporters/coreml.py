@@ -21,12 +21,14 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgeship.errors import ConfigError, ExportError
+from edgeship.errors import ConfigError, ExportError, UsageError
+from edgeship.exporters._coreml_layers import check_keep_float, float_mil_ops, selector
 from edgeship.exporters.base import EXPORTERS, MIN_EXPORT_COSINE, Exporter, ExportJob, ExportResult
 from edgeship.lazy import require
 from edgeship.types import Precision, Target
@@ -130,6 +132,9 @@ class CoreMLExporter(Exporter):
             ops = sorted({k.split(":")[0] for k in v["float_weight_ops"]})
             notes.append(f"int8 holds {v['int8_weight_fraction']:.0%} of the weight elements; "
                          f"float weights remain in: {', '.join(ops)}")
+        if recipe.get("kept_float"):
+            notes.append(f"W8A8 with module(s) kept float on request: {', '.join(recipe['kept_float'])} "
+                         f"(ML program ops computing in float: {', '.join(recipe['float_mil_ops']) or 'none'})")
         return notes
 
     # -- conversions -------------------------------------------------------------------------
@@ -156,14 +161,17 @@ class CoreMLExporter(Exporter):
         except Exception as exc:
             raise ExportError(f"{job.model_name}: coreml: conversion failed: {_first_line(exc)}") from exc
 
-    def _w8a8(self, ct: Any, job: ExportJob, samples: Any, dep: Any) -> tuple[Any, dict[str, Any]]:
+    @staticmethod
+    def w8a8_calibrated(job: ExportJob, samples: Any, keep_float: Sequence[str] = ()) -> Any:
+        """The W8A8 simulation in torch (finalized fx module); ``keep_float`` modules stay float."""
         import coremltools.optimize.torch.quantization as cq
         import torch
 
         cfg = cq.LinearQuantizerConfig.from_dict({"global_config": {
             "quantization_scheme": "symmetric", "weight_dtype": "qint8", "activation_dtype": "quint8",
             "weight_per_channel": True, "milestones": [0, 0, 10, 10],
-        }})
+            "activation_observer": "min_max",   # post-training: the moving average (default) lags behind a few samples
+        }, **selector(keep_float)})
         try:
             quantizer = cq.LinearQuantizer(job.model, cfg)
             prepared = quantizer.prepare(example_inputs=job.example_args(), inplace=False)
@@ -171,15 +179,42 @@ class CoreMLExporter(Exporter):
             why = _fx_untraceable(job)
             if why is None:
                 raise ExportError(f"{job.model_name}: coreml-int8: W8A8 preparation in torch failed: {_first_line(exc)}") from exc
-            return self._w8a8_pt2e(ct, job, samples, dep, why)
+            raise FxUntraceable(why) from exc
         try:
             quantizer.step()
             with torch.no_grad():
                 for s in samples:
                     prepared(*(torch.from_numpy(np.ascontiguousarray(s.inputs[i.name])) for i in job.inputs))
-            final = quantizer.finalize(inplace=False).eval()
-            simulated = _simulated_fidelity(job, final, samples)
-            _align_scale_ranks(final)
+            return quantizer.finalize(inplace=False).eval()
+        except Exception as exc:
+            raise ExportError(f"{job.model_name}: coreml-int8: W8A8 calibration in torch failed: {_first_line(exc)}") from exc
+
+    def layer_report(self, job: ExportJob, precision: Precision, artifact_dir: Path,
+                     samples: Sequence[Any]) -> list[Any]:
+        if Precision(precision) is not Precision.INT8:
+            return super().layer_report(job, precision, artifact_dir, samples)
+        from edgeship.exporters._coreml_layers import layer_report
+
+        try:
+            return layer_report(job, artifact_dir, samples)
+        except FxUntraceable as exc:
+            raise UsageError(f"{job.model_name}: coreml-int8: no per-layer report: the W8A8 simulation needs "
+                             f"torch.fx capture ({exc.why})") from None
+
+    def _w8a8(self, ct: Any, job: ExportJob, samples: Any, dep: Any) -> tuple[Any, dict[str, Any]]:
+        import torch
+
+        check_keep_float(job)
+        try:
+            final = self.w8a8_calibrated(job, samples, job.keep_float)
+        except FxUntraceable as exc:
+            if job.keep_float:
+                raise ExportError(f"{job.model_name}: coreml-int8: layers cannot be kept float on the torch.export "
+                                  f"+ PT2E path ({exc.why})") from None
+            return self._w8a8_pt2e(ct, job, samples, dep, exc.why)
+        simulated = _simulated_fidelity(job, final, samples)
+        _align_scale_ranks(final)
+        try:
             traced = torch.jit.trace(final, job.example_args())
         except Exception as exc:
             raise ExportError(f"{job.model_name}: coreml-int8: W8A8 calibration in torch failed: {_first_line(exc)}") from exc
@@ -195,6 +230,10 @@ class CoreMLExporter(Exporter):
             "deployment_target_effective": dep17.name,
             # CoreML cannot run here: the calibrated fake-quant module is the numerics evidence
             "torch_simulation": simulated,
+            # accuracy-aware INT8: modules left float, the selector that did it, and the MIL ops
+            # that really compute in float (read back from the converted program)
+            "kept_float": list(job.keep_float), "op_selector": selector(job.keep_float),
+            "float_mil_ops": float_mil_ops(model),
         }
 
     def _w8a8_pt2e(self, ct: Any, job: ExportJob, samples: Any, dep: Any, why: str) -> tuple[Any, dict[str, Any]]:
@@ -307,6 +346,14 @@ def _save(model: Any, out: Path) -> None:
         model.save(str(out))
     finally:
         model._mil_program = program
+
+
+class FxUntraceable(Exception):
+    """coremltools' LinearQuantizer cannot capture the model with torch.fx (``why`` says which part)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
 
 
 def _no_progress_bars() -> contextlib.AbstractContextManager[object]:

@@ -138,9 +138,12 @@ class TFLiteExporter(Exporter):
         recipe.update(float_params(model))
         if graph["float_ops"]:
             ops = ", ".join(f"{op} x{n}" for op, n in graph["float_ops"].items())
+            why = ("ops litert-torch's PT2E quantizer has no int8 pattern for, recurrent cells, and ops that apply masks"
+                   if not job.keep_float else
+                   f"kept float on request: {', '.join(job.keep_float)}; any others have no PT2E int8 pattern, "
+                   "are recurrent cells or apply masks")
             notes.append(f"not fully integer: {ops} compute in float between DEQUANTIZE/QUANTIZE, holding "
-                         f"{recipe['float_param_fraction']:.0%} of the parameters (ops litert-torch's PT2E "
-                         "quantizer has no int8 pattern for, recurrent cells, and ops that apply masks)")
+                         f"{recipe['float_param_fraction']:.0%} of the parameters ({why})")
         recipe["serialization"] = fb.write(model, out)
         if float_io:
             return
@@ -150,6 +153,14 @@ class TFLiteExporter(Exporter):
             if p["dtype"] in ("int8", "uint8"):
                 io_dtypes[name] = p["dtype"]
                 io_quant[name] = {"scale": p["scale"], "zero_point": p["zero_point"]}
+
+    def layer_report(self, job: ExportJob, precision: Precision, artifact_dir: Path,
+                     samples: Sequence[Sample]) -> list[Any]:
+        if Precision(precision) is not Precision.INT8:
+            return super().layer_report(job, precision, artifact_dir, samples)
+        from edgeship.exporters._tflite_layers import layer_report
+
+        return layer_report(job, artifact_dir, samples)
 
     # -- conversions -------------------------------------------------------------------------
     def _convert_float(self, litert_torch: Any, job: ExportJob, precision: Precision, out: Path) -> None:
@@ -183,23 +194,16 @@ class TFLiteExporter(Exporter):
     def _int8_static(self, litert_torch: Any, job: ExportJob, out: Path, samples: Sequence[Sample],
                      notes: list[str]) -> dict[str, Any]:
         import torch
-        from litert_torch.quantize.pt2e_quantizer import get_symmetric_quantization_config
         from litert_torch.quantize.quant_config import QuantConfig
-        from torchao.quantization.pt2e.observer import HistogramObserver, MinMaxObserver
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
+        from edgeship.exporters._tflite_layers import check_keep_float
+
         q = job.quantization
-        observers = {CalibrationMethod.MINMAX: MinMaxObserver, CalibrationMethod.PERCENTILE: HistogramObserver}
-        if q.method not in observers:
-            raise UsageError(
-                f"key 'quantization.method': tflite int8 supports 'minmax' and 'percentile' "
-                f"(histogram) calibration; '{q.method}' has no PT2E observer"
-            )
-        config = get_symmetric_quantization_config(is_per_channel=q.per_channel)
-        act = _with_observer(config.input_activation, observers[q.method])
-        config = _replace(config, input_activation=act, output_activation=act)
-        quantizer = make_quantizer(config)
+        config, observer = int8_config(job)
         captured, capture = _capture(torch, job, notes)
+        check_keep_float(captured, job.keep_float, job.model_name, config)
+        quantizer = make_quantizer(config, job.keep_float)
         try:
             prepared = prepare_pt2e(captured, quantizer)
             with torch.no_grad():
@@ -214,8 +218,10 @@ class TFLiteExporter(Exporter):
             "graph_capture": capture,
             "weights": "int8 symmetric",
             "granularity": "per-channel" if q.per_channel else "per-tensor",
-            "activations": "int8 affine", "activation_observer": observers[q.method].__name__,
+            "activations": "int8 affine", "activation_observer": observer,
             "calibration_method": q.method.value,
+            # accuracy-aware INT8: layers (module FQN / fx node name) the quantizer left in float
+            "kept_float": list(job.keep_float),
         }
 
     @staticmethod
@@ -276,6 +282,23 @@ class TFLiteExporter(Exporter):
         except Exception as exc:
             raise ExportError(f"{job.model_name}: tflite-{precision}: LiteRT cannot run the export: {exc}") from exc
         return check_outputs(job, precision, self.target, ref, got)
+
+
+def int8_config(job: ExportJob) -> tuple[Any, str]:
+    """The PT2E quantization config of tflite int8 and its activation observer's name."""
+    from litert_torch.quantize.pt2e_quantizer import get_symmetric_quantization_config
+    from torchao.quantization.pt2e.observer import HistogramObserver, MinMaxObserver
+
+    q = job.quantization
+    observers = {CalibrationMethod.MINMAX: MinMaxObserver, CalibrationMethod.PERCENTILE: HistogramObserver}
+    if q.method not in observers:
+        raise UsageError(
+            f"key 'quantization.method': tflite int8 supports 'minmax' and 'percentile' "
+            f"(histogram) calibration; '{q.method}' has no PT2E observer"
+        )
+    config = get_symmetric_quantization_config(is_per_channel=q.per_channel)
+    act = _with_observer(config.input_activation, observers[q.method])
+    return _replace(config, input_activation=act, output_activation=act), observers[q.method].__name__
 
 
 def _capture(torch: Any, job: ExportJob, notes: list[str]) -> tuple[Any, str]:
