@@ -67,7 +67,7 @@ JUNIT_XSD = Path(__file__).parent / "data" / "junit-10.xsd"   # Jenkins xUnit's 
 
 
 def test_junit_is_valid_against_the_jenkins_schema(report: dict[str, Any]) -> None:
-    import xmlschema   # a dev dependency (pyproject [dev]); make setup installs it
+    import xmlschema  # a dev dependency (pyproject [dev]); make setup installs it
 
     schema = xmlschema.XMLSchema(JUNIT_XSD)
     schema.validate(render_junit(report))
