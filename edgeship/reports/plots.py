@@ -230,32 +230,36 @@ def memory_plot(report: dict[str, Any], layout: Layout) -> str | None:
     many = len({r["device"]["name"] for r in rows}) > 1
     fig, ax = _fig(plt, layout, layout.row_in * 1.3 * len(rows) + 0.9 + _legend_in(5, layout))
     y = np.arange(len(rows))
-    series = (("init_peak_kb", "peak after init", "#54aeff", -0.2), ("steady_peak_kb", "peak in steady state", "#0550ae", 0.2))
-    top = 0.0
+    series = (("init_peak_kb", "peak after init", "#54aeff", "#0b1f33", -0.2),
+              ("steady_peak_kb", "peak in steady state", "#0550ae", "#ffffff", 0.2))
+    budgets = [(i, c) for i, r in enumerate(rows) for c in _budget_checks(report, r, lambda m: m == "peak_memory_mb")]
+    values = [r["memory"][k] / 1024 for r in rows for k, *_ in series if r["memory"].get(k) is not None]
+    xmax = max(values + [c["limit"] for _, c in budgets]) * 1.12 or 1.0
     missing = False
-    verdicts: set[str] = set()
     for i, r in enumerate(rows):
-        for key, _label, color, dy in series:
+        for key, _label, color, ink, dy in series:
             kb = r["memory"].get(key)
             if kb is None:     # not measured: say so, never a zero-length bar
                 missing = True
                 ax.text(0, i + dy, " n/a", va="center", ha="left", color="#6e7781", fontsize=layout.font - 1, style="italic")
                 continue
             mib = kb / 1024
-            top = max(top, mib)
             ax.barh(i + dy, mib, height=0.38, color=color)
-            ax.text(mib, i + dy, f" {mib:.1f}", va="center", ha="left", fontsize=layout.font - 2, color="#24292f")
-        for c in _budget_checks(report, r, lambda m: m == "peak_memory_mb"):
-            v = effective_verdict(c)
-            verdicts.add(v)
-            top = max(top, c["limit"])
-            ax.vlines(c["limit"], i - 0.45, i + 0.45, colors=COLORS[v], linewidth=2.5)
+            # the value inside the bar's end, clear of budget marks beyond it; outside only when the bar is short
+            inside = mib > 0.25 * xmax
+            ax.text(mib, i + dy, f" {mib:.1f} " if inside else f" {mib:.1f}", va="center", ha="right" if inside else "left",
+                    fontsize=layout.font - 2, color=ink if inside else "#24292f")
+    verdicts: set[str] = set()
+    for i, c in budgets:
+        v = effective_verdict(c)
+        verdicts.add(v)
+        ax.vlines(c["limit"], i - 0.45, i + 0.45, colors=COLORS[v], linewidth=2.5)
     ax.set_yticks(y, [_row_label(r, many) for r in rows])
     ax.invert_yaxis()
-    ax.set_xlim(0, top * 1.15 or 1)
+    ax.set_xlim(0, xmax)
     ax.set_xlabel("peak resident memory (MiB = 1024 KiB)")
     ax.grid(axis="x", alpha=0.3)
-    handles = [Patch(color=color, label=label) for _k, label, color, _dy in series]
+    handles = [Patch(color=color, label=label) for _k, label, color, _ink, _dy in series]
     handles += _budget_handles(verdicts, "|")
     if missing:
         handles.append(Patch(color="none", label="n/a: not measured"))
