@@ -97,3 +97,14 @@ def test_page_is_responsive(report: dict[str, Any], tmp_path: Path) -> None:
     assert page.index("<h2>Verdicts</h2>") > page.rindex("</svg>")        # the long table comes folded, last
     assert "<details><summary>all 4 checks, failures first</summary>" in page
     assert "peak MiB" in page and "peak MB" not in page
+
+
+def test_page_renders_byte_for_byte_and_leaves_matplotlib_settings_alone(report: dict[str, Any]) -> None:
+    import copy
+
+    import matplotlib
+
+    before = matplotlib.rcParams["font.size"]
+    first = render_html(report)
+    assert render_html(copy.deepcopy(report)) == first           # report --from reproduces it
+    assert matplotlib.rcParams["font.size"] == before

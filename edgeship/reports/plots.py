@@ -13,6 +13,7 @@ missing ("n/a"), never as 0.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 from edgeship.reports.fmt import effective_verdict, sig
 
 COLORS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "MARGINAL": "#9a6700", "SKIPPED": "#6e7781"}
-BUDGET_LABEL = {"PASS": "budget (met)", "FAIL": "budget (exceeded)", "MARGINAL": "budget (too close to call)"}
+BUDGET_LABEL = {"PASS": "budget (met)", "FAIL": "budget (exceeded)", "MARGINAL": "budget (met, marginal)"}
 P90 = "#0969da"
 MEDIAN = "#24292f"
 LOG_RATIO = 20   # a log axis only when the values span more than this factor
@@ -76,10 +77,22 @@ def _svg(fig: Any) -> str:
 
 
 def _fig(plt: Any, layout: Layout, height_in: float) -> tuple[Any, Any]:
-    plt.rcParams.update({"font.size": layout.font, "axes.labelsize": layout.font,
-                         "xtick.labelsize": layout.font - 1, "ytick.labelsize": layout.font - 1,
-                         "legend.fontsize": layout.font - 1})
     return plt.subplots(figsize=(layout.width_in, height_in), layout="constrained")
+
+
+Plot = Callable[[dict[str, Any], Layout], "str | None"]
+
+
+def _drawn(plot: Plot) -> Plot:
+    """Run ``plot`` with the layout's font sizes, leaving matplotlib's global settings as they were."""
+    @functools.wraps(plot)
+    def run(report: dict[str, Any], layout: Layout) -> str | None:
+        plt = _plt()
+        rc = {"font.size": layout.font, "axes.labelsize": layout.font, "xtick.labelsize": layout.font - 1,
+              "ytick.labelsize": layout.font - 1, "legend.fontsize": layout.font - 1}
+        with plt.rc_context(rc):
+            return plot(report, layout)
+    return run
 
 
 def _legend_in(n: int, layout: Layout, title: bool = False) -> float:
@@ -126,6 +139,7 @@ def _budget_handles(verdicts: set[str], marker: str) -> list[Any]:
             for v in ("PASS", "MARGINAL", "FAIL") if v in verdicts]
 
 
+@_drawn
 def latency_plot(report: dict[str, Any], layout: Layout) -> str | None:
     rows = [r for r in report["results"] if r.get("status") == "ok" and (r.get("timing") or {}).get("samples_ns")]
     if not rows:
@@ -173,6 +187,7 @@ def fidelity(points: list[dict[str, Any]]) -> tuple[str, str, Callable[[dict[str
     return "cosine similarity to FP32 (mean; 1 = identical)", "", lambda e: e.get("cosine_mean")
 
 
+@_drawn
 def tradeoff_plot(report: dict[str, Any], layout: Layout) -> str | None:
     from edgeship.evidence import eval_entries
 
@@ -218,6 +233,7 @@ def tradeoff_plot(report: dict[str, Any], layout: Layout) -> str | None:
     return _svg(fig)
 
 
+@_drawn
 def memory_plot(report: dict[str, Any], layout: Layout) -> str | None:
     rows = [r for r in report["results"] if r.get("status") == "ok" and r.get("memory")
             and any(r["memory"].get(k) is not None for k in ("init_peak_kb", "steady_peak_kb"))]
