@@ -115,6 +115,7 @@ def test_markdown_escapes_what_gfm_would_misread() -> None:
     assert md_text("0.5 ms <= 1") == "0.5 ms ≤ 1"
     assert md_text("cosine >= 0.99 on *") == "cosine ≥ 0.99 on \\*"
     assert md_text("a | b") == "a \\| b"
+    assert md_text("share < 90% of <b>") == "share < 90% of \\<b>"      # only a tag-like < is escaped
     # a command in a code span is shown as typed (only a pipe is escaped: it would end the cell)
     assert md_text("stale; run `edgeship profile --device 'a*'`") == "stale; run `edgeship profile --device 'a*'`"
     assert md_text("odd ` tick") == "odd \\` tick"

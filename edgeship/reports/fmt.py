@@ -65,10 +65,11 @@ def pct(v: float | None) -> str:
     return "" if v is None else f"{100 * v:.2f}%"
 
 
-# Only what GFM misreads mid-text: * and ~ (emphasis, strikethrough), < (an HTML tag), | (ends
-# a cell), \. Not "_" (never emphasis inside a word: latency_p90_ms), not ">" or "#" (only at the
-# start of a line), not "[1.4, 1.6]" (a link only when followed by a URL): the raw text stays readable.
-_MD_SPECIAL = re.compile(r"([\\*|<~])")
+# Only what GFM misreads mid-text: * and ~ (emphasis, strikethrough), < starting a tag (<b, </, <!),
+# | (ends a cell), \. Not "_" (never emphasis inside a word: latency_p90_ms), not ">" or "#" (only
+# at the start of a line), not "[1.4, 1.6]" (a link only when followed by a URL), not "< 90%":
+# the raw text stays readable.
+_MD_SPECIAL = re.compile(r"([\\*|~]|<(?=[A-Za-z/!?]))")
 
 
 def md_text(text: Any) -> str:
