@@ -57,7 +57,7 @@ def _plt() -> Any:
 
 def _svg(fig: Any) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    fig.savefig(buf, format="svg", metadata={"Date": None})   # constrained layout already fits the labels in
     import matplotlib.pyplot as plt
 
     plt.close(fig)
