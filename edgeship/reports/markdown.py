@@ -63,7 +63,7 @@ def _head(report: dict[str, Any]) -> list[str]:
             lines.append(f"- {verdict_label(c)} {md_text(check_title(c))}: {md_text(got)}. {md_text(detail)}")
             if rerun:   # on its own line, whole, ready to copy
                 lines.append(f"  - re-run: `{rerun}`")
-    lines += [""] + [f"> ⚠️ warning: {md_text(w)}" for w in report.get("warnings") or []]
+    lines += [""] + [f"> warning: {md_text(w)}" for w in report.get("warnings") or []]
     return lines
 
 
