@@ -38,7 +38,7 @@ class Layout:
 
 
 WIDE = Layout("wide", 10.0, 10.0, 0.36, 3)
-# narrow: with its row labels the drawing is ~1.3x wider than the figure, and still ~400 px
+# narrow: 3.2 in (307 px) scaled to a phone's column (~400 px): 11 pt text shows at ~19 px
 NARROW = Layout("narrow", 3.2, 11.0, 0.5, 1)
 LAYOUTS = (WIDE, NARROW)
 
