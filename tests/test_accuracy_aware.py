@@ -88,10 +88,10 @@ def test_fallback_keeps_exactly_the_culprit_float_and_meets_the_budget(fixed) ->
     assert layers["layers"][0]["module"] == "fc1"
     assert layers["build"].startswith("all-INT8")
     # the HTML report plots it (worst first, the culprit's module named)
-    from edgeship.reports.html_layers import layers_plot
+    from edgeship.reports.html import SECTIONS
 
-    svg = layers_plot({"eval": report})
-    assert svg is not None and svg.startswith("<svg") and "fc1" in svg and "gain if float" in svg
+    section = dict(SECTIONS)["Per-layer INT8 error (worst 20)"]({"eval": report})
+    assert section is not None and "<svg" in section and "fc1" in section and "if float" in section
 
 
 def test_a_class_this_host_cannot_run_is_not_searched(tmp_path: Path) -> None:

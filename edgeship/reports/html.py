@@ -1,31 +1,40 @@
-"""report.html: one self-contained page (inline SVG plots, inline CSS, no network fetches).
+"""report.html: one self-contained page (inline SVG plots, inline CSS, no scripts, no network).
 
-Plots, drawn with matplotlib into SVG strings:
-- latency distribution of every artifact on every device, with its budget line;
-- the trade-off of fidelity (accuracy, else cosine) against p90 latency, marker area by
-  artifact size, so the Pareto choice among backend x precision is visible;
-- peak memory after init vs in steady state.
+The verdict and the failing checks come first, then the tables and the plots (plots.py), each
+a section in ``SECTIONS``: a new section is one more entry. Readable from a 420 px phone to a
+1400 px desktop: a viewport meta, tables that scroll sideways inside their box, and each plot
+drawn for a wide and a narrow page (the media query in CSS picks one).
 Rendered only from the report dict, like the other reports.
 """
 
 from __future__ import annotations
 
 import html
-import io
+from collections.abc import Callable
 from typing import Any
 
 from edgeship.cpuclass import cpu_label
-from edgeship.reports.markdown import verdict_label
+from edgeship.reports.fmt import device_label, effective_verdict, failing, failures_first, metric_value, sig
+from edgeship.reports.markdown import check_title, verdict_label
+from edgeship.reports.plots import COLORS, LAYOUTS, PLOTS
 
-COLORS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "MARGINAL": "#9a6700", "SKIPPED": "#6e7781"}
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#1f2328}
-h1{font-size:1.5rem} h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d0d7de;padding-bottom:.3rem}
-table{border-collapse:collapse;width:100%;font-size:.85rem} th,td{border:1px solid #d0d7de;padding:.3rem .5rem;text-align:left}
-th{background:#f6f8fa} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.badge{display:inline-block;padding:.1rem .5rem;border-radius:1rem;color:#fff;font-weight:600;font-size:.8rem}
-.verdict{font-size:1.2rem} .meta{color:#656d76;font-size:.8rem} figure{margin:1rem 0} svg{max-width:100%;height:auto}
-.side{display:grid;grid-template-columns:1fr 1fr;gap:1rem}
+NARROW_MAX_PX = 640   # at or below: the narrow drawings of the plots
+CSS = f"""
+body{{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;padding:0 1rem;max-width:1100px;color:#1f2328;line-height:1.4}}
+h1{{font-size:1.5rem}} h2{{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d0d7de;padding-bottom:.3rem}}
+.scroll{{overflow-x:auto}}
+table{{border-collapse:collapse;width:100%;font-size:.85rem}} th,td{{border:1px solid #d0d7de;padding:.3rem .5rem;text-align:left;vertical-align:top}}
+th{{background:#f6f8fa}} td.num,th.num{{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}}
+td.na{{color:#6e7781;font-style:italic}} td.name{{white-space:nowrap}}
+summary{{cursor:pointer;color:#0969da;margin:.5rem 0}}
+.badge{{display:inline-block;padding:.1rem .5rem;border-radius:1rem;color:#fff;font-weight:600;font-size:.8rem;white-space:nowrap}}
+.verdict{{font-size:1.2rem}} .meta{{color:#656d76;font-size:.8rem}}
+.failing li{{margin:.3rem 0}} code{{font-size:.85em;background:#f6f8fa;padding:.1rem .3rem;border-radius:.3rem;word-break:break-all}}
+figure{{margin:1rem 0}} figcaption{{color:#656d76;font-size:.85rem}}
+.plot svg{{display:block;width:100%;height:auto}}
+.side{{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:1rem}}
+@media (max-width:{NARROW_MAX_PX}px){{body{{margin:1rem auto;padding:0 .75rem}} .plot.wide{{display:none}} .side{{grid-template-columns:minmax(0,1fr)}}}}
+@media (min-width:{NARROW_MAX_PX + 1}px){{.plot.narrow{{display:none}}}}
 """
 
 
@@ -33,157 +42,102 @@ def _badge(verdict: str, text: str | None = None) -> str:
     return f'<span class="badge" style="background:{COLORS.get(verdict, "#57606a")}">{html.escape(text or verdict)}</span>'
 
 
-def _svg(fig: Any) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    text = buf.getvalue()
-    text = text[text.index("<svg"):]
-    # drop the RDF metadata block: it only names matplotlib and carries namespace URLs
-    start, end = text.find("<metadata>"), text.find("</metadata>")
-    if start != -1 and end != -1:
-        text = text[:start] + text[end + len("</metadata>"):]
-    return text
+def _table(head: list[tuple[str, bool]], rows: list[str]) -> str:
+    """``head``: (title, numeric); ``rows``: ready ``<tr>`` strings."""
+    ths = "".join(f"<th{' class=num' if num else ''}>{html.escape(t)}</th>" for t, num in head)
+    return f"<div class=scroll><table><tr>{ths}</tr>{''.join(rows)}</table></div>"
 
 
-def _plt() -> Any:
-    from edgeship.lazy import require
-
-    mpl = require("matplotlib", "report", "the HTML report")
-    mpl.use("Agg")
-    mpl.rcParams["svg.hashsalt"] = "edgeship"     # stable element ids: same report, same bytes
-    mpl.rcParams["svg.fonttype"] = "none"          # text stays text (small, searchable)
-    import matplotlib.pyplot as plt
-
-    return plt
+def _prose(text: str) -> str:
+    """A gate detail as HTML: ≤/≥ read better than <=/>= in running text."""
+    return html.escape(text.replace("<=", "≤").replace(">=", "≥"))
 
 
-def latency_plot(report: dict[str, Any]) -> str | None:
-    rows = [r for r in report["results"] if r.get("status") == "ok" and (r.get("timing") or {}).get("samples_ns")]
-    if not rows:
+def _num(text: str) -> str:
+    return f"<td class=num>{html.escape(text)}</td>" if text else "<td class=na>n/a</td>"
+
+
+def _failing(report: dict[str, Any]) -> str | None:
+    bad = failing(report)
+    if not bad:
         return None
-    plt = _plt()
-    import numpy as np
-
-    labels = [f"{r['device']['name']} · {r['artifact']['name']}" for r in rows]
-    data = [np.asarray(r["timing"]["samples_ns"], dtype=float) / 1e6 for r in rows]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.2))
-    ax.boxplot(data, orientation="horizontal", tick_labels=labels, showfliers=False, whis=(1, 99))
-    for i, r in enumerate(rows, start=1):
-        p90 = float(np.percentile(data[i - 1], 90))
-        ax.plot([p90], [i], marker="|", color="#0969da", markersize=14)
-        for c in report["checks"]:
-            if c["metric"].startswith("latency_") and c["device"] == r["device"]["name"] and c["artifact"] == r["artifact"]["name"]:
-                ax.plot([c["limit"]], [i], marker="|", color=COLORS["FAIL"] if not c["passed"] else "#cf222e", markersize=18, mew=2)
-    ax.set_xscale("log")
-    ax.set_xlabel("latency per inference (ms, log scale) — box: p25..p75, whiskers p1..p99, blue: p90, red: budget")
-    ax.grid(axis="x", alpha=0.3)
-    return _svg(fig)
+    items = []
+    for c in bad:
+        value = metric_value(c["metric"], c["value"])
+        got = (f"{value}, budget {metric_value(c['metric'], c['limit'])}" if value
+               else f"budget {metric_value(c['metric'], c['limit'])}")
+        rerun = c.get("rerun")
+        detail = c["detail"].replace(f"; run `{rerun}`", "") if rerun else c["detail"]
+        line = f"{_badge('FAIL', verdict_label(c).split(' ', 1)[-1])} <b>{html.escape(check_title(c))}</b>: {html.escape(got)}. {_prose(detail)}"
+        if rerun:
+            line += f"<br>re-run: <code>{html.escape(rerun)}</code>"
+        items.append(f"<li>{line}</li>")
+    return f"<ul class=failing>{''.join(items)}</ul>"
 
 
-def tradeoff_plot(report: dict[str, Any]) -> str | None:
-    from edgeship.evidence import eval_entries
-
-    ev = eval_entries(report.get("eval"))
-    pts = []
-    for r in report["results"]:
-        # the entry evaluated on the same device, else the one evaluated on this host
-        e = ev.get((r["device"]["name"], r["artifact"]["name"])) or ev.get(("local", r["artifact"]["name"]))
-        s = r.get("summary_ms") or {}
-        if r.get("status") != "ok" or not e or e.get("status") != "ok" or s.get("p90") is None:
-            continue
-        pts.append((r["device"]["name"], r["artifact"]["name"], s["p90"], e, r["artifact"]["size_bytes"]))
-    if not pts:
-        return None
-    plt = _plt()
-    accs = {round(e["accuracy"], 9) for e in ev.values() if e.get("accuracy") is not None}
-    # identical accuracies say nothing about the trade-off: show output fidelity instead
-    use_acc = len(accs) > 1
-    fig, ax = plt.subplots(figsize=(9, 5))
-    biggest = max(p[4] for p in pts)
-    pts = [(d, n, x, e["accuracy"] if use_acc else e["cosine_mean"], size) for d, n, x, e, size in pts]
-    for dev, name, x, y, size in pts:
-        ax.scatter([x], [y], s=60 + 900 * size / biggest, alpha=0.55)
-        ax.annotate(f"{name}\n{size / 1024:.0f} KiB" + (f" ({dev})" if len({p[0] for p in pts}) > 1 else ""),
-                    (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
-    ax.set_xlabel("p90 latency (ms)")
-    ax.set_ylabel("accuracy" if use_acc else "cosine similarity (mean) vs FP32")
-    ax.grid(alpha=0.3)
-    ax.set_title("fidelity vs latency (marker area: artifact size) — up and left is better", fontsize=10)
-    return _svg(fig)
-
-
-def memory_plot(report: dict[str, Any]) -> str | None:
-    rows = [r for r in report["results"] if r.get("status") == "ok" and (r.get("memory") or {}).get("init_peak_kb")]
-    if not rows:
-        return None
-    plt = _plt()
-    import numpy as np
-
-    labels = [f"{r['device']['name']} · {r['artifact']['name']}" for r in rows]
-    init = [r["memory"]["init_peak_kb"] / 1024 for r in rows]
-    steady = [(r["memory"].get("steady_peak_kb") or 0) / 1024 for r in rows]
-    y = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.2))
-    ax.barh(y - 0.2, init, height=0.4, label="peak after init")
-    ax.barh(y + 0.2, steady, height=0.4, label="peak in steady state")
-    ax.set_yticks(y, labels)
-    ax.set_xlabel("resident memory (MB)")
-    ax.legend(loc="lower right")
-    ax.grid(axis="x", alpha=0.3)
-    return _svg(fig)
-
-
-def _layers_plot(report: dict[str, Any]) -> str | None:
-    from edgeship.reports.html_layers import layers_plot  # issue 15: eval.json "layers"
-
-    return layers_plot(report)
-
-
-def _checks_table(report: dict[str, Any]) -> str:
+def _checks_table(report: dict[str, Any]) -> str | None:
     rows = []
-    for c in report["checks"]:
-        v = c["verdict"] if c["verdict"] != "MARGINAL" or c["passed"] else "FAIL"
-        value = "" if c["value"] is None else f"{c['value']:.4g}"
+    for c in failures_first(report["checks"]):
         rows.append(
-            f"<tr><td>{_badge(v, verdict_label(c).split(' ', 1)[-1])}</td><td>{html.escape(c['device'])}</td>"
-            f"<td>{html.escape(c['artifact'])}</td><td>{html.escape(c['metric'])}</td><td class=num>{value}</td>"
-            f"<td class=num>{c['limit']:g}</td><td>{html.escape(c['detail'])}</td></tr>"
+            f"<tr><td>{_badge(effective_verdict(c), verdict_label(c).split(' ', 1)[-1])}</td>"
+            f"<td class=name>{html.escape(device_label(c['device']))}</td><td class=name>{html.escape(c['artifact'])}</td>"
+            f"<td class=name>{html.escape(c['metric'])}</td>{_num(metric_value(c['metric'], c['value']))}"
+            f"{_num(metric_value(c['metric'], c['limit']))}<td>{_prose(c['detail'])}</td></tr>"
         )
-    return ("<table><tr><th>verdict</th><th>device</th><th>artifact</th><th>metric</th><th>value</th>"
-            "<th>budget</th><th>detail</th></tr>" + "".join(rows) + "</table>")
+    head = [("verdict", False), ("device", False), ("artifact", False), ("metric", False), ("value", True),
+            ("budget", True), ("detail", False)]
+    # folded: the failing ones are listed at the top already, and 50 rows would push the plots away
+    return (f"<details><summary>all {len(rows)} checks, failures first</summary>{_table(head, rows)}</details>"
+            if rows else None)
 
 
-def _results_table(report: dict[str, Any]) -> str:
+def _results_table(report: dict[str, Any]) -> str | None:
     rows = []
     for r in report["results"]:
         a = r["artifact"]
         if r.get("status") != "ok":
             rows.append(f"<tr><td>{html.escape(r['device']['name'])}</td><td>{html.escape(a['name'])}</td>"
-                        f"<td colspan=6>{_badge('SKIPPED')} {html.escape(str(r.get('skip_reason')))}</td></tr>")
+                        f"<td colspan=7>{_badge('SKIPPED')} {html.escape(str(r.get('skip_reason')))}</td></tr>")
             continue
-        s = r["summary_ms"]
-        cells = "".join(f"<td class=num>{'' if s.get(k) is None else f'{s[k]:.4f}'}</td>" for k in ("p50", "p90", "p99", "mean"))
-        rows.append(f"<tr><td>{html.escape(r['device']['name'])}</td><td>{html.escape(a['name'])}</td>{cells}"
-                    f"<td class=num>{s['count']}</td><td class=num>{a['size_bytes'] / 1024:.1f}</td></tr>")
-    return ("<table><tr><th>device</th><th>artifact</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>mean ms</th>"
-            "<th>n</th><th>size KiB</th></tr>" + "".join(rows) + "</table>")
+        s, m = r["summary_ms"], r.get("memory") or {}
+        peaks = [v for v in (m.get("init_peak_kb"), m.get("steady_peak_kb")) if v is not None]
+        cells = [sig(s.get(k)) for k in ("p50", "p90", "p99", "mean")]
+        cells += [str(s["count"]), f"{max(peaks) / 1024:.1f}" if peaks else "", f"{a['size_bytes'] / 1024:.1f}"]
+        rows.append(f"<tr><td class=name>{html.escape(r['device']['name'])}</td><td class=name>{html.escape(a['name'])}</td>"
+                    f"{''.join(_num(c) for c in cells)}</tr>")
+    head = [("device", False), ("artifact", False), ("p50 ms", True), ("p90 ms", True), ("p99 ms", True),
+            ("mean ms", True), ("runs", True), ("peak MiB", True), ("size KiB", True)]
+    return _table(head, rows) if rows else None
+
+
+def _figure(draw: Callable[[dict[str, Any], Any], str | None], caption: str) -> Callable[[dict[str, Any]], str | None]:
+    def section(report: dict[str, Any]) -> str | None:
+        drawings = [(layout.name, draw(report, layout)) for layout in LAYOUTS]
+        if not any(svg for _, svg in drawings):
+            return None
+        plots = "".join(f'<div class="plot {name}">{svg}</div>' for name, svg in drawings if svg)
+        return f"<figure>{plots}<figcaption>{html.escape(caption)}</figcaption></figure>"
+    return section
+
+
+SECTIONS: list[tuple[str, Callable[[dict[str, Any]], str | None]]] = [
+    ("Failing checks", _failing),
+    ("Measurements", _results_table),
+    *((title, _figure(draw, caption)) for title, caption, draw in PLOTS),
+    ("Verdicts", _checks_table),
+]
 
 
 def _section(report: dict[str, Any]) -> str:
-    parts = [
-        f"<p class=verdict>Gate: {_badge(report['verdict'])} — "
-        + ", ".join(f"{n} {html.escape(k)}" for k, n in report["counts"].items() if n) + "</p>",
-        "<h2>Verdicts</h2>", _checks_table(report),
-        "<h2>Measurements</h2>", _results_table(report),
-    ]
-    for title, plot in (("Latency distribution", latency_plot(report)), ("Fidelity vs latency", tradeoff_plot(report)),
-                        ("Memory: init vs steady state", memory_plot(report)),
-                        ("Per-layer INT8 error (worst 20)", _layers_plot(report))):
-        if plot:
-            parts += [f"<h2>{title}</h2>", f"<figure>{plot}</figure>"]
+    bad = failing(report)
+    counts = ", ".join(f"{n} {html.escape(k)}" for k, n in report["counts"].items() if n)
+    summary = f"{len(bad)} of {len(report['checks'])} checks failed ({counts})" if bad else counts
+    parts = [f"<p class=verdict>Gate: {_badge(report['verdict'])} — {summary}</p>"]
+    parts += [f"<p>⚠️ warning: {html.escape(w)}</p>" for w in report.get("warnings") or []]
+    for title, render in SECTIONS:
+        body = render(report)
+        if body:
+            parts += [f"<h2>{html.escape(title)}</h2>", body]
     return "\n".join(parts)
 
 
@@ -191,10 +145,12 @@ def render_html(report: dict[str, Any]) -> str:
     body = _section(report)
     base = report.get("compare_to")
     if base:
-        body = (f'<div class=side><div><h2>This report ({html.escape(base and report["created"])})</h2>{body}</div>'
+        body = (f'<div class=side><div><h2>This report ({html.escape(report["created"])})</h2>{body}</div>'
                 f'<div><h2>Baseline ({html.escape(base["created"])})</h2>{_section(base)}</div></div>')
     env = next((r.get("env") for r in report["results"] if r.get("env")), None) or {}
     meta = html.escape(f"{cpu_label(env.get('cpu', ''))} · {env.get('platform', '')} · edgeship {report['edgeship']} · {report['created']}")
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>edgeship: {html.escape(report['model'])}</title>"
+    return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>edgeship: {html.escape(report['model'])}</title>"
             f"<style>{CSS}</style></head><body><h1>edgeship release gate: {html.escape(report['model'])}</h1>"
             f"{body}<p class=meta>{meta}</p></body></html>\n")

@@ -2,7 +2,8 @@
 
 Drawn from eval.json's ``layers`` section (edgeship/accuracy/report.py): one horizontal bar
 per layer, SQNR (dB) against the FP32 model's same tensor (shorter is worse), in ranking order
-(worst first), labelled with the PyTorch module and the measured gain if kept float.
+(worst first), labelled with the PyTorch module and the measured gain if kept float. One panel
+per artifact, drawn for each page layout like the other plots (reports/plots.py).
 """
 
 from __future__ import annotations
@@ -12,30 +13,36 @@ from typing import Any
 WORST = 20
 
 
-def layers_plot(report: dict[str, Any]) -> str | None:
-    from edgeship.reports.html import _plt, _svg
+def layers_plot(report: dict[str, Any], layout: Any) -> str | None:
+    from edgeship.reports.plots import COLORS, _fig, _plt, _svg
 
     layers = ((report.get("eval") or {}).get("layers") or {})
-    figs = []
+    panels = []
     for artifact, rec in sorted(layers.items()):
         rows = [r for r in rec.get("layers", [])[:WORST] if r.get("sqnr_db") is not None]
-        if not rows:
-            continue
-        plt = _plt()
-        fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.3))
+        if rows:
+            panels.append((artifact, rec, rows))
+    if not panels:
+        return None
+    plt = _plt()
+    height = sum(layout.row_in * len(rows) + 1.2 for _, _, rows in panels)
+    fig, axes = _fig(plt, layout, height)
+    fig.clf()
+    axes = fig.subplots(len(panels), 1, squeeze=False,
+                        height_ratios=[len(rows) + 3 for _, _, rows in panels])[:, 0]
+    for ax, (artifact, rec, rows) in zip(axes, panels):
         y = list(range(len(rows)))
-        ax.barh(y, [r["sqnr_db"] for r in rows], color=["#cf222e" if i == 0 else "#0969da" for i in y])
-        labels = [f"{r['layer']} · {r.get('module') or r['op_type']}" for r in rows]
-        ax.set_yticks(y, labels, fontsize=8)
+        # the ranking's first layer (the one the fallback reverts first) in the FAIL colour
+        ax.barh(y, [r["sqnr_db"] for r in rows], color=[COLORS["FAIL"] if i == 0 else "#0969da" for i in y])
+        ax.set_yticks(y, [f"{r['layer']} · {r.get('module') or r['op_type']}" for r in rows])
         ax.invert_yaxis()   # worst (first in ranking) on top
         for i, r in enumerate(rows):
             if r.get("gain_if_float") is not None:
-                ax.annotate(f"gain if float {100 * r['gain_if_float']:+.0f}%", (r["sqnr_db"], i),
-                            textcoords="offset points", xytext=(4, -3), fontsize=7)
+                ax.annotate(f"{100 * r['gain_if_float']:+.0f}% if float", (r["sqnr_db"], i),
+                            textcoords="offset points", xytext=(4, -3), fontsize=layout.font - 2)
         kept = rec.get("kept_float") or []
-        ax.set_title(f"{artifact} ({rec.get('cpu_class') or 'any CPU'}, {rec.get('build', '')})"
-                     + (f"; kept float: {', '.join(kept)}" if kept else ""), fontsize=9)
-        ax.set_xlabel("SQNR vs FP32 (dB), worst first")
+        ax.set_title(f"{artifact} ({rec.get('cpu_class') or 'any CPU'})" + (f"; kept float: {', '.join(kept)}" if kept else ""),
+                     fontsize=layout.font, loc="left")
+        ax.set_xlabel("SQNR vs FP32 (dB); the label: gain in output error if this layer alone stays float")
         ax.grid(axis="x", alpha=0.3)
-        figs.append(_svg(fig))
-    return "</figure><figure>".join(figs) if figs else None
+    return _svg(fig)

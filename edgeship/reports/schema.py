@@ -31,6 +31,7 @@ class _Check(_Loose):
     value: Number | None
     limit: Number
     detail: str
+    rerun: str = ""
 
 
 class _Named(_Loose):
@@ -70,6 +71,7 @@ class _Report(_Loose):
     checks: list[_Check]
     results: list[_Result]
     eval: dict[str, Any] | None = None
+    warnings: list[str] = []
 
 
 def validate_report(data: Any, path: Path | str) -> dict[str, Any]:
