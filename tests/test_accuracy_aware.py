@@ -180,3 +180,23 @@ def test_int8_dynamic_fallback_names_the_matmul_quantize_dynamic_sees(tmp_path: 
     assert rec["status"] == "met by fallback" and rec["before"]["cosine_mean"] < 0.999
     assert m.recipe["kept_float"] == ["node_linear_MatMul"] and [r["module"] for r in rec["reverted"]] == ["fc1"]
     assert rec["final"]["cosine_mean"] >= 0.999
+
+
+def test_fallback_on_tflite_keeps_the_culprit_float_and_meets_the_budget(tmp_path: Path) -> None:
+    """The same search on TFLite INT8 (PT2E quantizer's keep-float, exporters/_tflite_layers.py),
+    measured with the real LiteRT interpreter: fc1 alone is reverted and eval meets the budget."""
+    from edgeship.evaluation import evaluate
+    from edgeship.pipeline import export
+
+    cfg = tiny_config(tmp_path, "outlier_mlp", budgets=BUDGET, targets={"tflite": {"precisions": ["int8"]}})
+    events: list[str] = []
+    (m,) = export(cfg, (Target.TFLITE,), (Precision.INT8,), on_event=events.append)
+    rec = m.recipe["accuracy_aware"]
+    assert rec["status"] == "met by fallback", rec
+    assert rec["before"]["cosine_mean"] < 0.999
+    assert [r["module"] for r in rec["reverted"]] == ["fc1"]
+    assert m.recipe["kept_float"] == ["fc1"]
+    assert m.recipe["integer_graph"]["float_ops"]          # the kept layer really computes in float
+    report = evaluate(cfg, (Target.TFLITE,), (Precision.INT8,))
+    assert report["entries"]["local/tflite-int8"]["cosine_mean"] >= 0.999
+    assert any("layers kept in float to meet min cosine 0.999" in e for e in events)
