@@ -59,31 +59,44 @@ def _say_int8_speed(cfg: Any, device: str) -> None:
         print(f"note: {line}", file=sys.stderr)
 
 
-def format_results(results: list[dict[str, Any]], cfg: Any = None) -> str:
-    """The profile table; with ``cfg``, sample-count warnings only for statistics a budget gates."""
+def profile_table(results: list[dict[str, Any]], cfg: Any = None) -> tuple[Any, list[str]]:
+    """The profile table and its warnings; with ``cfg``, sample-count warnings only for gated statistics."""
     from edgeship.profiling import gated_statistics
     from edgeship.stats import ns_to_ms, stability_warnings, timing_summary
-    from edgeship.table import render
+    from edgeship.table import Column, Table
 
-    head = ["artifact", "device", "p50 ms", "p90 ms", "p99 ms", "mean", "std", "MAD", "n", "init ms", "first ms",
-            "mem init MB", "mem steady MB", "size KiB", "out cos"]
-    rows, notes = [], []
+    table = Table([
+        Column("artifact", "artifact"), Column("device", "device", priority=4),
+        Column("p50_ms", "p50", "time"), Column("p90_ms", "p90", "time"), Column("p99_ms", "p99", "time", priority=3),
+        Column("mean_ms", "mean", "time", priority=7), Column("std_ms", "std", "time", priority=8),
+        Column("mad_ms", "MAD", "time", priority=6), Column("n", "n", "number", priority=5),
+        Column("init_ms", "init", "time", priority=9), Column("first_ms", "first", "time", priority=9),
+        Column("mem_init_bytes", "mem init", "bytes", priority=7), Column("mem_steady_bytes", "mem", "bytes", priority=2),
+        Column("size_bytes", "size", "bytes", priority=1),
+        Column("out_cos", "out cos", "number", priority=3, fmt="{:.5f}"),
+        Column("notes", "notes", wrap=True),
+    ])
+    notes: list[str] = []
     for r in results:
         a = r["artifact"]
+        row: dict[str, Any] = {"artifact": a["name"], "device": r["device"]["name"], "size_bytes": a.get("size_bytes")}
         if r["status"] != "ok":
-            rows.append([a["name"], r["device"]["name"], "SKIPPED"] + [""] * 10 + [f"{a['size_bytes'] / 1024:.1f}", ""])
-            notes.append(f"{a['name']}: SKIPPED: {r['skip_reason']}")
+            table.add_row(**row, notes=f"SKIPPED: {r['skip_reason']}")
             continue
         t, m = r["timing"], r.get("memory") or {}
         s = timing_summary(t)
         emulated = bool(t.get("emulated"))   # qemu-user board: shown, labelled, never gated
-        rows.append([
-            a["name"], r["device"]["name"] + (" (emulated)" if emulated else ""), *(_lat(v) for v in (s.p50, s.p90, s.p99, s.mean, s.std, s.mad)), s.count, _ms(t.get("load_ns"), 1), _ms(t.get("first_ns"), 2),
-            _mb(m.get("init_peak_kb")), _mb(m.get("steady_peak_kb")), f"{a['size_bytes'] / 1024:.1f}",
-            _cosine(r.get("outputs")),
-        ])
+        out = r.get("outputs") or {}
+        row.update(p50_ms=s.p50, p90_ms=s.p90, p99_ms=s.p99, mean_ms=s.mean, std_ms=s.std, mad_ms=s.mad, n=s.count,
+                   init_ms=_ms(t.get("load_ns")), first_ms=_ms(t.get("first_ns")),
+                   mem_init_bytes=_bytes(m.get("init_peak_kb")), mem_steady_bytes=_bytes(m.get("steady_peak_kb")),
+                   out_cos=out.get("cosine"))
+        if emulated:
+            row["device"] += " (emulated)"
+        row_notes = []
         notes += _output_warnings(r)
         if emulated:
+            row_notes.append("emulated: timing not representative")
             notes.append(f"{a['name']}: emulated device: timing is not representative (latency and memory "
                          "budgets are SKIPPED)")
         elif t.get("samples_ns"):
@@ -92,12 +105,17 @@ def format_results(results: list[dict[str, Any]], cfg: Any = None) -> str:
             max_cv = cfg.gate.max_round_cv if cfg is not None else 0.10
             notes += [f"{a['name']}: {w}" for w in stability_warnings(s, gated, rounds, max_cv)]
         else:
+            row_notes.append(f"aggregates from {r['runtime'].get('name')}")
             notes.append(f"{a['name']}: aggregates printed by {r['runtime'].get('name')}; no per-run samples")
-    return render(head, rows) + ("\n" + "\n".join(f"warning: {n}" for n in notes) if notes else "")
+        table.add_row(**row, notes="; ".join(row_notes))
+    return table, notes
 
 
-def _cosine(outputs: Any) -> str:
-    return f"{outputs['cosine']:.5f}" if outputs and "cosine" in outputs else ""
+def format_results(results: list[dict[str, Any]], cfg: Any = None, width: int | None = None,
+                   wide: bool = False) -> str:
+    """The profile table as text, then its warnings (the command prints those on stderr)."""
+    table, notes = profile_table(results, cfg)
+    return table.render(width, wide=wide) + ("\n" + "\n".join(f"warning: {n}" for n in notes) if notes else "")
 
 
 def _output_warnings(r: dict[str, Any]) -> list[str]:
@@ -114,14 +132,9 @@ def _output_warnings(r: dict[str, Any]) -> list[str]:
              "computes something else than the export host's")]
 
 
-def _lat(ms: float) -> str:
-    # microsecond-fast models need more than 3 decimals of a millisecond to be readable
-    return f"{ms:.4f}" if ms < 1 else f"{ms:.3f}"
+def _ms(ns: Any) -> float | None:
+    return None if ns is None else ns / 1e6
 
 
-def _ms(ns: Any, digits: int) -> str:
-    return "" if ns is None else f"{ns / 1e6:.{digits}f}"
-
-
-def _mb(kb: Any) -> str:
-    return "" if kb is None else f"{kb / 1024:.1f}"
+def _bytes(kb: Any) -> int | None:
+    return None if kb is None else int(kb) * 1024
