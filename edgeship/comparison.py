@@ -60,27 +60,35 @@ def compare(
     return {"model": cfg.model.name, "samples": len(feeds), "rows": rows, "pairwise": pairwise}
 
 
-def format_matrix(result: dict[str, Any]) -> str:
-    from edgeship.table import render
+def matrix_table(result: dict[str, Any], wide: bool = False) -> Any:
+    """Agreement with the reference, then pairwise top-1 agreement: column k is the k-th artifact
+    (numbered, so the matrix fits a terminal; ``wide`` names the columns ``top1=<artifact>``)."""
+    from edgeship.table import Column, Table
 
     names = list(result["rows"])
     ran = [n for n in names if n in result["pairwise"]]
-    head = ["artifact", "status", "cos mean", "top1 agr"] + [f"top1={n}" for n in ran]
-    rows = []
+    number = {n: i + 1 for i, n in enumerate(ran)}
+    cols = [Column("n", "#", "number"), Column("artifact", "artifact"),
+            Column("cosine_mean", "cos mean", "number", fmt="{:.5f}"),
+            Column("top1_agreement", "top1 agr", "percent", digits=3)]
+    cols += [Column(f"top1={n}", f"top1={n}" if wide else str(number[n]), "percent", digits=3) for n in ran]
+    cols.append(Column("notes", "notes", wrap=True))
+    title = f"{result['model']}: {result['samples']} samples, agreement vs {REFERENCE} and pairwise top-1"
+    table = Table(cols, title=title if wide else f"{title} (column k: artifact #k)")
     for name in names:
         r = result["rows"][name]
         if r["status"] == "skipped":
-            rows.append([name, "SKIPPED", (r["skip_reason"] or "")[:60], ""] + [""] * len(ran))
+            table.add_row(artifact=name, notes=f"SKIPPED: {r['skip_reason'] or ''}".rstrip(": "))
             continue
         pair = result["pairwise"][name]
-        rows.append([name, r["status"], _f(r["cosine_mean"], "{:.5f}"), _pct(r["top1_agreement"])]
-                    + [_pct(pair[o]) for o in ran])
-    return f"{result['model']}: {result['samples']} samples, agreement vs {REFERENCE} and pairwise top-1\n" + render(head, rows)
+        table.add_row(n=number[name], artifact=name, cosine_mean=_f(r["cosine_mean"]),
+                      top1_agreement=_f(r["top1_agreement"]), **{f"top1={o}": _f(pair[o]) for o in ran})
+    return table
 
 
-def _f(v: float | None, fmt: str) -> str:
-    return "-" if v is None else fmt.format(v)
+def format_matrix(result: dict[str, Any], width: int | None = None, wide: bool = False) -> str:
+    return str(matrix_table(result, wide).render(width, wide=wide))
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
+def _f(v: float | None) -> float | str:
+    return "-" if v is None else v

@@ -189,6 +189,7 @@ class _Capture:
         self._pos = 0
         self._partial = b""
         self._sys_stderr = sys.stderr
+        self._lines: _Lines | None = None
         self._showwarning = warnings.showwarning
 
     @classmethod
@@ -204,12 +205,16 @@ class _Capture:
         os.dup2(scratch.fileno(), 1)
         os.dup2(scratch.fileno(), 2)
         cap = cls(out, saved, scratch, show)
-        sys.stderr = _Lines(say or (lambda ln: print(ln, file=out, flush=True)))   # our own lines stay visible
+        cap._lines = _Lines(say or (lambda ln: print(ln, file=out, flush=True)), cap._captured)
+        sys.stderr = cap._lines
         warnings.showwarning = cap._warning
         if show is not None:
             cap._thread = threading.Thread(target=cap._tail, name="edgeship-capture", daemon=True)
             cap._thread.start()
         return cap
+
+    def _captured(self, line: str) -> None:
+        os.write(1, (line + "\n").encode("utf-8", "replace"))   # into the scratch file, like native lines
 
     def _warning(self, message: Any, category: Any, filename: str, lineno: int, file: Any = None,
                  line: Any = None) -> None:
@@ -235,8 +240,9 @@ class _Capture:
         for s in (sys.stdout,):
             with contextlib.suppress(Exception):
                 s.flush()
-        if isinstance(sys.stderr, _Lines):
-            sys.stderr.flush()
+        if self._lines is not None:
+            self._lines.flush()
+            self._lines.forward = self._sys_stderr   # a handler that kept it writes to stderr from now on
         sys.stderr = self._sys_stderr
         warnings.showwarning = self._showwarning
         os.dup2(self.saved[0], 1)
@@ -255,24 +261,39 @@ class _Capture:
         self.out.close()
 
 
-class _Lines(io.TextIOBase):
-    """``sys.stderr`` while capturing: each whole line handed to ``say`` (above the live line)."""
+OWN_PREFIXES = ("warning: ", "note: ", "edgeship: ")
 
-    def __init__(self, say: Any) -> None:
+
+class _Lines(io.TextIOBase):
+    """``sys.stderr`` while capturing: edgeship's own lines (``warning: ...``, ``note: ...``,
+    ``edgeship: error: ...``) to ``say`` (above the live line); anything else a library
+    prints there (torch's logging handlers, which bind sys.stderr when created) to ``other``."""
+
+    def __init__(self, say: Any, other: Any) -> None:
         self._say = say
+        self._other = other
         self._buf = ""
+        self.forward: Any = None
 
     def writable(self) -> bool:
         return True
 
     def write(self, s: str) -> int:
+        if self.forward is not None:
+            return int(self.forward.write(s))
         self._buf += s
         *lines, self._buf = self._buf.split("\n")
         for ln in lines:
-            self._say(ln)
+            self._line(ln)
         return len(s)
 
+    def _line(self, line: str) -> None:
+        (self._say if line.startswith(OWN_PREFIXES) else self._other)(line)
+
     def flush(self) -> None:
+        if self.forward is not None:
+            self.forward.flush()
+            return
         if self._buf:
             line, self._buf = self._buf, ""
-            self._say(line)
+            self._line(line)

@@ -4,7 +4,7 @@ A command declares its columns once (``Column``: a stable JSON key, a header, a 
 priority) and adds rows as dicts of raw values. The same ``Table`` then renders for a
 person (``render``: the low-priority columns are dropped first until the table fits, long
 text wraps inside its own column, numbers keep sensible significant digits, a time column
-switches to µs when all its values are below a millisecond) or for a machine
+switches to µs when its median value is below a millisecond) or for a machine
 (``records``: the raw values under the stable keys, for ``--json``).
 
 Width: a terminal's own width; when stdout is not a terminal (CI logs, ``| less``), a fixed
@@ -104,7 +104,7 @@ class Table:
         keep = list(range(len(self.columns)))
         if not wide:
             keep = _fit(self.columns, heads, rows, width)
-        dropped = [heads[i] for i in range(len(self.columns)) if i not in keep]
+        dropped = [self.columns[i].header for i in range(len(self.columns)) if i not in keep]
         rule = box.Box("    \n    \n -  \n    \n    \n    \n    \n    \n", ascii=True)
         t = RichTable(box=rule, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), expand=False,
                       title=None, header_style="bold" if color else None)
@@ -124,7 +124,7 @@ class Table:
         if self.title:
             lines[:0] = _wrap(self.title, limit)
         if dropped:
-            lines += _wrap(f"(hidden to fit {width} columns: {', '.join(dropped)}; --wide shows them)", limit)
+            lines += _wrap(f"(not shown, to fit {width} columns: {', '.join(dropped)}; --wide shows all)", limit)
         return "\n".join(lines)
 
 
@@ -141,7 +141,7 @@ def _formatter(c: Column, values: list[Any]) -> tuple[str, Callable[[Any], str]]
         return c.header, (fmt if callable(fmt) else fmt.format)   # type: ignore[union-attr]
     nums = [abs(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
     if c.kind == "time":
-        if nums and max(nums) < 1:
+        if nums and sorted(nums)[len(nums) // 2] < 1:   # the median row decides, so one outlier stays readable
             return f"{c.header} µs", lambda v: sig(v * 1000, c.digits)
         return f"{c.header} ms", lambda v: sig(v, c.digits)
     if c.kind == "bytes":

@@ -3,19 +3,24 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgeship.commands import add_selection, command, load_selection
+from edgeship.commands import add_selection, add_table_options, command, load_selection
 
 
-@command("profile", help="measure latency and memory of every artifact on a device", order=30)
+@command("profile", help="measure latency and memory of every artifact on a device", order=30,
+         example="edgeship profile -t onnx -p int8 --min-runs 200 --max-seconds 10")
 class Profile:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
         add_selection(p, device=True)
+        p.add_argument("--warmup-runs", type=int, help="warmup runs at least (default: [profile] warmup_runs)")
         p.add_argument("--min-runs", type=int, help="measured runs at least (default: [profile] min_runs)")
         p.add_argument("--min-seconds", type=float, help="measure at least this long (default: [profile] min_seconds)")
+        p.add_argument("--max-seconds", type=float,
+                       help="stop measuring an artifact after this long (default: [profile] max_seconds)")
         p.add_argument("--threads", type=int, help="runtime threads (default: [profile] threads)")
         p.add_argument("--cluster", metavar="ADDRESS", help="measure on a Ray device lab (--device may then name "
                        "several, comma-separated; default: [cluster] address; see docs/cluster.md)")
+        add_table_options(p)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -29,19 +34,46 @@ class Profile:
                 raise UsageError(f"--{opt.replace('_', '-')} must be >= 1, got {getattr(args, opt)}")
         if args.min_seconds is not None and not 0 <= args.min_seconds <= MAX_SECONDS:   # also refuses nan
             raise UsageError(f"--min-seconds must be between 0 and {MAX_SECONDS:g}, got {args.min_seconds:g}")
+        if args.warmup_runs is not None and args.warmup_runs < 0:
+            raise UsageError(f"--warmup-runs must be >= 0, got {args.warmup_runs}")
+        if args.max_seconds is not None and not 0 < args.max_seconds <= MAX_SECONDS:
+            raise UsageError(f"--max-seconds must be > 0 and <= {MAX_SECONDS:g}, got {args.max_seconds:g}")
         cfg, targets, precisions = load_selection(args)
+        cfg = _with_overrides(cfg, args)
         try:
-            with Progress() as progress:
+            with Progress(title=f"profile on {args.device}") as progress:
                 results = profile(cfg, args.device, targets, precisions, progress.event, args.min_runs,
                                   args.min_seconds, args.threads, cluster=args.cluster)
         except DeviceError as exc:
             if getattr(exc, "results", None):     # a lab run: the devices that finished are shown, then the errors
-                print(format_results(exc.results, cfg))   # type: ignore[attr-defined]
+                _show(exc.results, cfg, args)   # type: ignore[attr-defined]
             raise
-        print(format_results(results, cfg))
+        _show(results, cfg, args)
         for device in args.device.split(","):
             _say_int8_speed(cfg, device)
         return 0
+
+
+def _with_overrides(cfg: Any, args: argparse.Namespace) -> Any:
+    """[profile] with --warmup-runs/--max-seconds applied (the config digest stays the file's)."""
+    update = {k: getattr(args, k) for k in ("warmup_runs", "max_seconds") if getattr(args, k) is not None}
+    if not update:
+        return cfg
+    return cfg.model_copy(update={"profile": cfg.profile.model_copy(update=update)})
+
+
+def _show(results: list[dict[str, Any]], cfg: Any, args: argparse.Namespace) -> None:
+    """The table on stdout (or ``--json``), its warnings on stderr."""
+    import json
+
+    from edgeship.table import show, warn
+
+    table, notes = profile_table(results, cfg)
+    if args.json:
+        print(json.dumps({"results": table.records(), "warnings": notes}, indent=2))
+    else:
+        show(table, wide=args.wide)
+    warn(notes)
 
 
 def _say_int8_speed(cfg: Any, device: str) -> None:
