@@ -61,8 +61,9 @@ def compare(
 
 
 def matrix_table(result: dict[str, Any], wide: bool = False) -> Any:
-    """Agreement with the reference, then pairwise top-1 agreement: column k is the k-th artifact
-    (numbered, so the matrix fits a terminal; ``wide`` names the columns ``top1=<artifact>``)."""
+    """Agreement with the reference, then pairwise top-1 agreement in %: column k is the k-th
+    artifact (numbered, so the matrix fits a terminal; ``wide`` names them ``top1=<artifact>``).
+    Skipped artifacts are listed under the table with their reason (``skipped_lines``)."""
     from edgeship.table import Column, Table
 
     names = list(result["rows"])
@@ -71,23 +72,36 @@ def matrix_table(result: dict[str, Any], wide: bool = False) -> Any:
     cols = [Column("n", "#", "number"), Column("artifact", "artifact"),
             Column("cosine_mean", "cos mean", "number", fmt="{:.5f}"),
             Column("top1_agreement", "top1 agr", "percent", digits=3)]
-    cols += [Column(f"top1={n}", f"top1={n}" if wide else str(number[n]), "percent", digits=3) for n in ran]
-    cols.append(Column("notes", "notes", wrap=True))
+    cols += [Column(f"top1={n}", f"top1={n}" if wide else str(number[n]), "number",
+                    fmt=(lambda v: f"{100 * v:.1f}%") if wide else (lambda v: f"{100 * v:.0f}")) for n in ran]
     title = f"{result['model']}: {result['samples']} samples, agreement vs {REFERENCE} and pairwise top-1"
-    table = Table(cols, title=title if wide else f"{title} (column k: artifact #k)")
-    for name in names:
-        r = result["rows"][name]
-        if r["status"] == "skipped":
-            table.add_row(artifact=name, notes=f"SKIPPED: {r['skip_reason'] or ''}".rstrip(": "))
-            continue
-        pair = result["pairwise"][name]
+    table = Table(cols, title=title if wide else f"{title} in % (column k: artifact #k)")
+    for name in ran:
+        r, pair = result["rows"][name], result["pairwise"][name]
         table.add_row(n=number[name], artifact=name, cosine_mean=_f(r["cosine_mean"]),
                       top1_agreement=_f(r["top1_agreement"]), **{f"top1={o}": _f(pair[o]) for o in ran})
     return table
 
 
+def skipped_lines(result: dict[str, Any], width: int | None = None) -> list[str]:
+    """One line per skip reason, naming the artifacts it skipped (wrapped at ``width``)."""
+    import textwrap
+
+    by_reason: dict[str, list[str]] = {}
+    for name, r in result["rows"].items():
+        if r["status"] == "skipped":
+            by_reason.setdefault(r["skip_reason"] or "no reason given", []).append(name)
+    lines = [f"SKIPPED {', '.join(names)}: {reason}" for reason, names in by_reason.items()]
+    if width is None:
+        return lines
+    return [w for ln in lines for w in textwrap.wrap(ln, width, subsequent_indent="  ", break_on_hyphens=False)]
+
+
 def format_matrix(result: dict[str, Any], width: int | None = None, wide: bool = False) -> str:
-    return str(matrix_table(result, wide).render(width, wide=wide))
+    from edgeship.table import PLAIN_WIDTH
+
+    return "\n".join([str(matrix_table(result, wide).render(width, wide=wide)),
+                      *skipped_lines(result, None if wide else width or PLAIN_WIDTH)])
 
 
 def _f(v: float | None) -> float | str:

@@ -110,8 +110,11 @@ class Table:
                       title=None, header_style="bold" if color else None)
         for i in keep:
             c = self.columns[i]
+            # only wrapping columns give up width: numbers and names are never cut short
+            natural = max([len(heads[i])] + [len(r[i]) for r in rows])
             t.add_column(heads[i], justify="right" if c.numeric else "left", no_wrap=c.numeric or not c.wrap,
-                         overflow="fold" if c.wrap else "ellipsis", max_width=None if wide else c.max_width)
+                         overflow="fold" if c.wrap else "ellipsis", max_width=None if wide else c.max_width,
+                         min_width=None if c.wrap else min(natural, c.max_width or natural))
         for row, style in zip(rows, self.styles):
             t.add_row(*(row[i] for i in keep), style=style if color else None)
         buf = io.StringIO()

@@ -138,7 +138,7 @@ def test_every_command_fits_100_columns_plain_with_json(demo: Path, capsys: pyte
             assert "warning: onnx-int8: 20 samples are too few for p90" in err, err
             assert re.search(r"p90 (µs|ms)", out) and "0.0000" not in out
         if argv[0] == "gate":
-            assert out.rstrip().splitlines()[-1].startswith("reports: ")
+            assert out.rstrip().splitlines()[-1].startswith("reports in ")
     code, out, _ = _run(capsys, "--config", str(demo), "gate", "--no-remeasure", "--json")
     data = json.loads(out)
     assert data["verdict"] in ("PASS", "FAIL") and {"counts", "checks", "failing"} <= set(data)
@@ -182,7 +182,7 @@ def test_help_has_an_example_and_init_says_what_next(tmp_path: Path, monkeypatch
     subs = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices  # type: ignore[attr-defined]
     for name, sub in subs.items():
         text = sub.format_help()
-        assert re.search(r"^examples?:\n  edgeship ", text, re.M), name
+        assert re.search(r"^examples?:\n  edgeship ", text, re.MULTILINE), name
         assert "--output DIR" in text and "--verbose" in text, name
     monkeypatch.chdir(tmp_path)
     assert main(["init"]) == 0

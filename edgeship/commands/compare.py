@@ -16,7 +16,7 @@ class Compare:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from edgeship.comparison import compare, matrix_table
+        from edgeship.comparison import compare, matrix_table, skipped_lines
         from edgeship.errors import UsageError
         from edgeship.progress import Progress
 
@@ -30,7 +30,9 @@ class Compare:
 
             print(json.dumps(result, indent=2, default=str))
         else:
-            from edgeship.table import show
+            from edgeship.table import show, terminal_width
 
             show(matrix_table(result, args.wide), wide=args.wide)
+            for line in skipped_lines(result, None if args.wide else terminal_width()):
+                print(line)
         return 0

@@ -45,8 +45,25 @@ class Gate:
         paths = write_reports(result.report, cfg.build / "reports")
         show_report(result.report, args)
         if not args.json:
-            print("reports: " + ", ".join(str(p) for p in paths))
+            print(reports_line(paths))
         return result.exit_code
+
+
+def reports_line(paths: list[Any]) -> str:
+    """'reports in DIR: a, b' (relative to the working directory when below it), short enough for a terminal."""
+    import os
+    from pathlib import Path
+
+    dirs = {Path(p).parent for p in paths}
+    if len(dirs) != 1:
+        return "reports: " + ", ".join(str(p) for p in paths)
+    where = Path(dirs.pop())
+    try:
+        shown = os.path.relpath(where)
+        where = Path(shown) if not shown.startswith("..") else where
+    except ValueError:   # another drive (Windows)
+        pass
+    return f"reports in {where}: " + ", ".join(Path(p).name for p in paths)
 
 
 def show_report(report: dict[str, Any], args: Any) -> None:

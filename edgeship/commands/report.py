@@ -20,7 +20,7 @@ class Report:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from edgeship.commands.gate import show_report
+        from edgeship.commands.gate import reports_line, show_report
         from edgeship.gating import load_report
         from edgeship.reports import write_reports
 
@@ -41,5 +41,5 @@ class Report:
         paths = write_reports(report, out, json_too=False)
         show_report(report, args)
         if not args.json:
-            print("wrote " + ", ".join(str(p) for p in paths))
+            print(reports_line(paths).replace("reports in", "wrote", 1))
         return 0
