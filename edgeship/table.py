@@ -104,7 +104,7 @@ class Table:
         keep = list(range(len(self.columns)))
         if not wide:
             keep = _fit(self.columns, heads, rows, width)
-        dropped = [self.columns[i].header for i in range(len(self.columns)) if i not in keep]
+        dropped = [self.columns[i].header for i in range(len(self.columns)) if i not in keep and not _empty(rows, i)]
         rule = box.Box("    \n    \n -  \n    \n    \n    \n    \n    \n", ascii=True)
         t = RichTable(box=rule, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), expand=False,
                       title=None, header_style="bold" if color else None)
@@ -166,6 +166,10 @@ def _cell(v: Any, fmt: Callable[[Any], str]) -> str:
     return fmt(v)
 
 
+def _empty(rows: list[list[str]], i: int) -> bool:
+    return bool(rows) and all(not r[i] for r in rows)
+
+
 def _fit(columns: Sequence[Column], heads: list[str], rows: list[list[str]], width: int) -> list[int]:
     """Indices of the columns to show: drop the highest priority number first until it fits.
 
@@ -179,7 +183,8 @@ def _fit(columns: Sequence[Column], heads: list[str], rows: list[list[str]], wid
             w = min(w, columns[i].max_width)
         return w
 
-    keep = list(range(len(columns)))
+    # a column with no value in any row says nothing: gone first (a numeric one, or a droppable one)
+    keep = [i for i in range(len(columns)) if not (_empty(rows, i) and (columns[i].numeric or columns[i].priority))]
     widths = {i: natural(i) for i in keep}
 
     def total() -> int:
