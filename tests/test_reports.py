@@ -62,7 +62,7 @@ def test_markdown_and_terminal_show_every_verdict(report: dict[str, Any]) -> Non
         assert label in md
     term = render_terminal(report)
     assert "MARGINAL(pass)" in term and term.rstrip().endswith(
-        "gate: FAIL (1 PASS, 1 FAIL, 1 MARGINAL, 1 SKIPPED); failing: local onnx-int8 latency_p90_ms")
+        "gate: FAIL (1 PASS, 1 FAIL, 1 MARGINAL, 1 SKIPPED); failing: local/onnx-int8: latency_p90_ms")
     assert "PASS" in render_terminal(report, all_rows=True) and "SKIPPED" in render_terminal(report, all_rows=True)
 
 

@@ -89,8 +89,8 @@ def test_gate_prints_failures_first_and_names_them_last() -> None:
     assert [r.split()[0] for r in rows] == ["FAIL", "FAIL", "MARGINAL(pass)"]   # passing rows counted, not listed
     assert "(40 PASS not shown; --all shows every row)" in lines
     summary = " ".join(ln.strip() for ln in lines[next(i for i, ln in enumerate(lines) if ln.startswith("gate:")):])
-    assert summary == ("gate: FAIL (40 PASS, 2 FAIL, 1 MARGINAL); failing: local onnx-int8 latency_p90_ms, "
-                       "local tflite-fp16 size_kb")
+    assert summary == ("gate: FAIL (40 PASS, 2 FAIL, 1 MARGINAL); failing: local/onnx-int8: latency_p90_ms; "
+                       "local/tflite-fp16: size_kb")
     every = render_terminal(report, 100, all_rows=True)
     verdicts = [ln.split()[0] for ln in every.splitlines() if re.match(r"(PASS|FAIL|MARGINAL)", ln)]
     assert verdicts == ["FAIL", "FAIL", "MARGINAL(pass)"] + ["PASS"] * 40

@@ -40,19 +40,31 @@ def gate_table(report: dict[str, Any], all_rows: bool = False) -> tuple[Any, int
             continue
         table.add_row(style="bold red" if not c["passed"] else ("yellow" if verdict.startswith("MARGINAL") else None),
                       verdict=verdict, device=c["device"], artifact=c["artifact"], metric=c["metric"],
-                      value=c["value"], budget=c["limit"], detail=c["detail"])
+                      value=c["value"], budget=c["limit"], detail=_detail(c))
     return table, hidden
 
 
+def _detail(c: dict[str, Any]) -> str:
+    """The detail without its trailing ``; run `CMD``` when the command is listed under the table."""
+    detail = str(c["detail"])
+    tail = f"; run `{c.get('rerun')}`"
+    return detail[: -len(tail)] if c.get("rerun") and detail.endswith(tail) else detail
+
+
 def failing(report: dict[str, Any]) -> list[str]:
-    """'device artifact metric' of every check that did not pass."""
-    return [f"{c['device']} {c['artifact']} {c['metric']}" for c in report["checks"] if not c["passed"]]
+    """'device/artifact metric' of every check that did not pass."""
+    return [f"{c['device']}/{c['artifact']} {c['metric']}" for c in report["checks"] if not c["passed"]]
 
 
 def summary_line(report: dict[str, Any]) -> str:
+    """``gate: VERDICT (counts)``, then every failing check, grouped by device/artifact."""
     counts = ", ".join(f"{v} {k}" for k, v in report["counts"].items() if v)
-    names = failing(report)
-    return f"gate: {report['verdict']} ({counts})" + (f"; failing: {', '.join(names)}" if names else "")
+    grouped: dict[str, list[str]] = {}
+    for c in report["checks"]:
+        if not c["passed"]:
+            grouped.setdefault(f"{c['device']}/{c['artifact']}", []).append(c["metric"])
+    names = "; ".join(f"{k}: {', '.join(v)}" for k, v in grouped.items())
+    return f"gate: {report['verdict']} ({counts})" + (f"; failing: {names}" if names else "")
 
 
 def render_terminal(report: dict[str, Any], width: int | None = None, wide: bool = False,
