@@ -306,9 +306,9 @@ def test_table_warns_only_for_gated_statistics(demo_config) -> None:
     lines = out.splitlines()
     assert lines[0].split()[:6] == ["artifact", "device", "p50", "ms", "p90", "ms"]
     row = next(ln for ln in lines if ln.startswith("onnx-fp32")).split()
-    # 3 significant digits; a zero spread is 0, not 0.0000; memory in KiB below 10 MiB
+    # 3 significant digits; a zero spread is 0, not 0.0000; a 0.25 ms first run in µs; memory in MiB
     assert row[2:10] == ["1.00", "1.00", "1.00", "1.00", "0", "0", "30", "3.00"]
-    assert row[-4:] == ["65536.0", "66560.0", "2.0", "1.00000"]
+    assert row[-4:] == ["250", "64.0", "65.0", "2.0"] and "first µs" in lines[0] and "mem MiB" in lines[0]
     warnings = [ln for ln in lines if ln.startswith("warning:")]
     assert warnings == [
         "warning: onnx-fp32: 30 samples are too few for p90 (need >= 64); raise profile.min_runs",

@@ -138,7 +138,7 @@ def test_every_command_fits_100_columns_plain_with_json(demo: Path, capsys: pyte
             assert "warning: onnx-int8: 20 samples are too few for p90" in err, err
             assert re.search(r"p90 (µs|ms)", out) and "0.0000" not in out
         if argv[0] == "gate":
-            assert out.rstrip().splitlines()[-1].startswith("reports in ")
+            assert out.rstrip().splitlines()[-2].startswith("reports: report.json, ")
     code, out, _ = _run(capsys, "--config", str(demo), "gate", "--no-remeasure", "--json")
     data = json.loads(out)
     assert data["verdict"] in ("PASS", "FAIL") and {"counts", "checks", "failing"} <= set(data)
@@ -168,10 +168,13 @@ def test_global_flags_before_or_after_the_command_and_output_dir(demo: Path, tmp
     assert code == 0, err
     assert (out_dir / "artifacts" / "digits_cnn" / "onnx-fp32" / "manifest.json").is_file()
     assert "onnx-fp32" in out and _widest(out) <= 100 and err == ""   # -q: no progress lines
-    before = sorted(p.name for p in (demo.parent / "build").iterdir())
-    code, out, _ = _run(capsys, "-o", str(out_dir), "--config", str(demo), "gate", "--no-remeasure")
-    assert (out_dir / "reports" / "report.json").is_file() and str(out_dir / "reports") in out
-    assert sorted(p.name for p in (demo.parent / "build").iterdir()) == before
+    results = demo.parent / "build" / "results" / "local"
+    before = sorted(results.iterdir()) if results.exists() else []
+    code, out, err = _run(capsys, "-o", str(out_dir), "--config", str(demo), "profile", "-t", "onnx", "-p", "fp32",
+                          "--min-runs", "20", "--min-seconds", "0")
+    assert code == 0, err
+    assert (out_dir / "results" / "local" / "onnx-fp32.json").is_file()
+    assert (sorted(results.iterdir()) if results.exists() else []) == before
     assert main(["--config", str(demo), "profile", "--max-seconds", "0"]) == 2
     assert "--max-seconds must be > 0" in capsys.readouterr().err
 

@@ -63,7 +63,7 @@ def reports_line(paths: list[Any]) -> str:
         where = Path(shown) if not shown.startswith("..") else where
     except ValueError:   # another drive (Windows)
         pass
-    return f"reports in {where}: " + ", ".join(Path(p).name for p in paths)
+    return "reports: " + ", ".join(Path(p).name for p in paths) + f"\n  in {where}"
 
 
 def show_report(report: dict[str, Any], args: Any) -> None:

@@ -41,5 +41,5 @@ class Report:
         paths = write_reports(report, out, json_too=False)
         show_report(report, args)
         if not args.json:
-            print(reports_line(paths).replace("reports in", "wrote", 1))
+            print(reports_line(paths).replace("reports:", "wrote", 1))
         return 0
