@@ -98,7 +98,7 @@ def profile_table(results: list[dict[str, Any]], cfg: Any = None) -> tuple[Any, 
     from edgeship.table import Column, Table
 
     table = Table([
-        Column("artifact", "artifact"), Column("device", "device", priority=4),
+        Column("artifact", "artifact"), Column("device", "device", priority=2),
         Column("p50_ms", "p50", "time"), Column("p90_ms", "p90", "time"), Column("p99_ms", "p99", "time", priority=3),
         Column("mean_ms", "mean", "time", priority=7), Column("std_ms", "std", "time", priority=8),
         Column("mad_ms", "MAD", "time", priority=6), Column("n", "n", "number", priority=5),
