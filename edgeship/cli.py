@@ -40,7 +40,7 @@ def _global_options(p: argparse.ArgumentParser, default: object = None) -> None:
     subcommand so a value given before the name is not reset by the subcommand's parser)."""
     g = p.add_argument_group("global options (before or after COMMAND)")
     g.add_argument("--config", "-c", metavar="PATH", default=default,
-                   help="edgeship.toml (default: ./edgeship.toml, else the nearest one above)")
+                   help="edgeship.toml (default: ./edgeship.toml)")
     g.add_argument("--output", "-o", metavar="DIR", default=default,
                    help="build directory for artifacts, results and reports (overrides build_dir)")
     g.add_argument("--verbose", "-v", action="count", default=default,
