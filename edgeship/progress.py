@@ -4,6 +4,8 @@ Commands pass ``Progress.event`` as the ``on_event`` callback of the API functio
 one line shows the current step and an elapsed time that ticks on its own (a rich ``Live``
 refreshed from a thread), cut to the terminal's width so it never wraps; when stderr is not a
 TTY (CI logs, ``| cat``) every event is one plain line and no control characters are written.
+On a terminal the command's title (e.g. ``export: loading the model``) shows at once, before
+the first step, with the elapsed time ticking.
 
 While a ``Progress`` is entered, what native libraries and third-party code write straight to
 file descriptors 1 and 2 (TensorFlow Lite's ``INFO: Created TensorFlow Lite XNNPACK
@@ -76,10 +78,10 @@ class Progress:
             self._capture = _Capture.start(self.stream, show=self.print if verbose() else None, say=self.print)
             if self._capture is not None:
                 self._out = self._capture.out
-        if self.tty:
+        if self.tty:   # the title at once, ticking, until the first step replaces it
             self._start_live(width)
-        elif self.title:
-            print(f"{self.title} ...", file=self._out, flush=True)
+        # piped (CI logs), the title is not printed: a command that fails on bad input says so in
+        # exactly one line, and the first step's line follows within seconds
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -134,7 +136,7 @@ class Progress:
                           emoji=False, markup=False, soft_wrap=False)
         self._live = Live(_Line(self), console=console, refresh_per_second=4, transient=True,
                           redirect_stdout=False, redirect_stderr=False)
-        self._live.start()
+        self._live.start(refresh=True)
 
     def line(self) -> str:
         count = f"[{self.done}/{self.total}] " if self.total else ""
