@@ -179,9 +179,8 @@ def _fit(columns: Sequence[Column], heads: list[str], rows: list[list[str]], wid
         w = max([len(heads[i])] + [len(r[i]) for r in rows])
         if columns[i].wrap:
             w = min(w, max(len(heads[i]), 20))
-        if columns[i].max_width:
-            w = min(w, columns[i].max_width)
-        return w
+        cap = columns[i].max_width
+        return min(w, cap) if cap else w
 
     # a column with no value in any row says nothing: gone first (a numeric one, or a droppable one)
     keep = [i for i in range(len(columns)) if not (_empty(rows, i) and (columns[i].numeric or columns[i].priority))]
