@@ -62,10 +62,10 @@ def _list(cfg: object, args: argparse.Namespace) -> int:
             lines.append(f"\nadb ({adb}): no devices attached")
         else:
             t = Table([Column("serial", "serial"), Column("state", "state"), Column("model", "model"),
-                       Column("product", "product", priority=1)], title=f"\nadb ({adb}):")
+                       Column("product", "product", priority=1)])
             for d in found:
                 t.add_row(**{k: d[k] for k in ("serial", "state", "model", "product")})
-            lines.append(t)
+            lines += [f"\nadb ({adb}):", t]   # a path is never wrapped
     if args.json:
         print(json.dumps({"devices": configured.records(), "adb": phones}, indent=2))
         return 0
