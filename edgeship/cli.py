@@ -35,6 +35,29 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"edgeship: error: {message} (see '{self.prog} --help')\n")
 
 
+def _global_options(p: argparse.ArgumentParser, default: object = None) -> None:
+    """Options every command takes, before or after its name (``default=SUPPRESS`` on the
+    subcommand so a value given before the name is not reset by the subcommand's parser)."""
+    g = p.add_argument_group("global options (before or after COMMAND)")
+    g.add_argument("--config", "-c", metavar="PATH", default=default,
+                   help="edgeship.toml (default: ./edgeship.toml)")
+    g.add_argument("--output", "-o", metavar="DIR", default=default,
+                   help="build directory for artifacts, results and reports (overrides build_dir)")
+    g.add_argument("--verbose", "-v", action="count", default=default,
+                   help="show converter and runtime log lines, tracebacks (same as EDGESHIP_VERBOSE=1)")
+    g.add_argument("--quiet", "-q", action="store_true", default=default,
+                   help="no progress; only results and errors")
+
+
+EPILOG = """examples:
+  edgeship init                      write a starter edgeship.toml
+  edgeship export -t onnx -p int8    build artifacts into build/artifacts/
+  edgeship profile                   measure them on this CPU
+  edgeship gate                      judge against [[budgets]]; exit 1 on a failure
+  edgeship -o /tmp/out gate -v       the same, another build dir, verbose
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     import edgeship.commands as pkg
 
@@ -43,14 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="edgeship",
         description="Export PyTorch models to ONNX/TFLite/CoreML, profile them on devices, gate releases on budgets.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", "-c", metavar="PATH", help="edgeship.toml (default: ./edgeship.toml)")
+    _global_options(parser)
     parser.add_argument("--version", action="version", version=f"edgeship {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in sorted(COMMANDS, key=lambda n: COMMANDS[n].order):
         cmd = COMMANDS[name]
-        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        epilog = f"example:\n  {cmd.example}" if cmd.example else None
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         cmd.add_arguments(p)
+        _global_options(p, default=argparse.SUPPRESS)
         p.set_defaults(_run=cmd.run)
     return parser
 
@@ -70,7 +97,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    verbose = os.environ.get("EDGESHIP_VERBOSE", "") not in ("", "0")
+    verbose = bool(args.verbose) or os.environ.get("EDGESHIP_VERBOSE", "") not in ("", "0")
+    saved = os.environ.get("EDGESHIP_VERBOSE")
+    if args.verbose:    # the environment carries it to quiet() and to runner subprocesses
+        os.environ["EDGESHIP_VERBOSE"] = str(args.verbose)
+    from edgeship import progress
+
+    progress.configure(verbose=verbose, quiet=bool(args.quiet))
+    try:
+        return _run(args, verbose)
+    finally:
+        progress.configure()
+        if args.verbose:
+            if saved is None:
+                os.environ.pop("EDGESHIP_VERBOSE", None)
+            else:
+                os.environ["EDGESHIP_VERBOSE"] = saved
+
+
+def _run(args: argparse.Namespace, verbose: bool) -> int:
     try:
         return int(args._run(args) or 0)
     except EdgeshipError as exc:

@@ -60,27 +60,49 @@ def compare(
     return {"model": cfg.model.name, "samples": len(feeds), "rows": rows, "pairwise": pairwise}
 
 
-def format_matrix(result: dict[str, Any]) -> str:
-    from edgeship.table import render
+def matrix_table(result: dict[str, Any], wide: bool = False) -> Any:
+    """Agreement with the reference, then pairwise top-1 agreement in %: column k is the k-th
+    artifact (numbered, so the matrix fits a terminal; ``wide`` names them ``top1=<artifact>``).
+    Skipped artifacts are listed under the table with their reason (``skipped_lines``)."""
+    from edgeship.table import Column, Table
 
     names = list(result["rows"])
     ran = [n for n in names if n in result["pairwise"]]
-    head = ["artifact", "status", "cos mean", "top1 agr"] + [f"top1={n}" for n in ran]
-    rows = []
-    for name in names:
-        r = result["rows"][name]
+    number = {n: i + 1 for i, n in enumerate(ran)}
+    cols = [Column("n", "#", "number"), Column("artifact", "artifact"),
+            Column("cosine_mean", "cos mean", "number", fmt="{:.5f}"),
+            Column("top1_agreement", "top1 agr", "percent", digits=3)]
+    cols += [Column(f"top1={n}", f"top1={n}" if wide else str(number[n]), "number",
+                    fmt=(lambda v: f"{100 * v:.1f}%") if wide else (lambda v: f"{100 * v:.0f}")) for n in ran]
+    title = f"{result['model']}: {result['samples']} samples, agreement vs {REFERENCE} and pairwise top-1"
+    table = Table(cols, title=title if wide else f"{title} in % (column k: artifact #k)")
+    for name in ran:
+        r, pair = result["rows"][name], result["pairwise"][name]
+        table.add_row(n=number[name], artifact=name, cosine_mean=_f(r["cosine_mean"]),
+                      top1_agreement=_f(r["top1_agreement"]), **{f"top1={o}": _f(pair[o]) for o in ran})
+    return table
+
+
+def skipped_lines(result: dict[str, Any], width: int | None = None) -> list[str]:
+    """One line per skip reason, naming the artifacts it skipped (wrapped at ``width``)."""
+    import textwrap
+
+    by_reason: dict[str, list[str]] = {}
+    for name, r in result["rows"].items():
         if r["status"] == "skipped":
-            rows.append([name, "SKIPPED", (r["skip_reason"] or "")[:60], ""] + [""] * len(ran))
-            continue
-        pair = result["pairwise"][name]
-        rows.append([name, r["status"], _f(r["cosine_mean"], "{:.5f}"), _pct(r["top1_agreement"])]
-                    + [_pct(pair[o]) for o in ran])
-    return f"{result['model']}: {result['samples']} samples, agreement vs {REFERENCE} and pairwise top-1\n" + render(head, rows)
+            by_reason.setdefault(r["skip_reason"] or "no reason given", []).append(name)
+    lines = [f"SKIPPED {', '.join(names)}: {reason}" for reason, names in by_reason.items()]
+    if width is None:
+        return lines
+    return [w for ln in lines for w in textwrap.wrap(ln, width, subsequent_indent="  ", break_on_hyphens=False)]
 
 
-def _f(v: float | None, fmt: str) -> str:
-    return "-" if v is None else fmt.format(v)
+def format_matrix(result: dict[str, Any], width: int | None = None, wide: bool = False) -> str:
+    from edgeship.table import PLAIN_WIDTH
+
+    return "\n".join([str(matrix_table(result, wide).render(width, wide=wide)),
+                      *skipped_lines(result, None if wide else width or PLAIN_WIDTH)])
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
+def _f(v: float | None) -> float | str:
+    return "-" if v is None else v

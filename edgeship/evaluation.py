@@ -243,29 +243,36 @@ def _evaluate_here(cfg: Config, refs: list[ArtifactRef], scorer: Scorer,
         yield entry
 
 
-def format_table(report: dict[str, Any]) -> str:
-    """The entries this call wrote (``report["updated"]``), else every entry."""
-    ref_acc = report["reference"]["accuracy"]
-    keys = report.get("updated") or list(report["entries"])
-    head = ["device/artifact", "status", "size KiB", "cos min", "cos mean", "max|err|", "SNR dB", "top1 agr",
-            "NN agr", "accuracy", "drop"]
-    rows = [["pytorch-fp32", "reference", "", "", "", "", "", "", "", _pct(ref_acc), ""]]
-    for key in keys:
+def eval_table(report: dict[str, Any]) -> Any:
+    """The entries this call wrote (``report["updated"]``), else every entry, as an edgeship.table.Table."""
+    from edgeship.table import Column, Table
+
+    table = Table([
+        Column("entry", "device/artifact"), Column("status", "status", priority=6),
+        Column("size_bytes", "size", "bytes", priority=5),
+        Column("cosine_min", "cos min", "number", priority=1, fmt="{:.5f}"),
+        Column("cosine_mean", "cos mean", "number", priority=4, fmt="{:.5f}"),
+        Column("max_abs_err", "max|err|", "number", priority=7, fmt="{:.4g}"),
+        Column("snr_db", "SNR dB", "number", priority=3, fmt="{:.1f}"),
+        Column("top1_agreement", "top1 agr", "percent", priority=2, digits=4),
+        # embeddings: nearest-neighbour (retrieval) agreement with the FP32 reference
+        Column("retrieval_agreement", "NN agr", "percent", priority=2, digits=4),
+        Column("accuracy", "accuracy", "percent", digits=4),
+        Column("accuracy_drop", "drop", "number", fmt=lambda v: f"{100 * v:+.2f} pt"),
+        Column("notes", "notes", wrap=True),
+    ], title=f"{report['model']}: {report['samples']} evaluation samples")
+    table.add_row(entry="pytorch-fp32", status="reference", accuracy=report["reference"]["accuracy"])
+    for key in report.get("updated") or list(report["entries"]):
         e = report["entries"][key]
-        size = "" if e.get("size_bytes") is None else f"{e['size_bytes'] / 1024:.1f}"
+        row = {"entry": key, "status": e["status"], "size_bytes": e.get("size_bytes")}
         if e["status"] != "ok":
-            rows.append([key, e["status"].upper(), size, (e.get("skip_reason") or "")[:60], "", "", "", "", "", "", ""])
+            table.add_row(**row, notes=f"{e['status'].upper()}: {e.get('skip_reason') or ''}".rstrip(": "))
             continue
-        rows.append([
-            key, "ok", size, f"{e['cosine_min']:.5f}", f"{e['cosine_mean']:.5f}",
-            f"{e['max_abs_err']:.4g}", "-" if e["snr_db"] is None else f"{e['snr_db']:.1f}", _pct(e["top1_agreement"]),
-            _pct(e.get("retrieval_agreement")),
-            _pct(e["accuracy"]), "" if e["accuracy_drop"] is None else f"{100 * e['accuracy_drop']:+.2f} pt",
-        ])
-    from edgeship.table import render
-
-    return f"{report['model']}: {report['samples']} evaluation samples\n" + render(head, rows)
+        table.add_row(**row, **{k: e.get(k) for k in ("cosine_min", "cosine_mean", "max_abs_err", "top1_agreement",
+                                                      "retrieval_agreement", "accuracy", "accuracy_drop")},
+                      snr_db="-" if e["snr_db"] is None else e["snr_db"])
+    return table
 
 
-def _pct(v: float | None) -> str:
-    return "" if v is None else f"{100 * v:.2f}%"
+def format_table(report: dict[str, Any], width: int | None = None, wide: bool = False) -> str:
+    return str(eval_table(report).render(width, wide=wide))

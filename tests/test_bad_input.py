@@ -768,7 +768,8 @@ def _snapshot(build: Path) -> dict[str, str]:
 
 
 def _progress(line: str) -> bool:
-    return line.endswith(" ...") or line.startswith("  ")
+    # progress lines, and notes (INT8 that does not pay on this CPU), which go to stderr with warnings
+    return line.endswith(" ...") or line.startswith(("  ", "note: "))
 
 
 def _params() -> list[object]:

@@ -30,8 +30,10 @@ def test_compare_matrix_on_demo(demo_project) -> None:
     assert set(pw) == set(rows)   # nothing skipped: every row ran
     assert pw["onnx-fp32"]["tflite-fp32"] == pw["tflite-fp32"]["onnx-fp32"] >= 0.99
     assert all(pw[n][n] == 1.0 for n in pw)
-    text = format_matrix(res)
+    text = format_matrix(res, wide=True)
     assert "top1=tflite-int8" in text and text.count("\n") == len(rows) + 2
+    narrow = format_matrix(res).splitlines()    # numbered columns: fits 100 columns
+    assert max(map(len, narrow)) <= 100 and "column k: artifact #k" in narrow[0]
 
 
 def test_compare_skips_artifacts_without_runtime(demo_project, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -290,7 +290,7 @@ def test_another_config_digest_is_a_warning_not_a_fail(project: Path, capsys: py
     r = json.loads(path.read_text())
     r["config_digest"] = "f" * 64      # profiled under another edgeship.toml
     path.write_text(json.dumps(r))
-    code, out, _ = gate(capsys, cfg)
+    code, out, err = gate(capsys, cfg)
     (warning,) = report(project)["warnings"]
     assert code == 0 and warning.startswith("1 piece(s) of evidence were measured under another edgeship.toml")
-    assert f"warning: {warning}" in out and f"> warning: {warning}" in (project / "build" / "reports" / "report.md").read_text()
+    assert f"warning: {warning}" in err and "warning:" not in out and f"> warning: {warning}" in (project / "build" / "reports" / "report.md").read_text()

@@ -2,24 +2,26 @@ from __future__ import annotations
 
 import argparse
 
-from edgeship.commands import command
+from edgeship.commands import add_table_options, command
 
 
 @command("devices", help="list configured and adb-connected devices; 'devices check NAME' tests one, "
-                         "'devices setup NAME' builds an emulated board", order=60)
+                         "'devices setup NAME' builds an emulated board", order=60,
+         example="edgeship devices check pi5")
 class Devices:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument("action", nargs="?", choices=["list", "check", "setup"], default="list",
                        help="list (default), check NAME, or setup NAME (build an emulated board's userland)")
         p.add_argument("name", nargs="?", help="a [devices.NAME] from edgeship.toml (for check and setup)")
+        add_table_options(p)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from edgeship.config import load_config
+        from edgeship.commands import load_cfg
         from edgeship.errors import UsageError
 
-        cfg = load_config(args.config)
+        cfg = load_cfg(args)
         if args.action == "check":
             if not args.name:
                 raise UsageError("usage: edgeship devices check NAME (one of the [devices.NAME] in edgeship.toml)")
@@ -30,31 +32,49 @@ class Devices:
             return _setup(cfg, args.name)
         if args.name:
             raise UsageError(f"unexpected argument '{args.name}'; did you mean 'edgeship devices check {args.name}'?")
-        return _list(cfg)
+        return _list(cfg, args)
 
 
-def _list(cfg: object) -> int:
+def _list(cfg: object, args: argparse.Namespace) -> int:
+    import json
+
     from edgeship.devices_check import adb_devices, describe
     from edgeship.errors import DeviceError
-    from edgeship.table import render
+    from edgeship.table import Column, Table, show
 
-    rows = describe(cfg)   # type: ignore[arg-type]
-    print(render(["device", "kind", "where"], [[r["name"], r["kind"], r["where"]] for r in rows]))
+    configured = Table([Column("name", "device"), Column("kind", "kind"), Column("where", "where", wrap=True)])
+    for r in describe(cfg):   # type: ignore[arg-type]
+        configured.add_row(name=r["name"], kind=r["kind"], where=r["where"])
+    phones: dict[str, object] = {}
     adbs = {d.adb for d in cfg.devices.values() if d.kind == "adb"} or {"adb"}   # type: ignore[attr-defined]
+    lines = []
     for adb in sorted(adbs):
         try:
             found = adb_devices(adb)
         except DeviceError as exc:
-            print(f"\nadb: {exc}")
+            phones[adb] = {"error": str(exc)}
+            lines.append(f"\nadb: {exc}")
             continue
+        phones[adb] = found
         if found is None:
-            print(f"\nadb: '{adb}' not found (install Android SDK platform-tools to use phones)")
+            lines.append(f"\nadb: '{adb}' not found (install Android SDK platform-tools to use phones)")
         elif not found:
-            print(f"\nadb ({adb}): no devices attached")
+            lines.append(f"\nadb ({adb}): no devices attached")
         else:
-            print(f"\nadb ({adb}):")
-            print(render(["serial", "state", "model", "product"],
-                         [[d["serial"], d["state"], d["model"], d["product"]] for d in found]))
+            t = Table([Column("serial", "serial"), Column("state", "state"), Column("model", "model"),
+                       Column("product", "product", priority=1)])
+            for d in found:
+                t.add_row(**{k: d[k] for k in ("serial", "state", "model", "product")})
+            lines += [f"\nadb ({adb}):", t]   # a path is never wrapped
+    if args.json:
+        print(json.dumps({"devices": configured.records(), "adb": phones}, indent=2))
+        return 0
+    show(configured, wide=args.wide)
+    for item in lines:
+        if isinstance(item, str):
+            print(item)
+        else:
+            show(item, wide=args.wide)
     return 0
 
 

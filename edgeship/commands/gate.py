@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from edgeship.commands import command
+from edgeship.commands import add_table_options, command
 
 
-@command("gate", help="judge profile/eval results against [[budgets]]; exit 0 pass, 1 fail, 2 bad input", order=40)
+@command("gate", help="judge profile/eval results against [[budgets]]; exit 0 pass, 1 fail, 2 bad input", order=40,
+         example="edgeship gate --baseline main/report.json --all")
 class Gate:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,29 +18,65 @@ class Gate:
         p.add_argument("--no-remeasure", action="store_true", help="decide on the saved samples only (no extra rounds)")
         p.add_argument("--cluster", metavar="ADDRESS", help="profile the budgeted devices on a Ray device lab first "
                        "(default: [cluster] address; see docs/cluster.md)")
+        p.add_argument("--all", dest="all_rows", action="store_true",
+                       help="show every check (default: FAIL and MARGINAL rows, a count of the others)")
+        add_table_options(p)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from edgeship.config import load_config
+        from edgeship.commands import load_cfg
         from edgeship.gating import check_threshold, gate, load_report
         from edgeship.progress import Progress
         from edgeship.reports import write_reports
-        from edgeship.reports.terminal import render_terminal
 
         check_threshold(args.threshold)     # before any file is read
-        cfg = load_config(args.config)
+        cfg = load_cfg(args)
         baseline = load_report(args.baseline) if args.baseline else None
         remeasure = (lambda _d, _a: []) if args.no_remeasure else None
         address = args.cluster or cfg.cluster.address
         if address:     # measure on the lab first; failed devices then FAIL as missing evidence
             from edgeship.cluster.gate import lab_remeasure, profile_lab
 
-            with Progress() as progress:
+            with Progress(title="profile on the lab") as progress:
                 profile_lab(cfg, address, args.device, progress.event)
             remeasure = remeasure or lab_remeasure(cfg, address)
-        with Progress() as progress:
+        with Progress(title="gate") as progress:
             result = gate(cfg, args.device, remeasure, baseline, args.force, args.threshold, progress.event)
         paths = write_reports(result.report, cfg.build / "reports")
-        print(render_terminal(result.report))
-        print("reports: " + ", ".join(str(p) for p in paths))
+        show_report(result.report, args)
+        if not args.json:
+            print(reports_line(paths))
         return result.exit_code
+
+
+def reports_line(paths: list[Any]) -> str:
+    """'reports in DIR: a, b' (relative to the working directory when below it), short enough for a terminal."""
+    import os
+    from pathlib import Path
+
+    dirs = {Path(p).parent for p in paths}
+    if len(dirs) != 1:
+        return "reports: " + ", ".join(str(p) for p in paths)
+    where = Path(dirs.pop())
+    try:
+        shown = os.path.relpath(where)
+        where = Path(shown) if not shown.startswith("..") else where
+    except ValueError:   # another drive (Windows)
+        pass
+    return "reports: " + ", ".join(Path(p).name for p in paths) + f"\n  in {where}"
+
+
+def show_report(report: dict[str, Any], args: Any) -> None:
+    """The verdict on stdout (a table, or ``--json``), warnings and notes on stderr."""
+    import json
+
+    from edgeship.reports.terminal import failing, render_terminal, terminal_notes
+    from edgeship.table import is_tty, terminal_width, warn
+
+    if getattr(args, "json", False):
+        keep = ("schema", "model", "verdict", "counts", "checks", "warnings")
+        print(json.dumps({**{k: report.get(k) for k in keep}, "failing": failing(report)}, indent=2, default=str))
+    else:
+        print(render_terminal(report, terminal_width(), wide=getattr(args, "wide", False),
+                              all_rows=getattr(args, "all_rows", False), color=is_tty()))
+    warn(terminal_notes(report), prefix="")

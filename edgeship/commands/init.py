@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from edgeship.commands import command
@@ -46,7 +47,8 @@ threads = 1
 '''
 
 
-@command("init", help="write a starter edgeship.toml in the current directory", order=0)
+@command("init", help="write a starter edgeship.toml in the current directory", order=0,
+         example="edgeship init && edgeship export && edgeship profile && edgeship gate")
 class Init:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,4 +61,9 @@ class Init:
             raise UsageError(f"{path} exists; pass --force to overwrite it")
         write_text_atomic(path, STARTER)
         print(f"wrote {path}")
+        cfg = "" if path.name == CONFIG_NAME and path.parent == Path() else f" -c {shlex.quote(str(path))}"
+        print("next: edit [model] (factory, inputs) and [data], then:")
+        print(f"  edgeship{cfg} export      # build the artifacts into build/artifacts/")
+        print(f"  edgeship{cfg} profile     # measure latency and memory on this CPU")
+        print(f"  edgeship{cfg} gate        # judge them against [[budgets]] (exit 1 on a failure)")
         return 0

@@ -3,19 +3,24 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgeship.commands import add_selection, command, load_selection
+from edgeship.commands import add_selection, add_table_options, command, load_selection
 
 
-@command("profile", help="measure latency and memory of every artifact on a device", order=30)
+@command("profile", help="measure latency and memory of every artifact on a device", order=30,
+         example="edgeship profile -t onnx -p int8 --min-runs 200 --max-seconds 10")
 class Profile:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
         add_selection(p, device=True)
+        p.add_argument("--warmup-runs", type=int, help="warmup runs at least (default: [profile] warmup_runs)")
         p.add_argument("--min-runs", type=int, help="measured runs at least (default: [profile] min_runs)")
         p.add_argument("--min-seconds", type=float, help="measure at least this long (default: [profile] min_seconds)")
+        p.add_argument("--max-seconds", type=float,
+                       help="stop measuring an artifact after this long (default: [profile] max_seconds)")
         p.add_argument("--threads", type=int, help="runtime threads (default: [profile] threads)")
         p.add_argument("--cluster", metavar="ADDRESS", help="measure on a Ray device lab (--device may then name "
                        "several, comma-separated; default: [cluster] address; see docs/cluster.md)")
+        add_table_options(p)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -29,19 +34,46 @@ class Profile:
                 raise UsageError(f"--{opt.replace('_', '-')} must be >= 1, got {getattr(args, opt)}")
         if args.min_seconds is not None and not 0 <= args.min_seconds <= MAX_SECONDS:   # also refuses nan
             raise UsageError(f"--min-seconds must be between 0 and {MAX_SECONDS:g}, got {args.min_seconds:g}")
+        if args.warmup_runs is not None and args.warmup_runs < 0:
+            raise UsageError(f"--warmup-runs must be >= 0, got {args.warmup_runs}")
+        if args.max_seconds is not None and not 0 < args.max_seconds <= MAX_SECONDS:
+            raise UsageError(f"--max-seconds must be > 0 and <= {MAX_SECONDS:g}, got {args.max_seconds:g}")
         cfg, targets, precisions = load_selection(args)
+        cfg = _with_overrides(cfg, args)
         try:
-            with Progress() as progress:
+            with Progress(title=f"profile on {args.device}") as progress:
                 results = profile(cfg, args.device, targets, precisions, progress.event, args.min_runs,
                                   args.min_seconds, args.threads, cluster=args.cluster)
         except DeviceError as exc:
             if getattr(exc, "results", None):     # a lab run: the devices that finished are shown, then the errors
-                print(format_results(exc.results, cfg))   # type: ignore[attr-defined]
+                _show(exc.results, cfg, args)   # type: ignore[attr-defined]
             raise
-        print(format_results(results, cfg))
+        _show(results, cfg, args)
         for device in args.device.split(","):
             _say_int8_speed(cfg, device)
         return 0
+
+
+def _with_overrides(cfg: Any, args: argparse.Namespace) -> Any:
+    """[profile] with --warmup-runs/--max-seconds applied (the config digest stays the file's)."""
+    update = {k: getattr(args, k) for k in ("warmup_runs", "max_seconds") if getattr(args, k) is not None}
+    if not update:
+        return cfg
+    return cfg.model_copy(update={"profile": cfg.profile.model_copy(update=update)})
+
+
+def _show(results: list[dict[str, Any]], cfg: Any, args: argparse.Namespace) -> None:
+    """The table on stdout (or ``--json``), its warnings on stderr."""
+    import json
+
+    from edgeship.table import show, warn
+
+    table, notes = profile_table(results, cfg)
+    if args.json:
+        print(json.dumps({"results": table.records(), "warnings": notes}, indent=2))
+    else:
+        show(table, wide=args.wide)
+    warn(notes)
 
 
 def _say_int8_speed(cfg: Any, device: str) -> None:
@@ -59,31 +91,44 @@ def _say_int8_speed(cfg: Any, device: str) -> None:
         print(f"note: {line}", file=sys.stderr)
 
 
-def format_results(results: list[dict[str, Any]], cfg: Any = None) -> str:
-    """The profile table; with ``cfg``, sample-count warnings only for statistics a budget gates."""
+def profile_table(results: list[dict[str, Any]], cfg: Any = None) -> tuple[Any, list[str]]:
+    """The profile table and its warnings; with ``cfg``, sample-count warnings only for gated statistics."""
     from edgeship.profiling import gated_statistics
     from edgeship.stats import ns_to_ms, stability_warnings, timing_summary
-    from edgeship.table import render
+    from edgeship.table import Column, Table
 
-    head = ["artifact", "device", "p50 ms", "p90 ms", "p99 ms", "mean", "std", "MAD", "n", "init ms", "first ms",
-            "mem init MB", "mem steady MB", "size KiB", "out cos"]
-    rows, notes = [], []
+    table = Table([
+        Column("artifact", "artifact"), Column("device", "device", priority=2),
+        Column("p50_ms", "p50", "time"), Column("p90_ms", "p90", "time"), Column("p99_ms", "p99", "time", priority=3),
+        Column("mean_ms", "mean", "time", priority=7), Column("std_ms", "std", "time", priority=8),
+        Column("mad_ms", "MAD", "time", priority=6), Column("n", "n", "number", priority=5),
+        Column("init_ms", "init", "time", priority=9), Column("first_ms", "first", "time", priority=9),
+        Column("mem_init_bytes", "mem init", "bytes", priority=7), Column("mem_steady_bytes", "mem", "bytes", priority=2),
+        Column("size_bytes", "size", "bytes", priority=1),
+        Column("out_cos", "out cos", "number", priority=3, fmt="{:.5f}"),
+        Column("notes", "notes", wrap=True),
+    ])
+    notes: list[str] = []
     for r in results:
         a = r["artifact"]
+        row: dict[str, Any] = {"artifact": a["name"], "device": r["device"]["name"], "size_bytes": a.get("size_bytes")}
         if r["status"] != "ok":
-            rows.append([a["name"], r["device"]["name"], "SKIPPED"] + [""] * 10 + [f"{a['size_bytes'] / 1024:.1f}", ""])
-            notes.append(f"{a['name']}: SKIPPED: {r['skip_reason']}")
+            table.add_row(**row, notes=f"SKIPPED: {r['skip_reason']}")
             continue
         t, m = r["timing"], r.get("memory") or {}
         s = timing_summary(t)
         emulated = bool(t.get("emulated"))   # qemu-user board: shown, labelled, never gated
-        rows.append([
-            a["name"], r["device"]["name"] + (" (emulated)" if emulated else ""), *(_lat(v) for v in (s.p50, s.p90, s.p99, s.mean, s.std, s.mad)), s.count, _ms(t.get("load_ns"), 1), _ms(t.get("first_ns"), 2),
-            _mb(m.get("init_peak_kb")), _mb(m.get("steady_peak_kb")), f"{a['size_bytes'] / 1024:.1f}",
-            _cosine(r.get("outputs")),
-        ])
+        out = r.get("outputs") or {}
+        row.update(p50_ms=s.p50, p90_ms=s.p90, p99_ms=s.p99, mean_ms=s.mean, std_ms=s.std, mad_ms=s.mad, n=s.count,
+                   init_ms=_ms(t.get("load_ns")), first_ms=_ms(t.get("first_ns")),
+                   mem_init_bytes=_bytes(m.get("init_peak_kb")), mem_steady_bytes=_bytes(m.get("steady_peak_kb")),
+                   out_cos=out.get("cosine"))
+        if emulated:
+            row["device"] += " (emulated)"
+        row_notes = []
         notes += _output_warnings(r)
         if emulated:
+            row_notes.append("emulated: timing not representative")
             notes.append(f"{a['name']}: emulated device: timing is not representative (latency and memory "
                          "budgets are SKIPPED)")
         elif t.get("samples_ns"):
@@ -92,12 +137,17 @@ def format_results(results: list[dict[str, Any]], cfg: Any = None) -> str:
             max_cv = cfg.gate.max_round_cv if cfg is not None else 0.10
             notes += [f"{a['name']}: {w}" for w in stability_warnings(s, gated, rounds, max_cv)]
         else:
+            row_notes.append(f"aggregates from {r['runtime'].get('name')}")
             notes.append(f"{a['name']}: aggregates printed by {r['runtime'].get('name')}; no per-run samples")
-    return render(head, rows) + ("\n" + "\n".join(f"warning: {n}" for n in notes) if notes else "")
+        table.add_row(**row, notes="; ".join(row_notes))
+    return table, notes
 
 
-def _cosine(outputs: Any) -> str:
-    return f"{outputs['cosine']:.5f}" if outputs and "cosine" in outputs else ""
+def format_results(results: list[dict[str, Any]], cfg: Any = None, width: int | None = None,
+                   wide: bool = False) -> str:
+    """The profile table as text, then its warnings (the command prints those on stderr)."""
+    table, notes = profile_table(results, cfg)
+    return table.render(width, wide=wide) + ("\n" + "\n".join(f"warning: {n}" for n in notes) if notes else "")
 
 
 def _output_warnings(r: dict[str, Any]) -> list[str]:
@@ -114,14 +164,9 @@ def _output_warnings(r: dict[str, Any]) -> list[str]:
              "computes something else than the export host's")]
 
 
-def _lat(ms: float) -> str:
-    # microsecond-fast models need more than 3 decimals of a millisecond to be readable
-    return f"{ms:.4f}" if ms < 1 else f"{ms:.3f}"
+def _ms(ns: Any) -> float | None:
+    return None if ns is None else ns / 1e6
 
 
-def _ms(ns: Any, digits: int) -> str:
-    return "" if ns is None else f"{ns / 1e6:.{digits}f}"
-
-
-def _mb(kb: Any) -> str:
-    return "" if kb is None else f"{kb / 1024:.1f}"
+def _bytes(kb: Any) -> int | None:
+    return None if kb is None else int(kb) * 1024

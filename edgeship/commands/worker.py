@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import argparse
 
-from edgeship.commands import command
+from edgeship.commands import command, load_cfg
 
 
 @command("worker", help="join this host to a Ray device lab, advertising its checked devices (docs/cluster.md)",
-         order=60)
+         order=60, example="edgeship worker --cluster head:6379 --devices pi5,pixel8")
 class Worker:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,13 +21,12 @@ class Worker:
         import subprocess
 
         from edgeship.cluster.worker import check_devices, ray_start_argv, worker_env
-        from edgeship.config import load_config
         from edgeship.errors import UsageError
 
         devices = [d.strip() for d in args.devices.split(",") if d.strip()]
         if not devices:
             raise UsageError("worker --devices: name at least one device")
-        cfg = load_config(args.config)
+        cfg = load_cfg(args)
         check_devices(cfg, devices)
         extra = (["--num-cpus", str(args.num_cpus)] if args.num_cpus is not None else []) + (
             ["--node-ip-address", args.node_ip_address] if args.node_ip_address else [])
