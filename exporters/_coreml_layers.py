@@ -75,15 +75,8 @@ def layer_report(job: Any, artifact_dir: Path, samples: Sequence[Any],
     """Per-layer SQNR and gain_if_float of the CoreML INT8 (W8A8) artifact in ``artifact_dir``."""
     from edgeship.exporters import _layer_sim as sim
     from edgeship.exporters.coreml import CoreMLExporter
-    from edgeship.manifest import read_manifest
 
-    manifest = read_manifest(artifact_dir)
-    if manifest.target != "coreml" or manifest.precision != "int8":
-        raise UsageError(f"{artifact_dir}: a per-layer report needs a coreml int8 artifact, "
-                         f"not {manifest.target}-{manifest.precision}")
-    if not samples:
-        raise UsageError(f"{job.model_name}: coreml-int8: the per-layer report needs at least one sample")
-    base_keep = tuple(manifest.recipe.get("kept_float") or ())
+    base_keep = sim.int8_artifact(artifact_dir, "coreml", job, samples)
     calibration = job.calibration_samples()
     final = CoreMLExporter.w8a8_calibrated(job, calibration, base_keep)
     reference = float_twin(final)

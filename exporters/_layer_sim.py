@@ -77,3 +77,18 @@ def worst_k_gains(candidates: Sequence[str], sqnr: dict[str, float], k: int,
     """``gain_if_float`` of the ``k`` layers with the lowest SQNR (one re-quantization each)."""
     worst = sorted(candidates, key=lambda layer: sqnr[layer])[:k]
     return {layer: gain(base_error, kept_error(layer)) for layer in worst}
+
+
+def int8_artifact(artifact_dir: Any, target: str, job: Any, samples: Sequence[Any]) -> tuple[str, ...]:
+    """Check that ``artifact_dir`` holds a ``target``-int8 artifact and that there are samples;
+    return the layers its build already keeps float (the report measures the others)."""
+    from edgeship.errors import UsageError
+    from edgeship.manifest import read_manifest
+
+    manifest = read_manifest(artifact_dir)
+    if manifest.target != target or manifest.precision != "int8":
+        raise UsageError(f"{artifact_dir}: a per-layer report needs a {target} int8 artifact, "
+                         f"not {manifest.target}-{manifest.precision}")
+    if not samples:
+        raise UsageError(f"{job.model_name}: {target}-int8: the per-layer report needs at least one sample")
+    return tuple(manifest.recipe.get("kept_float") or ())

@@ -115,15 +115,8 @@ def layer_report(job: Any, artifact_dir: Path, samples: Sequence[Sample],
     import torch
 
     from edgeship.exporters.tflite import _capture
-    from edgeship.manifest import read_manifest
 
-    manifest = read_manifest(artifact_dir)
-    if manifest.target != "tflite" or manifest.precision != "int8":
-        raise UsageError(f"{artifact_dir}: a per-layer report needs a tflite int8 artifact, "
-                         f"not {manifest.target}-{manifest.precision}")
-    if not samples:
-        raise UsageError(f"{job.model_name}: tflite-int8: the per-layer report needs at least one sample")
-    base_keep = tuple(manifest.recipe.get("kept_float") or ())
+    base_keep = sim.int8_artifact(artifact_dir, "tflite", job, samples)
     captured, _ = _capture(torch, job, [])
     calibration = job.calibration_samples()
     annotated, converted = quantize(job, captured, base_keep, calibration)

@@ -166,3 +166,24 @@ def profiled(demo_project, tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = project_copy(root, demo_project[0])
     profile(cfg, "local")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _sigint_disposition_is_restored(request: pytest.FixtureRequest) -> Any:
+    """Keep SIGINT as Python sets it for every test.
+
+    A library called in-process by one test may leave SIGINT ignored (SIG_IGN) or handled by
+    something that does not raise; an ignored SIGINT is then inherited by every process the
+    later tests spawn, and Ctrl-C tests of unrelated commands (tests/test_bad_input.py,
+    tests/test_cluster.py) stop proving anything. Seen once in a full run, not reproduced in
+    smaller ones; the warning names the test that changed it.
+    """
+    import signal
+    import warnings
+
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    if after is not before:
+        signal.signal(signal.SIGINT, before)
+        warnings.warn(f"{request.node.nodeid} left SIGINT as {after!r}; restored", stacklevel=1)

@@ -58,13 +58,17 @@ def store_layers(cfg: Config, artifact: str, record: dict[str, Any]) -> Path:
     return eval_path(cfg)
 
 
-def format_layers(rows: list[dict[str, Any]], limit: int | None = None) -> str:
-    from edgeship.table import render
+def format_layers(rows: list[dict[str, Any]], limit: int | None = None, wide: bool = False) -> str:
+    """The ranking as a table that fits the terminal (edgeship.table); ``wide``: every column in full."""
+    from edgeship.table import Column, Table
 
-    head = ["#", "layer", "op", "module", "SQNR dB", "gain if float"]
-    body = []
+    table = Table([
+        Column("rank", "#", "number"), Column("layer", "layer"), Column("op_type", "op", priority=2),
+        Column("module", "module", priority=1, wrap=True), Column("sqnr_db", "SQNR dB", "number", fmt="{:.1f}"),
+        Column("gain_if_float", "gain if float", "number", fmt=lambda v: f"{100 * v:+.1f}%"),
+    ])
     for i, r in enumerate(rows[:limit] if limit else rows, start=1):
-        gain = "-" if r.get("gain_if_float") is None else f"{100 * r['gain_if_float']:+.1f}%"
-        sqnr = "-" if r.get("sqnr_db") is None else f"{r['sqnr_db']:.1f}"
-        body.append([str(i), r["layer"], r["op_type"], r.get("module") or "-", sqnr, gain])
-    return render(head, body)
+        table.add_row(rank=i, layer=r["layer"], op_type=r["op_type"], module=r.get("module") or "-",
+                      sqnr_db="-" if r.get("sqnr_db") is None else r["sqnr_db"],
+                      gain_if_float="-" if r.get("gain_if_float") is None else r["gain_if_float"])
+    return str(table.render(None, wide=wide))
