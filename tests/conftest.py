@@ -33,7 +33,12 @@ def require_tool(name: str, install_cmd: str, path: str | None = None) -> str:
     found = shutil.which(name) or (path if path and os.access(path, os.X_OK) else None)
     if found:
         return found
-    msg = f"'{name}' not found; install it: {install_cmd}"
+    missing_component(f"'{name}' not found; install it: {install_cmd}")
+    raise AssertionError("unreachable")
+
+
+def missing_component(msg: str) -> None:
+    """Skip the test with ``msg`` (how to install the component); under CI=true, fail instead."""
     if in_ci():
         pytest.fail(f"CI=true: {msg} (a required real component may not be skipped in CI)", pytrace=False)
     pytest.skip(msg)

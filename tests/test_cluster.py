@@ -20,7 +20,7 @@ import pytest
 
 from edgeship.cli import main
 from edgeship.types import Precision, Target
-from tests.conftest import cli_project, in_ci, project_copy
+from tests.conftest import cli_project, missing_component, project_copy
 
 FAST = {"threads": 1, "warmup_runs": 2, "warmup_seconds": 0.02, "min_runs": 20, "min_seconds": 0.02,
         "max_seconds": 5.0, "timeout_s": 60.0, "rounds": 1}
@@ -34,10 +34,7 @@ def _require_ray() -> Any:
     try:
         import ray
     except ImportError:
-        msg = "ray is not installed; install it: pip install 'edgeship[cluster]'"
-        if in_ci():
-            pytest.fail(f"CI=true: {msg} (a required real component may not be skipped in CI)", pytrace=False)
-        pytest.skip(msg)
+        missing_component("ray is not installed; install it: pip install 'edgeship[cluster]'")
     return ray
 
 
