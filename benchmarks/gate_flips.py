@@ -43,7 +43,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGESHIP = [sys.executable, "-m", "edgeship"]
-OFFSETS = (-0.10, -0.05, 0.05, 0.10)
+OFFSETS = (-0.25, -0.10, -0.05, 0.05, 0.10, 0.25)
 ARTIFACT = "tflite-fp32"
 
 PROJECT = """\
@@ -128,7 +128,7 @@ def main() -> int:
 
         for i in range(args.calib):
             calibrate(str(i + 1))
-        truth = statistics.median(calib)
+        truth = truth_fixed = statistics.median(calib)
         if min(calib_share) < 0.9:
             print(f"warning: the runner got {min(calib_share):.0%} of a CPU while the true p90 was measured: the machine "
                   "is oversubscribed, so that 'truth' includes co-tenants and wrong counts measure them, not the gate "
@@ -137,7 +137,6 @@ def main() -> int:
         print(f"true p90 (median of {args.calib}) {truth:.3f} ms; budgets " +
               ", ".join(f"{100 * o:+.0f}%={b:.3f}" for o, b in zip(OFFSETS, budgets)), flush=True)
         write_project(tmp, args.rounds, budgets)
-        counts = {o: {"PASS": 0, "FAIL": 0, "MARGINAL": 0, "wrong": 0} for o in OFFSETS}
         runs: list[dict[str, Any]] = []
         for i in range(args.runs):
             t0 = time.monotonic()
@@ -154,45 +153,54 @@ def main() -> int:
                 must(gate, "gate")
             report = json.loads((tmp / "build" / "reports" / "report.json").read_text())
             checks = sorted((c for c in report["checks"] if c["metric"] == "latency_p90_ms"), key=lambda c: c["limit"])
-            judge = truth
+            local = None
             if args.truth == "bracketed":
                 after = calibrate(f"after run {i + 1}")
-                judge = (before + after) / 2      # the calibration profiles right before and right after the run
-            marks = []
-            realised = []
-            for o, c in zip(OFFSETS, checks):
-                v = c["verdict"]
-                r = c["limit"] / judge - 1        # where the budget really sat at the time of the run
-                realised.append(r)
-                wrong = (v == "PASS" and r < 0) or (v == "FAIL" and r > 0)
-                counts[o][v] = counts[o].get(v, 0) + 1
-                counts[o]["wrong"] += wrong
-                at = f"({100 * r:+.0f}%)" if args.truth == "bracketed" else ""
-                marks.append(f"{100 * o:+.0f}%{at}:{v}{'(WRONG)' if wrong else ''}")
+                local = (before + after) / 2      # the calibration profiles right before and right after the run
+            sessions = next(((c.get("rounds") or {}).get("sessions") for c in checks if (c.get("rounds") or {}).get("sessions")), None)
             total_rounds = max((c.get("rounds") or {}).get("count", 0) for c in checks)
             secs = time.monotonic() - t0
             runs.append({"p90_ms": p90, "profile_rounds": n_rounds, "round_cv": cv, "cpu_share": share,
-                         "gate_rounds": total_rounds,
-                         "seconds": secs, "verdicts": {f"{o:+.2f}": c["verdict"] for o, c in zip(OFFSETS, checks)},
-                         "truth_ms": judge, "budgets_ms": [c["limit"] for c in checks], "realised_offsets": realised,
+                         "gate_rounds": total_rounds, "session_noise": sessions,
+                         "seconds": secs, "verdicts": [c["verdict"] for c in checks],
+                         "budgets_ms": [c["limit"] for c in checks], "local_truth_ms": local, "base_ms": truth,
                          "details": [c["detail"] for c in checks]})
-            print(f"run {i + 1:2d}: p90 {p90:.3f} ms ({100 * (p90 / judge - 1):+.1f}% of the truth {judge:.3f}), "
-                  f"round CV {100 * cv:.1f}%, "
-                  f"CPU share {share:.0%}, "
-                  f"rounds {n_rounds}->{total_rounds}, {secs:.0f} s  " + "  ".join(marks), flush=True)
-    print(f"\n{'budget':>8} {'PASS':>5} {'FAIL':>5} {'MARGINAL':>9} {'wrong':>6}")
-    for o in OFFSETS:
-        c = counts[o]
-        print(f"{100 * o:+7.0f}% {c['PASS']:5d} {c['FAIL']:5d} {c['MARGINAL']:9d} {c['wrong']:6d}")
-    wrong10 = counts[-0.10]["wrong"] + counts[0.10]["wrong"]
+            noise = f"session CV {100 * sessions['cv']:.1f}% (df {sessions['df']})" if sessions else "session noise unknown"
+            print(f"run {i + 1:2d}: p90 {p90:.3f} ms ({100 * (p90 / truth - 1):+.1f}% of {truth:.3f}), round CV {100 * cv:.1f}%, "
+                  f"CPU share {share:.0%}, rounds {n_rounds}->{total_rounds}, {noise}, {secs:.0f} s  " +
+                  "  ".join(f"{100 * o:+.0f}%:{c['verdict']}" for o, c in zip(OFFSETS, checks)), flush=True)
+    # every profile of the benchmark (calibrations and runs): the artifact's p90 over the whole time
+    overall = statistics.median(calib + [r["p90_ms"] for r in runs])
+    # calibrated: the p90 the budgets were set from (in bracketed mode, the recent calibrations)
+    truths = {"calibrated": lambda r: r["base_ms"], "overall": lambda r: overall}
+    if args.truth == "bracketed":
+        truths = {"local": lambda r: r["local_truth_ms"], **truths}
+    print(f"\ntruths: calibrated (median of the first {args.calib} profiles) {truth_fixed:.3f} ms; overall (median of all "
+          f"{len(calib) + len(runs)} profiles) {overall:.3f} ms; p90 of the runs {min(r['p90_ms'] for r in runs):.3f}.."
+          f"{max(r['p90_ms'] for r in runs):.3f} ms")
+    summary: dict[str, Any] = {}
+    for name, judge in truths.items():
+        counts = {o: {"PASS": 0, "FAIL": 0, "MARGINAL": 0, "wrong": 0} for o in OFFSETS}
+        for r in runs:
+            for o, v, b in zip(OFFSETS, r["verdicts"], r["budgets_ms"]):
+                real = b / judge(r) - 1       # where the budget really sat against this truth
+                counts[o][v] += 1
+                counts[o]["wrong"] += (v == "PASS" and real < 0) or (v == "FAIL" and real > 0)
+        summary[name] = counts
+        print(f"\nagainst the {name} truth:\n{'budget':>8} {'PASS':>5} {'FAIL':>5} {'MARGINAL':>9} {'wrong':>6}")
+        for o in OFFSETS:
+            c = counts[o]
+            print(f"{100 * o:+7.0f}% {c['PASS']:5d} {c['FAIL']:5d} {c['MARGINAL']:9d} {c['wrong']:6d}")
+    wrong10 = {n: c[-0.10]["wrong"] + c[0.10]["wrong"] for n, c in summary.items()}
     elapsed = time.monotonic() - start
-    print(f"wrong verdicts at +-10%: {wrong10} in {args.runs} runs; at +-5%: {counts[-0.05]['wrong'] + counts[0.05]['wrong']}; "
-          f"{elapsed / 60:.1f} min in all ({elapsed / max(1, args.runs + args.calib):.0f} s per profile run)")
+    print("\nwrong verdicts at +-10% in " + f"{args.runs} runs: " + ", ".join(f"{w} against the {n} truth" for n, w in wrong10.items())
+          + f"; {elapsed / 60:.1f} min in all")
     if args.json:
-        args.json.write_text(json.dumps({"truth_mode": args.truth, "truth_p90_ms": truth, "calib_p90_ms": calib,
-                                         "offsets": OFFSETS,
-                                         "counts": {f"{o:+.2f}": c for o, c in counts.items()}, "runs": runs}, indent=1))
-    return 0 if wrong10 == 0 else 1
+        args.json.write_text(json.dumps({"truth_mode": args.truth, "calibrated_p90_ms": truth_fixed, "overall_p90_ms": overall,
+                                         "calib_p90_ms": calib, "offsets": OFFSETS,
+                                         "counts": {n: {f"{o:+.2f}": c for o, c in cs.items()} for n, cs in summary.items()},
+                                         "runs": runs}, indent=1))
+    return 0 if not any(wrong10.values()) else 1
 
 
 if __name__ == "__main__":

@@ -155,6 +155,9 @@ class GateConfig(_Frozen):
     regression_threshold: float = Field(0.05, ge=0, lt=1)   # baseline: minimum effect size
     regression_alpha: float = Field(0.01, gt=0, lt=1)
     memory_tolerance_mb: float = Field(0.5, ge=0)
+    # sessions within this many hours teach the gate each device's session-to-session noise
+    # (edgeship/sessions.py); older ones are kept but not used
+    session_window_hours: float = Field(168.0, gt=0)
 
 
 class ClusterConfig(_Frozen):
@@ -165,6 +168,9 @@ class ClusterConfig(_Frozen):
 class _DeviceBase(_Frozen):
     # declared CPU class (contract 2), for export --for a device that cannot be reached
     cpu_class: str | None = None
+    # the latency CV between measurement sessions on this device, when its history is not kept
+    # (a fresh CI machine): the gate widens latency intervals to at least this (docs/gate.md)
+    session_cv: float | None = Field(None, gt=0, le=10)
 
     @field_validator("cpu_class")
     @classmethod

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,15 @@ from edgeship.evidence import (
     profile_command,
 )
 from edgeship.rounds import cpu_shares, keep_rounds, timing_rounds
+from edgeship.sessions import (
+    SessionNoise,
+    device_noise,
+    earlier_sessions,
+    read_history,
+    record_sessions,
+    session_record,
+    state_shift,
+)
 from edgeship.stats import (
     MIN_SAMPLES,
     RoundSpread,
@@ -46,6 +55,7 @@ from edgeship.stats import (
     ns_to_ms,
     round_spread,
     statistic,
+    t_quantile,
     timing_summary,
 )
 from edgeship.types import Verdict
@@ -97,11 +107,16 @@ SINGLE_ROUND_FACTOR = 1.2
 # On a shared machine such a slow spell can last a whole profile (all rounds alike, so the
 # rounds cannot show it); a FAIL measured under it is not trusted (a PASS still is).
 CONTENDED_SHARE = 0.9
+# A session further from the earlier sessions of the same artifact than their 99% prediction
+# interval says the device changed state. 99%, not the gate's 95%: on a steady device this
+# test alone would otherwise turn 1 verdict in 20 MARGINAL.
+STATE_CONFIDENCE = 0.99
 
 
 def decide_latency(
     check: Check, timing: dict[str, Any] | list[int], cfg: Config, remeasure: Remeasure | None,
-    rng: np.random.Generator | None = None,
+    rng: np.random.Generator | None = None, noise: SessionNoise | None = None, earlier: Sequence[float] = (),
+    prior: SessionNoise | None = None,
 ) -> tuple[CheckResult, list[list[int]]]:
     """Sequential decision on one latency check over rounds of samples; returns the verdict and
     every round it used (re-measured ones appended).
@@ -111,6 +126,17 @@ def decide_latency(
     possible looks (1 + ``gate.max_rounds`` with a ``remeasure``), so measuring until the
     interval clears the budget does not inflate the error rate (Bonferroni over the looks).
     A FAIL whose runner was starved of CPU (``CONTENDED_SHARE``) is reported MARGINAL.
+
+    ``noise`` is the device's session-to-session noise (edgeship/sessions.py): the interval is
+    widened to at least ``point * exp(+-t * noise.sd)`` at the gate's confidence (not divided
+    over the looks: more rounds of this session leave that part as it is, so every look sees
+    nearly the same one), and when that part alone straddles the budget the verdict is
+    MARGINAL at once, since more rounds of the same session cannot narrow it. ``earlier`` are
+    the statistic of earlier sessions of the same artifact on the device and ``prior`` the
+    noise learned without this session (with it, an outlying session inflates the very spread
+    it is tested against): when this session lies beyond their prediction interval
+    (``STATE_CONFIDENCE``), the device is not in the state it was in, and the verdict is
+    MARGINAL whatever the interval says.
     """
     stat = check.statistic or "p90"
     g = cfg.gate
@@ -120,6 +146,7 @@ def decide_latency(
     conf = 1.0 - (1.0 - g.confidence) / looks
     extra = 0
     ci, spread, low, high = "", None, None, None
+    session_bound = False
     while True:
         n = sum(len(r) for r in rounds)
         enough = n >= MIN_SAMPLES[stat] and bool(rounds)
@@ -128,22 +155,40 @@ def decide_latency(
             spread = round_spread(ms, stat)
             if len(rounds) >= 2:
                 point, low, high = hierarchical_bootstrap(ms, stat, conf, g.bootstrap_resamples, rng)
-                ci = (f"{stat} {point:.4g} ms, {_pct(conf)} CI [{low:.4g}, {high:.4g}] ({spread.describe(stat)}) "
-                      f"vs budget {check.limit:g} ms")
-                if high <= check.limit:
-                    return _latency(check, Verdict.PASS, True, point, low, high, ci, spread), rounds
-                if low > check.limit:
-                    return _fail_unless_contended(check, timing, point, low, high, ci, spread), rounds
+                ci = f"{stat} {point:.4g} ms, {_pct(conf)} CI [{low:.4g}, {high:.4g}] ({spread.describe(stat)})"
+                f = 1.0
             else:
                 point, low, high = bootstrap_ci(ms[0], stat, conf, g.bootstrap_resamples, rng)
-                ci = (f"{stat} {point:.4g} ms, {_pct(conf)} CI [{low:.4g}, {high:.4g}] vs budget {check.limit:g} ms; "
-                      "1 round: interval reflects within-process noise only")
-                f = SINGLE_ROUND_FACTOR
-                if high * f <= check.limit:
-                    return _latency(check, Verdict.PASS, True, point, low, high, f"{ci}, budget >{f - 1:.0%} above it", spread), rounds
-                if low > check.limit * f:
-                    return _fail_unless_contended(check, timing, point, low, high, f"{ci}, budget >{f - 1:.0%} below it",
-                                                  spread), rounds
+                ci = f"{stat} {point:.4g} ms, {_pct(conf)} CI [{low:.4g}, {high:.4g}]"
+                ci += "; 1 round: interval reflects within-process noise only" if noise is None else "; 1 round"
+                # one round shows within-process noise only: decide only with margin to spare,
+                # unless the device's session noise (which covers the rest) is known
+                f = SINGLE_ROUND_FACTOR if noise is None else 1.0
+            if noise is not None:
+                s_low, s_high = session_interval(point, noise, g.confidence)
+                session_bound = s_low <= check.limit < s_high
+                if s_low < low or s_high > high:
+                    low, high = min(low, s_low), max(high, s_high)
+                    ci += f", widened to [{low:.4g}, {high:.4g}]: {noise.describe(check.device)}"
+            shift = None if prior is None else state_shift(point, earlier, prior, STATE_CONFIDENCE)
+            if shift is not None:
+                # which state is the usual one is unknown: the verdict must hold in both
+                usual = math.exp(sum(math.log(v) for v in earlier) / len(earlier))
+                e_low, e_high = session_interval(usual, prior, g.confidence)
+                low, high = min(low, e_low), max(high, e_high)
+                session_bound = True
+                ci += (f"; this session measured {stat} {100 * shift:+.0f}% against the {len(earlier)} earlier "
+                       f"session(s) of this artifact on '{check.device}' ({usual:.4g} ms; {prior.describe(check.device)}): "
+                       f"the device is not in the state it was in (co-tenants, thermal, another load), so the "
+                       f"interval covers both [{low:.4g}, {high:.4g}]")
+            ci += f" vs budget {check.limit:g} ms"
+            margin = f", budget >{f - 1:.0%} beyond it" if f > 1 else ""
+            if high * f <= check.limit:
+                return _latency(check, Verdict.PASS, True, point, low, high, ci + margin, spread, noise), rounds
+            if low > check.limit * f:
+                return _fail_unless_contended(check, timing, point, low, high, ci + margin, spread, noise), rounds
+            if session_bound:
+                break     # the budget is within the device's session noise: more rounds cannot settle it
         if remeasure is None or extra >= g.max_rounds:
             break
         more = list(remeasure(check.device, check.artifact))
@@ -155,21 +200,35 @@ def decide_latency(
     point = float(statistic(samples, stat))
     if not enough:
         why = f"only {n} samples, {stat} needs >= {MIN_SAMPLES[stat]}; decided on the point estimate"
-        return _latency(check, Verdict.MARGINAL, point <= check.limit, point, None, None, why, spread), rounds
-    why = f"interval straddles the budget after {extra} extra round(s); decided on the point estimate: {ci}"
-    return _latency(check, Verdict.MARGINAL, point <= check.limit, point, low, high, why, spread), rounds
+        return _latency(check, Verdict.MARGINAL, point <= check.limit, point, None, None, why, spread, noise), rounds
+    if session_bound:
+        why = (f"the budget is within the run-to-run noise of '{check.device}' (re-run the gate when the device is "
+               f"quiet; docs/gate.md, Sessions); decided on the point estimate: {ci}")
+    else:
+        why = f"interval straddles the budget after {extra} extra round(s); decided on the point estimate: {ci}"
+    return _latency(check, Verdict.MARGINAL, point <= check.limit, point, low, high, why, spread, noise), rounds
+
+
+def session_interval(point: float, noise: SessionNoise, confidence: float) -> tuple[float, float]:
+    """Where the artifact's long-run statistic lies, given one session's ``point`` and the
+    device's session-to-session noise (log scale, t with the noise's degrees of freedom)."""
+    from statistics import NormalDist
+
+    q = 1.0 - (1.0 - confidence) / 2.0
+    k = NormalDist().inv_cdf(q) if math.isinf(noise.df) else t_quantile(q, max(1, int(noise.df)))
+    return point * math.exp(-k * noise.sd), point * math.exp(k * noise.sd)
 
 
 def _fail_unless_contended(check: Check, timing: dict[str, Any] | list[int], point: float, low: float, high: float,
-                           detail: str, spread: RoundSpread | None) -> CheckResult:
+                           detail: str, spread: RoundSpread | None, noise: SessionNoise | None = None) -> CheckResult:
     shares = cpu_shares(timing)
     share = float(np.median(shares)) if shares else 1.0
     if share >= CONTENDED_SHARE:
-        return _latency(check, Verdict.FAIL, False, point, low, high, detail, spread)
+        return _latency(check, Verdict.FAIL, False, point, low, high, detail, spread, noise)
     why = (f"contended: the runner got {share:.0%} of a CPU during its measured runs (median over {len(shares)} "
            f"round(s), < {CONTENDED_SHARE:.0%}): co-tenants slowed it, so over budget is not trusted; pin CPUs or "
            f"isolate the device (docs/gate.md): {detail}")
-    return _latency(check, Verdict.MARGINAL, False, point, low, high, why, spread)
+    return _latency(check, Verdict.MARGINAL, False, point, low, high, why, spread, noise)
 
 
 def _pct(conf: float) -> str:
@@ -177,28 +236,41 @@ def _pct(conf: float) -> str:
 
 
 def _latency(check: Check, verdict: Verdict, passed: bool, point: float, low: float | None, high: float | None,
-             detail: str, spread: RoundSpread | None) -> CheckResult:
+             detail: str, spread: RoundSpread | None, noise: SessionNoise | None = None) -> CheckResult:
     rounds = None if spread is None else {"count": spread.rounds, "values_ms": list(spread.values),
                                           "min_ms": spread.min, "max_ms": spread.max, "cv": spread.cv}
+    if rounds is not None and noise is not None:
+        rounds["sessions"] = noise.to_dict()
     return CheckResult(check, verdict, passed, point, low, high, detail, rounds=rounds)
 
 
 def flag_noisy_devices(results: list[CheckResult], cfg: Config) -> list[CheckResult]:
-    """When any latency check's rounds vary by more than ``gate.max_round_cv`` on a device,
-    every latency verdict on that device says so: its intervals are wide for a reason that
-    pinning CPUs or isolating the device fixes (docs/gate.md, "Too noisy")."""
+    """When any latency check's rounds, or the device's sessions (edgeship/sessions.py), vary by
+    more than ``gate.max_round_cv`` on a device, every latency verdict on that device says so:
+    its intervals are wide for a reason that pinning CPUs or isolating the device fixes
+    (docs/gate.md, "Too noisy")."""
     limit = cfg.gate.max_round_cv
-    worst: dict[str, float] = {}
+    worst: dict[str, tuple[float, str]] = {}
     for r in results:
-        if r.rounds and r.rounds["count"] >= 2 and r.rounds["cv"] > limit:
-            worst[r.check.device] = max(worst.get(r.check.device, 0.0), r.rounds["cv"])
+        if not r.rounds:
+            continue
+        found = []
+        if r.rounds["count"] >= 2 and r.rounds["cv"] > limit:
+            found.append((r.rounds["cv"], "round-to-round"))
+        sess = r.rounds.get("sessions")
+        if sess and sess["cv"] > limit:
+            found.append((sess["cv"], "session-to-session"))
+        for cv, what in found:
+            if cv > worst.get(r.check.device, (0.0, ""))[0]:
+                worst[r.check.device] = (cv, what)
     out = []
     for r in results:
-        cv = worst.get(r.check.device)
+        hit = worst.get(r.check.device)
         # a measured verdict only: a missing-evidence FAIL or a SKIPPED row has no rounds to doubt
         measured = not r.rerun and r.verdict is not Verdict.SKIPPED
-        if cv is not None and measured and r.check.metric.startswith("latency_") and r.check.metric != "latency_regression":
-            note = (f"too noisy: round-to-round CV up to {100 * cv:.0f}% on '{r.check.device}' "
+        if hit is not None and measured and r.check.metric.startswith("latency_") and r.check.metric != "latency_regression":
+            cv, what = hit
+            note = (f"too noisy: {what} CV up to {100 * cv:.0f}% on '{r.check.device}' "
                     f"(> {100 * limit:.0f}%; pin CPUs, isolate the device or add rounds, see docs/gate.md)")
             r = replace(r, detail=f"{note}; {r.detail}")
         out.append(r)
@@ -384,8 +456,18 @@ def _device_check(c: Check, r: dict[str, Any] | None, digest: str, cfg: Config,
         return _value_check(c, mb, mb <= c.limit + cfg.gate.memory_tolerance_mb, "MB"), st.config_changed
     if not r["timing"].get("samples_ns"):
         return _aggregate_latency(c, r), st.config_changed
-    res, rounds = decide_latency(c, r["timing"], cfg, remeasure)
+    before = len(timing_rounds(r["timing"]))
+    stat = c.statistic or "p90"
+    history = read_history(cfg, c.device)
+    noise = device_noise(cfg, c.device, stat, history)
+    own = session_record(r)
+    others = [h for h in history if own is None or (h["digest"], h.get("created")) != (own["digest"], own["created"])]
+    prior = device_noise(cfg, c.device, stat, others) if len(others) < len(history) else noise
+    earlier = earlier_sessions(cfg, history, r, stat)
+    res, rounds = decide_latency(c, r["timing"], cfg, remeasure, noise=noise, earlier=earlier, prior=prior)
     keep_rounds(r["timing"], rounds)   # the report keeps every round the verdict used
+    if len(rounds) > before:           # re-measured rounds belong to this session's history line
+        record_sessions(cfg, c.device, [r])
     return res, st.config_changed
 
 

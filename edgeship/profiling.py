@@ -264,8 +264,10 @@ def profile(
     if address:    # the one dispatch point; without a cluster Ray is never imported
         from edgeship.cluster.submit import profile_on_cluster
 
-        return profile_on_cluster(cfg, address, device.split(","), targets, precisions, on_event,
-                                  min_runs, min_seconds, threads, rounds)
+        results = profile_on_cluster(cfg, address, device.split(","), targets, precisions, on_event,
+                                     min_runs, min_seconds, threads, rounds)
+        _record_sessions(cfg, results)
+        return results
     say = on_event or (lambda _m: None)
     refs = pick_for_class(find_artifacts(cfg, targets, precisions), known_device_class(cfg, device))
     inputs = profiling_inputs(cfg)
@@ -277,7 +279,22 @@ def profile(
         def save(name: str, result: dict[str, Any]) -> None:
             write_json_atomic(result_path(cfg, device, name), result)
 
-        return measure_rounds(cfg, dev, refs, inputs, reference, say, save, min_runs, min_seconds, threads, rounds)
+        results = measure_rounds(cfg, dev, refs, inputs, reference, say, save, min_runs, min_seconds, threads, rounds)
+    _record_sessions(cfg, results)
+    return results
+
+
+def _record_sessions(cfg: Config, results: list[dict[str, Any]]) -> None:
+    """One history line per measured result, per device (edgeship/sessions.py): the gate learns
+    each device's session-to-session noise from them."""
+    from edgeship.sessions import record_sessions
+
+    by_device: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_device.setdefault((r.get("device") or {}).get("name", ""), []).append(r)
+    for name, rs in by_device.items():
+        if name:
+            record_sessions(cfg, name, rs)
 
 
 def measure_rounds(cfg: Config, dev: Device, refs: list[ArtifactRef], inputs: dict[str, Any],
