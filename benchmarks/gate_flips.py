@@ -4,33 +4,48 @@
    single-thread) to tflite-fp32 in a temp project.
 2. Measures its "true" p90: ``--calib`` runs of ``edgeship profile`` (fresh processes), the
    median of their pooled p90s.
-3. Writes four p90 budgets for the artifact at -10%, -5%, +5%, +10% of that p90, then runs
-   ``edgeship profile`` + ``edgeship gate`` ``--runs`` times (each a fresh edgeship process, each
-   profile its own runner processes, the gate re-measuring rounds as it does by default).
+3. Writes six p90 budgets for the artifact at -25%, -10%, -5%, +5%, +10%, +25% of that p90,
+   then runs ``edgeship profile`` + ``edgeship gate`` ``--runs`` times (each a fresh edgeship
+   process, each profile its own runner processes, the gate re-measuring rounds as it does by
+   default). Every profile leaves a session in the project's ``build/history/local.jsonl``, so
+   the gate learns the machine's session-to-session noise as the benchmark goes (the
+   calibration profiles are the first sessions), as it would on a CI runner that keeps
+   ``build/history/``.
 4. Prints, per budget offset, the count of PASS / FAIL / MARGINAL and the WRONG verdicts: a
    PASS for a budget below the true p90, or a FAIL for one above it. MARGINAL is allowed (it
    says the budget sits inside the run-to-run noise). Goal (issue 13): 0 wrong in 50 runs at
-   +-10% on a 2-core shared machine.
+   +-10% on a 2-core shared machine. The +-25% budgets show whether the gate still decides
+   when the budget is clear of the noise.
 
-``--truth fixed`` (default) takes the truth once, before the runs, as above. On a shared
-virtual machine the artifact's real p90 moves with the host's load over minutes (measured here:
-11.3 ms, then 7.0 ms twenty minutes later, every run's rounds agreeing within a few %), so a
-truth taken once goes stale and "wrong" then counts the machine's drift, not the gate's error.
-``--truth bracketed`` measures the truth around each run instead: one calibration profile
-before and one after every ``profile`` + ``gate`` run; the budgets of run i sit at the offsets
-from the median of the last ``--calib`` calibration profiles (what a user would budget from),
-and run i is judged against the median of the calibration profiles just before and just after
-it (the p90 of the artifact at that time); the report gives each budget's realised offset.
+On a shared virtual machine the artifact's real p90 moves with the host's load over minutes
+(measured here: 11.3 ms, then 7.0 ms twenty minutes later, every run's rounds agreeing within
+a few %), so "the true p90" needs a definition. Each verdict is judged against up to three:
+
+- ``calibrated``: the p90 the budgets were set from (the median of the ``--calib`` profiles
+  before the runs; with ``--truth bracketed``, of the last ``--calib`` calibration profiles);
+- ``overall``: the median p90 of every profile of the benchmark (calibrations and runs), the
+  artifact's p90 over the whole time;
+- ``local`` (``--truth bracketed`` only): the mean of the calibration profiles just before and
+  just after the run (one calibration profile between every two runs), its p90 at that time.
+
+``--truth fixed`` (default) calibrates only before the runs.
+
+``--cotenant A:B`` starts a co-tenant before run A and stops it after run B (1-based): a numpy
+process streaming two 64 MiB arrays through memory, on the CPUs the benchmark is not pinned to
+(all of them when it is not pinned). It slows the runner through shared caches and memory,
+not by taking its CPU, as the host's other tenants do: a device that changes state in the
+middle of the benchmark, on demand.
 
     .venv/bin/python benchmarks/gate_flips.py [--runs 50] [--calib 5] [--rounds N]
-        [--truth fixed|bracketed] [--json out.json]
+        [--truth fixed|bracketed] [--cotenant A:B] [--json out.json]
 
-Exit 0 when no +-10% verdict was wrong, 1 otherwise, 2 when a step failed.
+Exit 0 when no +-10% verdict was wrong against any truth, 1 otherwise, 2 when a step failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import statistics
@@ -100,6 +115,28 @@ def write_project(tmp: Path, rounds: int | None, budgets: list[float]) -> None:
     (tmp / "edgeship.toml").write_text(text)
 
 
+COTENANT = """
+import os, numpy as np
+own = os.sched_getaffinity(0)
+other = set(range(os.cpu_count() or 1)) - set(int(c) for c in os.environ["GATE_FLIPS_PINNED"].split(",") if c)
+os.sched_setaffinity(0, other or own)
+a = np.ones(8 << 20)
+b = np.empty_like(a)
+while True:
+    np.copyto(b, a)
+    a, b = b, a
+"""
+
+
+def cotenant() -> subprocess.Popen[bytes]:
+    pinned = os.sched_getaffinity(0)
+    mine = "" if pinned == set(range(os.cpu_count() or 1)) else ",".join(str(c) for c in sorted(pinned))
+    # the child inherits this process's CPU mask; it moves itself to the other CPUs
+    p = subprocess.Popen([sys.executable, "-c", COTENANT], env={**os.environ, "GATE_FLIPS_PINNED": mine})
+    atexit.register(p.kill)     # a failed step (exit 2) must not leave it running
+    return p
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=50, help="profile + gate runs (default 50)")
@@ -109,7 +146,16 @@ def main() -> int:
     ap.add_argument("--truth", choices=("fixed", "bracketed"), default="fixed",
                     help="fixed: the median of the --calib profiles before the runs; bracketed: calibration "
                          "profiles around every run (see the module docstring)")
+    ap.add_argument("--cotenant", metavar="A:B", help="run a memory-streaming co-tenant from run A to run B (1-based)")
     args = ap.parse_args()
+    span = None
+    if args.cotenant:
+        try:
+            a, b = (int(x) for x in args.cotenant.split(":"))
+        except ValueError:
+            ap.error(f"--cotenant {args.cotenant!r}: expected A:B, two run numbers")
+        span = (a, b)
+    hog: subprocess.Popen[bytes] | None = None
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="edgeship-gate-flips-") as d:
         tmp = Path(d)
@@ -139,6 +185,9 @@ def main() -> int:
         write_project(tmp, args.rounds, budgets)
         runs: list[dict[str, Any]] = []
         for i in range(args.runs):
+            if span and i + 1 == span[0]:
+                hog = cotenant()
+                print(f"co-tenant started before run {i + 1}", flush=True)
             t0 = time.monotonic()
             before = calib[-1]
             if args.truth == "bracketed":
@@ -163,10 +212,16 @@ def main() -> int:
             runs.append({"p90_ms": p90, "profile_rounds": n_rounds, "round_cv": cv, "cpu_share": share,
                          "gate_rounds": total_rounds, "session_noise": sessions,
                          "seconds": secs, "verdicts": [c["verdict"] for c in checks],
+                         "cotenant": hog is not None,
                          "budgets_ms": [c["limit"] for c in checks], "local_truth_ms": local, "base_ms": truth,
                          "details": [c["detail"] for c in checks]})
+            if hog is not None and span and i + 1 == span[1]:
+                hog.kill()
+                hog.wait()
+                hog = None
+                print(f"co-tenant stopped after run {i + 1}", flush=True)
             noise = f"session CV {100 * sessions['cv']:.1f}% (df {sessions['df']})" if sessions else "session noise unknown"
-            print(f"run {i + 1:2d}: p90 {p90:.3f} ms ({100 * (p90 / truth - 1):+.1f}% of {truth:.3f}), round CV {100 * cv:.1f}%, "
+            print(f"run {i + 1:2d}{'*' if runs[-1]['cotenant'] else ''}: p90 {p90:.3f} ms ({100 * (p90 / truth - 1):+.1f}% of {truth:.3f}), round CV {100 * cv:.1f}%, "
                   f"CPU share {share:.0%}, rounds {n_rounds}->{total_rounds}, {noise}, {secs:.0f} s  " +
                   "  ".join(f"{100 * o:+.0f}%:{c['verdict']}" for o, c in zip(OFFSETS, checks)), flush=True)
     # every profile of the benchmark (calibrations and runs): the artifact's p90 over the whole time
