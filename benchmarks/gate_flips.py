@@ -32,12 +32,13 @@ a few %), so "the true p90" needs a definition. Each verdict is judged against u
 
 ``--cotenant A:B`` starts a co-tenant before run A and stops it after run B (1-based): a numpy
 process streaming two 64 MiB arrays through memory, on the CPUs the benchmark is not pinned to
-(all of them when it is not pinned). It slows the runner through shared caches and memory,
-not by taking its CPU, as the host's other tenants do: a device that changes state in the
-middle of the benchmark, on demand.
+(all of them when it is not pinned), meant to slow the runner through shared caches and
+memory as the host's other tenants do. ``A:B:same`` keeps it on the benchmark's own CPUs
+instead, where it takes CPU time from the runner: a device that changes state in the middle
+of the benchmark, on demand.
 
     .venv/bin/python benchmarks/gate_flips.py [--runs 50] [--calib 5] [--rounds N]
-        [--truth fixed|bracketed] [--cotenant A:B] [--json out.json]
+        [--truth fixed|bracketed] [--cotenant A:B[:same]] [--json out.json]
 
 Exit 0 when no +-10% verdict was wrong against any truth, 1 otherwise, 2 when a step failed.
 """
@@ -118,8 +119,9 @@ def write_project(tmp: Path, rounds: int | None, budgets: list[float]) -> None:
 COTENANT = """
 import os, numpy as np
 own = os.sched_getaffinity(0)
-other = set(range(os.cpu_count() or 1)) - set(int(c) for c in os.environ["GATE_FLIPS_PINNED"].split(",") if c)
-os.sched_setaffinity(0, other or own)
+if os.environ["GATE_FLIPS_PINNED"] != "same":
+    other = set(range(os.cpu_count() or 1)) - set(int(c) for c in os.environ["GATE_FLIPS_PINNED"].split(",") if c)
+    os.sched_setaffinity(0, other or own)
 a = np.ones(8 << 20)
 b = np.empty_like(a)
 while True:
@@ -128,9 +130,10 @@ while True:
 """
 
 
-def cotenant() -> subprocess.Popen[bytes]:
+def cotenant(same: bool) -> subprocess.Popen[bytes]:
     pinned = os.sched_getaffinity(0)
     mine = "" if pinned == set(range(os.cpu_count() or 1)) else ",".join(str(c) for c in sorted(pinned))
+    mine = "same" if same else mine
     # the child inherits this process's CPU mask; it moves itself to the other CPUs
     p = subprocess.Popen([sys.executable, "-c", COTENANT], env={**os.environ, "GATE_FLIPS_PINNED": mine})
     atexit.register(p.kill)     # a failed step (exit 2) must not leave it running
@@ -146,15 +149,17 @@ def main() -> int:
     ap.add_argument("--truth", choices=("fixed", "bracketed"), default="fixed",
                     help="fixed: the median of the --calib profiles before the runs; bracketed: calibration "
                          "profiles around every run (see the module docstring)")
-    ap.add_argument("--cotenant", metavar="A:B", help="run a memory-streaming co-tenant from run A to run B (1-based)")
+    ap.add_argument("--cotenant", metavar="A:B[:same]",
+                    help="run a memory-streaming co-tenant from run A to run B (1-based); :same on the benchmark's CPUs")
     args = ap.parse_args()
-    span = None
+    span, same = None, False
     if args.cotenant:
+        parts = args.cotenant.split(":")
         try:
-            a, b = (int(x) for x in args.cotenant.split(":"))
-        except ValueError:
-            ap.error(f"--cotenant {args.cotenant!r}: expected A:B, two run numbers")
-        span = (a, b)
+            span = (int(parts[0]), int(parts[1]))
+        except (ValueError, IndexError):
+            ap.error(f"--cotenant {args.cotenant!r}: expected A:B or A:B:same, two run numbers")
+        same = parts[2:] == ["same"]
     hog: subprocess.Popen[bytes] | None = None
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="edgeship-gate-flips-") as d:
@@ -186,7 +191,7 @@ def main() -> int:
         runs: list[dict[str, Any]] = []
         for i in range(args.runs):
             if span and i + 1 == span[0]:
-                hog = cotenant()
+                hog = cotenant(same)
                 print(f"co-tenant started before run {i + 1}", flush=True)
             t0 = time.monotonic()
             before = calib[-1]

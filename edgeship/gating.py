@@ -135,8 +135,9 @@ def decide_latency(
     the statistic of earlier sessions of the same artifact on the device and ``prior`` the
     noise learned without this session (with it, an outlying session inflates the very spread
     it is tested against): when this session lies beyond their prediction interval
-    (``STATE_CONFIDENCE``), the device is not in the state it was in, and the verdict is
-    MARGINAL whatever the interval says.
+    (``STATE_CONFIDENCE``), the device is not in the state it was in; which state is the usual
+    one is unknown, so the interval is widened to cover the earlier sessions' too, and only a
+    budget beyond both is decided.
     """
     stat = check.statistic or "p90"
     g = cfg.gate
