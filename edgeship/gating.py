@@ -37,7 +37,7 @@ from edgeship.evidence import (
     export_command,
     profile_command,
 )
-from edgeship.rounds import cpu_shares, keep_rounds, timing_rounds
+from edgeship.rounds import CONTENDED_SHARE, cpu_shares, keep_rounds, timing_rounds
 from edgeship.sessions import (
     SessionNoise,
     device_noise,
@@ -102,11 +102,6 @@ class GateReport:
 # spread between processes (issue 13: p90 varied +-17% across runs, each run's CI +-2%). Such
 # a verdict is decided only when the budget is further than this factor from the interval.
 SINGLE_ROUND_FACTOR = 1.2
-# The invoking thread is runnable for the whole measured loop, so a runner that got less CPU
-# time than this share of the loop's wall time was descheduled: co-tenants slowed every sample.
-# On a shared machine such a slow spell can last a whole profile (all rounds alike, so the
-# rounds cannot show it); a FAIL measured under it is not trusted (a PASS still is).
-CONTENDED_SHARE = 0.9
 # A session further from the earlier sessions of the same artifact than their 99% prediction
 # interval says the device changed state. 99%, not the gate's 95%: on a steady device this
 # test alone would otherwise turn 1 verdict in 20 MARGINAL.
@@ -116,7 +111,6 @@ STATE_CONFIDENCE = 0.99
 def decide_latency(
     check: Check, timing: dict[str, Any] | list[int], cfg: Config, remeasure: Remeasure | None,
     rng: np.random.Generator | None = None, noise: SessionNoise | None = None, earlier: Sequence[float] = (),
-    prior: SessionNoise | None = None,
 ) -> tuple[CheckResult, list[list[int]]]:
     """Sequential decision on one latency check over rounds of samples; returns the verdict and
     every round it used (re-measured ones appended).
@@ -131,13 +125,13 @@ def decide_latency(
     widened to at least ``point * exp(+-t * noise.sd)`` at the gate's confidence (not divided
     over the looks: more rounds of this session leave that part as it is, so every look sees
     nearly the same one), and when that part alone straddles the budget the verdict is
-    MARGINAL at once, since more rounds of the same session cannot narrow it. ``earlier`` are
-    the statistic of earlier sessions of the same artifact on the device and ``prior`` the
-    noise learned without this session (with it, an outlying session inflates the very spread
-    it is tested against): when this session lies beyond their prediction interval
-    (``STATE_CONFIDENCE``), the device is not in the state it was in; which state is the usual
-    one is unknown, so the interval is widened to cover the earlier sessions' too, and only a
-    budget beyond both is decided.
+    MARGINAL at once, since more rounds of the same session cannot narrow it. ``noise`` is
+    learned without this session (an outlying session would inflate the very spread it is
+    tested against) and ``earlier`` are the statistic of the earlier sessions of the same
+    artifact on the device in its usual state (edgeship.sessions.earlier_sessions): when this
+    session lies beyond their prediction interval (``STATE_CONFIDENCE``), the device is not in
+    the state it was in; which state is the usual one is unknown, so the interval is widened
+    to cover the earlier sessions' too, and only a budget beyond both is decided.
     """
     stat = check.statistic or "p90"
     g = cfg.gate
@@ -171,15 +165,15 @@ def decide_latency(
                 if s_low < low or s_high > high:
                     low, high = min(low, s_low), max(high, s_high)
                     ci += f", widened to [{low:.4g}, {high:.4g}]: {noise.describe(check.device)}"
-            shift = None if prior is None else state_shift(point, earlier, prior, STATE_CONFIDENCE)
+            shift = None if noise is None else state_shift(point, earlier, noise, STATE_CONFIDENCE)
             if shift is not None:
                 # which state is the usual one is unknown: the verdict must hold in both
                 usual = math.exp(sum(math.log(v) for v in earlier) / len(earlier))
-                e_low, e_high = session_interval(usual, prior, g.confidence)
+                e_low, e_high = session_interval(usual, noise, g.confidence)
                 low, high = min(low, e_low), max(high, e_high)
                 session_bound = True
                 ci += (f"; this session measured {stat} {100 * shift:+.0f}% against the {len(earlier)} earlier "
-                       f"session(s) of this artifact on '{check.device}' ({usual:.4g} ms; {prior.describe(check.device)}): "
+                       f"session(s) of this artifact on '{check.device}' ({usual:.4g} ms): "
                        f"the device is not in the state it was in (co-tenants, thermal, another load), so the "
                        f"interval covers both [{low:.4g}, {high:.4g}]")
             ci += f" vs budget {check.limit:g} ms"
@@ -460,12 +454,12 @@ def _device_check(c: Check, r: dict[str, Any] | None, digest: str, cfg: Config,
     before = len(timing_rounds(r["timing"]))
     stat = c.statistic or "p90"
     history = read_history(cfg, c.device)
-    noise = device_noise(cfg, c.device, stat, history)
     own = session_record(r)
+    # learned without this session: an outlying one would widen the spread it is tested against
     others = [h for h in history if own is None or (h["digest"], h.get("created")) != (own["digest"], own["created"])]
-    prior = device_noise(cfg, c.device, stat, others) if len(others) < len(history) else noise
+    noise = device_noise(cfg, c.device, stat, others)
     earlier = earlier_sessions(cfg, history, r, stat)
-    res, rounds = decide_latency(c, r["timing"], cfg, remeasure, noise=noise, earlier=earlier, prior=prior)
+    res, rounds = decide_latency(c, r["timing"], cfg, remeasure, noise=noise, earlier=earlier)
     keep_rounds(r["timing"], rounds)   # the report keeps every round the verdict used
     if len(rounds) > before:           # re-measured rounds belong to this session's history line
         record_sessions(cfg, c.device, [r])

@@ -238,7 +238,8 @@ def _finish(result: dict[str, Any], device: Device, ref: ArtifactRef, min_runs: 
         "manifest_sha256": digest,   # the older name of the same digest, kept for readers of old results
     }
     result["config_digest"] = cfg.digest if cfg is not None else None
-    result["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    # milliseconds: with the artifact digest it names the session in build/history (sessions.py)
+    result["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
     return result
 
 

@@ -150,6 +150,14 @@ def keep_rounds(timing: dict[str, Any], rounds: list[list[int]]) -> None:
     timing["samples_ns"] = [s for r in rounds for s in r]
 
 
+# The invoking thread is runnable for the whole measured loop, so a runner that got less CPU
+# time than this share of the loop's wall time was descheduled: co-tenants slowed every sample.
+# On a shared machine such a slow spell can last a whole profile (all rounds alike, so the
+# rounds cannot show it); a FAIL measured under it is not trusted (a PASS still is), and the
+# session does not teach the device's noise (edgeship/sessions.py).
+CONTENDED_SHARE = 0.9
+
+
 def cpu_shares(timing: dict[str, Any] | list[int]) -> list[float]:
     """Per round, the CPU time the runner got during its measured loop over the loop's wall time
     (rounds whose runner did not report it are left out)."""

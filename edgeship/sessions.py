@@ -57,14 +57,18 @@ def session_record(result: dict[str, Any]) -> dict[str, Any] | None:
     art = result.get("artifact") or {}
     if result.get("status") != "ok" or not samples or timing.get("emulated") or not art.get("artifact_digest"):
         return None
+    from edgeship.rounds import cpu_shares
+
     ms = np.asarray(samples, dtype=np.float64) / 1e6
     rt = result.get("runtime") or {}
+    shares = cpu_shares(timing)
     return {
         "created": result.get("created"), "artifact": art.get("name"), "digest": art["artifact_digest"],
         "runtime": f"{rt.get('name')} {rt.get('version') or ''}".strip(),
         "threads": (result.get("settings") or {}).get("threads"),
         "rounds": len(timing.get("rounds") or [samples]), "samples": int(ms.size),
         "stats": {s: round(float(statistic(ms, s)), 6) for s in STATS},
+        "cpu_share": round(float(np.median(shares)), 4) if shares else None,
     }
 
 
@@ -113,30 +117,76 @@ class SessionNoise:
     df: float            # its degrees of freedom (math.inf when stated in the config)
     sessions: int        # sessions it was learned from (0 when stated)
     groups: int          # artifacts (digest x runtime x threads) measured more than once
-    source: str          # "learned", "configured" or "configured (learned 3.1%)"
+    source: str          # "learned", "configured" or "configured; learned 3.1%"
+    set_aside: int = 0   # sessions left out as another state of the device (or contended)
 
     def describe(self, device: str) -> str:
         if self.sessions:
+            aside = f", {self.set_aside} set aside as another state" if self.set_aside else ""
             return (f"sessions on '{device}' vary {100 * self.sd:.1f}% ({self.source} from {self.sessions} sessions of "
-                    f"{self.groups} artifact(s))")
+                    f"{self.groups} artifact(s){aside})")
         return f"sessions on '{device}' vary {100 * self.sd:.1f}% ({self.source})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"cv": self.sd, "df": None if math.isinf(self.df) else self.df, "sessions": self.sessions,
-                "groups": self.groups, "source": self.source}
+                "groups": self.groups, "source": self.source, "set_aside": self.set_aside}
 
 
-def learn_noise(records: Sequence[dict[str, Any]], stat: str, since: _dt.datetime | None = None) -> SessionNoise | None:
-    """Pooled within-artifact standard deviation of log(stat) over ``records`` (newer than
-    ``since``); None when fewer than ``MIN_DF`` degrees of freedom."""
+# A session further than this many robust standard deviations from its artifact's median
+# session is another state of the device (a co-tenant's spell, a throttled hour), not its
+# usual noise: left out of the learned spread so one bad hour does not make every verdict of
+# the next week MARGINAL. Loose (a normal session is beyond 3.5 sd once in 2000) because the
+# robust sd comes from few sessions; the gate still meets such a session: a current session
+# like it is a changed state (gating.STATE_CONFIDENCE).
+CLIP_SD = 3.5
+# ... as long as such sessions are rare: a state the device is in for more than 1 session in 5
+# is part of its usual noise (a bimodal host), and nothing is set aside.
+MAX_ASIDE = 0.2
+
+
+def _key(r: dict[str, Any]) -> tuple[Any, ...]:
+    return (r["digest"], r.get("runtime"), r.get("threads"))
+
+
+def _usual(records: Sequence[dict[str, Any]], stat: str, since: _dt.datetime | None) -> tuple[dict[tuple[Any, ...], list[float]], int]:
+    """Per artifact key, log(stat) of its sessions in the device's usual state, and how many were
+    set aside: contended sessions (the runner was descheduled: rounds.CONTENDED_SHARE), then
+    sessions beyond ``CLIP_SD`` robust sd (pooled MAD of the deviations from each artifact's
+    median) of their artifact's median, unless more than ``MAX_ASIDE`` of them are."""
+    from statistics import median
+
+    from edgeship.rounds import CONTENDED_SHARE
+
     groups: dict[tuple[Any, ...], list[float]] = {}
+    aside = 0
     for r in records:
         v = (r.get("stats") or {}).get(stat)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
             continue
         if since is not None and not _newer(r.get("created"), since):
             continue
-        groups.setdefault((r["digest"], r.get("runtime"), r.get("threads")), []).append(math.log(v))
+        share = r.get("cpu_share")
+        if isinstance(share, (int, float)) and share < CONTENDED_SHARE:
+            aside += 1
+            continue
+        groups.setdefault(_key(r), []).append(math.log(v))
+    # deviations from a median of n are smaller than from the centre: sqrt(n / (n - 1)) undoes it
+    devs = [abs(x - median(logs)) * math.sqrt(len(logs) / (len(logs) - 1))
+            for logs in groups.values() if len(logs) >= 2 for x in logs]
+    robust = 1.4826 * median(devs) if devs else 0.0
+    if robust > 0:
+        clipped = {key: [x for x in logs if abs(x - median(logs)) <= CLIP_SD * robust] if len(logs) >= 2 else logs
+                   for key, logs in groups.items()}
+        out = sum(len(logs) - len(clipped[key]) for key, logs in groups.items())
+        if out <= MAX_ASIDE * len(devs):
+            groups, aside = clipped, aside + out
+    return groups, aside
+
+
+def learn_noise(records: Sequence[dict[str, Any]], stat: str, since: _dt.datetime | None = None) -> SessionNoise | None:
+    """Pooled within-artifact standard deviation of log(stat) over the sessions of ``records``
+    (newer than ``since``) in the device's usual state; None below ``MIN_DF`` degrees of freedom."""
+    groups, aside = _usual(records, stat, since)
     ss, df, n, g = 0.0, 0, 0, 0
     for logs in groups.values():
         if len(logs) < 2:
@@ -148,7 +198,7 @@ def learn_noise(records: Sequence[dict[str, Any]], stat: str, since: _dt.datetim
         g += 1
     if df < MIN_DF:
         return None
-    return SessionNoise(math.sqrt(ss / df), float(df), n, g, "learned")
+    return SessionNoise(math.sqrt(ss / df), float(df), n, g, "learned", aside)
 
 
 def window_start(cfg: Config, now: _dt.datetime | None = None) -> _dt.datetime:
@@ -174,16 +224,15 @@ def device_noise(cfg: Config, device: str, stat: str, records: Sequence[dict[str
 
 def earlier_sessions(cfg: Config, records: Sequence[dict[str, Any]], result: dict[str, Any], stat: str,
                      now: _dt.datetime | None = None) -> list[float]:
-    """``stat`` of the earlier sessions (within the window) of the artifact, runtime and threads
-    that ``result`` measured, the session of ``result`` itself left out."""
+    """``stat`` of the earlier sessions (within the window, in the device's usual state) of the
+    artifact, runtime and threads that ``result`` measured, the session of ``result`` itself
+    left out."""
     own = session_record(result)
     if own is None:
         return []
-    since = window_start(cfg, now)
-    key = (own["digest"], own["runtime"], own["threads"])
-    return [float(r["stats"][stat]) for r in records
-            if (r["digest"], r.get("runtime"), r.get("threads")) == key and r.get("created") != own["created"]
-            and isinstance(r["stats"].get(stat), (int, float)) and r["stats"][stat] > 0 and _newer(r.get("created"), since)]
+    others = [r for r in records if (r["digest"], r.get("created")) != (own["digest"], own["created"])]
+    groups, _ = _usual(others, stat, window_start(cfg, now))
+    return [math.exp(x) for x in groups.get(_key(own), [])]
 
 
 def state_shift(point: float, earlier: Sequence[float], noise: SessionNoise, confidence: float) -> float | None:
