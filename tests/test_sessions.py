@@ -12,8 +12,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +48,7 @@ def rounds_at(levels: list[float], n: int = 60, spread: float = 0.02, seed: int 
 def result(rounds: list[list[int]], digest: str = "d" * 64, created: str | None = None, name: str = "onnx-int8") -> dict[str, Any]:
     created = created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return {"status": "ok", "created": created, "device": {"name": "local", "kind": "local"},
-            "artifact": {"name": name, "artifact_digest": digest}, "runtime": {"name": "onnxruntime", "version": "1.x"},
+            "artifact": {"name": name, "artifact_digest": digest, "target": "onnx", "precision": "int8"}, "runtime": {"name": "onnxruntime", "version": "1.x"},
             "settings": {"threads": 1},
             "timing": {"samples_ns": [s for r in rounds for s in r], "rounds": [{"samples_ns": r} for r in rounds]}}
 
@@ -73,19 +71,17 @@ def p90(rounds: list[list[int]]) -> float:
     return float(np.percentile(np.concatenate(rounds) / 1e6, 90))
 
 
-def test_record_replaces_a_session_and_honours_the_umask(cfg) -> None:
-    r = result(rounds_at([1.0, 1.0]), created="2026-11-28T00:00:00+00:00")
-    old = os.umask(0o027)
-    try:
-        assert record_sessions(cfg, "local", [r]) == 1
-        r2 = result(rounds_at([1.0, 1.0, 1.2]), created="2026-11-28T00:00:00+00:00")   # the gate re-measured it
-        record_sessions(cfg, "local", [r2, {**r, "status": "skipped"}])
-    finally:
-        os.umask(old)
+def test_record_replaces_a_session_of_the_same_result(cfg) -> None:
+    """The gate re-measured rounds of a profiled session: its line is replaced, not doubled
+    (the file goes through fsutil's atomic writer, whose umask handling tests/test_atomic.py
+    checks)."""
+    r = result(rounds_at([1.0, 1.0]), created="2026-11-28T00:00:00.000+00:00")
+    assert record_sessions(cfg, "local", [r]) == 1
+    r2 = result(rounds_at([1.0, 1.0, 1.2]), created="2026-11-28T00:00:00.000+00:00")
+    record_sessions(cfg, "local", [r2, {**r, "status": "skipped"}])
     recs = read_history(cfg, "local")
     assert len(recs) == 1 and recs[0]["rounds"] == 3 and recs[0]["samples"] == 180
     assert recs[0]["stats"]["p90"] == pytest.approx(p90(rounds_at([1.0, 1.0, 1.2])), rel=1e-6)
-    assert stat.S_IMODE(history_path(cfg, "local").stat().st_mode) == 0o640
 
 
 def test_emulated_and_aggregate_only_results_leave_no_session(cfg) -> None:
@@ -261,3 +257,14 @@ def test_profile_writes_the_history_and_the_gate_uses_it(profiled: Path, tmp_pat
     report = gate(cfg, remeasure=lambda d, a: []).report
     lat = [c for c in report["checks"] if c["metric"] == "latency_p90_ms" and c["artifact"] == "onnx-fp32"]
     assert lat and all(c["rounds"]["sessions"]["source"] == "learned" and c["rounds"]["sessions"]["df"] >= 2 for c in lat)
+
+
+def test_profile_warns_when_the_sessions_of_a_device_are_too_noisy(cfg) -> None:
+    from edgeship.commands.profile import profile_table
+
+    now = result(rounds_at([1.0] * 3))
+    _, notes = profile_table([now], cfg)
+    assert not [n for n in notes if "too noisy" in n]
+    history(cfg, [1.0, 1.3, 0.8, 1.25, 0.85, 1.2])
+    _, notes = profile_table([now], cfg)
+    assert [n for n in notes if n.startswith("too noisy: sessions on 'local' vary")]

@@ -140,7 +140,25 @@ def profile_table(results: list[dict[str, Any]], cfg: Any = None) -> tuple[Any, 
             row_notes.append(f"aggregates from {r['runtime'].get('name')}")
             notes.append(f"{a['name']}: aggregates printed by {r['runtime'].get('name')}; no per-run samples")
         table.add_row(**row, notes="; ".join(row_notes))
+    if cfg is not None:
+        notes += _noisy_sessions(results, cfg)
     return table, notes
+
+
+def _noisy_sessions(results: list[dict[str, Any]], cfg: Any) -> list[str]:
+    """A device whose sessions (build/history) vary more than ``gate.max_round_cv``: the gate
+    will widen its latency intervals to that spread (docs/gate.md, Sessions)."""
+    from edgeship.sessions import device_noise
+
+    out = []
+    measured = {r["device"]["name"] for r in results
+                if r["status"] == "ok" and (r.get("timing") or {}).get("samples_ns") and not r["timing"].get("emulated")}
+    for device in sorted(measured):
+        noise = device_noise(cfg, device, "p90")
+        if noise is not None and noise.sessions and noise.sd > cfg.gate.max_round_cv:
+            out.append(f"too noisy: {noise.describe(device)}, > {cfg.gate.max_round_cv:.0%}: latency verdicts on it "
+                       "will be wide; pin CPUs or isolate the device (docs/gate.md, Sessions)")
+    return out
 
 
 def format_results(results: list[dict[str, Any]], cfg: Any = None, width: int | None = None,
