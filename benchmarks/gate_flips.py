@@ -30,6 +30,11 @@ a few %), so "the true p90" needs a definition. Each verdict is judged against u
 
 ``--truth fixed`` (default) calibrates only before the runs.
 
+``--ab`` gates every profile a second time, blind to the history (``[gate]
+session_window_hours`` of 4 ms): the gate as it was before sessions, on the same rounds, so
+the two columns compare the decision rules and not two moments of the machine. (When that
+gate re-measures rounds, they join the session's history line, as any gate's do.)
+
 ``--cotenant A:B`` starts a co-tenant before run A and stops it after run B (1-based): a numpy
 process streaming two 64 MiB arrays through memory, on the CPUs the benchmark is not pinned to
 (all of them when it is not pinned), meant to slow the runner through shared caches and
@@ -38,7 +43,7 @@ instead, where it takes CPU time from the runner: a device that changes state in
 of the benchmark, on demand.
 
     .venv/bin/python benchmarks/gate_flips.py [--runs 50] [--calib 5] [--rounds N]
-        [--truth fixed|bracketed] [--cotenant A:B[:same]] [--json out.json]
+        [--truth fixed|bracketed] [--cotenant A:B[:same]] [--ab] [--json out.json]
 
 Exit 0 when no +-10% verdict was wrong against any truth, 1 otherwise, 2 when a step failed.
 """
@@ -81,10 +86,10 @@ min_seconds = 1.0
 """
 
 
-def run(tmp: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+def run(tmp: Path, *argv: str, config: str = "edgeship.toml") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
            "EDGESHIP_CACHE_DIR": os.environ.get("EDGESHIP_CACHE_DIR", str(ROOT / "build" / "cache"))}
-    return subprocess.run([*EDGESHIP, "--config", str(tmp / "edgeship.toml"), *argv], cwd=tmp, env=env,
+    return subprocess.run([*EDGESHIP, "--config", str(tmp / config), *argv], cwd=tmp, env=env,
                           capture_output=True, text=True, check=False)
 
 
@@ -114,6 +119,9 @@ def write_project(tmp: Path, rounds: int | None, budgets: list[float]) -> None:
     for b in budgets:
         text += f'\n[[budgets]]\ndevice = "local"\ntarget = "tflite"\nprecision = "fp32"\nlatency_ms = {{ p90 = {b:.6f} }}\n'
     (tmp / "edgeship.toml").write_text(text)
+    # --ab: the same project, its gate blind to the history (a window of 4 ms holds no session):
+    # the gate as it was before sessions, on the very same profile
+    (tmp / "edgeship-nohistory.toml").write_text(text + "\n[gate]\nsession_window_hours = 0.000001\n")
 
 
 COTENANT = """
@@ -149,6 +157,8 @@ def main() -> int:
     ap.add_argument("--truth", choices=("fixed", "bracketed"), default="fixed",
                     help="fixed: the median of the --calib profiles before the runs; bracketed: calibration "
                          "profiles around every run (see the module docstring)")
+    ap.add_argument("--ab", action="store_true",
+                    help="after each gate, gate the same profile again blind to the history (the gate before sessions)")
     ap.add_argument("--cotenant", metavar="A:B[:same]",
                     help="run a memory-streaming co-tenant from run A to run B (1-based); :same on the benchmark's CPUs")
     args = ap.parse_args()
@@ -207,6 +217,14 @@ def main() -> int:
                 must(gate, "gate")
             report = json.loads((tmp / "build" / "reports" / "report.json").read_text())
             checks = sorted((c for c in report["checks"] if c["metric"] == "latency_p90_ms"), key=lambda c: c["limit"])
+            blind: list[str] = []
+            if args.ab:
+                b = run(tmp, "gate", "--device", "local", config="edgeship-nohistory.toml")
+                if b.returncode not in (0, 1):
+                    must(b, "gate (no history)")
+                rep = json.loads((tmp / "build" / "reports" / "report.json").read_text())
+                blind = [c["verdict"] for c in sorted((c for c in rep["checks"] if c["metric"] == "latency_p90_ms"),
+                                                      key=lambda c: c["limit"])]
             local = None
             if args.truth == "bracketed":
                 after = calibrate(f"after run {i + 1}")
@@ -216,7 +234,7 @@ def main() -> int:
             secs = time.monotonic() - t0
             runs.append({"p90_ms": p90, "profile_rounds": n_rounds, "round_cv": cv, "cpu_share": share,
                          "gate_rounds": total_rounds, "session_noise": sessions,
-                         "seconds": secs, "verdicts": [c["verdict"] for c in checks],
+                         "seconds": secs, "verdicts": [c["verdict"] for c in checks], "verdicts_no_history": blind,
                          "cotenant": hog is not None,
                          "budgets_ms": [c["limit"] for c in checks], "local_truth_ms": local, "base_ms": truth,
                          "details": [c["detail"] for c in checks]})
@@ -228,7 +246,8 @@ def main() -> int:
             noise = f"session CV {100 * sessions['cv']:.1f}% (df {sessions['df']})" if sessions else "session noise unknown"
             print(f"run {i + 1:2d}{'*' if runs[-1]['cotenant'] else ''}: p90 {p90:.3f} ms ({100 * (p90 / truth - 1):+.1f}% of {truth:.3f}), round CV {100 * cv:.1f}%, "
                   f"CPU share {share:.0%}, rounds {n_rounds}->{total_rounds}, {noise}, {secs:.0f} s  " +
-                  "  ".join(f"{100 * o:+.0f}%:{c['verdict']}" for o, c in zip(OFFSETS, checks)), flush=True)
+                  "  ".join(f"{100 * o:+.0f}%:{c['verdict']}" for o, c in zip(OFFSETS, checks)) +
+                  ("  | no history: " + " ".join(v[0] for v in blind) if blind else ""), flush=True)
     # every profile of the benchmark (calibrations and runs): the artifact's p90 over the whole time
     overall = statistics.median(calib + [r["p90_ms"] for r in runs])
     # calibrated: the p90 the budgets were set from (in bracketed mode, the recent calibrations)
@@ -239,22 +258,27 @@ def main() -> int:
           f"{len(calib) + len(runs)} profiles) {overall:.3f} ms; p90 of the runs {min(r['p90_ms'] for r in runs):.3f}.."
           f"{max(r['p90_ms'] for r in runs):.3f} ms")
     summary: dict[str, Any] = {}
-    for name, judge in truths.items():
+    gates = [("", "verdicts")] + ([(" (gate blind to the history)", "verdicts_no_history")] if args.ab else [])
+    for (label, field), (name, judge) in ((g, t) for g in gates for t in truths.items()):
         counts = {o: {"PASS": 0, "FAIL": 0, "MARGINAL": 0, "wrong": 0} for o in OFFSETS}
         for r in runs:
-            for o, v, b in zip(OFFSETS, r["verdicts"], r["budgets_ms"]):
+            for o, v, b in zip(OFFSETS, r[field], r["budgets_ms"]):
                 real = b / judge(r) - 1       # where the budget really sat against this truth
                 counts[o][v] += 1
                 counts[o]["wrong"] += (v == "PASS" and real < 0) or (v == "FAIL" and real > 0)
-        summary[name] = counts
-        print(f"\nagainst the {name} truth:\n{'budget':>8} {'PASS':>5} {'FAIL':>5} {'MARGINAL':>9} {'wrong':>6}")
+        summary[name + label] = counts
+        print(f"\nagainst the {name} truth{label}:\n{'budget':>8} {'PASS':>5} {'FAIL':>5} {'MARGINAL':>9} {'wrong':>6}")
         for o in OFFSETS:
             c = counts[o]
             print(f"{100 * o:+7.0f}% {c['PASS']:5d} {c['FAIL']:5d} {c['MARGINAL']:9d} {c['wrong']:6d}")
     wrong10 = {n: c[-0.10]["wrong"] + c[0.10]["wrong"] for n, c in summary.items()}
+    blind10 = {n: w for n, w in wrong10.items() if n.endswith(")")}
+    wrong10 = {n: w for n, w in wrong10.items() if not n.endswith(")")}
     elapsed = time.monotonic() - start
     print("\nwrong verdicts at +-10% in " + f"{args.runs} runs: " + ", ".join(f"{w} against the {n} truth" for n, w in wrong10.items())
           + f"; {elapsed / 60:.1f} min in all")
+    if blind10:
+        print("the same profiles gated blind to the history: " + ", ".join(f"{w} wrong against the {n}" for n, w in blind10.items()))
     if args.json:
         args.json.write_text(json.dumps({"truth_mode": args.truth, "calibrated_p90_ms": truth_fixed, "overall_p90_ms": overall,
                                          "calib_p90_ms": calib, "offsets": OFFSETS,
