@@ -121,6 +121,16 @@ def _locked(path: Path, blocking: bool = True) -> Iterator[bool]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def exclusive(directory: Path) -> Iterator[None]:
+    """Hold ``directory``'s lock (creating it): a read-modify-write of a file in it by
+    concurrent edgeship processes (two ``profile`` runs appending to one history) loses nothing."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with _locked(directory):
+        yield
+
+
 def _remove(p: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         if p.is_dir() and not p.is_symlink():

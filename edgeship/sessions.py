@@ -97,15 +97,17 @@ def read_history(cfg: Config, device: str) -> list[dict[str, Any]]:
 
 def record_sessions(cfg: Config, device: str, results: Iterable[dict[str, Any]]) -> int:
     """Add (or replace: same digest and ``created``) the sessions of ``results``; returns how many."""
-    from edgeship.fsutil import write_text_atomic
+    from edgeship.fsutil import exclusive, write_text_atomic
 
     new = [r for r in (session_record(res) for res in results) if r is not None]
     if not new:
         return 0
     keys = {(r["digest"], r["created"]) for r in new}
-    kept = [r for r in read_history(cfg, device) if (r["digest"], r.get("created")) not in keys]
-    lines = [json.dumps(r, sort_keys=True) for r in [*kept, *new][-MAX_RECORDS:]]
-    write_text_atomic(history_path(cfg, device), "\n".join(lines) + "\n")
+    path = history_path(cfg, device)
+    with exclusive(path.parent):
+        kept = [r for r in read_history(cfg, device) if (r["digest"], r.get("created")) not in keys]
+        lines = [json.dumps(r, sort_keys=True) for r in [*kept, *new][-MAX_RECORDS:]]
+        write_text_atomic(path, "\n".join(lines) + "\n")
     return len(new)
 
 

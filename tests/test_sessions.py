@@ -268,3 +268,29 @@ def test_profile_warns_when_the_sessions_of_a_device_are_too_noisy(cfg) -> None:
     history(cfg, [1.0, 1.3, 0.8, 1.25, 0.85, 1.2])
     _, notes = profile_table([now], cfg)
     assert [n for n in notes if n.startswith("too noisy: sessions on 'local' vary")]
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from tests.conftest import make_config
+from tests.test_sessions import result, rounds_at
+from edgeship.sessions import record_sessions
+cfg = make_config(Path(sys.argv[1]))
+for i in range(15):
+    record_sessions(cfg, "local", [result(rounds_at([1.0]), created=f"2026-11-28T00:00:{i:02d}.{sys.argv[2]}+00:00")])
+"""
+
+
+def test_concurrent_profiles_lose_no_session(tmp_path: Path) -> None:
+    """Four processes recording at once (two profiles of one project, a cluster's devices): the
+    read-modify-write holds the history directory's lock, so all 60 lines are there."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), f"{k:03d}"], cwd=ROOT) for k in range(4)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    recs = read_history(make_config(tmp_path), "local")
+    assert len(recs) == 60 and len({r["created"] for r in recs}) == 60
