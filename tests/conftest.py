@@ -173,15 +173,43 @@ def profiled(demo_project, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def sigint_as_from_a_terminal(argv: list[str]) -> list[str]:
+    """``argv`` run with SIGINT at its default disposition, for a child a test will Ctrl-C.
+
+    A shell without job control starts background commands with SIGINT ignored (bash does for
+    every ``cmd &`` in a script, CI runners' shells among them), and Python keeps an ignored
+    SIGINT it inherits instead of installing its KeyboardInterrupt handler; so does every
+    child. A test suite started that way once made the Ctrl-C tests see exit 0: the test then
+    measured how pytest was launched, not edgeship. So the child first resets SIGINT and then
+    execs ``argv`` (a default disposition survives exec; a ``preexec_fn`` would do the same
+    but is unsafe in a process with threads), getting what a terminal's foreground process has.
+    """
+    import sys
+
+    reset = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execvp(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", reset, *argv]
+
+
+@pytest.fixture
+def sigint_raises() -> Any:
+    """For an in-process Ctrl-C test: SIGINT raises KeyboardInterrupt during the test (even when
+    pytest itself was started with it ignored; see ``sigint_as_from_a_terminal``), restored after."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.fixture(autouse=True)
 def _sigint_disposition_is_restored(request: pytest.FixtureRequest) -> Any:
-    """Keep SIGINT as Python sets it for every test.
+    """Keep SIGINT as it was before each test.
 
     A library called in-process by one test may leave SIGINT ignored (SIG_IGN) or handled by
     something that does not raise; an ignored SIGINT is then inherited by every process the
-    later tests spawn, and Ctrl-C tests of unrelated commands (tests/test_bad_input.py,
-    tests/test_cluster.py) stop proving anything. Seen once in a full run, not reproduced in
-    smaller ones; the warning names the test that changed it.
+    later tests spawn. The warning names the test that changed it. (A full run once saw the
+    Ctrl-C tests fail; the cause was a pytest started with SIGINT ignored, which
+    ``sigint_as_from_a_terminal`` and ``sigint_raises`` now make irrelevant.)
     """
     import signal
     import warnings

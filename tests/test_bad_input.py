@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, sigint_as_from_a_terminal
 
 # Branches whose cases are expected to fail until the lead merges them: empty this set after
 # merging h11a (evidence/gate verdicts), h11b (manifest integrity, atomic dirs, ssh) and
@@ -425,7 +425,8 @@ BUG = "import edgeship.gating as g\n\ndef gate(*a, **k):\n    return {}['no such
 def _interrupt_export(p: Project, cmd: list[str], env: dict[str, str]) -> tuple[int, str]:
     """SIGINT once the export is under way (the first artifact is being written)."""
     argv = cmd[:cmd.index("--config") + 2] + ["export", "-t", "onnx,tflite", "-p", "fp32,int8"]
-    proc = subprocess.Popen(argv, cwd=p.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(sigint_as_from_a_terminal(argv), cwd=p.root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     lines = []
     for line in proc.stderr:   # progress lines: "export digits_cnn onnx-fp32 ..."
@@ -440,7 +441,8 @@ def _interrupt_export(p: Project, cmd: list[str], env: dict[str, str]) -> tuple[
 
 def _interrupt_profile(p: Project, cmd: list[str], env: dict[str, str]) -> tuple[int, str]:
     argv = cmd[:cmd.index("--config") + 2] + ["profile", "--device", "local", "--min-seconds", "30"]
-    proc = subprocess.Popen(argv, cwd=p.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(sigint_as_from_a_terminal(argv), cwd=p.root, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     lines = [proc.stderr.readline()]
     time.sleep(1.5)

@@ -194,7 +194,7 @@ def test_node_dying_mid_run_is_an_error_for_its_device(lab, project, tmp_path: P
     assert not (project.build / "results" / "boxc").exists()
 
 
-def test_ctrl_c_cancels_the_submitted_tasks(lab, project) -> None:
+def test_ctrl_c_cancels_the_submitted_tasks(lab, project, sigint_raises) -> None:
     from edgeship.bundle import profiling_inputs
     from edgeship.cluster.submit import run_tasks
     from edgeship.selection import find_artifacts
