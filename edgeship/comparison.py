@@ -1,27 +1,35 @@
 """compare: the same inputs through every artifact of a model, in-process, side by side.
 
-Each artifact is scored against the FP32 PyTorch reference (edgeship.metrics.fidelity:
-cosine mean, top-1 agreement) and against every other artifact (pairwise top-1 agreement), so
-one table shows which backend/precision drifts. An artifact whose runtime cannot run here is
-SKIPPED with the reason.
+Each artifact is scored against the FP32 PyTorch reference (cosine mean over all outputs, and
+the agreement metric of the model's outputs) and against every other artifact (the same
+agreement, pairwise), so one table shows which backend/precision drifts. The agreement follows
+the output kinds (edgeship/output_kinds.py, as ``eval`` does): top-1 agreement on the first
+classification output; nearest-neighbour (retrieval) agreement on the first embedding output
+when there is no classification output (argmax of an embedding means nothing); cosine when
+every output is a regression. An artifact whose runtime cannot run here is SKIPPED with the
+reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from edgeship.config import Config
 from edgeship.evaluation import evaluation_samples, run_artifact
-from edgeship.metrics import fidelity
+from edgeship.metrics import closeness, output_scores
 from edgeship.model import load_reference, run_reference
 from edgeship.selection import find_artifacts
 from edgeship.types import Precision, Target
 
 REFERENCE = "pytorch-fp32"
 DEFAULT_SAMPLES = 64
+# metric -> (the output_scores key, the table's short label)
+METRICS = {"top1": ("top1_agreement", "top1"), "retrieval": ("retrieval_agreement", "NN"), "cosine": ("cosine_mean", "cos")}
+
+Outputs = Sequence[Sequence[np.ndarray]]
 
 
 def compare(
@@ -33,9 +41,11 @@ def compare(
 ) -> dict[str, Any]:
     """Run up to ``samples`` evaluation (else calibration) samples through every artifact.
 
-    Returns {"model", "samples", "rows": {name: {"status", "skip_reason", "cosine_mean",
-    "top1_agreement"}}, "pairwise": {name: {other: top-1 agreement}}}; the reference is a row.
+    Returns {"model", "samples", "agreement": {"metric", "output", "kind_from"}, "rows": {name:
+    {"status", "skip_reason", "cosine_mean", "agreement"}}, "pairwise": {name: {other:
+    agreement of ``other`` with ``name`` as the reference}}}; the reference is a row.
     """
+    from edgeship.output_kinds import OutputKind, output_kinds
     from edgeship.runtimes.base import RuntimeUnavailable
 
     say = on_event or (lambda _m: None)
@@ -44,6 +54,10 @@ def compare(
     say(f"reference {cfg.model.name} on {len(feeds)} samples ...")
     model = load_reference(cfg)
     outputs: dict[str, list[list[np.ndarray]]] = {REFERENCE: [run_reference(model, f, cfg.model.inputs) for f in feeds]}
+    kinds = output_kinds(cfg.model.output_kinds, cfg.model.outputs, outputs[REFERENCE])
+    pick = (next(((i, "top1") for i, o in enumerate(kinds) if o.kind is OutputKind.CLASSIFICATION), None)
+            or next(((i, "retrieval") for i, o in enumerate(kinds) if o.kind is OutputKind.EMBEDDING), None))
+    index, metric = pick if pick else (None, "cosine")
     rows: dict[str, dict[str, Any]] = {REFERENCE: {"status": "reference", "skip_reason": None}}
     for ref in refs:
         say(f"run {ref.name} ...")
@@ -53,33 +67,49 @@ def compare(
             rows[ref.name] = {"status": "skipped", "skip_reason": str(exc)}
             continue
         rows[ref.name] = {"status": "ok", "skip_reason": None}
+
+    def agreement(reference: Outputs, candidate: Outputs) -> float | None:
+        if index is None:
+            return closeness(reference, candidate)["cosine_mean"]
+        return output_scores(reference, candidate, index, kinds[index].kind.value)[METRICS[metric][0]]
+
     for name, outs in outputs.items():
-        fid = fidelity(outputs[REFERENCE], outs)
-        rows[name].update(cosine_mean=fid["cosine_mean"], top1_agreement=fid["top1_agreement"])
-    pairwise = {a: {b: fidelity(outputs[a], outputs[b])["top1_agreement"] for b in outputs} for a in outputs}
-    return {"model": cfg.model.name, "samples": len(feeds), "rows": rows, "pairwise": pairwise}
+        rows[name].update(cosine_mean=closeness(outputs[REFERENCE], outs)["cosine_mean"],
+                          agreement=agreement(outputs[REFERENCE], outs))
+    pairwise = {a: {b: agreement(outputs[a], outputs[b]) for b in outputs} for a in outputs}
+    chosen = {"metric": metric, "output": None if index is None else kinds[index].name,
+              "kind_from": None if index is None else kinds[index].kind_from}
+    return {"model": cfg.model.name, "samples": len(feeds), "agreement": chosen, "rows": rows, "pairwise": pairwise}
 
 
 def matrix_table(result: dict[str, Any], wide: bool = False) -> Any:
-    """Agreement with the reference, then pairwise top-1 agreement in %: column k is the k-th
-    artifact (numbered, so the matrix fits a terminal; ``wide`` names them ``top1=<artifact>``).
+    """Agreement with the reference, then pairwise agreement in %: column k is the k-th artifact
+    (numbered, so the matrix fits a terminal; ``wide`` names them ``<metric>=<artifact>``).
     Skipped artifacts are listed under the table with their reason (``skipped_lines``)."""
     from edgeship.table import Column, Table
 
+    chosen = result.get("agreement") or {"metric": "top1", "output": None}
+    label = METRICS[chosen["metric"]][1]
     names = list(result["rows"])
     ran = [n for n in names if n in result["pairwise"]]
     number = {n: i + 1 for i, n in enumerate(ran)}
     cols = [Column("n", "#", "number"), Column("artifact", "artifact"),
             Column("cosine_mean", "cos mean", "number", fmt="{:.5f}"),
-            Column("top1_agreement", "top1 agr", "percent", digits=3)]
-    cols += [Column(f"top1={n}", f"top1={n}" if wide else str(number[n]), "number",
+            Column("agreement", f"{label} agr", "percent", digits=3)]
+    cols += [Column(f"{label}={n}", f"{label}={n}" if wide else str(number[n]), "number",
                     fmt=(lambda v: f"{100 * v:.1f}%") if wide else (lambda v: f"{100 * v:.0f}")) for n in ran]
-    title = f"{result['model']}: {result['samples']} samples, agreement vs {REFERENCE} and pairwise top-1"
-    table = Table(cols, title=title if wide else f"{title} in % (column k: artifact #k)")
+    head = f"{result['model']}: {result['samples']} samples, agreement vs {REFERENCE}"
+    if wide:
+        what = {"top1": "top-1", "retrieval": "nearest-neighbour", "cosine": "cosine"}[chosen["metric"]]
+        on = f" of {chosen['output']}" if chosen.get("output") else ""
+        title = f"{head} and pairwise {what}{on}"
+    else:    # fits 100 columns
+        title = f"{head}, pairwise {label} in % (column k: artifact #k)"
+    table = Table(cols, title=title)
     for name in ran:
         r, pair = result["rows"][name], result["pairwise"][name]
         table.add_row(n=number[name], artifact=name, cosine_mean=_f(r["cosine_mean"]),
-                      top1_agreement=_f(r["top1_agreement"]), **{f"top1={o}": _f(pair[o]) for o in ran})
+                      agreement=_f(r["agreement"]), **{f"{label}={o}": _f(pair[o]) for o in ran})
     return table
 
 

@@ -21,11 +21,12 @@ def test_compare_matrix_on_demo(demo_project) -> None:
     res = compare(cfg, samples=32)
     assert res["samples"] == 32
     rows = res["rows"]
+    assert res["agreement"]["metric"] == "top1" and res["agreement"]["output"] == "logits"   # a classifier
     assert REFERENCE in rows and "onnx-fp32" in rows and "tflite-int8" in rows
-    assert rows[REFERENCE]["cosine_mean"] == pytest.approx(1.0) and rows[REFERENCE]["top1_agreement"] == 1.0
+    assert rows[REFERENCE]["cosine_mean"] == pytest.approx(1.0) and rows[REFERENCE]["agreement"] == 1.0
     for name in ("onnx-fp32", "tflite-fp32"):
         assert rows[name]["status"] == "ok" and rows[name]["cosine_mean"] >= 0.9999
-    assert rows["tflite-int8"]["top1_agreement"] >= 0.95
+    assert rows["tflite-int8"]["agreement"] >= 0.95
     pw = res["pairwise"]
     assert set(pw) == set(rows)   # nothing skipped: every row ran
     assert pw["onnx-fp32"]["tflite-fp32"] == pw["tflite-fp32"]["onnx-fp32"] >= 0.99

@@ -99,6 +99,23 @@ def test_bert_int8_evaluates(bert: dict[str, Any]) -> None:
         assert entry["status"] == "ok" and entry["cosine_min"] >= 0.95, entry
 
 
+def test_bert_compare_uses_retrieval_agreement(bert: dict[str, Any]) -> None:
+    """An embedding model: compare's agreement is nearest-neighbour agreement, not the argmax of
+    a unit vector's coordinates."""
+    from edgeship.comparison import REFERENCE, compare, format_matrix
+
+    res = compare(bert["cfg"], (Target.ONNX,), (Precision.FP32, Precision.INT8), samples=16)
+    assert res["agreement"] == {"metric": "retrieval", "output": "embedding", "kind_from": res["agreement"]["kind_from"]}
+    assert res["agreement"]["kind_from"].startswith("inferred: unit L2-norm")
+    rows = res["rows"]
+    assert rows[REFERENCE]["agreement"] == 1.0 and rows["onnx-fp32"]["agreement"] == 1.0
+    assert 0.8 <= rows["onnx-int8"]["agreement"] <= 1.0 and rows["onnx-int8"]["cosine_mean"] > 0.99
+    assert res["pairwise"]["onnx-fp32"]["onnx-fp32"] == 1.0
+    text = format_matrix(res, wide=True)
+    assert "NN agr" in text and "NN=onnx-int8" in text and "nearest-neighbour of embedding" in text
+    assert "top1" not in text
+
+
 # -- GRU -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["gru_kws", "gru_kws_2layer"])
