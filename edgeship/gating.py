@@ -46,6 +46,7 @@ from edgeship.sessions import (
     record_sessions,
     session_record,
     state_shift,
+    without,
 )
 from edgeship.stats import (
     MIN_SAMPLES,
@@ -55,7 +56,6 @@ from edgeship.stats import (
     ns_to_ms,
     round_spread,
     statistic,
-    t_quantile,
     timing_summary,
 )
 from edgeship.types import Verdict
@@ -207,10 +207,7 @@ def decide_latency(
 def session_interval(point: float, noise: SessionNoise, confidence: float) -> tuple[float, float]:
     """Where the artifact's long-run statistic lies, given one session's ``point`` and the
     device's session-to-session noise (log scale, t with the noise's degrees of freedom)."""
-    from statistics import NormalDist
-
-    q = 1.0 - (1.0 - confidence) / 2.0
-    k = NormalDist().inv_cdf(q) if math.isinf(noise.df) else t_quantile(q, max(1, int(noise.df)))
+    k = noise.quantile(1.0 - (1.0 - confidence) / 2.0)
     return point * math.exp(-k * noise.sd), point * math.exp(k * noise.sd)
 
 
@@ -454,10 +451,8 @@ def _device_check(c: Check, r: dict[str, Any] | None, digest: str, cfg: Config,
     before = len(timing_rounds(r["timing"]))
     stat = c.statistic or "p90"
     history = read_history(cfg, c.device)
-    own = session_record(r)
     # learned without this session: an outlying one would widen the spread it is tested against
-    others = [h for h in history if own is None or (h["digest"], h.get("created")) != (own["digest"], own["created"])]
-    noise = device_noise(cfg, c.device, stat, others)
+    noise = device_noise(cfg, c.device, stat, without(history, session_record(r)))
     earlier = earlier_sessions(cfg, history, r, stat)
     res, rounds = decide_latency(c, r["timing"], cfg, remeasure, noise=noise, earlier=earlier)
     keep_rounds(r["timing"], rounds)   # the report keeps every round the verdict used

@@ -129,6 +129,14 @@ class SessionNoise:
                     f"{self.groups} artifact(s){aside})")
         return f"sessions on '{device}' vary {100 * self.sd:.1f}% ({self.source})"
 
+    def quantile(self, q: float) -> float:
+        """Student-t quantile with the noise's degrees of freedom (normal when stated)."""
+        from statistics import NormalDist
+
+        from edgeship.stats import t_quantile
+
+        return NormalDist().inv_cdf(q) if math.isinf(self.df) else t_quantile(q, max(1, int(self.df)))
+
     def to_dict(self) -> dict[str, Any]:
         return {"cv": self.sd, "df": None if math.isinf(self.df) else self.df, "sessions": self.sessions,
                 "groups": self.groups, "source": self.source, "set_aside": self.set_aside}
@@ -232,9 +240,15 @@ def earlier_sessions(cfg: Config, records: Sequence[dict[str, Any]], result: dic
     own = session_record(result)
     if own is None:
         return []
-    others = [r for r in records if (r["digest"], r.get("created")) != (own["digest"], own["created"])]
-    groups, _ = _usual(others, stat, window_start(cfg, now))
+    groups, _ = _usual(without(records, own), stat, window_start(cfg, now))
     return [math.exp(x) for x in groups.get(_key(own), [])]
+
+
+def without(records: Sequence[dict[str, Any]], own: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """``records`` less the session ``own`` (a ``session_record``) itself."""
+    if own is None:
+        return list(records)
+    return [r for r in records if (r["digest"], r.get("created")) != (own["digest"], own["created"])]
 
 
 def state_shift(point: float, earlier: Sequence[float], noise: SessionNoise, confidence: float) -> float | None:
@@ -242,16 +256,11 @@ def state_shift(point: float, earlier: Sequence[float], noise: SessionNoise, con
     sessions of the same artifact when it lies beyond their prediction interval
     (``t * sd * sqrt(1 + 1/k)`` on the log scale), else None. The artifact is the same, so such
     a shift is the device's state (co-tenants, thermal, another load), not the artifact."""
-    from statistics import NormalDist
-
-    from edgeship.stats import t_quantile
-
     if not earlier or not point > 0:
         return None
     k = len(earlier)
     mean = sum(math.log(v) for v in earlier) / k
-    q = 1.0 - (1.0 - confidence) / 2.0
-    t = NormalDist().inv_cdf(q) if math.isinf(noise.df) else t_quantile(q, max(1, int(noise.df)))
+    t = noise.quantile(1.0 - (1.0 - confidence) / 2.0)
     d = math.log(point) - mean
     return math.expm1(d) if abs(d) > t * noise.sd * math.sqrt(1.0 + 1.0 / k) else None
 
