@@ -65,7 +65,7 @@ def scheduling_overhead(cfg: Any, tasks: int) -> dict[str, Any]:
 
     from edgeship.cluster import device_resource
     from edgeship.cluster.transport import pack
-    from edgeship.selection import find_artifacts
+    from edgeship.artifact.selection import find_artifacts
 
     ref = find_artifacts(cfg)[0]
     payload = ray.put(pack(ref))
@@ -90,8 +90,8 @@ def main() -> int:
 
     import ray
 
-    from edgeship.pipeline import export
-    from edgeship.profiling import profile
+    from edgeship.export.pipeline import export
+    from edgeship.measure.profile import profile
     from edgeship.types import Precision, Target
     from tests.conftest import make_config
 

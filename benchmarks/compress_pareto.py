@@ -114,11 +114,11 @@ def _reusable(cfg: Any) -> dict[str, Any] | None:
 def run_net(net: str, work: Path, say: Any, reuse: bool = False) -> list[dict[str, Any]]:
     from edgeship.compress.stage import compress
     from edgeship.config import parse_config
-    from edgeship.evaluation import evaluate
-    from edgeship.pipeline import export
-    from edgeship.profiling import profile
-    from edgeship.selection import parse_precisions, parse_targets
-    from edgeship.stats import timing_summary
+    from edgeship.measure.evaluate import evaluate
+    from edgeship.export.pipeline import export
+    from edgeship.measure.profile import profile
+    from edgeship.artifact.selection import parse_precisions, parse_targets
+    from edgeship.measure.stats import timing_summary
 
     rows: list[dict[str, Any]] = []
     groups: dict[str, list[tuple[str, str]]] = {}
@@ -165,7 +165,7 @@ def run_net(net: str, work: Path, say: Any, reuse: bool = False) -> list[dict[st
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    from edgeship.table import render
+    from edgeship.ui.table import render
 
     out = []
     for net in dict.fromkeys(r["net"] for r in rows):

@@ -28,11 +28,11 @@ sys.path.insert(0, str(ROOT))
 def main() -> int:
     from edgeship.demo import evaluation_data
     from edgeship.exporters._onnx_recipes import emulator, run_emulated
-    from edgeship.manifest import read_manifest
+    from edgeship.artifact.manifest import read_manifest
     from edgeship.metrics import fidelity
-    from edgeship.model import load_reference, run_reference
-    from edgeship.pipeline import export
-    from edgeship.selection import find_artifacts
+    from edgeship.model.reference import load_reference, run_reference
+    from edgeship.export.pipeline import export
+    from edgeship.artifact.selection import find_artifacts
     from edgeship.types import Precision, Target
     from tests.conftest import make_config
 

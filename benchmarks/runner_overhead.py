@@ -52,7 +52,7 @@ def bare_loop(model: Path, feeds: dict[str, np.ndarray], threads: int, warmup_s:
 
 
 def runner_samples(artifact: Path, feeds: dict[str, np.ndarray], threads: int, warmup_s: float, runs: int) -> list[int]:
-    from edgeship.bundle import RUNNER_PACKAGE, write_runner_package
+    from edgeship.artifact.bundle import RUNNER_PACKAGE, write_runner_package
     from edgeship.devices.local import LocalDevice
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,7 +91,7 @@ def default_artifacts(tmp: Path) -> list[Path]:
     import tomllib
 
     from edgeship.config import parse_config
-    from edgeship.pipeline import export
+    from edgeship.export.pipeline import export
     from edgeship.types import Precision, Target
 
     out = []

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgeship.config import InputSpec
 from edgeship.errors import ConfigError, InputDataError
-from edgeship.refs import resolve_callable
+from edgeship.model.refs import resolve_callable
 
 
 @dataclass(frozen=True)

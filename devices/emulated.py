@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgeship import boards
+from edgeship.devices import boards
 from edgeship.config import EmulatedDeviceConfig
 from edgeship.devices.base import DEVICES, RunResult
 from edgeship.devices.local import LocalDevice

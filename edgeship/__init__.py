@@ -25,8 +25,8 @@ _API = {
     "profile": "edgeship.api",
     "gate": "edgeship.api",
     "compare": "edgeship.api",
-    "ExportIncomplete": "edgeship.export_failures",
-    "ExportFailure": "edgeship.export_failures",
+    "ExportIncomplete": "edgeship.export.failures",
+    "ExportFailure": "edgeship.export.failures",
 }
 
 __all__ = ["ExportFailure", "ExportIncomplete", "compare", "evaluate", "export", "gate", "load_config", "profile"]

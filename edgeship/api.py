@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeship.config import Config, load_config
-from edgeship.manifest import Manifest
-from edgeship.selection import parse_precisions, parse_targets
+from edgeship.artifact.manifest import Manifest
+from edgeship.artifact.selection import parse_precisions, parse_targets
 
 Selection = str | Iterable[str] | None
 Events = Callable[[str], None] | None
@@ -36,7 +36,7 @@ def export(config: Config | str | Path | None = None, target: Selection = "all",
     ``for_devices``: build class-specific INT8 for these devices' CPU classes (CLI ``--for``).
     ``source``: "compressed" or "original" (CLI ``--from``).
     """
-    from edgeship.pipeline import export as _export
+    from edgeship.export.pipeline import export as _export
 
     return _export(_cfg(config), parse_targets(target), parse_precisions(precision), on_event,
                    tuple(for_devices) if for_devices else None, source)
@@ -52,7 +52,7 @@ def compress(config: Config | str | Path | None = None, on_event: Events = None)
 def evaluate(config: Config | str | Path | None = None, target: Selection = "all", precision: Selection = "all",
              on_event: Events = None, device: str | None = None, chunk: int = 64) -> dict[str, Any]:
     """Fidelity/accuracy of every artifact vs the FP32 reference, here or on ``device`` (merged into eval.json)."""
-    from edgeship.evaluation import evaluate as _evaluate
+    from edgeship.measure.evaluate import evaluate as _evaluate
 
     return _evaluate(_cfg(config), parse_targets(target), parse_precisions(precision), on_event, device, chunk)
 
@@ -60,7 +60,7 @@ def evaluate(config: Config | str | Path | None = None, target: Selection = "all
 def profile(config: Config | str | Path | None = None, device: str = "local", target: Selection = "all",
             precision: Selection = "all", on_event: Events = None) -> list[dict[str, Any]]:
     """Latency/memory of every artifact on ``device`` (results also written to build/results/)."""
-    from edgeship.profiling import profile as _profile
+    from edgeship.measure.profile import profile as _profile
 
     return _profile(_cfg(config), device, parse_targets(target), parse_precisions(precision), on_event)
 
@@ -68,8 +68,8 @@ def profile(config: Config | str | Path | None = None, device: str = "local", ta
 def gate(config: Config | str | Path | None = None, device: str | None = None, baseline: str | Path | None = None,
          force: bool = False, write: bool = True, on_event: Events = None) -> Any:
     """Judge results against [[budgets]]; returns a GateReport (``.passed``, ``.exit_code``, ``.checks``)."""
-    from edgeship.gating import gate as _gate
-    from edgeship.gating import load_report
+    from edgeship.gate.judge import gate as _gate
+    from edgeship.gate.judge import load_report
     from edgeship.reports import write_reports
 
     cfg = _cfg(config)
@@ -82,6 +82,6 @@ def gate(config: Config | str | Path | None = None, device: str | None = None, b
 def compare(config: Config | str | Path | None = None, target: Selection = "all", precision: Selection = "all",
             samples: int = 64) -> dict[str, Any]:
     """Agreement matrix between every artifact and the reference on the same inputs."""
-    from edgeship.comparison import compare as _compare
+    from edgeship.measure.compare import compare as _compare
 
     return _compare(_cfg(config), parse_targets(target), parse_precisions(precision), samples)

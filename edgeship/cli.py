@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     saved = os.environ.get("EDGESHIP_VERBOSE")
     if args.verbose:    # the environment carries it to quiet() and to runner subprocesses
         os.environ["EDGESHIP_VERBOSE"] = str(args.verbose)
-    from edgeship import progress
+    from edgeship.ui import progress
 
     progress.configure(verbose=verbose, quiet=bool(args.quiet))
     try:

@@ -73,7 +73,7 @@ class ModelConfig(_Frozen):
     trust_source: bool = False
     inputs: tuple[InputSpec, ...]
     outputs: tuple[str, ...] = ("output",)
-    # output name -> kind (eval's metrics); an output not named here is inferred (edgeship/output_kinds.py)
+    # output name -> kind (eval's metrics); an output not named here is inferred (edgeship/measure/output_kinds.py)
     output_kinds: dict[str, OutputKind] = {}
 
     @field_validator("output_kinds")
@@ -156,7 +156,7 @@ class GateConfig(_Frozen):
     regression_alpha: float = Field(0.01, gt=0, lt=1)
     memory_tolerance_mb: float = Field(0.5, ge=0)
     # sessions within this many hours teach the gate each device's session-to-session noise
-    # (edgeship/sessions.py); older ones are kept but not used
+    # (edgeship/measure/sessions.py); older ones are kept but not used
     session_window_hours: float = Field(168.0, gt=0)
 
 
@@ -201,7 +201,7 @@ class SSHDeviceConfig(_DeviceBase):
     @field_validator("ssh_options")
     @classmethod
     def _host_keys_stay_checked(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from edgeship.ssh_policy import weakens
+        from edgeship.devices.ssh_policy import weakens
 
         for opt in v:
             why = weakens(opt)
@@ -221,17 +221,17 @@ class ADBDeviceConfig(_DeviceBase):
 
 
 class EmulatedDeviceConfig(_Frozen):
-    """A board emulated by qemu-user (edgeship.boards): numerics count, timings do not."""
+    """A board emulated by qemu-user (edgeship.devices.boards): numerics count, timings do not."""
 
     kind: Literal["emulated"]
     arch: Literal["arm64", "x86_64"]
-    cpu: str                       # a qemu -cpu model verified for this arch (edgeship.boards.CPUS)
+    cpu: str                       # a qemu -cpu model verified for this arch (edgeship.devices.boards.CPUS)
     python: str | None = None      # arm64: the board's python version ("3.11"); x86_64: this host's
 
     @field_validator("cpu")
     @classmethod
     def _known_cpu(cls, v: str, info: Any) -> str:
-        from edgeship.boards import cpu_error
+        from edgeship.devices.boards import cpu_error
 
         err = cpu_error(info.data["arch"], v) if "arch" in info.data else None
         if err:
@@ -252,7 +252,7 @@ class EmulatedDeviceConfig(_Frozen):
 
     @property
     def cpu_class(self) -> str:
-        from edgeship.boards import board_cpu
+        from edgeship.devices.boards import board_cpu
 
         return board_cpu(self.arch, self.cpu).cpu_class
 

@@ -4,7 +4,7 @@ Outputs are compared per sample: each sample's outputs are flattened and concate
 one vector, so a multi-output model gets one cosine per sample. Top-1 agreement uses the
 first output's last axis (the class axis of a classifier).
 
-``output_scores`` scores each output by its kind (edgeship/output_kinds.py): every kind gets
+``output_scores`` scores each output by its kind (edgeship/measure/output_kinds.py): every kind gets
 cosine, max abs error and SNR; a classification output top-1 agreement; an embedding output
 retrieval agreement and rank correlation across the evaluation set (``retrieval``). A metric
 that does not apply to a kind is None, never 0.

@@ -83,7 +83,7 @@ def int8_artifact(artifact_dir: Any, target: str, job: Any, samples: Sequence[An
     """Check that ``artifact_dir`` holds a ``target``-int8 artifact and that there are samples;
     return the layers its build already keeps float (the report measures the others)."""
     from edgeship.errors import UsageError
-    from edgeship.manifest import read_manifest
+    from edgeship.artifact.manifest import read_manifest
 
     manifest = read_manifest(artifact_dir)
     if manifest.target != target or manifest.precision != "int8":

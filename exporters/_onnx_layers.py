@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeship.accuracy.layers import LayerError
 from edgeship.calibration import Sample
-from edgeship.cpuclass import OrtRecipe
+from edgeship.export.cpuclass import OrtRecipe
 
 GAIN_TOP_K = 8
 TOOL = "onnxruntime.quantization.qdq_loss_debug"
@@ -114,7 +114,7 @@ def layer_report(exporter: Any, job: Any, artifact_dir: Path, samples: Sequence[
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from edgeship.exporters._onnx_int8_scope import scope as int8_scope
-    from edgeship.manifest import read_manifest
+    from edgeship.artifact.manifest import read_manifest
 
     manifest = read_manifest(artifact_dir)
     q_path = artifact_dir / manifest.model_file

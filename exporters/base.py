@@ -21,11 +21,11 @@ import numpy as np
 from edgeship.accuracy.layers import LayerError
 from edgeship.calibration import Sample
 from edgeship.config import InputSpec, QuantizationConfig, TargetConfig
-from edgeship.cpuclass import CpuTarget
+from edgeship.export.cpuclass import CpuTarget
 from edgeship.errors import ExportError, UsageError
-from edgeship.fsutil import atomic_directory
-from edgeship.manifest import Manifest, TensorInfo, file_table
-from edgeship.quiet import quiet
+from edgeship.artifact.atomic import atomic_directory
+from edgeship.artifact.manifest import Manifest, TensorInfo, file_table
+from edgeship.export.quiet import quiet
 from edgeship.registry import Registry
 from edgeship.types import Precision, Target
 

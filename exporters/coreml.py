@@ -101,7 +101,7 @@ class CoreMLExporter(Exporter):
                               quantizer="coremltools.optimize.coreml.linear_quantize_weights")
         out = workdir / MODEL_FILE
         _save(model, out)
-        from edgeship.coreml_validate import WEIGHT_THRESHOLD, validate
+        from edgeship.exporters._coreml_validate import WEIGHT_THRESHOLD, validate
 
         recipe["validation"] = info = validate(out, job, precision, recipe.get("weight_threshold", WEIGHT_THRESHOLD),
                                                output_shapes=_reference_shapes(job))

@@ -34,7 +34,7 @@ from edgeship.exporters._tflite_pt2e import make_quantizer
 from edgeship.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult, check_outputs
 from edgeship.exporters.onnx import validation_feeds
 from edgeship.lazy import require
-from edgeship.model import run_reference
+from edgeship.model.reference import run_reference
 from edgeship.types import CalibrationMethod, IOType, Precision, Target
 
 MODEL_FILE = "model.tflite"
@@ -81,7 +81,7 @@ class TFLiteExporter(Exporter):
         recipe["fidelity_check"] = self._validate(job, precision, out, io_dtypes, io_quant, casts)
         built_for = None
         if precision is Precision.INT8:
-            from edgeship.cpuclass import host_target
+            from edgeship.export.cpuclass import host_target
 
             # one recipe for every class: XNNPACK's QS8 kernels widen to int32 before multiplying
             # (no u8s8 16-bit saturation), so x86 classes and arm64 compute the same numbers

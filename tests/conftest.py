@@ -126,8 +126,8 @@ def demo_project(tmp_path_factory: pytest.TempPathFactory):
     Returns (config, manifests). Tests that write results or reports into its build dir
     must use their own config copy (``project_copy``) to stay independent.
     """
-    from edgeship.evaluation import evaluate
-    from edgeship.pipeline import export
+    from edgeship.measure.evaluate import evaluate
+    from edgeship.export.pipeline import export
     from edgeship.types import Target
 
     cfg = make_config(tmp_path_factory.mktemp("demo"), profile=FAST_PROFILE)
@@ -165,7 +165,7 @@ def cli_project(tmp: Path, replace: dict[str, str] | None = None, append: str = 
 @pytest.fixture(scope="session")
 def profiled(demo_project, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory whose build/ holds the demo's artifacts, eval.json and local results."""
-    from edgeship.profiling import profile
+    from edgeship.measure.profile import profile
 
     root = tmp_path_factory.mktemp("profiled")
     cfg = project_copy(root, demo_project[0])

@@ -118,7 +118,7 @@ def heldout_feeds(name: str, n: int = 4) -> list[dict[str, Any]]:
     (post-training quantization promises nothing outside the calibrated ranges)."""
     import numpy as np
 
-    from edgeship.model import synthetic_inputs
+    from edgeship.model.reference import synthetic_inputs
 
     if name == "depthwise_cnn":   # uniform [0, 1) images, like cnn_batches
         return [{"image": np.random.default_rng(100 + s).random((1, 3, 32, 32), dtype=np.float32)} for s in range(n)]

@@ -43,7 +43,7 @@ def _tool(tmp_path: Path) -> Path:
 
 def test_onnx_sequence_quoting_and_cooldown(adb, demo_project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import edgeship.devices.adb as adb_mod
-    from edgeship.profiling import profile
+    from edgeship.measure.profile import profile
     from edgeship.types import Precision, Target
     from tests.conftest import project_copy
 
@@ -96,7 +96,7 @@ def test_tflite_argv_asks_for_peak_memory_and_pins_cpus(adb, tmp_path: Path) -> 
 
 
 def test_phone_disconnects_mid_run(adb, demo_project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgeship.profiling import profile
+    from edgeship.measure.profile import profile
     from edgeship.types import Precision, Target
     from tests.conftest import project_copy
 
@@ -127,7 +127,7 @@ def test_hanging_tool_times_out_and_is_killed_on_the_phone(adb, tmp_path: Path, 
 
 
 def test_tool_exits_nonzero_after_output_is_an_error(adb, demo_project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgeship.profiling import profile
+    from edgeship.measure.profile import profile
     from edgeship.types import Precision, Target
     from tests.conftest import project_copy
 

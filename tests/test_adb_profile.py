@@ -31,7 +31,7 @@ def calls(log: Path) -> list[list[str]]:
 
 
 def test_profile_sequence_and_quoting(fake_adb, demo_project, tmp_path: Path) -> None:
-    from edgeship.profiling import profile
+    from edgeship.measure.profile import profile
     from edgeship.types import Precision, Target
     from tests.conftest import project_copy
 
@@ -69,7 +69,7 @@ def test_profile_sequence_and_quoting(fake_adb, demo_project, tmp_path: Path) ->
 
 
 def test_tool_failure_is_one_clear_error_and_no_result(fake_adb, demo_project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgeship.profiling import profile
+    from edgeship.measure.profile import profile
     from edgeship.types import Precision, Target
     from tests.conftest import project_copy
 
@@ -97,8 +97,8 @@ def test_unauthorized_phone(fake_adb, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_gate_decides_adb_results_on_printed_values(fake_adb, demo_project, tmp_path: Path) -> None:
-    from edgeship.gating import gate
-    from edgeship.profiling import profile
+    from edgeship.gate.judge import gate
+    from edgeship.measure.profile import profile
     from edgeship.types import Precision, Target
     from tests.conftest import project_copy
 

@@ -19,8 +19,8 @@ import pytest
 
 from edgeship.cli import main
 from edgeship.errors import UsageError
-from edgeship.fsutil import atomic_directory, publish_set, sweep, write_json_atomic
-from edgeship.manifest import read_manifest
+from edgeship.artifact.atomic import atomic_directory, publish_set, sweep, write_json_atomic
+from edgeship.artifact.manifest import read_manifest
 from edgeship.reports import write_reports
 from tests.conftest import ROOT, cli_project
 
@@ -142,7 +142,7 @@ _UMASK_SCRIPT = """
 import os, sys
 os.umask(int(sys.argv[2], 8))
 from pathlib import Path
-from edgeship.fsutil import atomic_directory, publish_set, write_json_atomic
+from edgeship.artifact.atomic import atomic_directory, publish_set, write_json_atomic
 root = Path(sys.argv[1])
 write_json_atomic(root / "results" / "r.json", {"a": 1})
 with atomic_directory(root / "art") as d:
@@ -166,7 +166,7 @@ def test_files_honour_the_umask(tmp_path: Path, mask: str, fmode: int, dmode: in
 # -- report sets ------------------------------------------------------------------------------
 
 def _report(verdict: str) -> dict:
-    # the fields report --from checks (edgeship/reports/schema.py), nothing more
+    # the fields report --from checks (edgeship/gate/report_schema.py), nothing more
     return {"schema": "edgeship.report/1", "edgeship": "0.1.0", "model": "m", "verdict": verdict, "counts": {},
             "exit_code": 0, "checks": [], "results": [], "devices": {}, "created": "2026-01-01T00:00:00+00:00",
             "config_digest": "x"}

@@ -415,7 +415,7 @@ def inject(code: str) -> Callable[[Project], None]:
     return write("inject/sitecustomize.py", code)
 
 
-BUG = "import edgeship.gating as g\n\ndef gate(*a, **k):\n    return {}['no such key']\n\ng.gate = gate\n"
+BUG = "import edgeship.gate.judge as g\n\ndef gate(*a, **k):\n    return {}['no such key']\n\ng.gate = gate\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -466,7 +466,7 @@ def _two_at_once(*argv: str) -> Callable[[Project, list[str], dict[str, str]], t
 
 def _artifacts_complete(p: Project) -> None:
     """Every artifact directory verifies against its manifest; no temp dirs are left."""
-    from edgeship.manifest import read_manifest
+    from edgeship.artifact.manifest import read_manifest
 
     root = p.path(ART)
     names = sorted(d.name for d in root.iterdir())

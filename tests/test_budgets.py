@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from edgeship.budgets import expand
+from edgeship.gate.budgets import expand
 from edgeship.errors import ConfigError
 from tests.conftest import make_config
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgeship.cli import main
-from edgeship.comparison import REFERENCE, compare, format_matrix
+from edgeship.measure.compare import REFERENCE, compare, format_matrix
 from edgeship.types import Target
 from tests.conftest import cli_project
 

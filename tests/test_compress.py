@@ -114,8 +114,8 @@ def _kl_to_teacher(model: nn.Module) -> float:
 
 def test_prune_keeps_shapes_and_every_export_path_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from edgeship.compress.store import load_verified
-    from edgeship.evaluation import evaluate
-    from edgeship.manifest import read_manifest
+    from edgeship.measure.evaluate import evaluate
+    from edgeship.artifact.manifest import read_manifest
 
     budgets = ('[[budgets]]\ntarget = "onnx"\nprecision = "fp32"\nmax_accuracy_drop = 0.0\n\n'
                '[[budgets]]\ntarget = "onnx"\nprecision = "fp32"\nmax_accuracy_drop = 0.0\nrelative_to = "original"\n')
@@ -141,7 +141,7 @@ def test_prune_keeps_shapes_and_every_export_path_runs(tmp_path: Path, capsys: p
     assert e["source"] == "compressed" and e["cosine_min"] > 0.999     # vs the compressed FP32 model
     assert e["accuracy_drop_original"] == pytest.approx(1.0 - e["accuracy"])   # original is 100%
     assert e["accuracy"] < 1.0    # pruning without distillation costs accuracy on this net
-    from edgeship.gating import gate
+    from edgeship.gate.judge import gate
 
     verdicts = [(c.check.budget, c.passed) for c in gate(cfg).checks]
     # vs the compressed FP32 model the export is exact; vs the original it lost accuracy
@@ -221,7 +221,7 @@ def test_weights4_rounds_to_16_levels_and_onnx_int4_weight_exports(tmp_path: Pat
     import onnx
 
     from edgeship.compress.steps.weights4 import round4
-    from edgeship.manifest import read_manifest
+    from edgeship.artifact.manifest import read_manifest
 
     w = torch.randn(8, 96)
     q = round4(w, 32, torch)

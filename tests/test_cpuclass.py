@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeship.cpuclass import onnx_candidates
+from edgeship.export.cpuclass import onnx_candidates
 from edgeship.runtimes.cpuinfo import arm64_hwcap_features, classify, cpu_features, parse_cpuinfo
 
 EPYC_ROME = """processor\t: 0
@@ -146,7 +146,7 @@ def test_declared_class_is_validated(tmp_path: Path) -> None:
 
 def test_unreachable_undeclared_device_is_a_usage_error(tmp_path: Path) -> None:
     from edgeship.errors import UsageError
-    from edgeship.export_for import export_targets
+    from edgeship.export.for_device import export_targets
     from tests.conftest import make_config
 
     cfg = make_config(tmp_path, devices={"b": {"kind": "ssh", "host": "nobody@127.0.0.1", "port": 1,
@@ -185,7 +185,7 @@ DEVICES = {
 @pytest.fixture(scope="module")
 def per_class(tmp_path_factory: pytest.TempPathFactory):
     """The saturating net's onnx-int8 exported --for three declared classes (avx2 first: default)."""
-    from edgeship.pipeline import export
+    from edgeship.export.pipeline import export
     from edgeship.types import Precision, Target
     from tests.conftest import make_config
 
@@ -199,7 +199,7 @@ def per_class(tmp_path_factory: pytest.TempPathFactory):
 
 def test_export_for_a_declared_avx2_device(per_class) -> None:
     from edgeship.exporters._onnx_recipes import how_measurable
-    from edgeship.manifest import read_manifest
+    from edgeship.artifact.manifest import read_manifest
 
     m = read_manifest(per_class.artifacts_dir / "onnx-int8")      # the first --for device's class: plain name
     bf = m.built_for
@@ -223,7 +223,7 @@ def test_export_for_a_declared_avx2_device(per_class) -> None:
 
 
 def test_two_classes_make_two_artifacts(per_class) -> None:
-    from edgeship.selection import find_artifacts
+    from edgeship.artifact.selection import find_artifacts
 
     refs = find_artifacts(per_class)
     assert [(r.name, r.built_for_class) for r in refs] == [
@@ -241,7 +241,7 @@ def test_avx2_artifact_holds_under_haswell_where_plain_u8s8_saturates(per_class)
 
     from edgeship.exporters._onnx_recipes import run_emulated
     from edgeship.metrics import fidelity
-    from edgeship.model import load_reference, run_reference
+    from edgeship.model.reference import load_reference, run_reference
 
     if platform.machine() != "x86_64":
         pytest.skip("x86-64 host only")
@@ -260,7 +260,7 @@ def test_avx2_artifact_holds_under_haswell_where_plain_u8s8_saturates(per_class)
 
 
 def test_devices_check_reports_the_class_and_a_wrong_declaration(tmp_path: Path) -> None:
-    from edgeship.devices_check import check
+    from edgeship.devices.check import check
     from tests.conftest import make_config
 
     here = cpu_features()["cpu_class"]
@@ -272,7 +272,7 @@ def test_devices_check_reports_the_class_and_a_wrong_declaration(tmp_path: Path)
 
 
 def test_each_device_class_picks_its_own_build(per_class) -> None:
-    from edgeship.selection import find_artifacts, pick_for_class
+    from edgeship.artifact.selection import find_artifacts, pick_for_class
 
     refs = find_artifacts(per_class)
     assert [r.name for r in pick_for_class(refs, "x86-vnni")] == ["onnx-int8@x86-vnni"]
@@ -285,7 +285,7 @@ def test_an_undeclared_ssh_device_is_asked_for_its_class(tmp_path: Path) -> None
     """Real OpenSSH on loopback: export --for board learns the class from the runner's --info there."""
     import sys
 
-    from edgeship.export_for import export_targets
+    from edgeship.export.for_device import export_targets
     from tests.conftest import make_config, require_tool
     from tests.sshd import start_sshd
 
@@ -305,8 +305,8 @@ def test_an_avx2_host_does_not_reject_an_artifact_for_another_class(tmp_path: Pa
     x86-avx2 host the export check of an arm64 build records the host's cosine without
     enforcing the bound, since u8s8/s8s8 saturate only on the host."""
     import edgeship.exporters.onnx as onnx_exporter
-    from edgeship.cpuclass import CpuTarget
-    from edgeship.pipeline import export
+    from edgeship.export.cpuclass import CpuTarget
+    from edgeship.export.pipeline import export
     from edgeship.types import Precision, Target
     from tests.conftest import make_config
 

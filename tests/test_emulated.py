@@ -26,7 +26,7 @@ EMULATED = {"hw": {"kind": "emulated", "arch": "x86_64", "cpu": "Haswell"},
 
 
 def require_emulation(arch: str) -> None:
-    from edgeship.boards import QEMU
+    from edgeship.devices.boards import QEMU
 
     require_tool(QEMU[arch], QEMU_INSTALL)
     require_tool("unshare", "apt-get install -y util-linux")
@@ -74,7 +74,7 @@ def test_cli_refused_cpu_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     ("x86_64", "Haswell", "x86-avx2"), ("x86_64", "EPYC", "x86-avx2"),
 ])
 def test_declared_class_follows_from_the_cpu(tmp_path: Path, arch: str, cpu: str, cls: str) -> None:
-    from edgeship.boards import cpuinfo_text
+    from edgeship.devices.boards import cpuinfo_text
 
     d = _cfg(tmp_path, arch=arch, cpu=cpu).devices["b"]
     assert d.cpu_class == cls
@@ -100,7 +100,7 @@ def test_setup_of_a_non_emulated_device_is_exit_2(tmp_path: Path, capsys: pytest
 
 def test_unbuilt_userland_is_refused_and_a_half_built_one_never_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A killed setup leaves a dir without the completion stamp: the device refuses it."""
-    from edgeship import boards
+    from edgeship.devices import boards
     from edgeship.devices.base import open_device
     from edgeship.errors import DeviceError
 
@@ -118,8 +118,8 @@ def test_unbuilt_userland_is_refused_and_a_half_built_one_never_used(tmp_path: P
 
 def run_outputs(dev: Any, cfg: Any, ref: Any, inputs: dict[str, np.ndarray]) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Push ``ref`` with ``inputs`` to an open device, run the runner once, pull outputs and result."""
-    from edgeship.bundle import build_bundle
-    from edgeship.profiling import runner_argv
+    from edgeship.artifact.bundle import build_bundle
+    from edgeship.measure.profile import runner_argv
 
     with tempfile.TemporaryDirectory(prefix="emu-") as tmp:
         remote = dev.push(build_bundle(Path(tmp) / "bundle", ref, inputs), f"bundle-{ref.name}")
@@ -149,7 +149,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _refs(cfg: Any) -> dict[str, Any]:
-    from edgeship.selection import find_artifacts
+    from edgeship.artifact.selection import find_artifacts
 
     return {r.name: r for r in find_artifacts(cfg)}
 
@@ -157,7 +157,7 @@ def _refs(cfg: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def host_outputs(demo_project: Any) -> dict[str, list[np.ndarray]]:
     """The host's own outputs (local device, same runner) for the fp32 and int8 artifacts."""
-    from edgeship.bundle import profiling_inputs
+    from edgeship.artifact.bundle import profiling_inputs
     from edgeship.devices.local import LocalDevice
 
     cfg, _ = demo_project
@@ -170,7 +170,7 @@ def host_outputs(demo_project: Any) -> dict[str, list[np.ndarray]]:
 def test_haswell_board_runs_host_python_on_an_avx2_only_cpu(demo_project: Any, host_outputs: Any, tmp_path: Path) -> None:
     """x86-avx2 numerics on any x86 host: FP32 outputs bit-identical to the host's; the CPU the
     runtimes see (CPUID under qemu, and the bind-mounted /proc/cpuinfo) has AVX2 and no AVX-512."""
-    from edgeship.bundle import profiling_inputs
+    from edgeship.artifact.bundle import profiling_inputs
     from edgeship.devices.base import open_device
 
     require_emulation("x86_64")
@@ -209,7 +209,7 @@ def test_haswell_board_runs_host_python_on_an_avx2_only_cpu(demo_project: Any, h
 @pytest.fixture(scope="module")
 def arm64_userland() -> Path:
     """The arm64 userland, built once into the suite's cache (build/cache/boards)."""
-    from edgeship.boards import setup_userland
+    from edgeship.devices.boards import setup_userland
 
     require_emulation("arm64")
     require_tool("apt-get", "a Debian/Ubuntu host")
@@ -217,7 +217,7 @@ def arm64_userland() -> Path:
 
 
 def test_arm64_setup_is_idempotent(arm64_userland: Path) -> None:
-    from edgeship.boards import STAMP, setup_userland
+    from edgeship.devices.boards import STAMP, setup_userland
 
     said: list[str] = []
     stamp = (arm64_userland / STAMP).stat().st_mtime_ns
@@ -231,7 +231,7 @@ def test_arm64_setup_is_idempotent(arm64_userland: Path) -> None:
 def test_cortex_a76_board_numerics(demo_project: Any, host_outputs: Any, arm64_userland: Path, tmp_path: Path) -> None:
     """The real aarch64 onnxruntime and LiteRT: FP32 bit-identical to the host's, INT8 within
     cosine 0.999 of FP32 (dotprod kernels, no u8s8 saturation)."""
-    from edgeship.bundle import profiling_inputs
+    from edgeship.artifact.bundle import profiling_inputs
     from edgeship.devices.base import open_device
 
     demo_cfg, _ = demo_project
@@ -260,7 +260,7 @@ def test_cortex_a72_board_without_dotprod_int8(demo_project: Any, host_outputs: 
     """A Raspberry Pi 4's CPU (ARMv8.0, class arm64): the issue reported "Illegal instruction"
     in LiteRT; with a cpuinfo that matches the model (no asimddp) both runtimes run, and INT8
     stays within cosine 0.999 of FP32."""
-    from edgeship.bundle import profiling_inputs
+    from edgeship.artifact.bundle import profiling_inputs
     from edgeship.devices.base import open_device
 
     demo_cfg, _ = demo_project
@@ -278,8 +278,8 @@ def test_cortex_a72_board_without_dotprod_int8(demo_project: Any, host_outputs: 
 # ---- the gate: numerics count, timings do not ---------------------------------------------
 
 def test_latency_and_memory_budgets_of_an_emulated_board_are_skipped(demo_project: Any, tmp_path: Path) -> None:
-    from edgeship.gating import gate
-    from edgeship.profiling import profile
+    from edgeship.gate.judge import gate
+    from edgeship.measure.profile import profile
     from edgeship.types import Precision, Target
 
     require_emulation("x86_64")

@@ -47,11 +47,11 @@ def test_demo_eval_meets_acceptance(demo_project) -> None:
 
 
 def test_eval_cli_filters_and_prints_table(demo_project, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from edgeship.evaluation import evaluate
+    from edgeship.measure.evaluate import evaluate
 
     cfg = project_copy(tmp_path, demo_project[0])
     report = evaluate(cfg, precisions=None, targets=None)
-    from edgeship.evaluation import format_table
+    from edgeship.measure.evaluate import format_table
 
     table = format_table(report)
     assert "onnx-int8" in table and "pytorch-fp32" in table

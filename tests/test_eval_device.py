@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeship.bundle import RUNNER_PACKAGE, write_runner_package
-from edgeship.fsutil import sha256_file
+from edgeship.artifact.bundle import RUNNER_PACKAGE, write_runner_package
+from edgeship.artifact.atomic import sha256_file
 from tests.conftest import project_copy
 from tests.test_runner import make_onnx_artifact
 
@@ -58,7 +58,7 @@ def test_runner_batch_mode_bad_chunk_exits_5_in_one_line(tmp_path: Path, arrays:
 
 
 def test_local_eval_v2_entries_carry_digests_and_subsets_merge(demo_project, tmp_path: Path) -> None:
-    from edgeship.evaluation import SCHEMA, evaluate
+    from edgeship.measure.evaluate import SCHEMA, evaluate
     from edgeship.types import Precision, Target
 
     cfg = project_copy(tmp_path, demo_project[0])
@@ -82,7 +82,7 @@ def test_local_eval_v2_entries_carry_digests_and_subsets_merge(demo_project, tmp
 def test_eval_on_the_local_device_matches_in_process_in_chunks(demo_project, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from edgeship.devices.local import LocalDevice
-    from edgeship.evaluation import evaluate
+    from edgeship.measure.evaluate import evaluate
     from edgeship.types import Precision, Target
 
     cfg = project_copy(tmp_path, demo_project[0])
@@ -111,7 +111,7 @@ def test_eval_on_the_local_device_matches_in_process_in_chunks(demo_project, tmp
 
 
 def test_eval_on_an_adb_phone_is_skipped_with_the_reason(demo_project, tmp_path: Path) -> None:
-    from edgeship.evaluation import evaluate
+    from edgeship.measure.evaluate import evaluate
     from edgeship.types import Target
 
     cfg = project_copy(tmp_path, demo_project[0], devices={"phone": {"kind": "adb", "serial": "none-such"}})
@@ -156,7 +156,7 @@ def test_unreadable_eval_json_stops_before_any_work(demo_project, tmp_path: Path
 
 
 def test_eval_v1_file_is_replaced_and_said(demo_project, tmp_path: Path) -> None:
-    from edgeship.evaluation import evaluate
+    from edgeship.measure.evaluate import evaluate
     from edgeship.types import Precision, Target
 
     cfg = project_copy(tmp_path, demo_project[0])

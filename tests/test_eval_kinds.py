@@ -20,7 +20,7 @@ from torch import nn
 
 from edgeship.cli import main
 from edgeship.metrics import output_scores, retrieval
-from edgeship.output_kinds import infer_kind
+from edgeship.measure.output_kinds import infer_kind
 from edgeship.types import OutputKind
 
 N_EVAL = 96
@@ -161,7 +161,7 @@ def test_kind_inference(arrays: list[np.ndarray], kind: OutputKind) -> None:
 
 def test_configured_kinds_win_and_a_classification_needs_a_class_axis() -> None:
     from edgeship.errors import ConfigError
-    from edgeship.output_kinds import output_kinds
+    from edgeship.measure.output_kinds import output_kinds
 
     ref = [[np.array([[0.6, 0.8]]), np.array([[2.0]])]]
     got = output_kinds({"a": OutputKind.REGRESSION}, ["a", "b"], ref)
@@ -246,7 +246,7 @@ def _budget(limit: float, precision: str = "int8") -> str:
 def test_gate_judges_retrieval_agreement_on_fresh_evidence(exported: Path, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     from edgeship.config import load_config
-    from edgeship.gating import gate
+    from edgeship.gate.judge import gate
 
     path = _copy(exported, tmp_path)
     report, _ = _eval(path, capsys)
@@ -284,7 +284,7 @@ def test_retrieval_budget_on_a_model_without_embeddings_is_exit_2(exported: Path
 
 def test_profile_reports_no_top1_for_an_embedding_first_output(exported: Path, tmp_path: Path) -> None:
     from edgeship.config import load_config
-    from edgeship.profiling import profile
+    from edgeship.measure.profile import profile
     from edgeship.types import Precision
 
     path = _copy(exported, tmp_path)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edgeship.errors import ExportError
-from edgeship.manifest import read_manifest
+from edgeship.artifact.manifest import read_manifest
 from edgeship.types import Precision, Target
 from tests.conftest import tiny_config
 
@@ -36,7 +36,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every family exported once at every precision it supports: name -> artifacts dir."""
     import torch
 
-    from edgeship.pipeline import export
+    from edgeship.export.pipeline import export
 
     # one thread: these models are tiny, and a 2-thread GRU on a busy 2-core machine spins in
     # OpenMP (measured 0.65 s per call vs 9 ms) through calibration and the W8A8 simulation
@@ -114,7 +114,7 @@ def test_int8_weight_validation_follows_the_threshold(built: dict[str, Path]) ->
     """The validator accepts what linear_quantize_weights is documented to produce, no more."""
     from types import SimpleNamespace
 
-    from edgeship.coreml_validate import validate
+    from edgeship.exporters._coreml_validate import validate
     from tests.models import TINY_MODELS
 
     spec = TINY_MODELS["bert_embedder"]
@@ -138,7 +138,7 @@ def test_a_fp32_lstm_in_an_fp16_package_needs_the_pre_ios17_exemption(built: dic
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    import edgeship.coreml_validate as cv
+    import edgeship.exporters._coreml_validate as cv
     from tests.models import TINY_MODELS
 
     spec = TINY_MODELS["lstm_tagger"]
@@ -156,7 +156,7 @@ def test_ios17_makes_the_lstm_fp16(tmp_path: Path) -> None:
     """What the fp16 note promises: at iOS17 MIL's lstm takes fp16 weights and nothing stays fp32."""
     import tomllib
 
-    from edgeship.pipeline import export
+    from edgeship.export.pipeline import export
     from tests.conftest import ROOT
 
     targets = tomllib.loads((ROOT / "edgeship.toml").read_text())["targets"]

@@ -23,7 +23,7 @@ ALL = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC)
 
 
 def _export(tmp: Path, name: str, precisions: tuple[Precision, ...], **overrides: Any) -> dict[str, Any]:
-    from edgeship.pipeline import export_all
+    from edgeship.export.pipeline import export_all
 
     cfg = tiny_config(tmp, name, **overrides)
     summary = export_all(cfg, (Target.ONNX,), precisions)
@@ -91,7 +91,7 @@ def test_bert_int8_uses_the_transformer_recipe(bert: dict[str, Any], precision: 
 
 
 def test_bert_int8_evaluates(bert: dict[str, Any]) -> None:
-    from edgeship.evaluation import evaluate
+    from edgeship.measure.evaluate import evaluate
 
     report = evaluate(bert["cfg"], (Target.ONNX,), (Precision.INT8, Precision.INT8_DYNAMIC))
     for name in ("onnx-int8", "onnx-int8-dynamic"):
@@ -102,7 +102,7 @@ def test_bert_int8_evaluates(bert: dict[str, Any]) -> None:
 def test_bert_compare_uses_retrieval_agreement(bert: dict[str, Any]) -> None:
     """An embedding model: compare's agreement is nearest-neighbour agreement, not the argmax of
     a unit vector's coordinates."""
-    from edgeship.comparison import REFERENCE, compare, format_matrix
+    from edgeship.measure.compare import REFERENCE, compare, format_matrix
 
     res = compare(bert["cfg"], (Target.ONNX,), (Precision.FP32, Precision.INT8), samples=16)
     assert res["agreement"] == {"metric": "retrieval", "output": "embedding", "kind_from": res["agreement"]["kind_from"]}
@@ -165,7 +165,7 @@ def negative_overflow() -> nn.Module:
 
 
 def test_fp16_overflow_keeps_the_sign_names_the_ops_and_the_advice_works(tmp_path: Path) -> None:
-    from edgeship.pipeline import export_all
+    from edgeship.export.pipeline import export_all
 
     model = {"name": "negover", "factory": "tests.test_families_onnx:negative_overflow", "outputs": ["y"],
              "inputs": [{"name": "x", "shape": [1, 4], "dtype": "float32"}]}
@@ -186,7 +186,7 @@ def test_fp16_overflow_keeps_the_sign_names_the_ops_and_the_advice_works(tmp_pat
 
 
 def test_fp16_keep_float_naming_no_node_fails_that_artifact(tmp_path: Path) -> None:
-    from edgeship.pipeline import export_all
+    from edgeship.export.pipeline import export_all
 
     model = {"name": "negover", "factory": "tests.test_families_onnx:negative_overflow", "outputs": ["y"],
              "inputs": [{"name": "x", "shape": [1, 4], "dtype": "float32"}]}

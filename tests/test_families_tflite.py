@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeship.manifest import read_manifest
+from edgeship.artifact.manifest import read_manifest
 from edgeship.types import Precision, Target
 from tests.conftest import FAST_PROFILE, tiny_config
 
@@ -33,7 +33,7 @@ OUTPUT_SHAPES = {"bert_embedder": [1, 32], "gru_kws": [1, 12], "lstm_tagger": [1
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory):
     """{model name: config} with every cell of CELLS exported (one export call per model)."""
-    from edgeship.pipeline import export
+    from edgeship.export.pipeline import export
 
     out = {}
     for name, precisions in CELLS.items():
@@ -47,10 +47,10 @@ def exported(tmp_path_factory: pytest.TempPathFactory):
 def test_every_cell_exports_with_configured_names_real_shapes_and_fidelity(exported, name: str) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgeship.evaluation import run_artifact
+    from edgeship.measure.evaluate import run_artifact
     from edgeship.metrics import fidelity
-    from edgeship.model import load_reference, run_reference
-    from edgeship.selection import find_artifacts
+    from edgeship.model.reference import load_reference, run_reference
+    from edgeship.artifact.selection import find_artifacts
     from tests.models import heldout_feeds
 
     cfg = exported[name]
@@ -77,7 +77,7 @@ def test_int8_recipes_say_which_ops_stay_float_and_their_share_of_the_parameters
     def share(model: torch.nn.Module, part: torch.nn.Module) -> float:
         return sum(p.numel() for p in part.parameters()) / sum(p.numel() for p in model.parameters())
 
-    from edgeship.model import load_reference
+    from edgeship.model.reference import load_reference
 
     for name in ("gru_kws", "lstm_tagger"):
         cfg = exported[name]
@@ -104,7 +104,7 @@ def test_int8_recipes_say_which_ops_stay_float_and_their_share_of_the_parameters
 
 
 def test_eval_runs_every_bert_artifact(exported) -> None:
-    from edgeship.evaluation import evaluate
+    from edgeship.measure.evaluate import evaluate
 
     cfg = exported["bert_embedder"]
     report = evaluate(cfg, (Target.TFLITE,))
@@ -115,7 +115,7 @@ def test_eval_runs_every_bert_artifact(exported) -> None:
 
 
 def test_profile_runs_a_bert_artifact_through_the_runner(exported) -> None:
-    from edgeship.profiling import profile
+    from edgeship.measure.profile import profile
 
     cfg = exported["bert_embedder"]
     (result,) = profile(cfg, "local", (Target.TFLITE,), (Precision.INT8,))

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeship.baseline import compare_baseline
+from edgeship.gate.baseline import compare_baseline
 from edgeship.errors import UsageError
 from edgeship.types import Verdict
 from tests.conftest import make_config

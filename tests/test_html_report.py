@@ -35,8 +35,8 @@ def test_html_is_self_contained_with_plots(gated: Path) -> None:
 
 
 def test_api_mirrors_the_cli(profiled: Path, tmp_path: Path) -> None:
-    from edgeship.gating import GateReport
-    from edgeship.manifest import Manifest
+    from edgeship.gate.judge import GateReport
+    from edgeship.artifact.manifest import Manifest
 
     shutil.copytree(profiled / "build", tmp_path / "build")
     cfg = edgeship.load_config(cli_project(tmp_path))
@@ -67,7 +67,7 @@ def test_export_piped_has_no_control_characters(tmp_path: Path) -> None:
 def test_progress_on_a_tty_redraws_in_place() -> None:
     import io
 
-    from edgeship.progress import Progress
+    from edgeship.ui.progress import Progress
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeship.int8_speed import int8_does_not_pay
+from edgeship.gate.int8_speed import int8_does_not_pay
 
 
 def _result(device: str, target: str, precision: str, median_ms: float, cpu: Any = None,
@@ -62,7 +62,7 @@ def test_reports_carry_the_line() -> None:
 
 def test_profile_summary_says_it_on_stderr_from_the_saved_results(tmp_path, capsys) -> None:
     from edgeship.commands.profile import _say_int8_speed
-    from edgeship.fsutil import write_json_atomic
+    from edgeship.artifact.atomic import write_json_atomic
     from tests.conftest import make_config
 
     cfg = make_config(tmp_path)

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeship.bundle import RUNNER_PACKAGE, write_runner_package
+from edgeship.artifact.bundle import RUNNER_PACKAGE, write_runner_package
 from edgeship.cli import main
 from edgeship.errors import ArtifactError
-from edgeship.fsutil import sha256_file
-from edgeship.manifest import read_manifest
+from edgeship.artifact.atomic import sha256_file
+from edgeship.artifact.manifest import read_manifest
 from tests.conftest import cli_project
 from tests.test_runner import make_onnx_artifact
 

@@ -17,7 +17,7 @@ from tests.conftest import make_config, tiny_config
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory: pytest.TempPathFactory):
     """tiny_encoder (two int inputs) exported once to tflite-fp32."""
-    from edgeship.pipeline import export
+    from edgeship.export.pipeline import export
 
     cfg = tiny_config(tmp_path_factory.mktemp("enc"), "tiny_encoder")
     export(cfg, (Target.TFLITE,), (Precision.FP32,))
@@ -26,7 +26,7 @@ def encoder(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def int8_io(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgeship.pipeline import export
+    from edgeship.export.pipeline import export
 
     cfg = make_config(tmp_path_factory.mktemp("int8io"), targets={"tflite": {"io": "int8"}},
                       data={"calibration": "edgeship.demo:calibration_data", "calibration_samples": 32})
@@ -39,7 +39,7 @@ def _manifest(d: Path) -> dict:
 
 
 def test_two_inputs_are_mapped_by_name_not_feed_order(encoder) -> None:
-    from edgeship.model import load_reference, run_reference
+    from edgeship.model.reference import load_reference, run_reference
 
     d = encoder.artifacts_dir / "tflite-fp32"
     m = _manifest(d)

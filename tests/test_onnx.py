@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeship.fsutil import sha256_file
-from edgeship.manifest import read_manifest
+from edgeship.artifact.atomic import sha256_file
+from edgeship.artifact.manifest import read_manifest
 from edgeship.types import Precision, Target
 from tests.conftest import tiny_config
 
@@ -51,11 +51,11 @@ def test_fp16_keeps_float32_io_and_halves_weights(demo_project) -> None:
 
 @pytest.mark.parametrize("name", ["tiny_encoder", "depthwise_cnn"])
 def test_tiny_models_export_in_every_precision(name: str, tmp_path: Path) -> None:
-    from edgeship.evaluation import run_artifact
+    from edgeship.measure.evaluate import run_artifact
     from edgeship.metrics import fidelity
-    from edgeship.model import load_reference, run_reference
-    from edgeship.pipeline import export
-    from edgeship.selection import find_artifacts
+    from edgeship.model.reference import load_reference, run_reference
+    from edgeship.export.pipeline import export
+    from edgeship.artifact.selection import find_artifacts
     from tests.models import heldout_feeds
 
     cfg = tiny_config(tmp_path, name)
@@ -75,7 +75,7 @@ def test_tiny_models_export_in_every_precision(name: str, tmp_path: Path) -> Non
 def test_fp16_overflow_is_an_export_error(tmp_path: Path) -> None:
     """A model whose activations exceed float16's range must not produce an artifact."""
     from edgeship.errors import ExportError
-    from edgeship.pipeline import export
+    from edgeship.export.pipeline import export
     from tests.conftest import make_config
 
     cfg = make_config(tmp_path, model={

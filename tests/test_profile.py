@@ -12,8 +12,8 @@ import pytest
 
 from edgeship.cli import main
 from edgeship.errors import ArtifactError, DeviceError, InputDataError
-from edgeship.profiling import profile, profile_artifact
-from edgeship.selection import find_artifacts, parse_precisions
+from edgeship.measure.profile import profile, profile_artifact
+from edgeship.artifact.selection import find_artifacts, parse_precisions
 from edgeship.types import Target
 from tests.conftest import FAST_PROFILE, cli_project, project_copy
 
@@ -67,7 +67,7 @@ def test_outputs_a_device_computes_differently_are_flagged(project, capsys: pyte
     import dataclasses
 
     from edgeship.exporters import _tflite_fb as fb
-    from edgeship.manifest import file_table, read_manifest
+    from edgeship.artifact.manifest import file_table, read_manifest
 
     d = project.artifacts_dir / "tflite-fp32"
     model = fb.read(d / "model.tflite")
@@ -86,7 +86,7 @@ def test_outputs_a_device_computes_differently_are_flagged(project, capsys: pyte
 
 
 def test_host_without_torch_says_why_outputs_were_not_compared(project, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgeship import model
+    from edgeship.model import reference as model
     from edgeship.errors import MissingDependency
 
     def no_torch(cfg):
@@ -120,7 +120,7 @@ def _write_cfg(cfg) -> Path:
 
 def test_corrupt_artifact_with_matching_manifest(project) -> None:
     """Garbage model bytes whose checksum was re-recorded: the runtime cannot load it."""
-    from edgeship.manifest import file_table, read_manifest
+    from edgeship.artifact.manifest import file_table, read_manifest
 
     d = project.artifacts_dir / "onnx-fp32"
     (d / "model.onnx").write_bytes(b"\x08\x07garbage" * 100)
@@ -173,7 +173,7 @@ def test_runner_package_is_standalone(tmp_path: Path) -> None:
     """The pushed package imports neither edgeship nor torch."""
     import subprocess
 
-    from edgeship.bundle import RUNNER_PACKAGE, write_runner_package
+    from edgeship.artifact.bundle import RUNNER_PACKAGE, write_runner_package
 
     write_runner_package(tmp_path, "litert")
     code = (f"import sys; import {RUNNER_PACKAGE}.runner, {RUNNER_PACKAGE}.litert; "
@@ -198,7 +198,7 @@ def _one_error_line(err: str) -> str:
 
 
 def test_cli_corrupt_artifact_exit_2(project, capsys: pytest.CaptureFixture[str]) -> None:
-    from edgeship.manifest import MANIFEST, file_table
+    from edgeship.artifact.manifest import MANIFEST, file_table
 
     d = project.artifacts_dir / "onnx-fp32"
     (d / "model.onnx").write_bytes(b"garbage" * 100)
@@ -258,7 +258,7 @@ def test_invalid_result_is_rejected(demo_project, tmp_path: Path) -> None:
 
 
 def test_failure_removes_a_stale_result(project, tmp_path: Path) -> None:
-    from edgeship.manifest import MANIFEST, file_table
+    from edgeship.artifact.manifest import MANIFEST, file_table
 
     (ok,) = profile(project, "local", (Target.ONNX,), parse_precisions("fp32"), min_runs=20, min_seconds=0.0, threads=2)
     # settings are one round's (the runner's): min_runs=20 split over the 2 rounds
@@ -295,7 +295,7 @@ def _synthetic_result(name: str, samples_ns: list[int], device: str = "local") -
 def test_table_warns_only_for_gated_statistics(demo_config) -> None:
     """Synthetic samples: the demo budgets gate p90 on 'local' only; noise warns everywhere."""
     from edgeship.commands.profile import format_results
-    from edgeship.profiling import gated_statistics
+    from edgeship.measure.profile import gated_statistics
 
     assert gated_statistics(demo_config, "local", "onnx", "int8") == ("p90",)
     assert gated_statistics(demo_config, "pi4", "onnx", "int8") == ()
@@ -318,11 +318,11 @@ def test_table_warns_only_for_gated_statistics(demo_config) -> None:
 
 def test_bundle_layout_and_inputs(tmp_path: Path) -> None:
     """The bundle holds the artifact, one input sample, and only the runner + the one runtime."""
-    from edgeship.bundle import RUNNER_PACKAGE, build_bundle, profiling_inputs
+    from edgeship.artifact.bundle import RUNNER_PACKAGE, build_bundle, profiling_inputs
     from edgeship.demo import calibration_data, evaluation_data
-    from edgeship.manifest import Manifest, TensorInfo, file_table
-    from edgeship.model import synthetic_inputs
-    from edgeship.selection import ArtifactRef
+    from edgeship.artifact.manifest import Manifest, TensorInfo, file_table
+    from edgeship.model.reference import synthetic_inputs
+    from edgeship.artifact.selection import ArtifactRef
     from tests.conftest import make_config
 
     cfg = make_config(tmp_path)

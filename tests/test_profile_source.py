@@ -16,7 +16,7 @@ FAST = "[profile]\nmin_runs = 20\nmin_seconds = 0.01\nwarmup_runs = 2\nwarmup_se
 
 
 def test_profile_compares_a_compressed_export_with_its_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from edgeship.profiling import profile
+    from edgeship.measure.profile import profile
 
     path = write_project(tmp_path, PRUNE, FAST, train=False)
     assert main(["-c", str(path), "compress"]) == 0

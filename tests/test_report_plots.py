@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from edgeship.budgets import Check
-from edgeship.gating import CheckResult, build_report
+from edgeship.gate.budgets import Check
+from edgeship.gate.judge import CheckResult, build_report
 from edgeship.reports.html import render_html
 from edgeship.reports.plots import COLORS, NARROW, WIDE, latency_plot, memory_plot, tradeoff_plot
 from edgeship.types import Verdict

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from edgeship.budgets import Check
-from edgeship.gating import CheckResult, build_report
+from edgeship.gate.budgets import Check
+from edgeship.gate.judge import CheckResult, build_report
 from edgeship.reports import write_reports
 from edgeship.reports.junit import render_junit
 from edgeship.reports.markdown import render_markdown

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeship.budgets import Check
-from edgeship.gating import CheckResult, decide_latency, flag_noisy_devices
-from edgeship.rounds import merge_aggregates, round_plan, timing_rounds
-from edgeship.stats import (
+from edgeship.gate.budgets import Check
+from edgeship.gate.judge import CheckResult, decide_latency, flag_noisy_devices
+from edgeship.measure.rounds import merge_aggregates, round_plan, timing_rounds
+from edgeship.measure.stats import (
     bootstrap_ci,
     hierarchical_bootstrap,
     permutation_pvalue,
@@ -159,7 +159,7 @@ def _baseline_result(levels: list[float], seed: int) -> dict[str, Any]:
 
 
 def _compare(cfg, new: list[float], old: list[float]) -> CheckResult:
-    from edgeship.baseline import compare_baseline
+    from edgeship.gate.baseline import compare_baseline
 
     (out,) = compare_baseline(cfg, [_baseline_result(new, 1)], {"results": [_baseline_result(old, 2)]})
     return out
@@ -181,7 +181,7 @@ def test_baseline_does_not_flag_a_shift_within_threshold_or_noise(cfg) -> None:
     res = _compare(cfg, [1.10 * v for v in NOISY[::-1]], NOISY)
     assert res.verdict is Verdict.PASS and res.value > 1.05
     # ... although a test over the pooled samples of the same runs calls it highly significant
-    from edgeship.stats import mann_whitney_u
+    from edgeship.measure.stats import mann_whitney_u
 
     new, old = _baseline_result([1.10 * v for v in NOISY[::-1]], 1), _baseline_result(NOISY, 2)
     assert mann_whitney_u(new["timing"]["samples_ns"], old["timing"]["samples_ns"])[1] < 1e-6
@@ -213,7 +213,7 @@ def test_round_plan_splits_the_budget(cfg) -> None:
 
 
 def _fake_artifacts(cfg, names: list[str]) -> None:
-    from edgeship.manifest import Manifest, TensorInfo, file_table
+    from edgeship.artifact.manifest import Manifest, TensorInfo, file_table
 
     for name in names:
         target, precision = name.split("-", 1)
@@ -228,7 +228,8 @@ def _fake_artifacts(cfg, names: list[str]) -> None:
 def test_profile_interleaves_rounds_across_artifacts(cfg, monkeypatch: pytest.MonkeyPatch) -> None:
     """A recording device (the local device with the runner replaced by a scripted result):
     round 1 of every artifact, then round 2 ..., each round its own process and settings."""
-    from edgeship import model, profiling
+    from edgeship.model import reference as model
+    from edgeship.measure import profile as profiling
     from edgeship.devices.local import LocalDevice
     from edgeship.errors import MissingDependency
 

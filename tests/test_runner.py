@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeship.bundle import RUNNER_PACKAGE, write_runner_package
+from edgeship.artifact.bundle import RUNNER_PACKAGE, write_runner_package
 
 FAST = ["--warmup-runs", "3", "--warmup-seconds", "0.02", "--min-runs", "150", "--min-seconds", "0.05",
         "--max-seconds", "10"]
@@ -22,7 +22,7 @@ def make_onnx_artifact(dest: Path, dim: int = 64, runtime: str = "onnxruntime") 
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgeship.manifest import Manifest, TensorInfo, file_table
+    from edgeship.artifact.manifest import Manifest, TensorInfo, file_table
 
     w = np.random.default_rng(0).standard_normal((dim, dim)).astype(np.float32)
     graph = helper.make_graph(
@@ -124,7 +124,7 @@ def test_sha256_mismatch_exits_3(bundle: Path) -> None:
 
 
 def test_garbage_model_with_matching_manifest_exits_3(bundle: Path) -> None:
-    from edgeship.manifest import MANIFEST, file_table
+    from edgeship.artifact.manifest import MANIFEST, file_table
 
     art = bundle / "artifact"
     (art / "model.onnx").write_bytes(b"not an onnx model" * 50)
@@ -222,7 +222,7 @@ def test_required_arguments() -> None:
 
 
 def test_exit_codes_match_profile() -> None:
-    import edgeship.profiling as profile
+    import edgeship.measure.profile as profile
     from edgeship.runtimes import runner
 
     assert (runner.EXIT_BAD_ARTIFACT, runner.EXIT_RUNTIME, runner.EXIT_BAD_INPUTS) == (

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgeship.cli import main
-from edgeship.pt2_safety import pickled_members
+from edgeship.model.pt2_safety import pickled_members
 from tests.conftest import cli_project
 
 
@@ -168,14 +168,14 @@ def test_weakening_ssh_option_is_refused_at_config_time(option: str, tmp_path: P
 @pytest.mark.parametrize("option", ALLOWED)
 def test_options_that_keep_host_key_checking_are_accepted(option: str) -> None:
     from edgeship.config import SSHDeviceConfig
-    from edgeship.ssh_policy import weakens
+    from edgeship.devices.ssh_policy import weakens
 
     assert weakens(option) is None
     assert SSHDeviceConfig(kind="ssh", host="pi", ssh_options=(option,)).ssh_options == (option,)
 
 
 def test_parse_splits_like_ssh() -> None:
-    from edgeship.ssh_policy import parse
+    from edgeship.devices.ssh_policy import parse
 
     assert parse("StrictHostKeyChecking=no") == ("stricthostkeychecking", "no")
     assert parse(" StrictHostKeyChecking \t no ") == ("stricthostkeychecking", "no")

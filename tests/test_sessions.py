@@ -1,4 +1,4 @@
-"""Sessions: the device's session-to-session noise, learned from its history (edgeship/sessions.py).
+"""Sessions: the device's session-to-session noise, learned from its history (edgeship/measure/sessions.py).
 
 Synthetic sessions stand for a shared machine whose speed drifts over minutes: the verdict
 that one session's rounds would give confidently (and wrongly, against the artifact's
@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeship.budgets import Check
+from edgeship.gate.budgets import Check
 from edgeship.errors import UsageError
-from edgeship.gating import decide_latency, flag_noisy_devices, session_interval
-from edgeship.sessions import (
+from edgeship.gate.judge import decide_latency, flag_noisy_devices, session_interval
+from edgeship.measure.sessions import (
     SessionNoise,
     device_noise,
     earlier_sessions,
@@ -241,8 +241,8 @@ def test_profile_writes_the_history_and_the_gate_uses_it(profiled: Path, tmp_pat
     """Real profile runs of the demo's onnx-fp32: each leaves one session per artifact; with
     three earlier ones besides the session it judges, the gate's latency checks carry the
     learned noise."""
-    from edgeship.gating import gate
-    from edgeship.profiling import profile
+    from edgeship.gate.judge import gate
+    from edgeship.measure.profile import profile
     from edgeship.types import Precision, Target
 
     cfg = project_copy(tmp_path, make_config(profiled))
@@ -275,7 +275,7 @@ import sys
 from pathlib import Path
 from tests.conftest import make_config
 from tests.test_sessions import result, rounds_at
-from edgeship.sessions import record_sessions
+from edgeship.measure.sessions import record_sessions
 cfg = make_config(Path(sys.argv[1]))
 for i in range(15):
     record_sessions(cfg, "local", [result(rounds_at([1.0]), created=f"2026-11-28T00:00:{i:02d}.{sys.argv[2]}+00:00")])

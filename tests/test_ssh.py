@@ -109,7 +109,7 @@ def test_failed_run_still_removes_workdir(sshd: SSHServer) -> None:
 
 def test_profile_and_gate_over_ssh(sshd: SSHServer, demo_project, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from edgeship.cli import main
-    from edgeship.profiling import profile
+    from edgeship.measure.profile import profile
     from edgeship.types import Target
     from tests.conftest import cli_project
 
@@ -145,7 +145,7 @@ def test_profile_and_gate_over_ssh(sshd: SSHServer, demo_project, tmp_path: Path
 
 
 def test_server_killed_mid_run(sshd: SSHServer, demo_project, tmp_path: Path) -> None:
-    from edgeship.profiling import profile
+    from edgeship.measure.profile import profile
     from edgeship.types import Precision, Target
 
     prof = {"threads": 1, "warmup_runs": 5, "warmup_seconds": 0.05, "min_runs": 100, "min_seconds": 20.0,
@@ -278,7 +278,7 @@ def test_eval_on_the_board_and_the_gate_judges_its_numbers(sshd: SSHServer, demo
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """`edgeship eval --device board` over the real loopback sshd; a budget for the board uses them."""
     from edgeship.cli import main
-    from edgeship.fsutil import sha256_file
+    from edgeship.artifact.atomic import sha256_file
 
     project_copy(tmp_path, demo_project[0])
     budget = ('\n[[budgets]]\ndevice = "board"\ntarget = "onnx"\nprecision = "fp32"\nmin_cosine = 0.999\n'

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from edgeship.cli import build_parser, main
-from edgeship.table import Column, Table
+from edgeship.ui.table import Column, Table
 from tests.conftest import FAST_PROFILE_TOML, ROOT, project_copy
 
 ANSI = re.compile(r"\x1b\[")
@@ -54,7 +54,7 @@ def test_table_drops_low_priority_columns_first_and_formats_units() -> None:
 
 
 def test_milliseconds_and_significant_digits() -> None:
-    from edgeship.table import sig
+    from edgeship.ui.table import sig
 
     assert [sig(v) for v in (0.0, 0.012345, 1.0, 12.345, 1234.5)] == ["0", "0.0123", "1.00", "12.3", "1234"]
     t = Table([Column("a", "a"), Column("t", "p90", "time")])
@@ -196,7 +196,7 @@ def test_help_has_an_example_and_init_says_what_next(tmp_path: Path, monkeypatch
 
 PROGRESS_SCRIPT = textwrap.dedent("""
     import logging, os, sys, warnings
-    from edgeship.progress import Progress
+    from edgeship.ui.progress import Progress
     with Progress(total=2, title="export") as p:
         os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n")   # native, straight to fd 2
         p.event("export m onnx-fp32 ...")

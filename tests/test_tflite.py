@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edgeship.cli import main
-from edgeship.manifest import read_manifest
+from edgeship.artifact.manifest import read_manifest
 from edgeship.types import Precision, Target
 from tests.conftest import cli_project, make_config, tiny_config
 
@@ -44,11 +44,11 @@ def test_demo_tflite_fidelity(demo_project) -> None:
 
 @pytest.mark.parametrize("name", ["tiny_encoder", "depthwise_cnn"])
 def test_tiny_models_tflite(name: str, tmp_path: Path) -> None:
-    from edgeship.evaluation import run_artifact
+    from edgeship.measure.evaluate import run_artifact
     from edgeship.metrics import fidelity
-    from edgeship.model import load_reference, run_reference
-    from edgeship.pipeline import export
-    from edgeship.selection import find_artifacts
+    from edgeship.model.reference import load_reference, run_reference
+    from edgeship.export.pipeline import export
+    from edgeship.artifact.selection import find_artifacts
     from tests.models import heldout_feeds
 
     cfg = tiny_config(tmp_path, name)
@@ -79,7 +79,7 @@ def test_non_strict_capture_is_recorded_and_still_fully_integer(tmp_path: Path, 
     non-strict (recorded), and its residual ADDs are still int8: matched by ATen target."""
     import torch
 
-    from edgeship.pipeline import export
+    from edgeship.export.pipeline import export
 
     real = torch.export.export
 
@@ -102,7 +102,7 @@ def test_pt2_source_int8_is_fully_integer(tmp_path: Path) -> None:
     its residual ADDs are int8 all the same."""
     import torch
 
-    from edgeship.pipeline import export
+    from edgeship.export.pipeline import export
     from tests.models import TINY_MODELS, depthwise_cnn
 
     program = torch.export.export(depthwise_cnn(), (torch.rand(1, 3, 32, 32),))
@@ -135,7 +135,7 @@ def test_unlowerable_op_names_op_and_target(tmp_path: Path, capsys: pytest.Captu
 
 def test_entropy_calibration_is_rejected_for_tflite(tmp_path: Path) -> None:
     from edgeship.errors import UsageError
-    from edgeship.pipeline import export
+    from edgeship.export.pipeline import export
 
     cfg = make_config(tmp_path, quantization={"method": "entropy"})
     with pytest.raises(UsageError, match="tflite int8 supports 'minmax' and 'percentile'"):
@@ -168,7 +168,7 @@ def test_litert_import_fallback_order(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def int8_io_demo(tmp_path_factory: pytest.TempPathFactory):
     """The demo exported once to tflite-int8 with io = "int8"."""
-    from edgeship.pipeline import export
+    from edgeship.export.pipeline import export
 
     tmp = tmp_path_factory.mktemp("int8io")
     cfg = make_config(tmp, targets={"tflite": {"io": "int8"}})
@@ -179,9 +179,9 @@ def int8_io_demo(tmp_path_factory: pytest.TempPathFactory):
 def test_int8_io_records_scale_and_zero_point_and_runs(int8_io_demo) -> None:
     import numpy as np
 
-    from edgeship.evaluation import evaluation_samples, run_artifact
+    from edgeship.measure.evaluate import evaluation_samples, run_artifact
     from edgeship.metrics import accuracy
-    from edgeship.selection import find_artifacts
+    from edgeship.artifact.selection import find_artifacts
 
     cfg = int8_io_demo
     m = read_manifest(cfg.artifacts_dir / "tflite-int8")
@@ -220,7 +220,7 @@ def test_int8_float_io_default_has_float_edges(demo_project) -> None:
 
 
 def test_percentile_calibration_uses_the_histogram_observer(tmp_path: Path) -> None:
-    from edgeship.pipeline import export
+    from edgeship.export.pipeline import export
 
     cfg = make_config(tmp_path, quantization={"method": "percentile"},
                       data={"calibration": "edgeship.demo:calibration_data", "calibration_samples": 16})

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeship.manifest import read_manifest
+from edgeship.artifact.manifest import read_manifest
 
 
 def _plain_copy(src: Path, dst: Path) -> None:

@@ -32,8 +32,8 @@ def layers_json(errors: list[LayerError]) -> list[dict[str, Any]]:
 
 
 def layer_record(artifact_dir: Path, errors: list[LayerError], samples: int, build: str) -> dict[str, Any]:
-    from edgeship.fsutil import sha256_file
-    from edgeship.manifest import read_manifest
+    from edgeship.artifact.atomic import sha256_file
+    from edgeship.artifact.manifest import read_manifest
 
     m = read_manifest(artifact_dir, verify=False)
     return {
@@ -47,8 +47,8 @@ def layer_record(artifact_dir: Path, errors: list[LayerError], samples: int, bui
 
 def store_layers(cfg: Config, artifact: str, record: dict[str, Any]) -> Path:
     """Write ``record`` as ``layers[artifact]`` of eval.json (a minimal v2 file when there is none)."""
-    from edgeship.evaluation import SCHEMA, eval_path, load_eval
-    from edgeship.fsutil import write_json_atomic
+    from edgeship.measure.evaluate import SCHEMA, eval_path, load_eval
+    from edgeship.artifact.atomic import write_json_atomic
 
     data = load_eval(cfg) or {"schema": SCHEMA, "model": cfg.model.name, "config_digest": cfg.digest,
                               "samples": 0, "reference": {"accuracy": None}, "entries": {}}
@@ -59,8 +59,8 @@ def store_layers(cfg: Config, artifact: str, record: dict[str, Any]) -> Path:
 
 
 def format_layers(rows: list[dict[str, Any]], limit: int | None = None, wide: bool = False) -> str:
-    """The ranking as a table that fits the terminal (edgeship.table); ``wide``: every column in full."""
-    from edgeship.table import Column, Table
+    """The ranking as a table that fits the terminal (edgeship.ui.table); ``wide``: every column in full."""
+    from edgeship.ui.table import Column, Table
 
     table = Table([
         Column("rank", "#", "number"), Column("layer", "layer"), Column("op_type", "op", priority=2),

@@ -34,7 +34,7 @@ from edgeship.accuracy.budget import AccuracyBudget, applicable_budget, describe
 from edgeship.accuracy.layers import worst_first
 from edgeship.config import Config
 from edgeship.errors import AccuracyFallbackFailed, UsageError
-from edgeship.manifest import Manifest
+from edgeship.artifact.manifest import Manifest
 from edgeship.types import Precision
 
 LAYER_SAMPLES = 32      # samples the per-layer report runs on (the ranking, not the verdict)
@@ -57,9 +57,9 @@ def run_on_class(artifact_dir: Path, manifest: Manifest, feeds: Sequence[dict[st
         except OnnxNotMeasurable as exc:
             raise NotMeasurable(str(exc)) from None
         return outs["m"], how
-    from edgeship.evaluation import run_artifact
+    from edgeship.measure.evaluate import run_artifact
     from edgeship.runtimes.base import RuntimeUnavailable
-    from edgeship.selection import ArtifactRef
+    from edgeship.artifact.selection import ArtifactRef
 
     try:
         return run_artifact(ArtifactRef(artifact_dir, manifest), list(feeds)), "in-process on this host"
@@ -74,7 +74,7 @@ def reference_outputs(job: Any, feeds: Sequence[dict[str, np.ndarray]], chunk: i
     model. Batching is used only when it reproduces the per-sample outputs of the first feed
     and returns one row per feed (a model hard-wired to batch 1 gets one call per sample).
     """
-    from edgeship.model import run_reference
+    from edgeship.model.reference import run_reference
 
     one = run_reference(job.model, feeds[0], job.inputs)
     if len(feeds) == 1 or any(np.ndim(o) == 0 or np.shape(o)[0] != 1 for o in one):
@@ -97,7 +97,7 @@ class _Validator:
     """Reference outputs and labels of the validation set; scores an artifact on its class."""
 
     def __init__(self, cfg: Config, job: Any) -> None:
-        from edgeship.evaluation import evaluation_samples
+        from edgeship.measure.evaluate import evaluation_samples
         from edgeship.metrics import accuracy
 
         self.samples = evaluation_samples(cfg)
@@ -154,7 +154,7 @@ def accuracy_aware(cfg: Config, exporter: Any, job: Any, precision: Precision, o
         say(f"  accuracy-aware INT8: {describe_score(before, budget)} misses {budget.describe()}; not searched ({exc})")
         return _record(out_dir, manifest, rec)
     from edgeship.accuracy.report import RANKING_METRIC, layer_record, store_layers
-    from edgeship.evaluation import eval_path
+    from edgeship.measure.evaluate import eval_path
 
     store_layers(cfg, out_dir.name, layer_record(out_dir, errors, min(len(val.samples), LAYER_SAMPLES),
                                                  "all-INT8, before the accuracy-aware fallback"))
@@ -194,7 +194,7 @@ def accuracy_aware(cfg: Config, exporter: Any, job: Any, precision: Precision, o
 
 def _unship(out_dir: Path) -> None:
     """Remove the artifact: its name (a symlink to a version directory, fsutil) and the version."""
-    from edgeship.fsutil import sweep
+    from edgeship.artifact.atomic import sweep
 
     if out_dir.is_symlink():
         out_dir.unlink()
@@ -211,7 +211,7 @@ def _record(out_dir: Path, m: Manifest, rec: dict[str, Any]) -> Manifest:
 
 def table(before: dict[str, Any], steps: list[dict[str, Any]], budget: AccuracyBudget) -> str:
     """What was tried: one row per build (the all-INT8 one first)."""
-    from edgeship.table import render
+    from edgeship.ui.table import render
 
     def row(label: str, kept: list[str], added: list[str], s: dict[str, Any]) -> list[str]:
         drop = "-" if s.get("accuracy_drop") is None else f"{100 * s['accuracy_drop']:.2f} pt"

@@ -4,7 +4,7 @@ Each device is a Ray custom resource ``edgeship-device:<name>`` (capacity 1) of 
 is attached to, advertised by ``edgeship worker`` after ``devices check`` passed there. The
 submitting process (``profile``/``gate --cluster``) sends one task per device carrying all
 its artifacts, so the rounds interleave across the artifacts on the device as they do
-in-process (edgeship.profiling.measure_rounds) and the device is held for the whole run:
+in-process (edgeship.measure.profile.measure_rounds) and the device is held for the whole run:
 nobody else's task can slip a measurement between two rounds. Two submissions that name the
 same device queue on its resource, never overlap.
 

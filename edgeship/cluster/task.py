@@ -69,7 +69,7 @@ def _node_config(job: dict[str, Any]) -> Any:
 
 def _measure(cfg: Any, job: dict[str, Any], refs: list[Any], say: Any, out: dict[str, Any]) -> list[dict[str, Any]]:
     from edgeship.devices.base import open_device
-    from edgeship.profiling import Reference, measure_rounds
+    from edgeship.measure.profile import Reference, measure_rounds
 
     reference = None
     if job.get("reference") is not None:

@@ -1,6 +1,6 @@
 """Artifacts travel by content: packed once on the submitting host, checked on arrival.
 
-The receiving node rebuilds the directory and reads it with edgeship.manifest's integrity
+The receiving node rebuilds the directory and reads it with edgeship.artifact.manifest's integrity
 checks (every file's size and sha256), then compares the evidence digest (sha256 of
 manifest.json, BRIEF contract 1) with the one the submitter computed: a node never measures
 bytes other than the ones the gate will judge.
@@ -12,11 +12,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from edgeship.errors import ArtifactError
-from edgeship.selection import ArtifactRef
+from edgeship.artifact.selection import ArtifactRef
 
 
 def pack(ref: ArtifactRef) -> dict[str, Any]:
-    from edgeship.evidence import artifact_digest
+    from edgeship.gate.evidence import artifact_digest
 
     files = {p.relative_to(ref.path).as_posix(): p.read_bytes() for p in sorted(ref.path.rglob("*")) if p.is_file()}
     return {"name": ref.name, "digest": artifact_digest(ref.path), "files": files}
@@ -24,8 +24,8 @@ def pack(ref: ArtifactRef) -> dict[str, Any]:
 
 def unpack(payload: dict[str, Any], root: Path, model: str) -> ArtifactRef:
     """Write the artifact under ``root/<name>/`` and return it, verified; ArtifactError otherwise."""
-    from edgeship.evidence import artifact_digest
-    from edgeship.manifest import read_manifest
+    from edgeship.gate.evidence import artifact_digest
+    from edgeship.artifact.manifest import read_manifest
 
     name = payload["name"]
     if "/" in name or name in ("", ".", ".."):

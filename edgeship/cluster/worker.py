@@ -22,7 +22,7 @@ from edgeship.errors import UsageError
 
 def check_devices(cfg: Config, devices: list[str]) -> None:
     """UsageError naming the first device that is not configured or fails its check."""
-    from edgeship.devices_check import check
+    from edgeship.devices.check import check
 
     for name in devices:
         if name not in cfg.devices:

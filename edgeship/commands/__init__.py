@@ -47,7 +47,7 @@ def add_selection(p: argparse.ArgumentParser, device: bool = False) -> None:
 
 def load_selection(args: argparse.Namespace):  # -> tuple[Config, targets, precisions]
     """Parse --target/--precision (errors before any file is read), then load the config."""
-    from edgeship.selection import parse_precisions, parse_targets
+    from edgeship.artifact.selection import parse_precisions, parse_targets
 
     targets, precisions = parse_targets(args.target), parse_precisions(args.precision)
     return load_cfg(args), targets, precisions

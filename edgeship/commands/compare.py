@@ -16,9 +16,9 @@ class Compare:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from edgeship.comparison import compare, matrix_table, skipped_lines
+        from edgeship.measure.compare import compare, matrix_table, skipped_lines
         from edgeship.errors import UsageError
-        from edgeship.progress import Progress
+        from edgeship.ui.progress import Progress
 
         if args.samples < 1:
             raise UsageError(f"--samples must be >= 1, got {args.samples}")
@@ -30,7 +30,7 @@ class Compare:
 
             print(json.dumps(result, indent=2, default=str))
         else:
-            from edgeship.table import show, terminal_width
+            from edgeship.ui.table import show, terminal_width
 
             show(matrix_table(result, args.wide), wide=args.wide)
             for line in skipped_lines(result, None if args.wide else terminal_width()):

@@ -38,9 +38,9 @@ class Devices:
 def _list(cfg: object, args: argparse.Namespace) -> int:
     import json
 
-    from edgeship.devices_check import adb_devices, describe
+    from edgeship.devices.check import adb_devices, describe
     from edgeship.errors import DeviceError
-    from edgeship.table import Column, Table, show
+    from edgeship.ui.table import Column, Table, show
 
     configured = Table([Column("name", "device"), Column("kind", "kind"), Column("where", "where", wrap=True)])
     for r in describe(cfg):   # type: ignore[arg-type]
@@ -79,10 +79,10 @@ def _list(cfg: object, args: argparse.Namespace) -> int:
 
 
 def _setup(cfg: object, name: str) -> int:
-    from edgeship.boards import setup_userland
+    from edgeship.devices.boards import setup_userland
     from edgeship.devices.base import open_device
     from edgeship.errors import UsageError
-    from edgeship.progress import Progress
+    from edgeship.ui.progress import Progress
 
     dcfg = open_device(name, cfg).config   # unknown name -> ConfigError naming the configured ones
     if dcfg.kind != "emulated":
@@ -99,7 +99,7 @@ def _setup(cfg: object, name: str) -> int:
 
 
 def _check(cfg: object, name: str) -> int:
-    from edgeship.devices_check import check
+    from edgeship.devices.check import check
 
     r = check(cfg, name)   # type: ignore[arg-type]
     print(f"device {r.name} ({r.kind})")

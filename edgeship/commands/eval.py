@@ -23,8 +23,8 @@ class Eval:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from edgeship.errors import UsageError
-        from edgeship.evaluation import eval_path, eval_table, evaluate
-        from edgeship.progress import Progress
+        from edgeship.measure.evaluate import eval_path, eval_table, evaluate
+        from edgeship.ui.progress import Progress
 
         if args.chunk < 1:
             raise UsageError(f"--chunk must be >= 1, got {args.chunk}")
@@ -40,7 +40,7 @@ class Eval:
             keys = report.get("updated") or list(report["entries"])
             print(json.dumps({**report, "entries": {k: report["entries"][k] for k in keys}}, indent=2, default=str))
         else:
-            from edgeship.table import show
+            from edgeship.ui.table import show
 
             show(eval_table(report), wide=args.wide)
             print(f"wrote {eval_path(cfg)}")

@@ -21,7 +21,7 @@ class Explain:
     def run(args: argparse.Namespace) -> int:
         from edgeship.accuracy.explain import explain
         from edgeship.accuracy.report import format_layers
-        from edgeship.progress import Progress
+        from edgeship.ui.progress import Progress
 
         if args.top is not None and args.top < 1:
             from edgeship.errors import UsageError

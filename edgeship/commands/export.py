@@ -22,8 +22,8 @@ class Export:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from edgeship.pipeline import export_all, plan
-        from edgeship.progress import Progress
+        from edgeship.export.pipeline import export_all, plan
+        from edgeship.ui.progress import Progress
 
         cfg, targets, precisions = load_selection(args)
         # the first line at once: loading torch and the model takes seconds before the first step
@@ -36,7 +36,7 @@ class Export:
 
             print(json.dumps({"artifacts": table.records(), "dir": str(cfg.artifacts_dir)}, indent=2))
         else:
-            from edgeship.table import show
+            from edgeship.ui.table import show
 
             show(table, wide=args.wide)
         if not summary.failures:
@@ -51,8 +51,8 @@ class Export:
 
 def export_table(summary: Any) -> Any:
     """One row per requested artifact: built (file, size, the CPU class and recipe, notes) or failed (why)."""
-    from edgeship.manifest import Manifest
-    from edgeship.table import Column, Table
+    from edgeship.artifact.manifest import Manifest
+    from edgeship.ui.table import Column, Table
 
     table = Table([
         Column("artifact", "artifact"), Column("status", "status"), Column("file", "file", priority=2),

@@ -25,8 +25,8 @@ class Gate:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from edgeship.commands import load_cfg
-        from edgeship.gating import check_threshold, gate, load_report
-        from edgeship.progress import Progress
+        from edgeship.gate.judge import check_threshold, gate, load_report
+        from edgeship.ui.progress import Progress
         from edgeship.reports import write_reports
 
         check_threshold(args.threshold)     # before any file is read
@@ -71,7 +71,7 @@ def show_report(report: dict[str, Any], args: Any) -> None:
     import json
 
     from edgeship.reports.terminal import failing, render_terminal, terminal_notes
-    from edgeship.table import is_tty, terminal_width, warn
+    from edgeship.ui.table import is_tty, terminal_width, warn
 
     if getattr(args, "json", False):
         keep = ("schema", "model", "verdict", "counts", "checks", "warnings")

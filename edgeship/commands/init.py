@@ -7,7 +7,7 @@ from pathlib import Path
 from edgeship.commands import command
 from edgeship.config import CONFIG_NAME
 from edgeship.errors import UsageError
-from edgeship.fsutil import write_text_atomic
+from edgeship.artifact.atomic import write_text_atomic
 
 STARTER = '''\
 # edgeship project. Every key is documented in docs/config.md.

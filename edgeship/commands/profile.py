@@ -26,8 +26,8 @@ class Profile:
     def run(args: argparse.Namespace) -> int:
         from edgeship.config import MAX_SECONDS
         from edgeship.errors import DeviceError, UsageError
-        from edgeship.profiling import profile
-        from edgeship.progress import Progress
+        from edgeship.measure.profile import profile
+        from edgeship.ui.progress import Progress
 
         for opt in ("min_runs", "threads"):
             if getattr(args, opt) is not None and getattr(args, opt) < 1:
@@ -66,7 +66,7 @@ def _show(results: list[dict[str, Any]], cfg: Any, args: argparse.Namespace) -> 
     """The table on stdout (or ``--json``), its warnings on stderr."""
     import json
 
-    from edgeship.table import show, warn
+    from edgeship.ui.table import show, warn
 
     table, notes = profile_table(results, cfg)
     if args.json:
@@ -84,8 +84,8 @@ def _say_int8_speed(cfg: Any, device: str) -> None:
     """
     import sys
 
-    from edgeship.int8_speed import int8_does_not_pay
-    from edgeship.profiling import load_results
+    from edgeship.gate.int8_speed import int8_does_not_pay
+    from edgeship.measure.profile import load_results
 
     for line in int8_does_not_pay(load_results(cfg, device)):
         print(f"note: {line}", file=sys.stderr)
@@ -93,9 +93,9 @@ def _say_int8_speed(cfg: Any, device: str) -> None:
 
 def profile_table(results: list[dict[str, Any]], cfg: Any = None) -> tuple[Any, list[str]]:
     """The profile table and its warnings; with ``cfg``, sample-count warnings only for gated statistics."""
-    from edgeship.profiling import gated_statistics
-    from edgeship.stats import ns_to_ms, stability_warnings, timing_summary
-    from edgeship.table import Column, Table
+    from edgeship.measure.profile import gated_statistics
+    from edgeship.measure.stats import ns_to_ms, stability_warnings, timing_summary
+    from edgeship.ui.table import Column, Table
 
     table = Table([
         Column("artifact", "artifact"), Column("device", "device", priority=2),
@@ -148,7 +148,7 @@ def profile_table(results: list[dict[str, Any]], cfg: Any = None) -> tuple[Any, 
 def _noisy_sessions(results: list[dict[str, Any]], cfg: Any) -> list[str]:
     """A device whose sessions (build/history) vary more than ``gate.max_round_cv``: the gate
     will widen its latency intervals to that spread (docs/gate.md, Sessions)."""
-    from edgeship.sessions import device_noise
+    from edgeship.measure.sessions import device_noise
 
     out = []
     measured = {r["device"]["name"] for r in results

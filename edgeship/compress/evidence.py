@@ -40,7 +40,7 @@ class SourceReferences:
 
     def _load(self, directory: Path, digest: str, manifest: Any) -> tuple[list[list[np.ndarray]], float | None]:
         from edgeship.metrics import accuracy
-        from edgeship.model import run_reference
+        from edgeship.model.reference import run_reference
 
         model = source_model(self.cfg, manifest)
         outs = [run_reference(model, f, self.cfg.model.inputs) for f in self.feeds]

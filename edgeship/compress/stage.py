@@ -20,7 +20,7 @@ from edgeship.compress.measure import measure, stacked
 from edgeship.compress.store import save
 from edgeship.config import Config
 from edgeship.errors import UsageError
-from edgeship.fsutil import write_json_atomic
+from edgeship.artifact.atomic import write_json_atomic
 from edgeship.lazy import require
 
 
@@ -35,7 +35,7 @@ def compress(cfg: Config, on_event: Callable[[str], None] | None = None) -> dict
     ctx = _context(cfg, say)
     for s in steps:            # every impossible request is reported before any work
         s.check(ctx)
-    from edgeship.model import load_reference, synthetic_inputs
+    from edgeship.model.reference import load_reference, synthetic_inputs
 
     teacher = load_reference(cfg)
     example = tuple(torch.from_numpy(a) for a in synthetic_inputs(cfg.model.inputs).values())
@@ -89,7 +89,7 @@ def _context(cfg: Config, say: Callable[[str], None]) -> Context:
 
     @lru_cache(maxsize=1)
     def evaluation() -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-        from edgeship.evaluation import evaluation_samples
+        from edgeship.measure.evaluate import evaluation_samples
 
         return stacked(evaluation_samples(cfg))
 
@@ -106,7 +106,7 @@ def _context(cfg: Config, say: Callable[[str], None]) -> Context:
 
 
 def format_table(manifest: dict[str, Any]) -> str:
-    from edgeship.table import render
+    from edgeship.ui.table import render
 
     head = ["step", "params", "MACs", "FP32 KiB", "x smaller", "accuracy", "drop", "agree"]
     rows = []

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeship.config import Config
 from edgeship.errors import ArtifactError, ConfigError, ExportError, UsageError
-from edgeship.fsutil import atomic_directory, sha256_file, write_json_atomic
+from edgeship.artifact.atomic import atomic_directory, sha256_file, write_json_atomic
 from edgeship.lazy import require
 
 SCHEMA = "edgeship.compressed/1"
@@ -99,7 +99,7 @@ def load_verified(cfg: Config, directory: Path | None = None) -> tuple[Any, dict
     shapes, then the hash-checked weights loaded strictly; nothing is unpickled."""
     torch = require("torch", "torch")
     from edgeship.compress.base import get_step
-    from edgeship.model import load_reference, synthetic_inputs
+    from edgeship.model.reference import load_reference, synthetic_inputs
 
     directory = directory or compressed_dir(cfg)
     m, digest = read(directory)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeship.fsutil import write_bytes_atomic
+from edgeship.artifact.atomic import write_bytes_atomic
 from edgeship.lazy import require
 
 SEED = 0

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeship.errors import UsageError
-from edgeship.fsutil import publish_set
+from edgeship.artifact.atomic import publish_set
 
 Renderer = Callable[[dict[str, Any]], str]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from edgeship.int8_speed import int8_does_not_pay
-from edgeship.table import PLAIN_WIDTH
+from edgeship.gate.int8_speed import int8_does_not_pay
+from edgeship.ui.table import PLAIN_WIDTH
 
 # the order rows are shown in: what needs attention first
 _RANK = {"FAIL": 0, "MARGINAL(fail)": 1, "MARGINAL(pass)": 2, "SKIPPED": 3, "PASS": 4}
@@ -24,7 +24,7 @@ def _verdict(c: dict[str, Any]) -> str:
 def gate_table(report: dict[str, Any], all_rows: bool = False) -> tuple[Any, int]:
     """The checks as a Table, failures first; without ``all_rows`` only FAIL and MARGINAL rows
     (and the number of rows left out)."""
-    from edgeship.table import Column, Table
+    from edgeship.ui.table import Column, Table
 
     table = Table([
         Column("verdict", "verdict"), Column("device", "device", priority=2), Column("artifact", "artifact"),

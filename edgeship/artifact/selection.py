@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edgeship.config import Config
 from edgeship.errors import ArtifactError, UsageError
-from edgeship.manifest import Manifest, read_manifest
+from edgeship.artifact.manifest import Manifest, read_manifest
 from edgeship.types import Precision, Target
 
 

@@ -1,6 +1,6 @@
 """Sessions: how much a device's latency moves from one measurement session to the next.
 
-Rounds (edgeship/rounds.py) make the runner process the unit of noise, but the rounds of one
+Rounds (edgeship/measure/rounds.py) make the runner process the unit of noise, but the rounds of one
 ``profile`` run all fall within the same minute: on a shared machine the host's speed drifts
 over tens of minutes (docs/gate.md, "Stability": the same artifact measured 5.7 ms, then
 11.3 ms, then 7 ms within an hour, each run's rounds agreeing within a few %). No statistic of
@@ -50,14 +50,14 @@ def session_record(result: dict[str, Any]) -> dict[str, Any] | None:
     emulated, or a native tool's aggregates only)."""
     import numpy as np
 
-    from edgeship.stats import statistic
+    from edgeship.measure.stats import statistic
 
     timing = result.get("timing") or {}
     samples = timing.get("samples_ns") or []
     art = result.get("artifact") or {}
     if result.get("status") != "ok" or not samples or timing.get("emulated") or not art.get("artifact_digest"):
         return None
-    from edgeship.rounds import cpu_shares
+    from edgeship.measure.rounds import cpu_shares
 
     ms = np.asarray(samples, dtype=np.float64) / 1e6
     rt = result.get("runtime") or {}
@@ -97,7 +97,7 @@ def read_history(cfg: Config, device: str) -> list[dict[str, Any]]:
 
 def record_sessions(cfg: Config, device: str, results: Iterable[dict[str, Any]]) -> int:
     """Add (or replace: same digest and ``created``) the sessions of ``results``; returns how many."""
-    from edgeship.fsutil import exclusive, write_text_atomic
+    from edgeship.artifact.atomic import exclusive, write_text_atomic
 
     new = [r for r in (session_record(res) for res in results) if r is not None]
     if not new:
@@ -133,7 +133,7 @@ class SessionNoise:
         """Student-t quantile with the noise's degrees of freedom (normal when stated)."""
         from statistics import NormalDist
 
-        from edgeship.stats import t_quantile
+        from edgeship.measure.stats import t_quantile
 
         return NormalDist().inv_cdf(q) if math.isinf(self.df) else t_quantile(q, max(1, int(self.df)))
 
@@ -165,7 +165,7 @@ def _usual(records: Sequence[dict[str, Any]], stat: str, since: _dt.datetime | N
     median) of their artifact's median, unless more than ``MAX_ASIDE`` of them are."""
     from statistics import median
 
-    from edgeship.rounds import CONTENDED_SHARE
+    from edgeship.measure.rounds import CONTENDED_SHARE
 
     groups: dict[tuple[Any, ...], list[float]] = {}
     aside = 0

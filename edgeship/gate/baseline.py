@@ -2,7 +2,7 @@
 
 The samples of one runner process are not independent, so a test over them (Mann-Whitney on
 raw samples) reads ordinary run-to-run noise as a regression. The unit is the round (a fresh
-runner process, see edgeship.rounds): each round's median is one observation. A regression
+runner process, see edgeship.measure.rounds): each round's median is one observation. A regression
 needs a one-sided permutation test over the log round medians, with the new ones divided by
 (1 + gate.regression_threshold), to reject at gate.regression_alpha: the slowdown exceeds the
 threshold (5% by default) BEYOND the round-to-round noise. Its effect size, the ratio of the
@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from edgeship.budgets import Check
+from edgeship.gate.budgets import Check
 from edgeship.config import Config
 from edgeship.errors import UsageError
-from edgeship.gating import CheckResult
-from edgeship.rounds import timing_rounds
-from edgeship.stats import permutation_pvalue
+from edgeship.gate.judge import CheckResult
+from edgeship.measure.rounds import timing_rounds
+from edgeship.measure.stats import permutation_pvalue
 from edgeship.types import Verdict
 
 HARDWARE_KEYS = ("cpu", "machine", "cpu_count")
@@ -44,7 +44,7 @@ def _round_medians(r: dict[str, Any]) -> np.ndarray:
 
 def compare_baseline(cfg: Config, results: list[dict[str, Any]], baseline: dict[str, Any],
                      force: bool = False, threshold: float | None = None) -> list[CheckResult]:
-    from edgeship.boards import EMULATED_TIMING, timing_counts
+    from edgeship.devices.boards import EMULATED_TIMING, timing_counts
 
     thr = cfg.gate.regression_threshold if threshold is None else threshold
     alpha = cfg.gate.regression_alpha

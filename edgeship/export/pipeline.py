@@ -9,8 +9,8 @@ from functools import lru_cache
 from edgeship.calibration import DataSource, Sample, load_samples
 from edgeship.config import Config
 from edgeship.errors import ConfigError, UsageError
-from edgeship.manifest import Manifest
-from edgeship.model import load_reference, run_reference, synthetic_inputs
+from edgeship.artifact.manifest import Manifest
+from edgeship.model.reference import load_reference, run_reference, synthetic_inputs
 from edgeship.types import Precision, Target
 
 
@@ -95,7 +95,7 @@ def export(
     Every artifact is attempted (see ``export_all``); if any failed, raises ExportIncomplete
     (an ExportError, exit code 1) carrying the built manifests and the failures.
     """
-    from edgeship.export_failures import ExportIncomplete
+    from edgeship.export.failures import ExportIncomplete
 
     summary = export_all(cfg, targets, precisions, on_event, for_devices, source)
     if summary.failures:
@@ -115,16 +115,16 @@ def export_all(
 
     Bad input (config, selection, model source, calibration data, devices) raises before any
     artifact is attempted. A conversion that fails (ExportError, or a missing optional
-    dependency of one target) is recorded (edgeship.export_failures) and the next artifact is
+    dependency of one target) is recorded (edgeship.export.failures) and the next artifact is
     attempted. Class-specific precisions (ONNX INT8) are built once per CPU class of
     ``for_devices`` (default: the devices the budgets name, else this host); see
-    edgeship.export_for. The failed artifact leaves no directory, only its failure record.
+    edgeship.export.for_device. The failed artifact leaves no directory, only its failure record.
     """
     from edgeship.accuracy.search import accuracy_aware  # issue 15: budget-driven float fallback
-    from edgeship.cpuclass import host_target
+    from edgeship.export.cpuclass import host_target
     from edgeship.errors import ExportError, MissingDependency
-    from edgeship.export_failures import ExportFailure, ExportSummary, clear_failure, record_failure
-    from edgeship.export_for import artifact_name, export_targets
+    from edgeship.export.failures import ExportFailure, ExportSummary, clear_failure, record_failure
+    from edgeship.export.for_device import artifact_name, export_targets
     from edgeship.exporters.base import EXPORTERS, get_exporter
 
     pairs = plan(cfg, targets, precisions)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeship.errors import ExportError
-from edgeship.fsutil import tree_size
+from edgeship.artifact.atomic import tree_size
 from edgeship.types import Precision
 
 INT8_WEIGHT_OPS = ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from edgeship.config import Config
 from edgeship.errors import ExportError
-from edgeship.fsutil import write_json_atomic
-from edgeship.manifest import Manifest
+from edgeship.artifact.atomic import write_json_atomic
+from edgeship.artifact.manifest import Manifest
 
 SCHEMA = "edgeship.export-failure/1"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeship.config import Config
-from edgeship.selection import ArtifactRef
+from edgeship.artifact.selection import ArtifactRef
 
 RUNNER_PACKAGE = "edgeship_runner"
 RUNNER_FILES = ("__init__.py", "base.py", "memory.py", "runner.py", "cpuinfo.py")
@@ -50,7 +50,7 @@ def write_runner_package(dest: Path, runtime: str | None) -> Path:
 def profiling_inputs(cfg: Config) -> dict[str, np.ndarray]:
     """First evaluation sample, else first calibration sample, else synthetic inputs."""
     from edgeship.calibration import DataSource, load_samples
-    from edgeship.model import synthetic_inputs
+    from edgeship.model.reference import synthetic_inputs
 
     for ref, key in ((cfg.data.evaluation, "data.evaluation"), (cfg.data.calibration, "data.calibration")):
         if ref is not None:

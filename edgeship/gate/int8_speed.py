@@ -22,7 +22,7 @@ def median_ms(result: dict[str, Any]) -> float | None:
     if result.get("summary_ms"):
         v = result["summary_ms"].get("p50")
     elif result.get("timing"):
-        from edgeship.stats import timing_summary
+        from edgeship.measure.stats import timing_summary
 
         v = timing_summary(result["timing"]).p50
     else:

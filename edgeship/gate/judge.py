@@ -1,12 +1,12 @@
 """gate: budgets x measurements -> verdicts, reports and an exit code.
 
-Latency is decided statistically over rounds (fresh runner processes, see edgeship.rounds): a
+Latency is decided statistically over rounds (fresh runner processes, see edgeship.measure.rounds): a
 two-level bootstrap CI of the gated statistic (rounds, then samples within rounds); PASS if its
 upper bound is within budget, FAIL if its lower bound is over; otherwise measure more rounds
 (up to ``gate.max_rounds``, one per call of the injected ``remeasure``) and finally decide on
 the point estimate, marked MARGINAL. Memory and size are compared by value. A result whose
 runtime could not run on the device is SKIPPED (FAIL when the budget sets ``require``).
-Every check needs evidence bound to the artifact on disk (edgeship/evidence.py): missing or
+Every check needs evidence bound to the artifact on disk (edgeship/gate/evidence.py): missing or
 stale evidence, or an unreadable artifact, is a FAIL row naming the command to re-run.
 Exit code: 0 every check passed, 1 a check failed; usage errors raise (exit 2).
 """
@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from edgeship.budgets import ACCURACY, COSINE, EVAL_METRICS, MEMORY, RETRIEVAL, SIZE, Check, expand
+from edgeship.gate.budgets import ACCURACY, COSINE, EVAL_METRICS, MEMORY, RETRIEVAL, SIZE, Check, expand
 from edgeship.config import Config
 from edgeship.errors import ArtifactError, UsageError
-from edgeship.evidence import (
+from edgeship.gate.evidence import (
     EVAL_SCHEMA_V1,
     EVAL_SCHEMA_V2,
     artifact_digest,
@@ -37,8 +37,8 @@ from edgeship.evidence import (
     export_command,
     profile_command,
 )
-from edgeship.rounds import CONTENDED_SHARE, cpu_shares, keep_rounds, timing_rounds
-from edgeship.sessions import (
+from edgeship.measure.rounds import CONTENDED_SHARE, cpu_shares, keep_rounds, timing_rounds
+from edgeship.measure.sessions import (
     SessionNoise,
     device_noise,
     earlier_sessions,
@@ -48,7 +48,7 @@ from edgeship.sessions import (
     state_shift,
     without,
 )
-from edgeship.stats import (
+from edgeship.measure.stats import (
     MIN_SAMPLES,
     RoundSpread,
     bootstrap_ci,
@@ -121,14 +121,14 @@ def decide_latency(
     interval clears the budget does not inflate the error rate (Bonferroni over the looks).
     A FAIL whose runner was starved of CPU (``CONTENDED_SHARE``) is reported MARGINAL.
 
-    ``noise`` is the device's session-to-session noise (edgeship/sessions.py): the interval is
+    ``noise`` is the device's session-to-session noise (edgeship/measure/sessions.py): the interval is
     widened to at least ``point * exp(+-t * noise.sd)`` at the gate's confidence (not divided
     over the looks: more rounds of this session leave that part as it is, so every look sees
     nearly the same one), and when that part alone straddles the budget the verdict is
     MARGINAL at once, since more rounds of the same session cannot narrow it. ``noise`` is
     learned without this session (an outlying session would inflate the very spread it is
     tested against) and ``earlier`` are the statistic of the earlier sessions of the same
-    artifact on the device in its usual state (edgeship.sessions.earlier_sessions): when this
+    artifact on the device in its usual state (edgeship.measure.sessions.earlier_sessions): when this
     session lies beyond their prediction interval (``STATE_CONFIDENCE``), the device is not in
     the state it was in; which state is the usual one is unknown, so the interval is widened
     to cover the earlier sessions' too, and only a budget beyond both is decided.
@@ -237,7 +237,7 @@ def _latency(check: Check, verdict: Verdict, passed: bool, point: float, low: fl
 
 
 def flag_noisy_devices(results: list[CheckResult], cfg: Config) -> list[CheckResult]:
-    """When any latency check's rounds, or the device's sessions (edgeship/sessions.py), vary by
+    """When any latency check's rounds, or the device's sessions (edgeship/measure/sessions.py), vary by
     more than ``gate.max_round_cv`` on a device, every latency verdict on that device says so:
     its intervals are wide for a reason that pinning CPUs or isolating the device fixes
     (docs/gate.md, "Too noisy")."""
@@ -332,12 +332,12 @@ def gate(
     """Expand the budgets over the artifacts on disk and judge each check on matching evidence.
 
     Evidence (profile results, eval entries) counts only when it records the digest of the
-    artifact as it is on disk now (see edgeship/evidence.py); otherwise the check FAILs and
+    artifact as it is on disk now (see edgeship/gate/evidence.py); otherwise the check FAILs and
     names the command to re-run. Usage errors (unknown device, zero checks) raise UsageError.
     """
-    from edgeship.export_failures import load_failures
-    from edgeship.profiling import load_results
-    from edgeship.selection import scan_artifacts
+    from edgeship.export.failures import load_failures
+    from edgeship.measure.profile import load_results
+    from edgeship.artifact.selection import scan_artifacts
 
     say = on_event or (lambda _m: None)
     _check_arguments(cfg, device, threshold)
@@ -399,7 +399,7 @@ def gate(
     warnings = [config_warning(len(config_changed))] if config_changed else []
     out = flag_noisy_devices(out, cfg)
     if baseline is not None:
-        from edgeship.baseline import compare_baseline
+        from edgeship.gate.baseline import compare_baseline
 
         out += compare_baseline(cfg, fresh, baseline, force, threshold)
     report = build_report(cfg, out, fresh, eval_report, baseline is not None, warnings)
@@ -426,7 +426,7 @@ def _per_device(checks: list[Check], entries: dict[tuple[str, str], dict[str, An
 def _device_check(c: Check, r: dict[str, Any] | None, digest: str, cfg: Config,
                   remeasure: Remeasure) -> tuple[CheckResult, bool]:
     """Latency or memory of one artifact on one device, from its profile result."""
-    from edgeship.boards import EMULATED_TIMING, timing_counts
+    from edgeship.devices.boards import EMULATED_TIMING, timing_counts
 
     command = profile_command(c.device, c.target, c.precision)
     what = f"profile result for {c.artifact} on {c.device}"
@@ -514,9 +514,9 @@ def default_remeasure(cfg: Config) -> Remeasure:
 
     def remeasure(device: str, artifact: str) -> list[int]:
         from edgeship.devices.base import open_device
-        from edgeship.profiling import profile_artifact
-        from edgeship.rounds import round_plan
-        from edgeship.selection import scan_artifacts
+        from edgeship.measure.profile import profile_artifact
+        from edgeship.measure.rounds import round_plan
+        from edgeship.artifact.selection import scan_artifacts
 
         # a broken neighbour must not stop the re-measurement of a good artifact
         ref = next(r for r in scan_artifacts(cfg)[0] if r.name == artifact)
@@ -577,7 +577,7 @@ def build_report(cfg: Config, checks: list[CheckResult], results: list[dict[str,
 
 
 def load_report(path: Path) -> dict[str, Any]:
-    from edgeship.reports.schema import validate_report
+    from edgeship.gate.report_schema import validate_report
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))

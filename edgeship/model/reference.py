@@ -11,7 +11,7 @@ import numpy as np
 from edgeship.config import Config, InputSpec
 from edgeship.errors import ConfigError, ExportError
 from edgeship.lazy import require
-from edgeship.refs import resolve_callable
+from edgeship.model.refs import resolve_callable
 
 
 def load_reference(cfg: Config) -> Any:
@@ -44,7 +44,7 @@ def _refuse_pickles(path: Any, torch: Any) -> None:
     """ConfigError unless ``path`` loads without running pickled code (see pt2_safety)."""
     import io
 
-    from edgeship.pt2_safety import pickled_members
+    from edgeship.model.pt2_safety import pickled_members
 
     try:
         refused, samples = pickled_members(path)

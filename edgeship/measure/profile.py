@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from edgeship.bundle import RUNNER_PACKAGE, build_bundle, profiling_inputs
+from edgeship.artifact.bundle import RUNNER_PACKAGE, build_bundle, profiling_inputs
 from edgeship.config import Config
 from edgeship.devices.base import Device, open_device
 from edgeship.errors import ArtifactError, DeviceError, EdgeshipError, InputDataError, RuntimeFailure
-from edgeship.evidence import artifact_digest
-from edgeship.fsutil import write_json_atomic
-from edgeship.selection import ArtifactRef, find_artifacts, pick_for_class
+from edgeship.gate.evidence import artifact_digest
+from edgeship.artifact.atomic import write_json_atomic
+from edgeship.artifact.selection import ArtifactRef, find_artifacts, pick_for_class
 from edgeship.types import Precision, Target
 
 SCHEMA = "edgeship.result/1"
@@ -139,7 +139,7 @@ class Reference:
     def _compute(self, key: str, manifest: Any) -> tuple[tuple[np.ndarray, ...] | None, str]:
         from edgeship.compress.evidence import source_model
         from edgeship.errors import MissingDependency
-        from edgeship.model import load_reference, run_reference
+        from edgeship.model.reference import load_reference, run_reference
 
         try:
             model = load_reference(self._cfg) if key == "original" else source_model(self._cfg, manifest)
@@ -170,7 +170,7 @@ def _compare_outputs(device: Device, remote: str, local: Path, ref: ArtifactRef,
                      where: str) -> dict[str, Any]:
     from edgeship.compress.evidence import source_key
     from edgeship.metrics import closeness, fidelity
-    from edgeship.output_kinds import output_kinds
+    from edgeship.measure.output_kinds import output_kinds
     from edgeship.types import OutputKind
 
     expected = reference.outputs(ref.manifest)
@@ -179,7 +179,7 @@ def _compare_outputs(device: Device, remote: str, local: Path, ref: ArtifactRef,
     source = "original" if source_key(ref.manifest) == "original" else "compressed"
     device.pull(remote, local)
     names = [t.name for t in ref.manifest.outputs]
-    # top-1 means something for a classification output only (eval's rule, edgeship/output_kinds.py)
+    # top-1 means something for a classification output only (eval's rule, edgeship/measure/output_kinds.py)
     first = output_kinds(reference.configured_kinds, names, [list(expected)])[0].kind
     try:
         with np.load(local) as npz:
@@ -252,7 +252,7 @@ def profile(
     """Profile every matching artifact on ``device``; results land in build/results/<device>/.
 
     Each artifact is measured in R rounds (``rounds``, else ``[profile] rounds``, else by device
-    kind: see edgeship.rounds), each a fresh runner process, interleaved across the artifacts:
+    kind: see edgeship.measure.rounds), each a fresh runner process, interleaved across the artifacts:
     round 1 of every artifact, then round 2 ... so a slow spell hits them all alike.
     ``min_runs``/``min_seconds`` (totals over the rounds) and ``threads`` override ``[profile]``
     for this call. A result is written after every round (so far), the device's outputs are
@@ -286,9 +286,9 @@ def profile(
 
 
 def _record_sessions(cfg: Config, results: list[dict[str, Any]]) -> None:
-    """One history line per measured result, per device (edgeship/sessions.py): the gate learns
+    """One history line per measured result, per device (edgeship/measure/sessions.py): the gate learns
     each device's session-to-session noise from them."""
-    from edgeship.sessions import record_sessions
+    from edgeship.measure.sessions import record_sessions
 
     by_device: dict[str, list[dict[str, Any]]] = {}
     for r in results:
@@ -306,7 +306,7 @@ def measure_rounds(cfg: Config, dev: Device, refs: list[ArtifactRef], inputs: di
     """The rounds of ``refs`` on the open device ``dev``, interleaved; ``save`` gets each
     artifact's merged result after every round (the submitting host writes it; a cluster node
     only collects it)."""
-    from edgeship.rounds import merge_rounds, round_plan
+    from edgeship.measure.rounds import merge_rounds, round_plan
 
     device = dev.name
     warned: set[str] = set()

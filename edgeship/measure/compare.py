@@ -3,7 +3,7 @@
 Each artifact is scored against the FP32 PyTorch reference (cosine mean over all outputs, and
 the agreement metric of the model's outputs) and against every other artifact (the same
 agreement, pairwise), so one table shows which backend/precision drifts. The agreement follows
-the output kinds (edgeship/output_kinds.py, as ``eval`` does): top-1 agreement on the first
+the output kinds (edgeship/measure/output_kinds.py, as ``eval`` does): top-1 agreement on the first
 classification output; nearest-neighbour (retrieval) agreement on the first embedding output
 when there is no classification output (argmax of an embedding means nothing); cosine when
 every output is a regression. An artifact whose runtime cannot run here is SKIPPED with the
@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from edgeship.config import Config
-from edgeship.evaluation import evaluation_samples, run_artifact
+from edgeship.measure.evaluate import evaluation_samples, run_artifact
 from edgeship.metrics import closeness, output_scores
-from edgeship.model import load_reference, run_reference
-from edgeship.selection import find_artifacts
+from edgeship.model.reference import load_reference, run_reference
+from edgeship.artifact.selection import find_artifacts
 from edgeship.types import Precision, Target
 
 REFERENCE = "pytorch-fp32"
@@ -45,7 +45,7 @@ def compare(
     {"status", "skip_reason", "cosine_mean", "agreement"}}, "pairwise": {name: {other:
     agreement of ``other`` with ``name`` as the reference}}}; the reference is a row.
     """
-    from edgeship.output_kinds import OutputKind, output_kinds
+    from edgeship.measure.output_kinds import OutputKind, output_kinds
     from edgeship.runtimes.base import RuntimeUnavailable
 
     say = on_event or (lambda _m: None)
@@ -86,7 +86,7 @@ def matrix_table(result: dict[str, Any], wide: bool = False) -> Any:
     """Agreement with the reference, then pairwise agreement in %: column k is the k-th artifact
     (numbered, so the matrix fits a terminal; ``wide`` names them ``<metric>=<artifact>``).
     Skipped artifacts are listed under the table with their reason (``skipped_lines``)."""
-    from edgeship.table import Column, Table
+    from edgeship.ui.table import Column, Table
 
     chosen = result.get("agreement") or {"metric": "top1", "output": None}
     label = METRICS[chosen["metric"]][1]
@@ -128,7 +128,7 @@ def skipped_lines(result: dict[str, Any], width: int | None = None) -> list[str]
 
 
 def format_matrix(result: dict[str, Any], width: int | None = None, wide: bool = False) -> str:
-    from edgeship.table import PLAIN_WIDTH
+    from edgeship.ui.table import PLAIN_WIDTH
 
     return "\n".join([str(matrix_table(result, wide).render(width, wide=wide)),
                       *skipped_lines(result, None if wide else width or PLAIN_WIDTH)])

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeship.config import Config
-from edgeship.manifest import MANIFEST
+from edgeship.artifact.manifest import MANIFEST
 
 EVAL_SCHEMA_V1 = "edgeship.eval/1"
 EVAL_SCHEMA_V2 = "edgeship.eval/2"
@@ -40,8 +40,8 @@ def judged_artifact(cfg: Config, device: str, target: str, precision: str) -> st
     when one is on disk, else the default-class one ``<target>-<precision>``: the same choice
     ``profile`` makes, so the gate asks for evidence of the artifact that ships to the device.
     """
-    from edgeship.export_failures import failures_dir
-    from edgeship.profiling import known_device_class
+    from edgeship.export.failures import failures_dir
+    from edgeship.measure.profile import known_device_class
 
     cls = known_device_class(cfg, device)
     name = f"{target}-{precision}@{cls}"

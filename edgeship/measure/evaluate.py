@@ -1,7 +1,7 @@
 """eval: every artifact vs the FP32 PyTorch reference on the evaluation set.
 
 Fidelity (cosine, max abs error, SNR) for every artifact, and per output the metrics of its
-kind (edgeship/output_kinds.py): top-1 agreement for classification outputs, nearest-neighbour
+kind (edgeship/measure/output_kinds.py): top-1 agreement for classification outputs, nearest-neighbour
 retrieval agreement and rank correlation for embeddings; task accuracy and its drop when the
 evaluation source yields labels and the model has a classification output. The reference
 always runs here (torch); the artifact runs either in-process on this host (device
@@ -32,12 +32,12 @@ import numpy as np
 from edgeship.calibration import DataSource, Sample, load_samples
 from edgeship.config import Config
 from edgeship.errors import ArtifactError, EdgeshipError, RuntimeFailure, UsageError
-from edgeship.fsutil import sha256_file, write_json_atomic
-from edgeship.manifest import Manifest
+from edgeship.artifact.atomic import sha256_file, write_json_atomic
+from edgeship.artifact.manifest import Manifest
 from edgeship.metrics import accuracy, closeness, output_scores
-from edgeship.model import load_reference, run_reference
-from edgeship.output_kinds import output_kinds
-from edgeship.selection import ArtifactRef, find_artifacts
+from edgeship.model.reference import load_reference, run_reference
+from edgeship.measure.output_kinds import output_kinds
+from edgeship.artifact.selection import ArtifactRef, find_artifacts
 from edgeship.types import OutputKind, Precision, Target
 
 SCHEMA = "edgeship.eval/2"
@@ -194,7 +194,7 @@ def evaluate(
 
         produced = evaluate_on_cluster(cfg, cluster or cfg.cluster.address or "", device, refs, scorer, chunk, say)
     else:
-        from edgeship.device_eval import evaluate_on_device
+        from edgeship.measure.evaluate_device import evaluate_on_device
 
         produced = evaluate_on_device(cfg, device, refs, scorer, chunk, say)
     entries: list[dict[str, Any]] = []
@@ -244,8 +244,8 @@ def _evaluate_here(cfg: Config, refs: list[ArtifactRef], scorer: Scorer,
 
 
 def eval_table(report: dict[str, Any]) -> Any:
-    """The entries this call wrote (``report["updated"]``), else every entry, as an edgeship.table.Table."""
-    from edgeship.table import Column, Table
+    """The entries this call wrote (``report["updated"]``), else every entry, as an edgeship.ui.table.Table."""
+    from edgeship.ui.table import Column, Table
 
     table = Table([
         Column("entry", "device/artifact"), Column("status", "status", priority=6),

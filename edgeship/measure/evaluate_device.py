@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgeship.bundle import RUNNER_PACKAGE, write_runner_package
+from edgeship.artifact.bundle import RUNNER_PACKAGE, write_runner_package
 from edgeship.config import Config
 from edgeship.devices.base import Device, RunResult, open_device
 from edgeship.errors import DeviceError, EdgeshipError
-from edgeship.selection import ArtifactRef
+from edgeship.artifact.selection import ArtifactRef
 
 if TYPE_CHECKING:
-    from edgeship.evaluation import Scorer
+    from edgeship.measure.evaluate import Scorer
 
 SCHEMA = "edgeship.result/1"
 NO_OUTPUTS = "the native benchmark tools print timings, not outputs"
@@ -37,7 +37,7 @@ NO_OUTPUTS = "the native benchmark tools print timings, not outputs"
 def evaluate_on_device(cfg: Config, device: str, refs: list[ArtifactRef], scorer: Scorer, chunk: int,
                        say: Callable[[str], None]) -> Iterator[dict[str, Any]]:
     """Yield one eval entry per artifact; an error carries the failed artifact's entry (``eval_entry``)."""
-    from edgeship.evaluation import new_entry
+    from edgeship.measure.evaluate import new_entry
 
     n = len(scorer.samples)
     dev = open_device(device, cfg)
@@ -69,7 +69,7 @@ def evaluate_on_device(cfg: Config, device: str, refs: list[ArtifactRef], scorer
 
 
 def _cpu(env: dict[str, Any]) -> dict[str, Any]:
-    from edgeship.evaluation import cpu_block
+    from edgeship.measure.evaluate import cpu_block
 
     return cpu_block(env.get("cpu"))
 
@@ -131,7 +131,7 @@ def _step(dev: Device, where: str, step: str, fn: Callable[..., Any], *args: Any
 
 
 def _check_exit(run: RunResult, where: str, remote: str, ref: ArtifactRef) -> None:
-    from edgeship.profiling import runner_failure
+    from edgeship.measure.profile import runner_failure
 
     if run.returncode != 0:
         raise runner_failure(run.returncode, run.stderr, f"{where}: run", remote, ref,

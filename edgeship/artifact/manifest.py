@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeship.errors import ArtifactError
-from edgeship.fsutil import sha256_file, tree_files, write_json_atomic
+from edgeship.artifact.atomic import sha256_file, tree_files, write_json_atomic
 
 SCHEMA = "edgeship.manifest/1"
 MANIFEST = "manifest.json"
@@ -163,7 +163,7 @@ def path_problem(rel: object, root: str) -> str | None:
 
 
 def runtime_names() -> list[str]:
-    from edgeship.bundle import RUNNER_FILES, runtimes_dir
+    from edgeship.artifact.bundle import RUNNER_FILES, runtimes_dir
 
     return sorted(p.stem for p in runtimes_dir().glob("*.py")
                   if p.name not in RUNNER_FILES and not p.name.startswith("_") and known_runtime(p.stem))

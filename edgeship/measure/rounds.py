@@ -154,7 +154,7 @@ def keep_rounds(timing: dict[str, Any], rounds: list[list[int]]) -> None:
 # time than this share of the loop's wall time was descheduled: co-tenants slowed every sample.
 # On a shared machine such a slow spell can last a whole profile (all rounds alike, so the
 # rounds cannot show it); a FAIL measured under it is not trusted (a PASS still is), and the
-# session does not teach the device's noise (edgeship/sessions.py).
+# session does not teach the device's noise (edgeship/measure/sessions.py).
 CONTENDED_SHARE = 0.9
 
 

@@ -1,0 +1,1 @@
+"""Terminal output: progress and width-aware tables (rich). Imports nothing of edgeship."""
