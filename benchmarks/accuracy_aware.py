@@ -60,8 +60,8 @@ def _latency_ms(plain: Path, aware: Path, feed: dict[str, Any], rounds: int = 3)
 def run_case(case: str, min_cosine: float) -> dict[str, Any]:
     from edgeship.accuracy.search import _Validator
     from edgeship.errors import AccuracyFallbackFailed
-    from edgeship.exporters.onnx import _FP32_CACHE
     from edgeship.export.pipeline import build_job, export
+    from edgeship.exporters.onnx import _FP32_CACHE
     from edgeship.types import Precision, Target
 
     tmp = Path(tempfile.mkdtemp(prefix=f"edgeship-aa-{case}-"))

@@ -63,9 +63,9 @@ def _start_lab(tmp: Path) -> Any:
 def scheduling_overhead(cfg: Any, tasks: int) -> dict[str, Any]:
     import ray
 
+    from edgeship.artifact.selection import find_artifacts
     from edgeship.cluster import device_resource
     from edgeship.cluster.transport import pack
-    from edgeship.artifact.selection import find_artifacts
 
     ref = find_artifacts(cfg)[0]
     payload = ray.put(pack(ref))
@@ -90,8 +90,8 @@ def main() -> int:
 
     import ray
 
+    from edgeship.api import profile
     from edgeship.export.pipeline import export
-    from edgeship.measure.profile import profile
     from edgeship.types import Precision, Target
     from tests.conftest import make_config
 

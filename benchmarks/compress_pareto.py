@@ -112,12 +112,12 @@ def _reusable(cfg: Any) -> dict[str, Any] | None:
 
 
 def run_net(net: str, work: Path, say: Any, reuse: bool = False) -> list[dict[str, Any]]:
+    from edgeship.artifact.selection import parse_precisions, parse_targets
     from edgeship.compress.stage import compress
     from edgeship.config import parse_config
-    from edgeship.measure.evaluate import evaluate
     from edgeship.export.pipeline import export
+    from edgeship.measure.evaluate import evaluate
     from edgeship.measure.profile import profile
-    from edgeship.artifact.selection import parse_precisions, parse_targets
     from edgeship.measure.stats import timing_summary
 
     rows: list[dict[str, Any]] = []

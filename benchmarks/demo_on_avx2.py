@@ -26,13 +26,13 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
-    from edgeship.demo import evaluation_data
-    from edgeship.exporters._onnx_recipes import emulator, run_emulated
     from edgeship.artifact.manifest import read_manifest
+    from edgeship.artifact.selection import find_artifacts
+    from edgeship.demo import evaluation_data
+    from edgeship.export.pipeline import export
+    from edgeship.exporters._onnx_recipes import emulator, run_emulated
     from edgeship.metrics import fidelity
     from edgeship.model.reference import load_reference, run_reference
-    from edgeship.export.pipeline import export
-    from edgeship.artifact.selection import find_artifacts
     from edgeship.types import Precision, Target
     from tests.conftest import make_config
 

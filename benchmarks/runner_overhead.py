@@ -52,7 +52,7 @@ def bare_loop(model: Path, feeds: dict[str, np.ndarray], threads: int, warmup_s:
 
 
 def runner_samples(artifact: Path, feeds: dict[str, np.ndarray], threads: int, warmup_s: float, runs: int) -> list[int]:
-    from edgeship.artifact.bundle import RUNNER_PACKAGE, write_runner_package
+    from edgeship.artifact.runner_files import RUNNER_PACKAGE, write_runner_package
     from edgeship.devices.local import LocalDevice
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -34,8 +34,8 @@ LITERT_BENCHMARK = Path(sys.executable).parent / "litert-benchmark"
 
 def export(out: Path, n_calib: int) -> dict[str, Any]:
     from benchmarks.mobilenet import mobilenet_job
-    from edgeship.exporters.tflite import TFLiteExporter
     from edgeship.artifact.manifest import read_manifest
+    from edgeship.exporters.tflite import TFLiteExporter
     from edgeship.types import Precision
 
     job, source = mobilenet_job(n_calib)
@@ -58,7 +58,7 @@ def _unshared_size(path: Path) -> int:
 
 
 def runner_median_ms(artifact: Path, feeds: dict[str, np.ndarray], threads: int, runs: int) -> float:
-    from edgeship.artifact.bundle import RUNNER_PACKAGE, write_runner_package
+    from edgeship.artifact.runner_files import RUNNER_PACKAGE, write_runner_package
     from edgeship.devices.local import LocalDevice
 
     with tempfile.TemporaryDirectory() as tmp:

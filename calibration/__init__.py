@@ -7,6 +7,6 @@ re-cut to the batch size of the model's input specs, so exporters see exactly wh
 artifact will be fed.
 """
 
-from edgeship.calibration.sources import DataSource, Sample, load_samples
+from edgeship.calibration.sources import DataSource, Sample, evaluation_samples, load_samples
 
-__all__ = ["DataSource", "Sample", "load_samples"]
+__all__ = ["DataSource", "Sample", "evaluation_samples", "load_samples"]

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeship.config import InputSpec
-from edgeship.errors import ConfigError, InputDataError
+from edgeship.config import Config, InputSpec
+from edgeship.errors import ConfigError, InputDataError, UsageError
 from edgeship.model.refs import resolve_callable
 
 
@@ -172,3 +172,11 @@ def _cast(arr: np.ndarray, spec: InputSpec, source: DataSource, i: int) -> np.nd
     if np.can_cast(arr.dtype, want, casting="same_kind"):
         return arr.astype(want)
     raise source.fail(f"batch {i}: input '{spec.name}' has dtype {arr.dtype}, expected {spec.dtype}")
+
+
+def evaluation_samples(cfg: Config) -> list[Sample]:
+    ref = cfg.data.evaluation or cfg.data.calibration
+    if ref is None:
+        raise UsageError("eval needs data: set [data] evaluation (or calibration) in edgeship.toml")
+    key = "data.evaluation" if cfg.data.evaluation else "data.calibration"
+    return load_samples(DataSource(ref, key, cfg.root), cfg.model.inputs, cfg.data.evaluation_samples, cfg.data.label_key)

@@ -22,9 +22,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgeship.devices import boards
 from edgeship.config import EmulatedDeviceConfig
+from edgeship.devices import boards
 from edgeship.devices.base import DEVICES, RunResult
+from edgeship.devices.board_cpus import cpuinfo_text
 from edgeship.devices.local import LocalDevice
 from edgeship.errors import DeviceError
 
@@ -71,7 +72,7 @@ class EmulatedDevice(LocalDevice):
                               f"run 'edgeship devices setup {self.name}' once (downloads ~70 MB)")
         super().connect()
         cpuinfo = Path(self.workdir) / ".cpuinfo"
-        cpuinfo.write_text(boards.cpuinfo_text(self.config.arch, self.config.cpu, os.cpu_count() or 1))
+        cpuinfo.write_text(cpuinfo_text(self.config.arch, self.config.cpu, os.cpu_count() or 1))
         self._cpuinfo = str(cpuinfo)
         # the bind mount needs CAP_SYS_ADMIN in the new mount namespace: root has it; another
         # user gets it from a user namespace (--map-root-user) where the kernel allows those

@@ -91,7 +91,7 @@ class LocalDevice(Device):
         """Ask the device's python itself (runner ``--info``): what the runner would see."""
         import json
 
-        from edgeship.artifact.bundle import RUNNER_PACKAGE, write_runner_package
+        from edgeship.artifact.runner_files import RUNNER_PACKAGE, write_runner_package
 
         with tempfile.TemporaryDirectory(prefix="edgeship-info-") as tmp:
             write_runner_package(Path(tmp), None)

@@ -22,8 +22,8 @@ from typing import Any
 
 from edgeship.config import SSHDeviceConfig
 from edgeship.devices.base import DEVICES, Device, RunResult
-from edgeship.errors import DeviceError
 from edgeship.devices.ssh_policy import alarm, weakens
+from edgeship.errors import DeviceError
 
 # Steps that only move files or create a directory can be retried safely.
 RETRIES = 1
@@ -189,7 +189,7 @@ class SSHDevice(Device):
         out: dict[str, Any] = {"kind": self.kind, "python": self.python, "env": env, "runtimes": {}}
         if env.get("numpy") is None or tuple(env.get("python_tuple", (0, 0))) < (3, 8):
             return out   # the runner cannot start there; check reports what is missing
-        from edgeship.artifact.bundle import RUNNER_PACKAGE, write_runner_package
+        from edgeship.artifact.runner_files import RUNNER_PACKAGE, write_runner_package
 
         with tempfile.TemporaryDirectory(prefix="edgeship-info-") as tmp:
             write_runner_package(Path(tmp), None)

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeship.config import Config, load_config
 from edgeship.artifact.manifest import Manifest
 from edgeship.artifact.selection import parse_precisions, parse_targets
+from edgeship.config import Config, load_config
 
 Selection = str | Iterable[str] | None
 Events = Callable[[str], None] | None
@@ -50,19 +50,52 @@ def compress(config: Config | str | Path | None = None, on_event: Events = None)
 
 
 def evaluate(config: Config | str | Path | None = None, target: Selection = "all", precision: Selection = "all",
-             on_event: Events = None, device: str | None = None, chunk: int = 64) -> dict[str, Any]:
-    """Fidelity/accuracy of every artifact vs the FP32 reference, here or on ``device`` (merged into eval.json)."""
+             on_event: Events = None, device: str | None = None, chunk: int = 64,
+             cluster: str | None = None) -> dict[str, Any]:
+    """Fidelity/accuracy of every artifact vs the FP32 reference, here or on ``device`` (merged into eval.json).
+
+    With ``cluster`` (or ``[cluster] address``) ``device`` is reached through the Ray node that
+    owns it (edgeship/cluster/); without one Ray is never imported.
+    """
     from edgeship.measure.evaluate import evaluate as _evaluate
 
-    return _evaluate(_cfg(config), parse_targets(target), parse_precisions(precision), on_event, device, chunk)
+    cfg = _cfg(config)
+    address = cluster or cfg.cluster.address
+    produce = None
+    if device is not None and address:
+        from edgeship.cluster.eval import evaluate_on_cluster
+
+        def produce(cfg: Config, device: str, refs: list[Any], scorer: Any, chunk: int,
+                    say: Callable[[str], None]) -> Any:
+            return evaluate_on_cluster(cfg, address, device, refs, scorer, chunk, say)
+
+    return _evaluate(cfg, parse_targets(target), parse_precisions(precision), on_event, device, chunk, produce)
 
 
 def profile(config: Config | str | Path | None = None, device: str = "local", target: Selection = "all",
-            precision: Selection = "all", on_event: Events = None) -> list[dict[str, Any]]:
-    """Latency/memory of every artifact on ``device`` (results also written to build/results/)."""
-    from edgeship.measure.profile import profile as _profile
+            precision: Selection = "all", on_event: Events = None, min_runs: int | None = None,
+            min_seconds: float | None = None, threads: int | None = None, rounds: int | None = None,
+            cluster: str | None = None) -> list[dict[str, Any]]:
+    """Latency/memory of every artifact on ``device`` (results also written to build/results/).
 
-    return _profile(_cfg(config), device, parse_targets(target), parse_precisions(precision), on_event)
+    With ``cluster`` (or ``[cluster] address``) the devices (``device`` may then name several,
+    comma-separated) are measured on the Ray nodes that own them (edgeship/cluster/): the one
+    dispatch point, so without a cluster Ray is never imported.
+    """
+    from edgeship.measure.profile import profile as _profile
+    from edgeship.measure.profile import record_history
+
+    cfg = _cfg(config)
+    targets, precisions = parse_targets(target), parse_precisions(precision)
+    address = cluster or cfg.cluster.address
+    if address:
+        from edgeship.cluster.submit import profile_on_cluster
+
+        results = profile_on_cluster(cfg, address, device.split(","), targets, precisions, on_event,
+                                     min_runs, min_seconds, threads, rounds)
+        record_history(cfg, results)
+        return results
+    return _profile(cfg, device, targets, precisions, on_event, min_runs, min_seconds, threads, rounds)
 
 
 def gate(config: Config | str | Path | None = None, device: str | None = None, baseline: str | Path | None = None,

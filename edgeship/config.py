@@ -225,13 +225,13 @@ class EmulatedDeviceConfig(_Frozen):
 
     kind: Literal["emulated"]
     arch: Literal["arm64", "x86_64"]
-    cpu: str                       # a qemu -cpu model verified for this arch (edgeship.devices.boards.CPUS)
+    cpu: str                       # a qemu -cpu model verified for this arch (edgeship.devices.board_cpus.CPUS)
     python: str | None = None      # arm64: the board's python version ("3.11"); x86_64: this host's
 
     @field_validator("cpu")
     @classmethod
     def _known_cpu(cls, v: str, info: Any) -> str:
-        from edgeship.devices.boards import cpu_error
+        from edgeship.devices.board_cpus import cpu_error
 
         err = cpu_error(info.data["arch"], v) if "arch" in info.data else None
         if err:
@@ -252,7 +252,7 @@ class EmulatedDeviceConfig(_Frozen):
 
     @property
     def cpu_class(self) -> str:
-        from edgeship.devices.boards import board_cpu
+        from edgeship.devices.board_cpus import board_cpu
 
         return board_cpu(self.arch, self.cpu).cpu_class
 

@@ -70,15 +70,15 @@ def float_mil_ops(model: Any) -> list[str]:
     return out
 
 
-def layer_report(job: Any, artifact_dir: Path, samples: Sequence[Any],
+def layer_report(exporter: Any, job: Any, artifact_dir: Path, samples: Sequence[Any],
                  worst_k: int | None = None) -> list[LayerError]:
-    """Per-layer SQNR and gain_if_float of the CoreML INT8 (W8A8) artifact in ``artifact_dir``."""
+    """Per-layer SQNR and gain_if_float of the CoreML INT8 (W8A8) artifact in ``artifact_dir``
+    (``exporter``: the CoreML exporter, whose calibration the report repeats)."""
     from edgeship.exporters import _layer_sim as sim
-    from edgeship.exporters.coreml import CoreMLExporter
 
     base_keep = sim.int8_artifact(artifact_dir, "coreml", job, samples)
     calibration = job.calibration_samples()
-    final = CoreMLExporter.w8a8_calibrated(job, calibration, base_keep)
+    final = exporter.w8a8_calibrated(job, calibration, base_keep)
     reference = float_twin(final)
     modules = dict(final.named_modules())
     layers = {str(n.target): n for n in final.graph.nodes
@@ -102,7 +102,7 @@ def layer_report(job: Any, artifact_dir: Path, samples: Sequence[Any],
     base_error = sim.output_error(ref_out, base_out)
 
     def kept_error(layer: str) -> float:
-        kept = CoreMLExporter.w8a8_calibrated(job, calibration, (*base_keep, layer))
+        kept = exporter.w8a8_calibrated(job, calibration, (*base_keep, layer))
         return sim.output_error(ref_out, [sim.run_outputs(kept, _args(job, s)) for s in samples])
 
     k = sim.DEFAULT_WORST_K if worst_k is None else worst_k

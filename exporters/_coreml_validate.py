@@ -27,8 +27,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from edgeship.errors import ExportError
 from edgeship.artifact.atomic import tree_size
+from edgeship.errors import ExportError
 from edgeship.types import Precision
 
 INT8_WEIGHT_OPS = ("constexpr_affine_dequantize", "constexpr_blockwise_shift_scale")

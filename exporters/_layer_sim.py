@@ -82,8 +82,8 @@ def worst_k_gains(candidates: Sequence[str], sqnr: dict[str, float], k: int,
 def int8_artifact(artifact_dir: Any, target: str, job: Any, samples: Sequence[Any]) -> tuple[str, ...]:
     """Check that ``artifact_dir`` holds a ``target``-int8 artifact and that there are samples;
     return the layers its build already keeps float (the report measures the others)."""
-    from edgeship.errors import UsageError
     from edgeship.artifact.manifest import read_manifest
+    from edgeship.errors import UsageError
 
     manifest = read_manifest(artifact_dir)
     if manifest.target != target or manifest.precision != "int8":

@@ -113,8 +113,8 @@ def layer_report(exporter: Any, job: Any, artifact_dir: Path, samples: Sequence[
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from edgeship.exporters._onnx_int8_scope import scope as int8_scope
     from edgeship.artifact.manifest import read_manifest
+    from edgeship.exporters._onnx_int8_scope import scope as int8_scope
 
     manifest = read_manifest(artifact_dir)
     q_path = artifact_dir / manifest.model_file
@@ -172,7 +172,7 @@ def _gains(exporter: Any, job: Any, manifest: Any, src: Path, q_path: Path, rows
     """Relative reduction of the output error (1 - cosine) when one node more stays float."""
     import dataclasses
 
-    from edgeship.accuracy.search import reference_outputs
+    from edgeship.model.reference import reference_outputs
 
     worst = sorted(rows, key=lambda r: (np.nan_to_num(r["sqnr_db"], nan=np.inf)))[:GAIN_TOP_K]
     if not worst:

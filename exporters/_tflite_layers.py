@@ -18,7 +18,6 @@ worst layers by SQNR, the final output error after re-quantizing with that layer
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,25 +28,10 @@ from edgeship.accuracy.layers import LayerError
 from edgeship.calibration import Sample
 from edgeship.errors import UsageError
 from edgeship.exporters import _layer_sim as sim
+from edgeship.exporters._tflite_pt2e import capture, int8_config, layer_id, make_quantizer, module_fqn
 
 TOOL = ("torch PT2E graph (torchao convert_pt2e, fold_quantize=False) vs the FP32 graph, "
         "node by node; gain_if_float by re-quantizing with the layer float")
-_SELF = re.compile(r"^L\['self'\]\.?")
-
-
-def module_fqn(node: Any) -> str | None:
-    """The innermost PyTorch module ``node`` was traced in (None for the root module)."""
-    stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
-        return None
-    fqn = _SELF.sub("", str(list(stack.values())[-1][0]))
-    return fqn or None
-
-
-def layer_id(node: Any) -> str:
-    return module_fqn(node) or node.name
-
-
 def is_layer(node: Any) -> bool:
     """An op the quantizer annotated with its own qspecs (not a view sharing its input's)."""
     from torchao.quantization.pt2e.quantizer import SharedQuantizationSpec
@@ -63,7 +47,6 @@ def check_keep_float(captured: Any, keep: Sequence[str], model_name: str, config
     """Every keep-float id must name a layer the quantizer would quantize; else one line listing some."""
     if not keep:
         return
-    from edgeship.exporters._tflite_pt2e import make_quantizer
 
     quantizer = make_quantizer(config)
     probe = quantizer.annotate(quantizer.transform_for_annotation(copy.deepcopy(captured)))
@@ -83,8 +66,6 @@ def quantize(job: Any, captured: Any, keep: Sequence[str], calibration: Sequence
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from edgeship.exporters._tflite_pt2e import make_quantizer
-    from edgeship.exporters.tflite import int8_config
 
     quantizer = make_quantizer(int8_config(job)[0], keep)
     prepared = prepare_pt2e(copy.deepcopy(captured), quantizer)
@@ -101,8 +82,6 @@ def float_graph(job: Any, captured: Any) -> Any:
     quantized one (a conv node's output there is already batch-normalized)."""
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
-    from edgeship.exporters._tflite_pt2e import make_quantizer
-    from edgeship.exporters.tflite import int8_config
 
     quantizer = make_quantizer(int8_config(job)[0])
     quantizer.annotate = lambda model: model   # no observers: a float graph
@@ -114,10 +93,9 @@ def layer_report(job: Any, artifact_dir: Path, samples: Sequence[Sample],
     """Per-layer SQNR and gain_if_float of the TFLite INT8 artifact in ``artifact_dir``."""
     import torch
 
-    from edgeship.exporters.tflite import _capture
 
     base_keep = sim.int8_artifact(artifact_dir, "tflite", job, samples)
-    captured, _ = _capture(torch, job, [])
+    captured, _ = capture(torch, job, [])
     calibration = job.calibration_samples()
     annotated, converted = quantize(job, captured, base_keep, calibration)
     reference = float_graph(job, captured)

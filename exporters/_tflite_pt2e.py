@@ -17,8 +17,13 @@ float anyway; without it the cell stays float like an LSTM's (recipe.integer_gra
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
+
+from edgeship.errors import ExportError, UsageError
+from edgeship.exporters.base import ExportJob
+from edgeship.types import CalibrationMethod
 
 
 def make_quantizer(config: Any, keep_float: Sequence[str] = ()) -> Any:
@@ -37,7 +42,6 @@ def make_quantizer(config: Any, keep_float: Sequence[str] = ()) -> Any:
     )
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
 
-    from edgeship.exporters._tflite_layers import layer_id
 
     keep = frozenset(keep_float)
     binary = (torch.ops.aten.add.Tensor, torch.ops.aten.mul.Tensor)
@@ -112,3 +116,93 @@ def _float_paths_only(torch: Any, model: Any) -> None:
             del ann.input_qspec_map[arg]
         if ann.output_qspec is not None and not is_float(node):
             ann.output_qspec = None
+
+
+_SELF = re.compile(r"^L\['self'\]\.?")
+
+
+def module_fqn(node: Any) -> str | None:
+    """The innermost PyTorch module ``node`` was traced in (None for the root module)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return None
+    fqn = _SELF.sub("", str(list(stack.values())[-1][0]))
+    return fqn or None
+
+
+def layer_id(node: Any) -> str:
+    return module_fqn(node) or node.name
+
+
+def int8_config(job: ExportJob) -> tuple[Any, str]:
+    """The PT2E quantization config of tflite int8 and its activation observer's name."""
+    from litert_torch.quantize.pt2e_quantizer import get_symmetric_quantization_config
+    from torchao.quantization.pt2e.observer import HistogramObserver, MinMaxObserver
+
+    q = job.quantization
+    observers = {CalibrationMethod.MINMAX: MinMaxObserver, CalibrationMethod.PERCENTILE: HistogramObserver}
+    if q.method not in observers:
+        raise UsageError(
+            f"key 'quantization.method': tflite int8 supports 'minmax' and 'percentile' "
+            f"(histogram) calibration; '{q.method}' has no PT2E observer"
+        )
+    config = get_symmetric_quantization_config(is_per_channel=q.per_channel)
+    act = _with_observer(config.input_activation, observers[q.method])
+    return _replace(config, input_activation=act, output_activation=act), observers[q.method].__name__
+
+
+def capture(torch: Any, job: ExportJob, notes: list[str]) -> tuple[Any, str]:
+    """torch.export the model for PT2E annotation; returns (graph module, how it was captured).
+
+    Strict (TorchDynamo) tracing first: litert-torch's quantizer finds cat, pooling and GRUs by
+    the ``source_fn_stack`` that only strict tracing records (add and mul are also matched by
+    ATen target, _tflite_pt2e.py). A model that strict tracing cannot capture is captured
+    non-strict, and the manifest says so.
+    """
+    try:
+        return torch.export.export(job.model, job.example_args(), strict=True).module(), "torch.export strict"
+    except Exception as strict_exc:   # noqa: BLE001 (TorchDynamo raises many types; the non-strict try decides)
+        reason = first_line(f"{type(strict_exc).__name__}: {strict_exc}")
+    try:
+        module = torch.export.export(job.model, job.example_args()).module()
+    except Exception as exc:
+        raise ExportError(f"{job.model_name}: tflite-int8: torch.export failed: {describe_failure(exc)}") from exc
+    notes.append(f"strict torch.export failed ({reason}); captured non-strict, where the PT2E quantizer "
+                 "cannot match cat/pooling (recipe.integer_graph lists what stayed float)")
+    return module, "torch.export non-strict (strict failed)"
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.replace(obj, **changes)
+    return obj._replace(**changes)   # NamedTuple
+
+
+def _with_observer(spec: Any, observer: Any) -> Any:
+    return _replace(spec, observer_or_fake_quant_ctr=observer.with_args(eps=2**-12))
+
+
+_OP_PATTERNS = (
+    re.compile(r"Lowering not found: ([\w.]+)"),
+    re.compile(r"failed to legalize operation '([\w.]+)'"),
+    re.compile(r"'([\w.]+)' op (?:is )?(?:neither a custom op nor a flex op|not supported)"),
+    re.compile(r"(aten\.[\w.]+)"),
+    re.compile(r"lowering for ([\w.:]+)"),
+)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """Name the op that could not be lowered when the converter's message tells it."""
+    text = f"{type(exc).__name__}: {exc}"
+    for pat in _OP_PATTERNS:
+        m = pat.search(text)
+        if m:
+            return f"op '{m.group(1)}' cannot be lowered to TFLite by litert-torch ({first_line(text)})"
+    return first_line(text)
+
+
+def first_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[0][:300] if lines else text

@@ -19,12 +19,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgeship.accuracy.layers import LayerError
-from edgeship.calibration import Sample
-from edgeship.config import InputSpec, QuantizationConfig, TargetConfig
-from edgeship.export.cpuclass import CpuTarget
-from edgeship.errors import ExportError, UsageError
 from edgeship.artifact.atomic import atomic_directory
 from edgeship.artifact.manifest import Manifest, TensorInfo, file_table
+from edgeship.calibration import Sample
+from edgeship.config import InputSpec, QuantizationConfig, TargetConfig
+from edgeship.errors import ExportError, UsageError
+from edgeship.export.cpuclass import CpuTarget
 from edgeship.export.quiet import quiet
 from edgeship.registry import Registry
 from edgeship.types import Precision, Target

@@ -196,7 +196,7 @@ class CoreMLExporter(Exporter):
         from edgeship.exporters._coreml_layers import layer_report
 
         try:
-            return layer_report(job, artifact_dir, samples)
+            return layer_report(self, job, artifact_dir, samples)
         except FxUntraceable as exc:
             raise UsageError(f"{job.model_name}: coreml-int8: no per-layer report: the W8A8 simulation needs "
                              f"torch.fx capture ({exc.why})") from None

@@ -20,8 +20,8 @@ import numpy as np
 
 from edgeship.accuracy.layers import LayerError
 from edgeship.calibration import Sample
-from edgeship.export.cpuclass import OrtRecipe, host_target, onnx_candidates
 from edgeship.errors import ExportError, UsageError
+from edgeship.export.cpuclass import OrtRecipe, host_target, onnx_candidates
 from edgeship.exporters._onnx_float_ops import float_report
 from edgeship.exporters._onnx_int8_scope import scope as int8_scope
 from edgeship.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult, check_outputs
@@ -219,8 +219,8 @@ class OnnxExporter(Exporter):
         """Per-node SQNR (ORT qdq_loss_debug) and gain if float (exporters/_onnx_layers.py)."""
         if Precision(precision) not in (Precision.INT8, Precision.INT8_DYNAMIC):
             return super().layer_report(job, precision, artifact_dir, samples)
-        from edgeship.exporters._onnx_layers import layer_report
         from edgeship.export.quiet import quiet
+        from edgeship.exporters._onnx_layers import layer_report
 
         with quiet():   # the quantizers' and torch.onnx's own chatter, as in export()
             return layer_report(self, job, artifact_dir, samples, dynamic=Precision(precision) is Precision.INT8_DYNAMIC)

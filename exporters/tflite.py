@@ -20,7 +20,6 @@ vectors once (recipe.serialization says how many were shared).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,14 @@ from typing import Any
 import numpy as np
 
 from edgeship.calibration import Sample
-from edgeship.errors import ExportError, UsageError
+from edgeship.errors import ExportError
 from edgeship.exporters._tflite_io import float_params, input_casts, name_io
-from edgeship.exporters._tflite_pt2e import make_quantizer
+from edgeship.exporters._tflite_pt2e import capture, describe_failure, int8_config, make_quantizer
 from edgeship.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult, check_outputs
 from edgeship.exporters.onnx import validation_feeds
 from edgeship.lazy import require
 from edgeship.model.reference import run_reference
-from edgeship.types import CalibrationMethod, IOType, Precision, Target
+from edgeship.types import IOType, Precision, Target
 
 MODEL_FILE = "model.tflite"
 # the last FP32 conversion: (weak reference to the model, digest of the example inputs, bytes)
@@ -189,7 +188,7 @@ class TFLiteExporter(Exporter):
             edge = litert_torch.convert(module, job.example_args(), quant_config=quant_config)
             edge.export(str(out))
         except Exception as exc:
-            raise ExportError(f"{job.model_name}: tflite-{precision}: {_describe_failure(exc)}") from exc
+            raise ExportError(f"{job.model_name}: tflite-{precision}: {describe_failure(exc)}") from exc
 
     def _int8_static(self, litert_torch: Any, job: ExportJob, out: Path, samples: Sequence[Sample],
                      notes: list[str]) -> dict[str, Any]:
@@ -201,7 +200,7 @@ class TFLiteExporter(Exporter):
 
         q = job.quantization
         config, observer = int8_config(job)
-        captured, capture = _capture(torch, job, notes)
+        captured, how_captured = capture(torch, job, notes)
         check_keep_float(captured, job.keep_float, job.model_name, config)
         quantizer = make_quantizer(config, job.keep_float)
         try:
@@ -211,11 +210,11 @@ class TFLiteExporter(Exporter):
                     prepared(*(torch.from_numpy(np.ascontiguousarray(s.inputs[i.name])) for i in job.inputs))
             converted = convert_pt2e(prepared, fold_quantize=False)
         except Exception as exc:
-            raise ExportError(f"{job.model_name}: tflite-int8: PT2E quantization failed: {_describe_failure(exc)}") from exc
+            raise ExportError(f"{job.model_name}: tflite-int8: PT2E quantization failed: {describe_failure(exc)}") from exc
         self._convert(litert_torch, job, Precision.INT8, converted, out, QuantConfig(pt2e_quantizer=quantizer))
         return {
             "quantizer": "PT2E (litert_torch PT2EQuantizer + add/mul by ATen target), static",
-            "graph_capture": capture,
+            "graph_capture": how_captured,
             "weights": "int8 symmetric",
             "granularity": "per-channel" if q.per_channel else "per-tensor",
             "activations": "int8 affine", "activation_observer": observer,
@@ -282,77 +281,3 @@ class TFLiteExporter(Exporter):
         except Exception as exc:
             raise ExportError(f"{job.model_name}: tflite-{precision}: LiteRT cannot run the export: {exc}") from exc
         return check_outputs(job, precision, self.target, ref, got)
-
-
-def int8_config(job: ExportJob) -> tuple[Any, str]:
-    """The PT2E quantization config of tflite int8 and its activation observer's name."""
-    from litert_torch.quantize.pt2e_quantizer import get_symmetric_quantization_config
-    from torchao.quantization.pt2e.observer import HistogramObserver, MinMaxObserver
-
-    q = job.quantization
-    observers = {CalibrationMethod.MINMAX: MinMaxObserver, CalibrationMethod.PERCENTILE: HistogramObserver}
-    if q.method not in observers:
-        raise UsageError(
-            f"key 'quantization.method': tflite int8 supports 'minmax' and 'percentile' "
-            f"(histogram) calibration; '{q.method}' has no PT2E observer"
-        )
-    config = get_symmetric_quantization_config(is_per_channel=q.per_channel)
-    act = _with_observer(config.input_activation, observers[q.method])
-    return _replace(config, input_activation=act, output_activation=act), observers[q.method].__name__
-
-
-def _capture(torch: Any, job: ExportJob, notes: list[str]) -> tuple[Any, str]:
-    """torch.export the model for PT2E annotation; returns (graph module, how it was captured).
-
-    Strict (TorchDynamo) tracing first: litert-torch's quantizer finds cat, pooling and GRUs by
-    the ``source_fn_stack`` that only strict tracing records (add and mul are also matched by
-    ATen target, _tflite_pt2e.py). A model that strict tracing cannot capture is captured
-    non-strict, and the manifest says so.
-    """
-    try:
-        return torch.export.export(job.model, job.example_args(), strict=True).module(), "torch.export strict"
-    except Exception as strict_exc:   # noqa: BLE001 (TorchDynamo raises many types; the non-strict try decides)
-        reason = _first_line(f"{type(strict_exc).__name__}: {strict_exc}")
-    try:
-        module = torch.export.export(job.model, job.example_args()).module()
-    except Exception as exc:
-        raise ExportError(f"{job.model_name}: tflite-int8: torch.export failed: {_describe_failure(exc)}") from exc
-    notes.append(f"strict torch.export failed ({reason}); captured non-strict, where the PT2E quantizer "
-                 "cannot match cat/pooling (recipe.integer_graph lists what stayed float)")
-    return module, "torch.export non-strict (strict failed)"
-
-
-def _replace(obj: Any, **changes: Any) -> Any:
-    import dataclasses
-
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.replace(obj, **changes)
-    return obj._replace(**changes)   # NamedTuple
-
-
-def _with_observer(spec: Any, observer: Any) -> Any:
-    return _replace(spec, observer_or_fake_quant_ctr=observer.with_args(eps=2**-12))
-
-
-_OP_PATTERNS = (
-    re.compile(r"Lowering not found: ([\w.]+)"),
-    re.compile(r"failed to legalize operation '([\w.]+)'"),
-    re.compile(r"'([\w.]+)' op (?:is )?(?:neither a custom op nor a flex op|not supported)"),
-    re.compile(r"(aten\.[\w.]+)"),
-    re.compile(r"lowering for ([\w.:]+)"),
-)
-
-
-def _describe_failure(exc: BaseException) -> str:
-    """Name the op that could not be lowered when the converter's message tells it."""
-    text = f"{type(exc).__name__}: {exc}"
-    for pat in _OP_PATTERNS:
-        m = pat.search(text)
-        if m:
-            return f"op '{m.group(1)}' cannot be lowered to TFLite by litert-torch ({_first_line(text)})"
-    return _first_line(text)
-
-
-def _first_line(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return lines[0][:300] if lines else text

@@ -62,8 +62,8 @@ def fixed(tmp_path_factory: pytest.TempPathFactory):
 def test_fallback_keeps_exactly_the_culprit_float_and_meets_the_budget(fixed) -> None:
     import onnx
 
-    from edgeship.measure.evaluate import evaluate
     from edgeship.exporters._onnx_layers import quantized_nodes
+    from edgeship.measure.evaluate import evaluate
 
     cfg, m, events = fixed
     rec = m.recipe["accuracy_aware"]
@@ -185,8 +185,8 @@ def test_int8_dynamic_fallback_names_the_matmul_quantize_dynamic_sees(tmp_path: 
 def test_fallback_on_tflite_keeps_the_culprit_float_and_meets_the_budget(tmp_path: Path) -> None:
     """The same search on TFLite INT8 (PT2E quantizer's keep-float, exporters/_tflite_layers.py),
     measured with the real LiteRT interpreter: fc1 alone is reverted and eval meets the budget."""
-    from edgeship.measure.evaluate import evaluate
     from edgeship.export.pipeline import export
+    from edgeship.measure.evaluate import evaluate
 
     cfg = tiny_config(tmp_path, "outlier_mlp", budgets=BUDGET, targets={"tflite": {"precisions": ["int8"]}})
     events: list[str] = []

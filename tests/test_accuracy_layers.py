@@ -18,11 +18,11 @@ import torch
 from torch import nn
 
 from edgeship.accuracy.layers import worst_first
+from edgeship.artifact.manifest import read_manifest
 from edgeship.calibration import Sample
 from edgeship.config import InputSpec, QuantizationConfig, TargetConfig
 from edgeship.errors import UsageError
 from edgeship.exporters.base import ExportJob, get_exporter
-from edgeship.artifact.manifest import read_manifest
 from edgeship.types import Precision
 
 OUTLIER = 40.0
@@ -143,10 +143,10 @@ def test_tflite_keep_float_leaves_exactly_the_culprit_float(tflite: dict[str, An
 
 
 def test_tflite_keep_float_improves_fidelity_on_litert(tflite: dict[str, Any]) -> None:
-    from edgeship.measure.evaluate import run_artifact
+    from edgeship.artifact.inprocess import run_artifact
+    from edgeship.artifact.selection import ArtifactRef
     from edgeship.metrics import fidelity
     from edgeship.model.reference import run_reference
-    from edgeship.artifact.selection import ArtifactRef
 
     job = _job()
     feeds = [s.inputs for s in HELDOUT]

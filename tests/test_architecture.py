@@ -10,10 +10,10 @@ under the names the files are installed as, which is what Python resolves at run
 from __future__ import annotations
 
 import ast
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from tests.conftest import ROOT
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from edgeship.cli import main
-from edgeship.errors import UsageError
 from edgeship.artifact.atomic import atomic_directory, publish_set, sweep, write_json_atomic
 from edgeship.artifact.manifest import read_manifest
+from edgeship.cli import main
+from edgeship.errors import UsageError
 from edgeship.reports import write_reports
 from tests.conftest import ROOT, cli_project
 

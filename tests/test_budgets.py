@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from edgeship.gate.budgets import expand
 from edgeship.errors import ConfigError
+from edgeship.gate.budgets import expand
 from tests.conftest import make_config
 
 

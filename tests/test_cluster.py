@@ -90,10 +90,10 @@ def project(demo_project, tmp_path: Path):
 
 
 def test_profile_across_two_nodes(lab, project) -> None:
-    from edgeship.cluster.connect import advertised
-    from edgeship.gate.evidence import artifact_digest
-    from edgeship.measure.profile import profile
+    from edgeship.api import profile
+    from edgeship.artifact.manifest import artifact_digest
     from edgeship.artifact.selection import find_artifacts
+    from edgeship.cluster.connect import advertised
 
     ray, _, address = lab
     assert address.startswith(f"{LOOPBACK}:")
@@ -134,9 +134,9 @@ def test_gate_across_both_nodes(lab, project, capsys: pytest.CaptureFixture[str]
 
 def test_device_is_held_exclusively(lab, project) -> None:
     """Two submissions naming one device at once: the second task waits for the first."""
-    from edgeship.artifact.bundle import profiling_inputs
-    from edgeship.cluster.submit import run_tasks
     from edgeship.artifact.selection import find_artifacts
+    from edgeship.cluster.submit import run_tasks
+    from edgeship.measure.inputs import profiling_inputs
 
     ray, _, _ = lab
     ref = find_artifacts(project, *ONNX_FP32)[0]
@@ -158,8 +158,8 @@ def test_device_is_held_exclusively(lab, project) -> None:
 
 
 def test_node_dying_mid_run_is_an_error_for_its_device(lab, project, tmp_path: Path) -> None:
+    from edgeship.api import profile
     from edgeship.cluster.submit import ClusterRunError
-    from edgeship.measure.profile import profile
 
     ray, cluster, address = lab
     node = _add_node(cluster, _node_config(tmp_path / "c", "boxc"), "boxc")
@@ -195,9 +195,9 @@ def test_node_dying_mid_run_is_an_error_for_its_device(lab, project, tmp_path: P
 
 
 def test_ctrl_c_cancels_the_submitted_tasks(lab, project, sigint_raises) -> None:
-    from edgeship.artifact.bundle import profiling_inputs
-    from edgeship.cluster.submit import run_tasks
     from edgeship.artifact.selection import find_artifacts
+    from edgeship.cluster.submit import run_tasks
+    from edgeship.measure.inputs import profiling_inputs
 
     ray, _, _ = lab
     ref = find_artifacts(project, *ONNX_FP32)[0]
@@ -223,7 +223,8 @@ def test_ctrl_c_cancels_the_submitted_tasks(lab, project, sigint_raises) -> None
 
 def test_eval_device_on_its_node(lab, project) -> None:
     """eval --device boxb --cluster: the node runs the chunks, this host scores and writes eval.json."""
-    from edgeship.measure.evaluate import eval_path, evaluate
+    from edgeship.api import evaluate
+    from edgeship.artifact.eval_file import eval_path
 
     _, _, address = lab
     report = evaluate(project, *ONNX_FP32, device="boxb", chunk=50, cluster=address)
@@ -286,9 +287,9 @@ def test_no_ray_without_a_cluster() -> None:
 
 def test_artifacts_are_checked_on_arrival(demo_project, tmp_path: Path) -> None:
     """transport: a byte changed in flight, or a path leaving the artifact, is refused (no Ray needed)."""
+    from edgeship.artifact.selection import find_artifacts
     from edgeship.cluster.transport import pack, unpack
     from edgeship.errors import ArtifactError
-    from edgeship.artifact.selection import find_artifacts
 
     cfg = demo_project[0]
     ref = find_artifacts(cfg, *ONNX_FP32)[0]

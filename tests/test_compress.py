@@ -113,9 +113,9 @@ def _kl_to_teacher(model: nn.Module) -> float:
 
 
 def test_prune_keeps_shapes_and_every_export_path_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeship.artifact.manifest import read_manifest
     from edgeship.compress.store import load_verified
     from edgeship.measure.evaluate import evaluate
-    from edgeship.artifact.manifest import read_manifest
 
     budgets = ('[[budgets]]\ntarget = "onnx"\nprecision = "fp32"\nmax_accuracy_drop = 0.0\n\n'
                '[[budgets]]\ntarget = "onnx"\nprecision = "fp32"\nmax_accuracy_drop = 0.0\nrelative_to = "original"\n')
@@ -220,8 +220,8 @@ def test_low_rank_keeps_the_energy_fraction() -> None:
 def test_weights4_rounds_to_16_levels_and_onnx_int4_weight_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import onnx
 
-    from edgeship.compress.steps.weights4 import round4
     from edgeship.artifact.manifest import read_manifest
+    from edgeship.compress.steps.weights4 import round4
 
     w = torch.randn(8, 96)
     q = round4(w, 32, torch)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from edgeship.errors import ArtifactError, MissingDependency, UnknownNameError, UsageError
 from edgeship.artifact.atomic import atomic_directory, write_json_atomic
-from edgeship.lazy import require
 from edgeship.artifact.manifest import Manifest, TensorInfo, file_table, read_manifest
-from edgeship.registry import Registry
 from edgeship.artifact.selection import parse_precisions, parse_targets
+from edgeship.errors import ArtifactError, MissingDependency, UnknownNameError, UsageError
+from edgeship.lazy import require
+from edgeship.registry import Registry
 from edgeship.types import Precision, Target
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeship.cli import main
 from edgeship.artifact.manifest import read_manifest
+from edgeship.cli import main
 from edgeship.types import Precision, Target
 from tests.conftest import cli_project, make_config, tiny_config
 
@@ -45,8 +45,8 @@ def test_validation_rejects_a_package_that_is_not_what_was_asked(demo_coreml) ->
     from types import SimpleNamespace
 
     from edgeship.config import InputSpec
-    from edgeship.exporters._coreml_validate import validate
     from edgeship.errors import ExportError
+    from edgeship.exporters._coreml_validate import validate
 
     pkg = demo_coreml.artifacts_dir / "coreml-fp32" / "model.mlpackage"
     job = SimpleNamespace(model_name="digits_cnn", inputs=(InputSpec(name="image", shape=(1, 1, 8, 8)),), outputs=("logits",))

@@ -198,8 +198,8 @@ def per_class(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_export_for_a_declared_avx2_device(per_class) -> None:
-    from edgeship.exporters._onnx_recipes import how_measurable
     from edgeship.artifact.manifest import read_manifest
+    from edgeship.exporters._onnx_recipes import how_measurable
 
     m = read_manifest(per_class.artifacts_dir / "onnx-int8")      # the first --for device's class: plain name
     bf = m.built_for

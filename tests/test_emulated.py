@@ -74,7 +74,7 @@ def test_cli_refused_cpu_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
     ("x86_64", "Haswell", "x86-avx2"), ("x86_64", "EPYC", "x86-avx2"),
 ])
 def test_declared_class_follows_from_the_cpu(tmp_path: Path, arch: str, cpu: str, cls: str) -> None:
-    from edgeship.devices.boards import cpuinfo_text
+    from edgeship.devices.board_cpus import cpuinfo_text
 
     d = _cfg(tmp_path, arch=arch, cpu=cpu).devices["b"]
     assert d.cpu_class == cls
@@ -157,8 +157,8 @@ def _refs(cfg: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def host_outputs(demo_project: Any) -> dict[str, list[np.ndarray]]:
     """The host's own outputs (local device, same runner) for the fp32 and int8 artifacts."""
-    from edgeship.artifact.bundle import profiling_inputs
     from edgeship.devices.local import LocalDevice
+    from edgeship.measure.inputs import profiling_inputs
 
     cfg, _ = demo_project
     inputs = profiling_inputs(cfg)
@@ -170,8 +170,8 @@ def host_outputs(demo_project: Any) -> dict[str, list[np.ndarray]]:
 def test_haswell_board_runs_host_python_on_an_avx2_only_cpu(demo_project: Any, host_outputs: Any, tmp_path: Path) -> None:
     """x86-avx2 numerics on any x86 host: FP32 outputs bit-identical to the host's; the CPU the
     runtimes see (CPUID under qemu, and the bind-mounted /proc/cpuinfo) has AVX2 and no AVX-512."""
-    from edgeship.artifact.bundle import profiling_inputs
     from edgeship.devices.base import open_device
+    from edgeship.measure.inputs import profiling_inputs
 
     require_emulation("x86_64")
     demo_cfg, _ = demo_project
@@ -231,8 +231,8 @@ def test_arm64_setup_is_idempotent(arm64_userland: Path) -> None:
 def test_cortex_a76_board_numerics(demo_project: Any, host_outputs: Any, arm64_userland: Path, tmp_path: Path) -> None:
     """The real aarch64 onnxruntime and LiteRT: FP32 bit-identical to the host's, INT8 within
     cosine 0.999 of FP32 (dotprod kernels, no u8s8 saturation)."""
-    from edgeship.artifact.bundle import profiling_inputs
     from edgeship.devices.base import open_device
+    from edgeship.measure.inputs import profiling_inputs
 
     demo_cfg, _ = demo_project
     cfg = make_config(tmp_path, devices=EMULATED)
@@ -260,8 +260,8 @@ def test_cortex_a72_board_without_dotprod_int8(demo_project: Any, host_outputs: 
     """A Raspberry Pi 4's CPU (ARMv8.0, class arm64): the issue reported "Illegal instruction"
     in LiteRT; with a cpuinfo that matches the model (no asimddp) both runtimes run, and INT8
     stays within cosine 0.999 of FP32."""
-    from edgeship.artifact.bundle import profiling_inputs
     from edgeship.devices.base import open_device
+    from edgeship.measure.inputs import profiling_inputs
 
     demo_cfg, _ = demo_project
     cfg = make_config(tmp_path, devices={"pi4": {"kind": "emulated", "arch": "arm64", "cpu": "cortex-a72"}})

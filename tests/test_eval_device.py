@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeship.artifact.bundle import RUNNER_PACKAGE, write_runner_package
 from edgeship.artifact.atomic import sha256_file
+from edgeship.artifact.runner_files import RUNNER_PACKAGE, write_runner_package
 from tests.conftest import project_copy
 from tests.test_runner import make_onnx_artifact
 
@@ -58,7 +58,8 @@ def test_runner_batch_mode_bad_chunk_exits_5_in_one_line(tmp_path: Path, arrays:
 
 
 def test_local_eval_v2_entries_carry_digests_and_subsets_merge(demo_project, tmp_path: Path) -> None:
-    from edgeship.measure.evaluate import SCHEMA, evaluate
+    from edgeship.artifact.eval_file import SCHEMA
+    from edgeship.measure.evaluate import evaluate
     from edgeship.types import Precision, Target
 
     cfg = project_copy(tmp_path, demo_project[0])

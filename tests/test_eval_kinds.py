@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from edgeship.cli import main
-from edgeship.metrics import output_scores, retrieval
 from edgeship.measure.output_kinds import infer_kind
+from edgeship.metrics import output_scores, retrieval
 from edgeship.types import OutputKind
 
 N_EVAL = 96

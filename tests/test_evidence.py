@@ -255,9 +255,9 @@ def test_corrupt_eval_json_and_result_file_are_one_line(project: Path, capsys: p
 
 
 def test_scan_lists_broken_artifacts_and_refuses_unnamed_junk(project: Path) -> None:
+    from edgeship.artifact.selection import scan_artifacts
     from edgeship.config import load_config
     from edgeship.errors import ArtifactError
-    from edgeship.artifact.selection import scan_artifacts
 
     cfg = load_config(cli_project(project))
     shutil.copytree(project / ART / "onnx-fp32", project / ART / "tflite-fp32", dirs_exist_ok=True)

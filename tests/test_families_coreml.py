@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeship.errors import ExportError
 from edgeship.artifact.manifest import read_manifest
+from edgeship.errors import ExportError
 from edgeship.types import Precision, Target
 from tests.conftest import tiny_config
 

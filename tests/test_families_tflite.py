@@ -47,10 +47,10 @@ def exported(tmp_path_factory: pytest.TempPathFactory):
 def test_every_cell_exports_with_configured_names_real_shapes_and_fidelity(exported, name: str) -> None:
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgeship.measure.evaluate import run_artifact
+    from edgeship.artifact.inprocess import run_artifact
+    from edgeship.artifact.selection import find_artifacts
     from edgeship.metrics import fidelity
     from edgeship.model.reference import load_reference, run_reference
-    from edgeship.artifact.selection import find_artifacts
     from tests.models import heldout_feeds
 
     cfg = exported[name]

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeship.gate.baseline import compare_baseline
 from edgeship.errors import UsageError
+from edgeship.gate.baseline import compare_baseline
 from edgeship.types import Verdict
 from tests.conftest import make_config
 

@@ -35,8 +35,8 @@ def test_html_is_self_contained_with_plots(gated: Path) -> None:
 
 
 def test_api_mirrors_the_cli(profiled: Path, tmp_path: Path) -> None:
-    from edgeship.gate.judge import GateReport
     from edgeship.artifact.manifest import Manifest
+    from edgeship.gate.checks import GateReport
 
     shutil.copytree(profiled / "build", tmp_path / "build")
     cfg = edgeship.load_config(cli_project(tmp_path))

@@ -61,8 +61,8 @@ def test_reports_carry_the_line() -> None:
 
 
 def test_profile_summary_says_it_on_stderr_from_the_saved_results(tmp_path, capsys) -> None:
-    from edgeship.commands.profile import _say_int8_speed
     from edgeship.artifact.atomic import write_json_atomic
+    from edgeship.commands.profile import _say_int8_speed
     from tests.conftest import make_config
 
     cfg = make_config(tmp_path)

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeship.artifact.bundle import RUNNER_PACKAGE, write_runner_package
-from edgeship.cli import main
-from edgeship.errors import ArtifactError
 from edgeship.artifact.atomic import sha256_file
 from edgeship.artifact.manifest import read_manifest
+from edgeship.artifact.runner_files import RUNNER_PACKAGE, write_runner_package
+from edgeship.cli import main
+from edgeship.errors import ArtifactError
 from tests.conftest import cli_project
 from tests.test_runner import make_onnx_artifact
 

@@ -51,11 +51,11 @@ def test_fp16_keeps_float32_io_and_halves_weights(demo_project) -> None:
 
 @pytest.mark.parametrize("name", ["tiny_encoder", "depthwise_cnn"])
 def test_tiny_models_export_in_every_precision(name: str, tmp_path: Path) -> None:
-    from edgeship.measure.evaluate import run_artifact
+    from edgeship.artifact.inprocess import run_artifact
+    from edgeship.artifact.selection import find_artifacts
+    from edgeship.export.pipeline import export
     from edgeship.metrics import fidelity
     from edgeship.model.reference import load_reference, run_reference
-    from edgeship.export.pipeline import export
-    from edgeship.artifact.selection import find_artifacts
     from tests.models import heldout_feeds
 
     cfg = tiny_config(tmp_path, name)

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeship.artifact.selection import find_artifacts, parse_precisions
 from edgeship.cli import main
 from edgeship.errors import ArtifactError, DeviceError, InputDataError
 from edgeship.measure.profile import profile, profile_artifact
-from edgeship.artifact.selection import find_artifacts, parse_precisions
 from edgeship.types import Target
 from tests.conftest import FAST_PROFILE, cli_project, project_copy
 
@@ -66,8 +66,8 @@ def test_outputs_a_device_computes_differently_are_flagged(project, capsys: pyte
     loads and runs): profile measures it and warns that its outputs disagree."""
     import dataclasses
 
-    from edgeship.exporters import _tflite_fb as fb
     from edgeship.artifact.manifest import file_table, read_manifest
+    from edgeship.exporters import _tflite_fb as fb
 
     d = project.artifacts_dir / "tflite-fp32"
     model = fb.read(d / "model.tflite")
@@ -86,8 +86,8 @@ def test_outputs_a_device_computes_differently_are_flagged(project, capsys: pyte
 
 
 def test_host_without_torch_says_why_outputs_were_not_compared(project, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgeship.model import reference as model
     from edgeship.errors import MissingDependency
+    from edgeship.model import reference as model
 
     def no_torch(cfg):
         raise MissingDependency("torch", "torch", "the FP32 reference")
@@ -173,7 +173,7 @@ def test_runner_package_is_standalone(tmp_path: Path) -> None:
     """The pushed package imports neither edgeship nor torch."""
     import subprocess
 
-    from edgeship.artifact.bundle import RUNNER_PACKAGE, write_runner_package
+    from edgeship.artifact.runner_files import RUNNER_PACKAGE, write_runner_package
 
     write_runner_package(tmp_path, "litert")
     code = (f"import sys; import {RUNNER_PACKAGE}.runner, {RUNNER_PACKAGE}.litert; "
@@ -318,11 +318,13 @@ def test_table_warns_only_for_gated_statistics(demo_config) -> None:
 
 def test_bundle_layout_and_inputs(tmp_path: Path) -> None:
     """The bundle holds the artifact, one input sample, and only the runner + the one runtime."""
-    from edgeship.artifact.bundle import RUNNER_PACKAGE, build_bundle, profiling_inputs
-    from edgeship.demo import calibration_data, evaluation_data
+    from edgeship.artifact.bundle import build_bundle
     from edgeship.artifact.manifest import Manifest, TensorInfo, file_table
-    from edgeship.model.reference import synthetic_inputs
+    from edgeship.artifact.runner_files import RUNNER_PACKAGE
     from edgeship.artifact.selection import ArtifactRef
+    from edgeship.demo import calibration_data, evaluation_data
+    from edgeship.measure.inputs import profiling_inputs
+    from edgeship.model.reference import synthetic_inputs
     from tests.conftest import make_config
 
     cfg = make_config(tmp_path)

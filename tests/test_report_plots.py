@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from edgeship.gate.budgets import Check
-from edgeship.gate.judge import CheckResult, build_report
+from edgeship.gate.checks import CheckResult
+from edgeship.gate.judge import build_report
+from edgeship.reports.drawing import COLORS, NARROW, WIDE
 from edgeship.reports.html import render_html
-from edgeship.reports.plots import COLORS, NARROW, WIDE, latency_plot, memory_plot, tradeoff_plot
+from edgeship.reports.plots import latency_plot, memory_plot, tradeoff_plot
 from edgeship.types import Verdict
 from tests.conftest import make_config
 from tests.test_reports import result

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from edgeship.gate.budgets import Check
-from edgeship.gate.judge import CheckResult, decide_latency, flag_noisy_devices
+from edgeship.gate.checks import CheckResult
+from edgeship.gate.judge import decide_latency, flag_noisy_devices
 from edgeship.measure.rounds import merge_aggregates, round_plan, timing_rounds
 from edgeship.measure.stats import (
     bootstrap_ci,
@@ -228,10 +229,10 @@ def _fake_artifacts(cfg, names: list[str]) -> None:
 def test_profile_interleaves_rounds_across_artifacts(cfg, monkeypatch: pytest.MonkeyPatch) -> None:
     """A recording device (the local device with the runner replaced by a scripted result):
     round 1 of every artifact, then round 2 ..., each round its own process and settings."""
-    from edgeship.model import reference as model
-    from edgeship.measure import profile as profiling
     from edgeship.devices.local import LocalDevice
     from edgeship.errors import MissingDependency
+    from edgeship.measure import profile as profiling
+    from edgeship.model import reference as model
 
     names = ["onnx-fp32", "onnx-fp16", "onnx-int8"]
     _fake_artifacts(cfg, names)

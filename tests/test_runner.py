@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeship.artifact.bundle import RUNNER_PACKAGE, write_runner_package
+from edgeship.artifact.runner_files import RUNNER_PACKAGE, write_runner_package
 
 FAST = ["--warmup-runs", "3", "--warmup-seconds", "0.02", "--min-runs", "150", "--min-seconds", "0.05",
         "--max-seconds", "10"]
@@ -222,7 +222,7 @@ def test_required_arguments() -> None:
 
 
 def test_exit_codes_match_profile() -> None:
-    import edgeship.measure.profile as profile
+    from edgeship.measure import profile
     from edgeship.runtimes import runner
 
     assert (runner.EXIT_BAD_ARTIFACT, runner.EXIT_RUNTIME, runner.EXIT_BAD_INPUTS) == (

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeship.gate.budgets import Check
 from edgeship.errors import UsageError
+from edgeship.gate.budgets import Check
 from edgeship.gate.judge import decide_latency, flag_noisy_devices, session_interval
 from edgeship.measure.sessions import (
     SessionNoise,

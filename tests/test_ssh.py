@@ -277,8 +277,8 @@ def test_connect_is_retried_once(sshd: SSHServer, tmp_path: Path) -> None:
 def test_eval_on_the_board_and_the_gate_judges_its_numbers(sshd: SSHServer, demo_project, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     """`edgeship eval --device board` over the real loopback sshd; a budget for the board uses them."""
-    from edgeship.cli import main
     from edgeship.artifact.atomic import sha256_file
+    from edgeship.cli import main
 
     project_copy(tmp_path, demo_project[0])
     budget = ('\n[[budgets]]\ndevice = "board"\ntarget = "onnx"\nprecision = "fp32"\nmin_cosine = 0.999\n'

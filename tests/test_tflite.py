@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edgeship.cli import main
 from edgeship.artifact.manifest import read_manifest
+from edgeship.cli import main
 from edgeship.types import Precision, Target
 from tests.conftest import cli_project, make_config, tiny_config
 
@@ -44,11 +44,11 @@ def test_demo_tflite_fidelity(demo_project) -> None:
 
 @pytest.mark.parametrize("name", ["tiny_encoder", "depthwise_cnn"])
 def test_tiny_models_tflite(name: str, tmp_path: Path) -> None:
-    from edgeship.measure.evaluate import run_artifact
+    from edgeship.artifact.inprocess import run_artifact
+    from edgeship.artifact.selection import find_artifacts
+    from edgeship.export.pipeline import export
     from edgeship.metrics import fidelity
     from edgeship.model.reference import load_reference, run_reference
-    from edgeship.export.pipeline import export
-    from edgeship.artifact.selection import find_artifacts
     from tests.models import heldout_feeds
 
     cfg = tiny_config(tmp_path, name)
@@ -179,9 +179,10 @@ def int8_io_demo(tmp_path_factory: pytest.TempPathFactory):
 def test_int8_io_records_scale_and_zero_point_and_runs(int8_io_demo) -> None:
     import numpy as np
 
-    from edgeship.measure.evaluate import evaluation_samples, run_artifact
-    from edgeship.metrics import accuracy
+    from edgeship.artifact.inprocess import run_artifact
     from edgeship.artifact.selection import find_artifacts
+    from edgeship.calibration import evaluation_samples
+    from edgeship.metrics import accuracy
 
     cfg = int8_io_demo
     m = read_manifest(cfg.artifacts_dir / "tflite-int8")

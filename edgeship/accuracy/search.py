@@ -32,9 +32,10 @@ import numpy as np
 
 from edgeship.accuracy.budget import AccuracyBudget, applicable_budget, describe_score
 from edgeship.accuracy.layers import worst_first
+from edgeship.artifact.manifest import Manifest
 from edgeship.config import Config
 from edgeship.errors import AccuracyFallbackFailed, UsageError
-from edgeship.artifact.manifest import Manifest
+from edgeship.model.reference import reference_outputs
 from edgeship.types import Precision
 
 LAYER_SAMPLES = 32      # samples the per-layer report runs on (the ranking, not the verdict)
@@ -57,9 +58,9 @@ def run_on_class(artifact_dir: Path, manifest: Manifest, feeds: Sequence[dict[st
         except OnnxNotMeasurable as exc:
             raise NotMeasurable(str(exc)) from None
         return outs["m"], how
-    from edgeship.measure.evaluate import run_artifact
-    from edgeship.runtimes.base import RuntimeUnavailable
+    from edgeship.artifact.inprocess import run_artifact
     from edgeship.artifact.selection import ArtifactRef
+    from edgeship.runtimes.base import RuntimeUnavailable
 
     try:
         return run_artifact(ArtifactRef(artifact_dir, manifest), list(feeds)), "in-process on this host"
@@ -67,37 +68,11 @@ def run_on_class(artifact_dir: Path, manifest: Manifest, feeds: Sequence[dict[st
         raise NotMeasurable(str(exc)) from None
 
 
-def reference_outputs(job: Any, feeds: Sequence[dict[str, np.ndarray]], chunk: int = 64) -> list[list[np.ndarray]]:
-    """FP32 outputs per feed, computed in batches of ``chunk`` where the model is batch-safe.
-
-    One forward per sample costs ~100x more in torch call overhead than the work of a tiny
-    model. Batching is used only when it reproduces the per-sample outputs of the first feed
-    and returns one row per feed (a model hard-wired to batch 1 gets one call per sample).
-    """
-    from edgeship.model.reference import run_reference
-
-    one = run_reference(job.model, feeds[0], job.inputs)
-    if len(feeds) == 1 or any(np.ndim(o) == 0 or np.shape(o)[0] != 1 for o in one):
-        return [one] + [run_reference(job.model, f, job.inputs) for f in feeds[1:]]
-    out: list[list[np.ndarray]] = []
-    for i in range(0, len(feeds), chunk):
-        part = feeds[i:i + chunk]
-        try:
-            got = run_reference(job.model, {k: np.concatenate([f[k] for f in part]) for k in part[0]}, job.inputs)
-        except Exception:   # noqa: BLE001  (not batchable: per sample, same numbers)
-            got = None
-        if got is None or any(np.shape(o)[:1] != (len(part),) for o in got) or (
-                i == 0 and not all(np.allclose(a[:1], b, rtol=1e-4, atol=1e-5) for a, b in zip(got, one))):
-            return [one] + [run_reference(job.model, f, job.inputs) for f in feeds[1:]]
-        out += [[o[j:j + 1] for o in got] for j in range(len(part))]
-    return out
-
-
 class _Validator:
     """Reference outputs and labels of the validation set; scores an artifact on its class."""
 
     def __init__(self, cfg: Config, job: Any) -> None:
-        from edgeship.measure.evaluate import evaluation_samples
+        from edgeship.calibration import evaluation_samples
         from edgeship.metrics import accuracy
 
         self.samples = evaluation_samples(cfg)
@@ -154,7 +129,7 @@ def accuracy_aware(cfg: Config, exporter: Any, job: Any, precision: Precision, o
         say(f"  accuracy-aware INT8: {describe_score(before, budget)} misses {budget.describe()}; not searched ({exc})")
         return _record(out_dir, manifest, rec)
     from edgeship.accuracy.report import RANKING_METRIC, layer_record, store_layers
-    from edgeship.measure.evaluate import eval_path
+    from edgeship.artifact.eval_file import eval_path
 
     store_layers(cfg, out_dir.name, layer_record(out_dir, errors, min(len(val.samples), LAYER_SAMPLES),
                                                  "all-INT8, before the accuracy-aware fallback"))

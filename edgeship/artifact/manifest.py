@@ -6,6 +6,7 @@ gate and by the standalone runner on a device.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -13,8 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from edgeship.errors import ArtifactError
 from edgeship.artifact.atomic import sha256_file, tree_files, write_json_atomic
+from edgeship.errors import ArtifactError
 
 SCHEMA = "edgeship.manifest/1"
 MANIFEST = "manifest.json"
@@ -74,6 +75,11 @@ class Manifest:
 
     def write(self, directory: Path) -> None:
         write_json_atomic(Path(directory) / MANIFEST, self.to_dict())
+
+
+def artifact_digest(directory: Path) -> str:
+    """sha256 of the artifact's manifest.json bytes (contract 1)."""
+    return hashlib.sha256((Path(directory) / MANIFEST).read_bytes()).hexdigest()
 
 
 def file_table(directory: Path) -> dict[str, dict[str, Any]]:
@@ -163,7 +169,7 @@ def path_problem(rel: object, root: str) -> str | None:
 
 
 def runtime_names() -> list[str]:
-    from edgeship.artifact.bundle import RUNNER_FILES, runtimes_dir
+    from edgeship.artifact.runner_files import RUNNER_FILES, runtimes_dir
 
     return sorted(p.stem for p in runtimes_dir().glob("*.py")
                   if p.name not in RUNNER_FILES and not p.name.startswith("_") and known_runtime(p.stem))

@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeship.artifact.manifest import Manifest, read_manifest
 from edgeship.config import Config
 from edgeship.errors import ArtifactError, UsageError
-from edgeship.artifact.manifest import Manifest, read_manifest
 from edgeship.types import Precision, Target
 
 

@@ -33,7 +33,7 @@ def evaluate_on_cluster(cfg: Config, address: str, device: str, refs: list[Any],
     """Yield one eval entry per artifact (device_eval.evaluate_on_device's contract)."""
     from edgeship.cluster.connect import connect
     from edgeship.cluster.submit import run_tasks
-    from edgeship.measure.evaluate import cpu_block, new_entry
+    from edgeship.measure.scoring import cpu_block, new_entry
 
     ray = connect(address)
     opts = {"samples": _Samples([_Sample(s.inputs) for s in scorer.samples]), "chunk": chunk}
@@ -64,8 +64,8 @@ def eval_device(job: dict[str, Any], *payloads: dict[str, Any]) -> dict[str, Any
 
 
 def _eval(cfg: Any, job: dict[str, Any], refs: list[Any], say: Any, out: dict[str, Any]) -> list[dict[str, Any]]:
-    from edgeship.measure.evaluate_device import NO_OUTPUTS, _run_chunks
     from edgeship.devices.base import open_device
+    from edgeship.measure.evaluate_device import NO_OUTPUTS, _run_chunks
 
     out["step"] = "open device"
     dev = open_device(job["device"], cfg)

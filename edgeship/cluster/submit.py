@@ -34,11 +34,11 @@ def profile_on_cluster(cfg: Config, address: str, devices: list[str], targets: t
 
     ``wanted(device, ref)`` narrows the artifacts per device (gate: those a budget judges there).
     """
-    from edgeship.artifact.bundle import profiling_inputs
-    from edgeship.cluster.connect import connect
     from edgeship.artifact.atomic import write_json_atomic
-    from edgeship.measure.profile import Reference, result_path
     from edgeship.artifact.selection import find_artifacts, pick_for_class
+    from edgeship.cluster.connect import connect
+    from edgeship.measure.inputs import profiling_inputs
+    from edgeship.measure.profile import Reference, result_path
 
     say = on_event or (lambda _m: None)
     found = find_artifacts(cfg, targets, precisions)
@@ -182,9 +182,9 @@ def _declared_class(cfg: Config, device: str) -> str | None:
 
 def remeasure_on_cluster(cfg: Config, address: str) -> Callable[[str, str], list[int]]:
     """gate's extra rounds, each one task on the device's node (so still exclusive)."""
-    from edgeship.cluster.connect import connect
-    from edgeship.measure.profile import profiling_inputs
     from edgeship.artifact.selection import scan_artifacts
+    from edgeship.cluster.connect import connect
+    from edgeship.measure.inputs import profiling_inputs
 
     def remeasure(device: str, artifact: str) -> list[int]:
         ray = connect(address)

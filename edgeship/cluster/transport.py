@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from edgeship.errors import ArtifactError
 from edgeship.artifact.selection import ArtifactRef
+from edgeship.errors import ArtifactError
 
 
 def pack(ref: ArtifactRef) -> dict[str, Any]:
-    from edgeship.gate.evidence import artifact_digest
+    from edgeship.artifact.manifest import artifact_digest
 
     files = {p.relative_to(ref.path).as_posix(): p.read_bytes() for p in sorted(ref.path.rglob("*")) if p.is_file()}
     return {"name": ref.name, "digest": artifact_digest(ref.path), "files": files}
@@ -24,8 +24,7 @@ def pack(ref: ArtifactRef) -> dict[str, Any]:
 
 def unpack(payload: dict[str, Any], root: Path, model: str) -> ArtifactRef:
     """Write the artifact under ``root/<name>/`` and return it, verified; ArtifactError otherwise."""
-    from edgeship.gate.evidence import artifact_digest
-    from edgeship.artifact.manifest import read_manifest
+    from edgeship.artifact.manifest import artifact_digest, read_manifest
 
     name = payload["name"]
     if "/" in name or name in ("", ".", ".."):

@@ -16,8 +16,8 @@ class Compare:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from edgeship.measure.compare import compare, matrix_table, skipped_lines
         from edgeship.errors import UsageError
+        from edgeship.measure.compare import compare, matrix_table, skipped_lines
         from edgeship.ui.progress import Progress
 
         if args.samples < 1:

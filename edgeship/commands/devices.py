@@ -79,8 +79,8 @@ def _list(cfg: object, args: argparse.Namespace) -> int:
 
 
 def _setup(cfg: object, name: str) -> int:
-    from edgeship.devices.boards import setup_userland
     from edgeship.devices.base import open_device
+    from edgeship.devices.boards import setup_userland
     from edgeship.errors import UsageError
     from edgeship.ui.progress import Progress
 

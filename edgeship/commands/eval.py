@@ -22,8 +22,10 @@ class Eval:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
+        from edgeship.api import evaluate
+        from edgeship.artifact.eval_file import eval_path
         from edgeship.errors import UsageError
-        from edgeship.measure.evaluate import eval_path, eval_table, evaluate
+        from edgeship.measure.evaluate import eval_table
         from edgeship.ui.progress import Progress
 
         if args.chunk < 1:

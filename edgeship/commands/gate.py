@@ -26,8 +26,8 @@ class Gate:
     def run(args: argparse.Namespace) -> int:
         from edgeship.commands import load_cfg
         from edgeship.gate.judge import check_threshold, gate, load_report
-        from edgeship.ui.progress import Progress
         from edgeship.reports import write_reports
+        from edgeship.ui.progress import Progress
 
         check_threshold(args.threshold)     # before any file is read
         cfg = load_cfg(args)

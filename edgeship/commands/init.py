@@ -4,10 +4,10 @@ import argparse
 import shlex
 from pathlib import Path
 
+from edgeship.artifact.atomic import write_text_atomic
 from edgeship.commands import command
 from edgeship.config import CONFIG_NAME
 from edgeship.errors import UsageError
-from edgeship.artifact.atomic import write_text_atomic
 
 STARTER = '''\
 # edgeship project. Every key is documented in docs/config.md.

@@ -24,9 +24,9 @@ class Profile:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
+        from edgeship.api import profile
         from edgeship.config import MAX_SECONDS
         from edgeship.errors import DeviceError, UsageError
-        from edgeship.measure.profile import profile
         from edgeship.ui.progress import Progress
 
         for opt in ("min_runs", "threads"):

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from edgeship.artifact.atomic import write_json_atomic
 from edgeship.compress.base import Context, get_step
 from edgeship.compress.measure import measure, stacked
 from edgeship.compress.store import save
 from edgeship.config import Config
 from edgeship.errors import UsageError
-from edgeship.artifact.atomic import write_json_atomic
 from edgeship.lazy import require
 
 
@@ -89,7 +89,7 @@ def _context(cfg: Config, say: Callable[[str], None]) -> Context:
 
     @lru_cache(maxsize=1)
     def evaluation() -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-        from edgeship.measure.evaluate import evaluation_samples
+        from edgeship.calibration import evaluation_samples
 
         return stacked(evaluation_samples(cfg))
 

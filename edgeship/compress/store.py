@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeship.artifact.atomic import atomic_directory, sha256_file, write_json_atomic
 from edgeship.config import Config
 from edgeship.errors import ArtifactError, ConfigError, ExportError, UsageError
-from edgeship.artifact.atomic import atomic_directory, sha256_file, write_json_atomic
 from edgeship.lazy import require
 
 SCHEMA = "edgeship.compressed/1"

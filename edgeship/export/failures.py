@@ -14,10 +14,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeship.config import Config
-from edgeship.errors import ExportError
 from edgeship.artifact.atomic import write_json_atomic
 from edgeship.artifact.manifest import Manifest
+from edgeship.config import Config
+from edgeship.errors import ExportError
 
 SCHEMA = "edgeship.export-failure/1"
 

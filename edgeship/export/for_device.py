@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from edgeship.config import Config
-from edgeship.export.cpuclass import CpuTarget, host_target
 from edgeship.errors import ConfigError, DeviceError, UsageError
+from edgeship.export.cpuclass import CpuTarget, host_target
 from edgeship.runtimes.cpuinfo import CLASSES
 
 

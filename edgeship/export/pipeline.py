@@ -6,10 +6,10 @@ import dataclasses
 from collections.abc import Callable
 from functools import lru_cache
 
+from edgeship.artifact.manifest import Manifest
 from edgeship.calibration import DataSource, Sample, load_samples
 from edgeship.config import Config
 from edgeship.errors import ConfigError, UsageError
-from edgeship.artifact.manifest import Manifest
 from edgeship.model.reference import load_reference, run_reference, synthetic_inputs
 from edgeship.types import Precision, Target
 
@@ -121,8 +121,8 @@ def export_all(
     edgeship.export.for_device. The failed artifact leaves no directory, only its failure record.
     """
     from edgeship.accuracy.search import accuracy_aware  # issue 15: budget-driven float fallback
-    from edgeship.export.cpuclass import host_target
     from edgeship.errors import ExportError, MissingDependency
+    from edgeship.export.cpuclass import host_target
     from edgeship.export.failures import ExportFailure, ExportSummary, clear_failure, record_failure
     from edgeship.export.for_device import artifact_name, export_targets
     from edgeship.exporters.base import EXPORTERS, get_exporter

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from edgeship.gate.budgets import Check
 from edgeship.config import Config
 from edgeship.errors import UsageError
-from edgeship.gate.judge import CheckResult
+from edgeship.gate.budgets import Check
+from edgeship.gate.checks import CheckResult
 from edgeship.measure.rounds import timing_rounds
 from edgeship.measure.stats import permutation_pvalue
 from edgeship.types import Verdict

@@ -16,21 +16,13 @@ accepts a piece of evidence only when its artifact digest matches:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from edgeship.config import Config
-from edgeship.artifact.manifest import MANIFEST
 
 EVAL_SCHEMA_V1 = "edgeship.eval/1"
 EVAL_SCHEMA_V2 = "edgeship.eval/2"
-
-
-def artifact_digest(directory: Path) -> str:
-    """sha256 of the artifact's manifest.json bytes (contract 1)."""
-    return hashlib.sha256((Path(directory) / MANIFEST).read_bytes()).hexdigest()
 
 
 def judged_artifact(cfg: Config, device: str, target: str, precision: str) -> str:

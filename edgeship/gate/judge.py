@@ -17,19 +17,26 @@ import datetime as _dt
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgeship.gate.budgets import ACCURACY, COSINE, EVAL_METRICS, MEMORY, RETRIEVAL, SIZE, Check, expand
+from edgeship import __version__
+from edgeship.artifact.manifest import artifact_digest
+from edgeship.artifact.selection import scan_artifacts
 from edgeship.config import Config
+from edgeship.devices.base import open_device
+from edgeship.devices.boards import EMULATED_TIMING, timing_counts
 from edgeship.errors import ArtifactError, UsageError
+from edgeship.export.failures import load_failures
+from edgeship.gate.baseline import compare_baseline
+from edgeship.gate.budgets import ACCURACY, COSINE, EVAL_METRICS, MEMORY, RETRIEVAL, SIZE, Check, expand
+from edgeship.gate.checks import CheckResult, GateReport
 from edgeship.gate.evidence import (
     EVAL_SCHEMA_V1,
     EVAL_SCHEMA_V2,
-    artifact_digest,
     check_evidence,
     config_warning,
     eval_command,
@@ -37,7 +44,9 @@ from edgeship.gate.evidence import (
     export_command,
     profile_command,
 )
-from edgeship.measure.rounds import CONTENDED_SHARE, cpu_shares, keep_rounds, timing_rounds
+from edgeship.gate.report_schema import validate_report
+from edgeship.measure.profile import load_results, profile_artifact
+from edgeship.measure.rounds import CONTENDED_SHARE, cpu_shares, keep_rounds, round_plan, timing_rounds
 from edgeship.measure.sessions import (
     SessionNoise,
     device_noise,
@@ -62,39 +71,6 @@ from edgeship.types import Verdict
 
 REPORT_SCHEMA = "edgeship.report/1"
 Remeasure = Callable[[str, str], list[int]]
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    check: Check
-    verdict: Verdict
-    passed: bool
-    value: float | None = None
-    low: float | None = None
-    high: float | None = None
-    detail: str = ""
-    rounds: dict[str, Any] | None = None   # latency: the per-round statistic (count, values, min, max, cv)
-    rerun: str = ""     # the command that refreshes missing or stale evidence
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self.check)
-        d.update(name=self.check.name, verdict=self.verdict.value, passed=self.passed, value=self.value,
-                 low=self.low, high=self.high, detail=self.detail, rerun=self.rerun, rounds=self.rounds)
-        return d
-
-
-@dataclass(frozen=True)
-class GateReport:
-    checks: tuple[CheckResult, ...]
-    report: dict[str, Any] = field(repr=False)
-
-    @property
-    def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.passed else 1
 
 
 # With one round (a result from before rounds, or rounds = 1) the interval reflects only the
@@ -335,9 +311,6 @@ def gate(
     artifact as it is on disk now (see edgeship/gate/evidence.py); otherwise the check FAILs and
     names the command to re-run. Usage errors (unknown device, zero checks) raise UsageError.
     """
-    from edgeship.export.failures import load_failures
-    from edgeship.measure.profile import load_results
-    from edgeship.artifact.selection import scan_artifacts
 
     say = on_event or (lambda _m: None)
     _check_arguments(cfg, device, threshold)
@@ -399,7 +372,6 @@ def gate(
     warnings = [config_warning(len(config_changed))] if config_changed else []
     out = flag_noisy_devices(out, cfg)
     if baseline is not None:
-        from edgeship.gate.baseline import compare_baseline
 
         out += compare_baseline(cfg, fresh, baseline, force, threshold)
     report = build_report(cfg, out, fresh, eval_report, baseline is not None, warnings)
@@ -426,7 +398,6 @@ def _per_device(checks: list[Check], entries: dict[tuple[str, str], dict[str, An
 def _device_check(c: Check, r: dict[str, Any] | None, digest: str, cfg: Config,
                   remeasure: Remeasure) -> tuple[CheckResult, bool]:
     """Latency or memory of one artifact on one device, from its profile result."""
-    from edgeship.devices.boards import EMULATED_TIMING, timing_counts
 
     command = profile_command(c.device, c.target, c.precision)
     what = f"profile result for {c.artifact} on {c.device}"
@@ -513,10 +484,6 @@ def default_remeasure(cfg: Config) -> Remeasure:
     round's share of ``[profile]``, like each round ``profile`` ran)."""
 
     def remeasure(device: str, artifact: str) -> list[int]:
-        from edgeship.devices.base import open_device
-        from edgeship.measure.profile import profile_artifact
-        from edgeship.measure.rounds import round_plan
-        from edgeship.artifact.selection import scan_artifacts
 
         # a broken neighbour must not stop the re-measurement of a good artifact
         ref = next(r for r in scan_artifacts(cfg)[0] if r.name == artifact)
@@ -548,7 +515,6 @@ def _load_eval(cfg: Config) -> dict[str, Any] | None:
 def build_report(cfg: Config, checks: list[CheckResult], results: list[dict[str, Any]],
                  eval_report: dict[str, Any] | None, with_baseline: bool,
                  warnings: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    from edgeship import __version__
 
     res_out = []
     for r in results:
@@ -577,7 +543,6 @@ def build_report(cfg: Config, checks: list[CheckResult], results: list[dict[str,
 
 
 def load_report(path: Path) -> dict[str, Any]:
-    from edgeship.gate.report_schema import validate_report
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))

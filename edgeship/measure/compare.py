@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from edgeship.artifact.inprocess import run_artifact
+from edgeship.artifact.selection import find_artifacts
+from edgeship.calibration import evaluation_samples
 from edgeship.config import Config
-from edgeship.measure.evaluate import evaluation_samples, run_artifact
 from edgeship.metrics import closeness, output_scores
 from edgeship.model.reference import load_reference, run_reference
-from edgeship.artifact.selection import find_artifacts
 from edgeship.types import Precision, Target
 
 REFERENCE = "pytorch-fp32"

@@ -21,149 +21,25 @@ is replaced (said through ``on_event``); an unreadable one is an error (nothing 
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-import numpy as np
-
-from edgeship.calibration import DataSource, Sample, load_samples
-from edgeship.config import Config
-from edgeship.errors import ArtifactError, EdgeshipError, RuntimeFailure, UsageError
-from edgeship.artifact.atomic import sha256_file, write_json_atomic
-from edgeship.artifact.manifest import Manifest
-from edgeship.metrics import accuracy, closeness, output_scores
-from edgeship.model.reference import load_reference, run_reference
-from edgeship.measure.output_kinds import output_kinds
+from edgeship.artifact.atomic import write_json_atomic
+from edgeship.artifact.eval_file import SCHEMA, entry_key, eval_path, load_eval
+from edgeship.artifact.inprocess import run_artifact
 from edgeship.artifact.selection import ArtifactRef, find_artifacts
-from edgeship.types import OutputKind, Precision, Target
+from edgeship.calibration import evaluation_samples
+from edgeship.config import Config
+from edgeship.errors import EdgeshipError, UsageError
+from edgeship.measure.evaluate_device import evaluate_on_device
+from edgeship.measure.scoring import Scorer, host_cpu, new_entry
+from edgeship.types import Precision, Target
 
-SCHEMA = "edgeship.eval/2"
+# where the artifacts run when ``device`` is named: the device itself (evaluate_on_device), or
+# the Ray node that owns it (edgeship/cluster/eval.py, chosen by the caller one layer up)
+Produce = Callable[[Config, str, list[ArtifactRef], Scorer, int, Callable[[str], None]], Iterable[dict[str, Any]]]
+
 LOCAL = "local"
-
-
-def eval_path(cfg: Config) -> Path:
-    return cfg.build / "reports" / "eval.json"
-
-
-def entry_key(device: str, artifact: str) -> str:
-    return f"{device}/{artifact}"
-
-
-def evaluation_samples(cfg: Config) -> list[Sample]:
-    ref = cfg.data.evaluation or cfg.data.calibration
-    if ref is None:
-        raise UsageError("eval needs data: set [data] evaluation (or calibration) in edgeship.toml")
-    key = "data.evaluation" if cfg.data.evaluation else "data.calibration"
-    return load_samples(DataSource(ref, key, cfg.root), cfg.model.inputs, cfg.data.evaluation_samples, cfg.data.label_key)
-
-
-def run_artifact(ref: ArtifactRef, feeds: list[dict[str, np.ndarray]], threads: int = 1) -> list[list[np.ndarray]]:
-    """Run an artifact in-process on each feed; RuntimeUnavailable propagates (caller skips)."""
-    from edgeship.runtimes.base import RuntimeLoadError, RuntimeRunError, get_runtime
-
-    manifest = ref.manifest.to_dict()
-    names = [t["name"] for t in manifest["outputs"]]
-    try:
-        with get_runtime(ref.manifest.runtime)(str(ref.model_path), manifest, threads) as rt:
-            return [[out[n] for n in names] for out in (rt.run(f) for f in feeds)]
-    except RuntimeLoadError as exc:
-        raise ArtifactError(f"{ref.path}: {exc}; re-run 'edgeship export'") from exc
-    except RuntimeRunError as exc:
-        raise RuntimeFailure(f"{ref.path}: {exc}") from exc
-
-
-def host_cpu() -> dict[str, Any]:
-    """This host's CPU as the runner reports it (its cpu_features once runtimes/cpuinfo.py exists)."""
-    try:
-        from edgeship.runtimes.cpuinfo import cpu_features  # type: ignore[import-not-found]
-    except ImportError:
-        from edgeship.runtimes.runner import environment
-
-        return cpu_block(environment().get("cpu"))
-    return dict(cpu_features())
-
-
-def cpu_block(cpu: Any) -> dict[str, Any]:
-    """A result env's ``cpu`` as recorded in an entry: the features dict, or the model string wrapped."""
-    if isinstance(cpu, dict):
-        return dict(cpu)
-    return {"model": cpu} if cpu else {}
-
-
-class Scorer:
-    """The FP32 reference outputs and labels of the evaluation set; scores candidate outputs."""
-
-    def __init__(self, cfg: Config, samples: list[Sample]) -> None:
-        from edgeship.compress.evidence import SourceReferences
-
-        self.samples = samples
-        labels = [s.label for s in samples if s.label is not None]
-        self.labels = labels if len(labels) == len(samples) else None
-        model = load_reference(cfg)
-        self.outputs = [run_reference(model, s.inputs, cfg.model.inputs) for s in samples]
-        self.kinds = output_kinds(cfg.model.output_kinds, cfg.model.outputs, self.outputs)
-        # labels are class ids: accuracy is measured on the first classification output, if any
-        self.accuracy_index = next((i for i, o in enumerate(self.kinds) if o.kind is OutputKind.CLASSIFICATION), None)
-        scored = self.labels is not None and self.accuracy_index is not None
-        self.accuracy = accuracy(self.outputs, self.labels, self.accuracy_index or 0) if scored else None
-        self._sources = SourceReferences(cfg, [s.inputs for s in samples], self.labels, self.outputs, self.accuracy,
-                                         self.accuracy_index)
-
-    def score(self, outs: list[list[np.ndarray]], manifest: Manifest) -> dict[str, Any]:
-        """Fidelity and drop vs the FP32 model the artifact was exported from (the compressed one,
-        when it came from build/compressed), and the drop vs the original model as well."""
-        ref_outs, ref_acc, source = self._sources.for_manifest(manifest)
-        if ref_outs and outs and len(outs[0]) != len(ref_outs[0]):
-            raise ArtifactError(f"{manifest.target}-{manifest.precision} has {len(outs[0])} output(s), the FP32 model "
-                                f"{len(ref_outs[0])}; re-run 'edgeship export'")
-        scores: dict[str, Any] = dict(closeness(ref_outs, outs))   # over all outputs, concatenated
-        per = {o.name: {"kind": o.kind.value, "kind_from": o.kind_from, **output_scores(ref_outs, outs, i, o.kind.value)}
-               for i, o in enumerate(self.kinds)}
-        # one figure per metric for the entry (and the gate): the worst output of the kind it applies to
-        for key in ("top1_agreement", "retrieval_agreement", "rank_correlation"):
-            vals = [p[key] for p in per.values() if p[key] is not None]
-            scores[key] = min(vals) if vals else None
-        scores["outputs"] = per
-        scored = self.labels is not None and self.accuracy_index is not None
-        acc = accuracy(outs, self.labels, self.accuracy_index or 0) if scored else None
-        scores["accuracy"] = acc
-        scores["accuracy_drop"] = (ref_acc - acc) if (acc is not None and ref_acc is not None) else None
-        scores["accuracy_drop_original"] = (self.accuracy - acc) if (acc is not None and self.accuracy is not None) else None
-        scores["source"] = source
-        return scores
-
-
-def new_entry(cfg: Config, ref: ArtifactRef, device: str, samples: int) -> dict[str, Any]:
-    """An entry with its provenance; metrics are None until ``entry.update(scores)``."""
-    return {
-        "device": device, "artifact": ref.name, "target": ref.target.value, "precision": ref.precision.value,
-        "artifact_digest": sha256_file(ref.path / "manifest.json"), "config_digest": cfg.digest,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "status": "ok", "skip_reason": None, "cosine_min": None, "cosine_mean": None, "max_abs_err": None,
-        "snr_db": None, "top1_agreement": None, "retrieval_agreement": None, "rank_correlation": None,
-        "accuracy": None, "accuracy_drop": None, "outputs": {}, "samples": samples, "cpu": {},
-        "size_bytes": ref.manifest.size_bytes,
-    }
-
-
-def load_eval(cfg: Config, on_event: Callable[[str], None] | None = None) -> dict[str, Any] | None:
-    """The v2 eval.json, or None when absent (or of an older schema, which is replaced)."""
-    path = eval_path(cfg)
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as exc:
-        raise ArtifactError(f"{path}: unreadable ({exc}); delete it and run 'edgeship eval' again") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("entries"), dict):
-        if on_event is not None:
-            on_event(f"{path}: schema {data.get('schema') if isinstance(data, dict) else None!r} has no digests; "
-                     f"replaced by {SCHEMA}")
-        return None
-    return data
 
 
 def evaluate(
@@ -173,11 +49,13 @@ def evaluate(
     on_event: Callable[[str], None] | None = None,
     device: str | None = None,
     chunk: int = 64,
-    cluster: str | None = None,
+    produce: Produce | None = None,
 ) -> dict[str, Any]:
     """Evaluate the matching artifacts (on ``device``, else in-process here) and merge into eval.json.
 
-    Returns the whole merged report; ``report["updated"]`` lists the keys written by this call.
+    ``produce`` runs the artifacts of ``device`` somewhere else than through the device itself
+    (the API passes the cluster's when a Ray lab is configured). Returns the whole merged report;
+    ``report["updated"]`` lists the keys written by this call.
     """
     say = on_event or (lambda _m: None)
     if chunk < 1:
@@ -188,15 +66,9 @@ def evaluate(
     say(f"reference {cfg.model.name} on {len(samples)} samples ...")
     scorer = Scorer(cfg, samples)
     if device is None:
-        produced = _evaluate_here(cfg, refs, scorer, say)
-    elif cluster or cfg.cluster.address:    # on the node that owns the device: edgeship/cluster/
-        from edgeship.cluster.eval import evaluate_on_cluster
-
-        produced = evaluate_on_cluster(cfg, cluster or cfg.cluster.address or "", device, refs, scorer, chunk, say)
+        produced: Iterable[dict[str, Any]] = _evaluate_here(cfg, refs, scorer, say)
     else:
-        from edgeship.measure.evaluate_device import evaluate_on_device
-
-        produced = evaluate_on_device(cfg, device, refs, scorer, chunk, say)
+        produced = (produce or evaluate_on_device)(cfg, device, refs, scorer, chunk, say)
     entries: list[dict[str, Any]] = []
     try:
         entries.extend(produced)   # keeps the entries yielded before a failure

@@ -17,18 +17,17 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from edgeship.artifact.bundle import RUNNER_PACKAGE, write_runner_package
+from edgeship.artifact.runner_files import RUNNER_PACKAGE, write_runner_package
+from edgeship.artifact.selection import ArtifactRef
 from edgeship.config import Config
 from edgeship.devices.base import Device, RunResult, open_device
 from edgeship.errors import DeviceError, EdgeshipError
-from edgeship.artifact.selection import ArtifactRef
-
-if TYPE_CHECKING:
-    from edgeship.measure.evaluate import Scorer
+from edgeship.measure.profile import runner_failure
+from edgeship.measure.scoring import Scorer, cpu_block, new_entry
 
 SCHEMA = "edgeship.result/1"
 NO_OUTPUTS = "the native benchmark tools print timings, not outputs"
@@ -37,8 +36,6 @@ NO_OUTPUTS = "the native benchmark tools print timings, not outputs"
 def evaluate_on_device(cfg: Config, device: str, refs: list[ArtifactRef], scorer: Scorer, chunk: int,
                        say: Callable[[str], None]) -> Iterator[dict[str, Any]]:
     """Yield one eval entry per artifact; an error carries the failed artifact's entry (``eval_entry``)."""
-    from edgeship.measure.evaluate import new_entry
-
     n = len(scorer.samples)
     dev = open_device(device, cfg)
     if getattr(type(dev), "profile_native", None) is not None:
@@ -69,8 +66,6 @@ def evaluate_on_device(cfg: Config, device: str, refs: list[ArtifactRef], scorer
 
 
 def _cpu(env: dict[str, Any]) -> dict[str, Any]:
-    from edgeship.measure.evaluate import cpu_block
-
     return cpu_block(env.get("cpu"))
 
 
@@ -131,8 +126,6 @@ def _step(dev: Device, where: str, step: str, fn: Callable[..., Any], *args: Any
 
 
 def _check_exit(run: RunResult, where: str, remote: str, ref: ArtifactRef) -> None:
-    from edgeship.measure.profile import runner_failure
-
     if run.returncode != 0:
         raise runner_failure(run.returncode, run.stderr, f"{where}: run", remote, ref,
                              "the evaluation set does not fit the artifact, re-export if [model] inputs changed")

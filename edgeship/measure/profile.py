@@ -20,13 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from edgeship.artifact.bundle import RUNNER_PACKAGE, build_bundle, profiling_inputs
+from edgeship.artifact.atomic import write_json_atomic
+from edgeship.artifact.bundle import build_bundle
+from edgeship.artifact.manifest import artifact_digest
+from edgeship.artifact.runner_files import RUNNER_PACKAGE
+from edgeship.artifact.selection import ArtifactRef, find_artifacts, pick_for_class
 from edgeship.config import Config
 from edgeship.devices.base import Device, open_device
 from edgeship.errors import ArtifactError, DeviceError, EdgeshipError, InputDataError, RuntimeFailure
-from edgeship.gate.evidence import artifact_digest
-from edgeship.artifact.atomic import write_json_atomic
-from edgeship.artifact.selection import ArtifactRef, find_artifacts, pick_for_class
+from edgeship.measure.inputs import profiling_inputs
 from edgeship.types import Precision, Target
 
 SCHEMA = "edgeship.result/1"
@@ -169,8 +171,8 @@ class Reference:
 def _compare_outputs(device: Device, remote: str, local: Path, ref: ArtifactRef, reference: Reference,
                      where: str) -> dict[str, Any]:
     from edgeship.compress.evidence import source_key
-    from edgeship.metrics import closeness, fidelity
     from edgeship.measure.output_kinds import output_kinds
+    from edgeship.metrics import closeness, fidelity
     from edgeship.types import OutputKind
 
     expected = reference.outputs(ref.manifest)
@@ -247,7 +249,7 @@ def profile(
     cfg: Config, device: str = "local", targets: tuple[Target, ...] | None = None,
     precisions: tuple[Precision, ...] | None = None, on_event: Callable[[str], None] | None = None,
     min_runs: int | None = None, min_seconds: float | None = None, threads: int | None = None,
-    rounds: int | None = None, cluster: str | None = None,
+    rounds: int | None = None,
 ) -> list[dict[str, Any]]:
     """Profile every matching artifact on ``device``; results land in build/results/<device>/.
 
@@ -258,17 +260,9 @@ def profile(
     for this call. A result is written after every round (so far), the device's outputs are
     compared with the reference in round 1.
 
-    With ``cluster`` (or ``[cluster] address``) the devices (``device`` may then name several,
-    comma-separated) are measured on the Ray nodes that own them: see edgeship/cluster/.
+    A Ray device lab is the caller's choice (edgeship.api.profile dispatches to
+    edgeship/cluster/): this function measures one device reached from this process.
     """
-    address = cluster or cfg.cluster.address
-    if address:    # the one dispatch point; without a cluster Ray is never imported
-        from edgeship.cluster.submit import profile_on_cluster
-
-        results = profile_on_cluster(cfg, address, device.split(","), targets, precisions, on_event,
-                                     min_runs, min_seconds, threads, rounds)
-        _record_sessions(cfg, results)
-        return results
     say = on_event or (lambda _m: None)
     refs = pick_for_class(find_artifacts(cfg, targets, precisions), known_device_class(cfg, device))
     inputs = profiling_inputs(cfg)
@@ -281,11 +275,11 @@ def profile(
             write_json_atomic(result_path(cfg, device, name), result)
 
         results = measure_rounds(cfg, dev, refs, inputs, reference, say, save, min_runs, min_seconds, threads, rounds)
-    _record_sessions(cfg, results)
+    record_history(cfg, results)
     return results
 
 
-def _record_sessions(cfg: Config, results: list[dict[str, Any]]) -> None:
+def record_history(cfg: Config, results: list[dict[str, Any]]) -> None:
     """One history line per measured result, per device (edgeship/measure/sessions.py): the gate learns
     each device's session-to-session noise from them."""
     from edgeship.measure.sessions import record_sessions

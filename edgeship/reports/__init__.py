@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgeship.errors import UsageError
 from edgeship.artifact.atomic import publish_set
+from edgeship.errors import UsageError
 
 Renderer = Callable[[dict[str, Any]], str]
 

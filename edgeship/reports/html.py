@@ -14,9 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from edgeship.export.cpuclass import cpu_label
+from edgeship.reports.drawing import COLORS, LAYOUTS
 from edgeship.reports.fmt import device_label, effective_verdict, failing, failures_first, metric_value, sig
 from edgeship.reports.markdown import check_title, verdict_label
-from edgeship.reports.plots import COLORS, LAYOUTS, PLOTS
+from edgeship.reports.plots import PLOTS
 
 NARROW_MAX_PX = 640   # at or below: the narrow drawings of the plots
 CSS = f"""

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeship.reports.drawing import COLORS, figure, pyplot, to_svg
+
 WORST = 20
 
 
 def layers_plot(report: dict[str, Any], layout: Any) -> str | None:
-    from edgeship.reports.plots import COLORS, _fig, _plt, _svg
-
     layers = ((report.get("eval") or {}).get("layers") or {})
     panels = []
     for artifact, rec in sorted(layers.items()):
@@ -24,9 +24,9 @@ def layers_plot(report: dict[str, Any], layout: Any) -> str | None:
             panels.append((artifact, rec, rows))
     if not panels:
         return None
-    plt = _plt()
+    plt = pyplot()
     height = sum(layout.row_in * len(rows) + 1.2 for _, _, rows in panels)
-    fig, axes = _fig(plt, layout, height)
+    fig, axes = figure(plt, layout, height)
     fig.clf()
     axes = fig.subplots(len(panels), 1, squeeze=False,
                         height_ratios=[len(rows) + 3 for _, _, rows in panels])[:, 0]
@@ -45,4 +45,4 @@ def layers_plot(report: dict[str, Any], layout: Any) -> str | None:
                      fontsize=layout.font, loc="left")
         ax.set_xlabel("SQNR vs FP32 (dB); the label: gain in output error if this layer alone stays float")
         ax.grid(axis="x", alpha=0.3)
-    return _svg(fig)
+    return to_svg(fig)

@@ -14,71 +14,24 @@ missing ("n/a"), never as 0.
 from __future__ import annotations
 
 import functools
-import io
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from edgeship.reports.drawing import (
+    BUDGET_LABEL,
+    COLORS,
+    LOG_RATIO,
+    MEDIAN,
+    NARROW,
+    P90,
+    WIDE,
+    Layout,
+    figure,
+    pyplot,
+    to_svg,
+)
 from edgeship.reports.fmt import effective_verdict, sig
-
-COLORS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "MARGINAL": "#9a6700", "SKIPPED": "#6e7781"}
-BUDGET_LABEL = {"PASS": "budget (met)", "FAIL": "budget (exceeded)", "MARGINAL": "budget (met, marginal)"}
-P90 = "#0969da"
-MEDIAN = "#24292f"
-LOG_RATIO = 20   # a log axis only when the values span more than this factor
-
-
-@dataclass(frozen=True)
-class Layout:
-    name: str
-    width_in: float      # figure width; at 96 px/in the drawing's natural width in px
-    font: float          # pt
-    row_in: float        # height per row of a horizontal plot
-    legend_cols: int
-
-
-WIDE = Layout("wide", 10.0, 10.0, 0.36, 3)
-# narrow: 3.2 in (307 px) scaled to a phone's column (~400 px): 11 pt text shows at ~19 px
-NARROW = Layout("narrow", 3.2, 11.0, 0.5, 1)
-LAYOUTS = (WIDE, NARROW)
-
-
-def _plt() -> Any:
-    from edgeship.lazy import require
-
-    mpl = require("matplotlib", "report", "the HTML report")
-    mpl.use("Agg")
-    mpl.rcParams["svg.hashsalt"] = "edgeship"     # stable element ids: same report, same bytes
-    mpl.rcParams["svg.fonttype"] = "none"          # text stays text (small, searchable)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _svg(fig: Any) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None})   # constrained layout already fits the labels in
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    text = buf.getvalue()
-    text = text[text.index("<svg"):]
-    # drop the RDF metadata block: it only names matplotlib and carries namespace URLs
-    start, end = text.find("<metadata>"), text.find("</metadata>")
-    if start != -1 and end != -1:
-        text = text[:start] + text[end + len("</metadata>"):]
-    # no fixed size: the viewBox keeps the aspect ratio, CSS gives the width
-    head_end = text.index(">")
-    head = text[:head_end]
-    import re
-
-    head = re.sub(r'\s(width|height)="[^"]*"', "", head, count=2)
-    return head + ' preserveAspectRatio="xMidYMid meet"' + text[head_end:]
-
-
-def _fig(plt: Any, layout: Layout, height_in: float) -> tuple[Any, Any]:
-    return plt.subplots(figsize=(layout.width_in, height_in), layout="constrained")
-
+from edgeship.reports.html_layers import layers_plot
 
 Plot = Callable[[dict[str, Any], Layout], "str | None"]
 
@@ -87,7 +40,7 @@ def _drawn(plot: Plot) -> Plot:
     """Run ``plot`` with the layout's font sizes, leaving matplotlib's global settings as they were."""
     @functools.wraps(plot)
     def run(report: dict[str, Any], layout: Layout) -> str | None:
-        plt = _plt()
+        plt = pyplot()
         rc = {"font.size": layout.font, "axes.labelsize": layout.font, "xtick.labelsize": layout.font - 1,
               "ytick.labelsize": layout.font - 1, "legend.fontsize": layout.font - 1}
         with plt.rc_context(rc):
@@ -144,14 +97,14 @@ def latency_plot(report: dict[str, Any], layout: Layout) -> str | None:
     rows = [r for r in report["results"] if r.get("status") == "ok" and (r.get("timing") or {}).get("samples_ns")]
     if not rows:
         return None
-    plt = _plt()
+    plt = pyplot()
     import numpy as np
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     many = len({r["device"]["name"] for r in rows}) > 1
     data = [np.asarray(r["timing"]["samples_ns"], dtype=float) / 1e6 for r in rows]
-    fig, ax = _fig(plt, layout, layout.row_in * len(rows) + 0.9 + _legend_in(6, layout))
+    fig, ax = figure(plt, layout, layout.row_in * len(rows) + 0.9 + _legend_in(6, layout))
     ax.boxplot(data, orientation="horizontal", tick_labels=[_row_label(r, many) for r in rows], showfliers=False,
                whis=(1, 99), widths=0.55, patch_artist=True,
                boxprops={"facecolor": "#ddf4ff", "edgecolor": "#57606a"}, medianprops={"color": MEDIAN, "linewidth": 1.8})
@@ -174,7 +127,7 @@ def latency_plot(report: dict[str, Any], layout: Layout) -> str | None:
                Line2D([], [], color=P90, marker="D", markersize=5, linestyle="none", label="p90"),
                *_budget_handles(verdicts, "|")]
     _legend_below(ax, handles, layout)
-    return _svg(fig)
+    return to_svg(fig)
 
 
 def fidelity(points: list[dict[str, Any]]) -> tuple[str, str, Callable[[dict[str, Any]], float | None]]:
@@ -204,13 +157,13 @@ def tradeoff_plot(report: dict[str, Any], layout: Layout) -> str | None:
     pts = [(r, x, value(e)) for r, x, e in pts if value(e) is not None]
     if not pts:
         return None
-    plt = _plt()
+    plt = pyplot()
     from matplotlib.lines import Line2D
     from matplotlib.ticker import ScalarFormatter
 
     many = len({r["device"]["name"] for r, _, _ in pts}) > 1
     biggest = max(r["artifact"]["size_bytes"] for r, _, _ in pts)
-    fig, ax = _fig(plt, layout, (4.2 if layout is WIDE else 3.2) + _legend_in(len(pts), layout, title=True))
+    fig, ax = figure(plt, layout, (4.2 if layout is WIDE else 3.2) + _legend_in(len(pts), layout, title=True))
     cmap = plt.get_cmap("tab10")
     markers = "osD^vP*Xh<>p"
     handles = []
@@ -230,7 +183,7 @@ def tradeoff_plot(report: dict[str, Any], layout: Layout) -> str | None:
     ax.margins(x=0.12, y=0.15)
     ax.grid(alpha=0.3)
     _legend_below(ax, handles, layout, title="marker area: artifact size", title_fontsize=layout.font - 1)
-    return _svg(fig)
+    return to_svg(fig)
 
 
 @_drawn
@@ -239,12 +192,12 @@ def memory_plot(report: dict[str, Any], layout: Layout) -> str | None:
             and any(r["memory"].get(k) is not None for k in ("init_peak_kb", "steady_peak_kb"))]
     if not rows:
         return None
-    plt = _plt()
+    plt = pyplot()
     import numpy as np
     from matplotlib.patches import Patch
 
     many = len({r["device"]["name"] for r in rows}) > 1
-    fig, ax = _fig(plt, layout, layout.row_in * 1.3 * len(rows) + 0.9 + _legend_in(5, layout))
+    fig, ax = figure(plt, layout, layout.row_in * 1.3 * len(rows) + 0.9 + _legend_in(5, layout))
     y = np.arange(len(rows))
     series = (("init_peak_kb", "peak after init", "#54aeff", "#0b1f33", -0.2),
               ("steady_peak_kb", "peak in steady state", "#0550ae", "#ffffff", 0.2))
@@ -280,7 +233,7 @@ def memory_plot(report: dict[str, Any], layout: Layout) -> str | None:
     if missing:
         handles.append(Patch(color="none", label="n/a: not measured"))
     _legend_below(ax, handles, layout)
-    return _svg(fig)
+    return to_svg(fig)
 
 
 PLOTS: list[tuple[str, str, Callable[[dict[str, Any], Layout], str | None]]] = [
@@ -294,6 +247,4 @@ PLOTS: list[tuple[str, str, Callable[[dict[str, Any], Layout], str | None]]] = [
 
 
 def _layers(report: dict[str, Any], layout: Layout) -> str | None:
-    from edgeship.reports.html_layers import layers_plot  # issue 15: eval.json "layers"
-
     return _drawn(layers_plot)(report, layout)
