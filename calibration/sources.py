@@ -44,7 +44,7 @@ class DataSource:
 
     def _batches(self) -> Iterable[dict[str, Any]]:
         if self._is_function:
-            fn = resolve_callable(self.ref, self.key)
+            fn = resolve_callable(self.ref, self.key, self.root)
             try:
                 out = fn()
             except Exception as exc:  # (the user's code: any failure is bad input)

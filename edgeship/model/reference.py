@@ -18,7 +18,7 @@ def load_reference(cfg: Config) -> Any:
     """Return an ``nn.Module`` in eval mode (a .pt2 program is wrapped with ``.module()``)."""
     torch = require("torch", "torch", "loading the PyTorch model")
     if cfg.model.factory is not None:
-        fn = resolve_callable(cfg.model.factory, "model.factory")
+        fn = resolve_callable(cfg.model.factory, "model.factory", cfg.root)
         try:
             model = fn()
         except Exception as exc:
