@@ -10,7 +10,7 @@ PRECISION ?= all
 DEVICE ?= local
 PYTEST_ARGS ?=
 
-.PHONY: setup export eval profile gate report test test-all bench clean
+.PHONY: setup export eval profile gate report lint test test-all bench clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,11 @@ gate: setup
 
 report: setup
 	$(BIN)/edgeship report
+
+# the layers contract (docs/architecture.md): imports run downward, no circles, a grouped core
+lint: setup
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_architecture.py
 
 test: setup
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)

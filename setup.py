@@ -7,9 +7,9 @@ packages are discovered here from the mapping in pyproject.toml, never listed by
 subpackage is in the wheel without an edit.
 """
 
-import tomllib
 from pathlib import Path
 
+import tomllib
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent

@@ -34,7 +34,7 @@ class Device(ABC):
         self.config = config
         self._workdir: str | None = None
 
-    def __enter__(self) -> Device:
+    def __enter__(self) -> Device:  # noqa: PYI034  (3.8-compatible typing, no Self)
         self.connect()
         return self
 

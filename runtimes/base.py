@@ -63,7 +63,7 @@ class Runtime(abc.ABC):
         self.options = dict(options or {})
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def __enter__(self) -> "Runtime":
+    def __enter__(self) -> "Runtime":  # noqa: PYI034  (the runner stays Python 3.8: no typing.Self)
         self.load()
         return self
 

@@ -370,7 +370,7 @@ def info() -> Dict[str, Any]:
             runtimes[name] = {"available": True, "version": get_runtime(name).version()}
         except (RuntimeUnavailable, ImportError) as exc:
             runtimes[name] = {"available": False, "reason": str(exc)}
-        except Exception as exc:  # a broken install (e.g. a shared library that fails to load)
+        except Exception as exc:  # noqa: BLE001  a broken install (e.g. a shared library that fails to load)
             runtimes[name] = {"available": False, "reason": "broken: %s: %s" % (type(exc).__name__, exc)}
     return {"env": environment(), "executable": sys.executable, "runtimes": runtimes}
 
@@ -436,7 +436,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _fail(str(exc), EXIT_BAD_ARTIFACT)
     except RuntimeRunError as exc:
         return _fail(str(exc), EXIT_RUNTIME)
-    except Exception as exc:  # a backend's own exception type escaping load/invoke
+    except Exception as exc:  # noqa: BLE001  a backend's own exception type escaping load/invoke
         first = str(exc).splitlines()[0] if str(exc) else ""
         return _fail("%s failed: %s: %s" % (manifest["runtime"], type(exc).__name__, first), EXIT_RUNTIME)
     write_json_atomic(args.out, result)

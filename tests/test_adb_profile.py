@@ -91,9 +91,9 @@ def test_unauthorized_phone(fake_adb, monkeypatch: pytest.MonkeyPatch) -> None:
 
     script, _ = fake_adb
     monkeypatch.setenv("FAKE_ADB_STATE", "unauthorized")
-    with pytest.raises(DeviceError, match="device 'pixel': adb reports state 'unauthorized'"):
-        with ADBDevice("pixel", ADBDeviceConfig(kind="adb", adb=str(script))):
-            pass
+    with pytest.raises(DeviceError, match="device 'pixel': adb reports state 'unauthorized'"), \
+            ADBDevice("pixel", ADBDeviceConfig(kind="adb", adb=str(script))):
+        pass
 
 
 def test_gate_decides_adb_results_on_printed_values(fake_adb, demo_project, tmp_path: Path) -> None:

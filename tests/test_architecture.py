@@ -104,9 +104,8 @@ def layer_of(mod: str) -> int | None:
     best: tuple[int, int] | None = None   # (specificity, layer)
     for i, members in enumerate(LAYERS):
         for m in members:
-            if mod == m or mod.startswith(m + "."):
-                if best is None or len(m) > best[0]:
-                    best = (len(m), i)
+            if (mod == m or mod.startswith(m + ".")) and (best is None or len(m) > best[0]):
+                best = (len(m), i)
     return None if best is None else best[1]
 
 

@@ -107,7 +107,7 @@ def test_baseline_flags_a_real_slowdown(project: Path, capsys: pytest.CaptureFix
                 e["samples_ns"] = [int(s / 1.25) for s in e["samples_ns"]]
     base = tmp_path / "baseline.json"
     base.write_text(json.dumps(old))
-    code, out, _ = gate(capsys, cfg, "--baseline", str(base), "--no-remeasure")
+    code, _, _ = gate(capsys, cfg, "--baseline", str(base), "--no-remeasure")
     assert code == 1
     report = json.loads((project / "build" / "reports" / "report.json").read_text())
     regress = [c for c in report["checks"] if c["metric"] == "latency_regression"]

@@ -35,7 +35,7 @@ def load_reference(cfg: Config) -> Any:
         _refuse_pickles(path, torch)
     try:
         program = torch.export.load(str(path))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (torch.export.load raises many types; all mean 'not loadable')
         raise ConfigError(f"key 'model.source': {path} could not be loaded as a torch.export program: {exc}") from None
     return program.module()
 
