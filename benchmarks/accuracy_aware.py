@@ -60,8 +60,8 @@ def _latency_ms(plain: Path, aware: Path, feed: dict[str, Any], rounds: int = 3)
 def run_case(case: str, min_cosine: float) -> dict[str, Any]:
     from edgeship.accuracy.search import _Validator
     from edgeship.errors import AccuracyFallbackFailed
-    from edgeship.export.pipeline import build_job, export
     from edgeship.exporters.onnx import _FP32_CACHE
+    from edgeship.exporting.pipeline import build_job, export
     from edgeship.types import Precision, Target
 
     tmp = Path(tempfile.mkdtemp(prefix=f"edgeship-aa-{case}-"))
@@ -111,7 +111,7 @@ def main() -> int:
 
     cpu = cpu_features()
     # one untimed export first: torch.onnx / onnxruntime import and first-call costs are not the search's
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
     from edgeship.types import Precision, Target
 
     export(_config(Path(tempfile.mkdtemp(prefix="edgeship-aa-warm-")), "outlier_mlp", False, 0.0),

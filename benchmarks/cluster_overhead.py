@@ -91,7 +91,7 @@ def main() -> int:
     import ray
 
     from edgeship.api import profile
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
     from edgeship.types import Precision, Target
     from tests.conftest import make_config
 

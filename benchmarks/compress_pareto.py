@@ -115,7 +115,7 @@ def run_net(net: str, work: Path, say: Any, reuse: bool = False) -> list[dict[st
     from edgeship.artifact.selection import parse_precisions, parse_targets
     from edgeship.compress.stage import compress
     from edgeship.config import parse_config
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
     from edgeship.measure.evaluate import evaluate
     from edgeship.measure.profile import profile
     from edgeship.measure.stats import timing_summary

@@ -29,8 +29,8 @@ def main() -> int:
     from edgeship.artifact.manifest import read_manifest
     from edgeship.artifact.selection import find_artifacts
     from edgeship.demo import evaluation_data
-    from edgeship.export.pipeline import export
     from edgeship.exporters._onnx_recipes import emulator, run_emulated
+    from edgeship.exporting.pipeline import export
     from edgeship.metrics import fidelity
     from edgeship.model.reference import load_reference, run_reference
     from edgeship.types import Precision, Target

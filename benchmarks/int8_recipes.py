@@ -36,14 +36,14 @@ DYNAMIC = ("u8s8", "u8s8+reduce_range", "u8u8")
 
 
 def _recipe(name: str) -> Any:
-    from edgeship.export.cpuclass import OrtRecipe
+    from edgeship.exporting.cpuclass import OrtRecipe
 
     act = "int8" if name == "s8s8" else "uint8"
     return OrtRecipe(name, act, "uint8" if name == "u8u8" else "int8", name.endswith("reduce_range"), "benchmark")
 
 
 def demo_job() -> tuple[Any, list[dict[str, np.ndarray]]]:
-    from edgeship.export.pipeline import build_job
+    from edgeship.exporting.pipeline import build_job
     from edgeship.types import Target
     from tests.conftest import make_config
 
@@ -64,7 +64,7 @@ def mobilenet_job() -> tuple[Any, list[dict[str, np.ndarray]]]:
 
 
 def encoder_job() -> tuple[Any, list[dict[str, np.ndarray]]]:
-    from edgeship.export.pipeline import build_job
+    from edgeship.exporting.pipeline import build_job
     from edgeship.types import Target
     from tests.conftest import tiny_config
     from tests.models import heldout_feeds

@@ -91,7 +91,7 @@ def default_artifacts(tmp: Path) -> list[Path]:
     import tomllib
 
     from edgeship.config import parse_config
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
     from edgeship.types import Precision, Target
 
     out = []

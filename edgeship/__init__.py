@@ -25,8 +25,8 @@ _API = {
     "profile": "edgeship.api",
     "gate": "edgeship.api",
     "compare": "edgeship.api",
-    "ExportIncomplete": "edgeship.export.failures",
-    "ExportFailure": "edgeship.export.failures",
+    "ExportIncomplete": "edgeship.exporting.failures",
+    "ExportFailure": "edgeship.exporting.failures",
 }
 
 __all__ = ["ExportFailure", "ExportIncomplete", "compare", "evaluate", "export", "gate", "load_config", "profile"]

@@ -36,7 +36,7 @@ def export(config: Config | str | Path | None = None, target: Selection = "all",
     ``for_devices``: build class-specific INT8 for these devices' CPU classes (CLI ``--for``).
     ``source``: "compressed" or "original" (CLI ``--from``).
     """
-    from edgeship.export.pipeline import export as _export
+    from edgeship.exporting.pipeline import export as _export
 
     return _export(_cfg(config), parse_targets(target), parse_precisions(precision), on_event,
                    tuple(for_devices) if for_devices else None, source)
@@ -101,8 +101,8 @@ def profile(config: Config | str | Path | None = None, device: str = "local", ta
 def gate(config: Config | str | Path | None = None, device: str | None = None, baseline: str | Path | None = None,
          force: bool = False, write: bool = True, on_event: Events = None) -> Any:
     """Judge results against [[budgets]]; returns a GateReport (``.passed``, ``.exit_code``, ``.checks``)."""
-    from edgeship.gate.judge import gate as _gate
-    from edgeship.gate.judge import load_report
+    from edgeship.gating.judge import gate as _gate
+    from edgeship.gating.judge import load_report
     from edgeship.reports import write_reports
 
     cfg = _cfg(config)

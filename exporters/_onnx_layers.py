@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeship.accuracy.layers import LayerError
 from edgeship.calibration import Sample
-from edgeship.export.cpuclass import OrtRecipe
+from edgeship.exporting.cpuclass import OrtRecipe
 
 GAIN_TOP_K = 8
 TOOL = "onnxruntime.quantization.qdq_loss_debug"

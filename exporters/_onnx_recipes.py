@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeship.export.cpuclass import OrtRecipe
+from edgeship.exporting.cpuclass import OrtRecipe
 
 TIE = 1e-4                      # cosine_mean within this of the best counts as a tie
 QEMU = "qemu-x86_64-static"

@@ -24,8 +24,8 @@ from edgeship.artifact.manifest import Manifest, TensorInfo, file_table
 from edgeship.calibration import Sample
 from edgeship.config import InputSpec, QuantizationConfig, TargetConfig
 from edgeship.errors import ExportError, UsageError
-from edgeship.export.cpuclass import CpuTarget
-from edgeship.export.quiet import quiet
+from edgeship.exporting.cpuclass import CpuTarget
+from edgeship.exporting.quiet import quiet
 from edgeship.registry import Registry
 from edgeship.types import Precision, Target
 

@@ -3,7 +3,7 @@
 int8 static uses onnxruntime's quantize_static in QDQ format, calibrated on the project's
 samples; int8 dynamic quantize_dynamic on the matmul-like ops. Both are built for a CPU class
 (``ExportJob.cpu_target``, default this host): integer kernels differ by class (x86 without
-VNNI saturates u8s8), so each class has candidate recipes (edgeship.export.cpuclass) which are
+VNNI saturates u8s8), so each class has candidate recipes (edgeship.exporting.cpuclass) which are
 measured on a CPU of that class where one is at hand (exporters/_onnx_recipes.py), fidelity
 first and speed second. Every candidate's numbers and the choice land in ``built_for``.
 ``[quantization] activation_type`` set to int8/uint8 pins the recipe instead.
@@ -21,10 +21,10 @@ import numpy as np
 from edgeship.accuracy.layers import LayerError
 from edgeship.calibration import Sample
 from edgeship.errors import ExportError, UsageError
-from edgeship.export.cpuclass import OrtRecipe, host_target, onnx_candidates
 from edgeship.exporters._onnx_float_ops import float_report
 from edgeship.exporters._onnx_int8_scope import scope as int8_scope
 from edgeship.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult, check_outputs
+from edgeship.exporting.cpuclass import OrtRecipe, host_target, onnx_candidates
 from edgeship.lazy import require
 from edgeship.model.reference import run_reference
 from edgeship.types import CalibrationMethod, Precision, QuantType, Target
@@ -219,8 +219,8 @@ class OnnxExporter(Exporter):
         """Per-node SQNR (ORT qdq_loss_debug) and gain if float (exporters/_onnx_layers.py)."""
         if Precision(precision) not in (Precision.INT8, Precision.INT8_DYNAMIC):
             return super().layer_report(job, precision, artifact_dir, samples)
-        from edgeship.export.quiet import quiet
         from edgeship.exporters._onnx_layers import layer_report
+        from edgeship.exporting.quiet import quiet
 
         with quiet():   # the quantizers' and torch.onnx's own chatter, as in export()
             return layer_report(self, job, artifact_dir, samples, dynamic=Precision(precision) is Precision.INT8_DYNAMIC)

@@ -80,7 +80,7 @@ class TFLiteExporter(Exporter):
         recipe["fidelity_check"] = self._validate(job, precision, out, io_dtypes, io_quant, casts)
         built_for = None
         if precision is Precision.INT8:
-            from edgeship.export.cpuclass import host_target
+            from edgeship.exporting.cpuclass import host_target
 
             # one recipe for every class: XNNPACK's QS8 kernels widen to int32 before multiplying
             # (no u8s8 16-bit saturation), so x86 classes and arm64 compute the same numbers

@@ -270,7 +270,7 @@ def measure(args: argparse.Namespace, manifest: Dict[str, Any], feeds: Dict[str,
         reset = mem.reset_peak()
         warm = timed_loop(rt, prepared, args.warmup_runs, args.warmup_seconds, args.max_seconds, args.max_runs)
         # CPU time vs wall time of the measured loop: the invoking thread is always runnable
-        # there, so cpu < wall means co-tenants took the CPU away (edgeship.gate.judge)
+        # there, so cpu < wall means co-tenants took the CPU away (edgeship.gating.judge)
         c0, w0 = time.process_time_ns(), time.perf_counter_ns()
         samples = timed_loop(rt, prepared, args.min_runs, args.min_seconds, args.max_seconds, args.max_runs)
         cpu_ns, wall_ns = time.process_time_ns() - c0, time.perf_counter_ns() - w0

@@ -126,7 +126,7 @@ def demo_project(tmp_path_factory: pytest.TempPathFactory):
     Returns (config, manifests). Tests that write results or reports into its build dir
     must use their own config copy (``project_copy``) to stay independent.
     """
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
     from edgeship.measure.evaluate import evaluate
     from edgeship.types import Target
 

@@ -51,7 +51,7 @@ def _project(tmp: Path, name: str, aware: bool) -> Path:
 @pytest.fixture(scope="module")
 def fixed(tmp_path_factory: pytest.TempPathFactory):
     """outlier_mlp exported to onnx-int8 under a min cosine 0.999 budget: (config, manifest, events)."""
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
 
     cfg = tiny_config(tmp_path_factory.mktemp("aa-fixed"), "outlier_mlp", budgets=BUDGET, targets=ONNX_INT8)
     events: list[str] = []
@@ -97,7 +97,7 @@ def test_fallback_keeps_exactly_the_culprit_float_and_meets_the_budget(fixed) ->
 def test_a_class_this_host_cannot_run_is_not_searched(tmp_path: Path) -> None:
     """Built for arm64 on x86 (no arm64 emulation for ORT here): the host's kernels must not decide
     a fallback for the device, so nothing is reverted and the decision is recorded."""
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
 
     cfg = tiny_config(tmp_path, "outlier_mlp", targets=ONNX_INT8,
                       devices={"pi": {"kind": "ssh", "host": "pi.invalid", "cpu_class": "arm64-dotprod"}},
@@ -171,7 +171,7 @@ def test_budget_is_the_strictest_that_applies(tmp_path: Path) -> None:
 def test_int8_dynamic_fallback_names_the_matmul_quantize_dynamic_sees(tmp_path: Path) -> None:
     """quantize_dynamic splits a Gemm into <node>_MatMul + <node>_Add before it honours
     nodes_to_exclude: the layer id must be that MatMul's name, or nothing is kept float."""
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
 
     cfg = tiny_config(tmp_path, "outlier_mlp", targets={"onnx": {"precisions": ["int8-dynamic"]}},
                       budgets=[{**BUDGET[0], "precision": "int8-dynamic"}])
@@ -185,7 +185,7 @@ def test_int8_dynamic_fallback_names_the_matmul_quantize_dynamic_sees(tmp_path: 
 def test_fallback_on_tflite_keeps_the_culprit_float_and_meets_the_budget(tmp_path: Path) -> None:
     """The same search on TFLite INT8 (PT2E quantizer's keep-float, exporters/_tflite_layers.py),
     measured with the real LiteRT interpreter: fc1 alone is reverted and eval meets the budget."""
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
     from edgeship.measure.evaluate import evaluate
 
     cfg = tiny_config(tmp_path, "outlier_mlp", budgets=BUDGET, targets={"tflite": {"precisions": ["int8"]}})

@@ -97,7 +97,7 @@ def test_unauthorized_phone(fake_adb, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_gate_decides_adb_results_on_printed_values(fake_adb, demo_project, tmp_path: Path) -> None:
-    from edgeship.gate.judge import gate
+    from edgeship.gating.judge import gate
     from edgeship.measure.profile import profile
     from edgeship.types import Precision, Target
     from tests.conftest import project_copy

@@ -24,9 +24,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("edgeship.cli", "edgeship.__main__", "edgeship.commands", "edgeship.api"),
     ("edgeship.cluster",),
     ("edgeship.reports",),
-    ("edgeship.gate",),
+    ("edgeship.gating",),
     ("edgeship.measure",),
-    ("edgeship.export", "edgeship.exporters", "edgeship.accuracy", "edgeship.compress", "edgeship.demo"),
+    ("edgeship.exporting", "edgeship.exporters", "edgeship.accuracy", "edgeship.compress", "edgeship.demo"),
     ("edgeship.devices",),
     ("edgeship.artifact",),
     ("edgeship.model", "edgeship.calibration"),
@@ -201,3 +201,13 @@ def test_the_graph_sees_function_level_and_mapped_imports() -> None:
     assert "edgeship.exporters.onnx" in g and "edgeship.exporters.base" in g["edgeship.exporters.onnx"]
     # cli imports its progress inside a function
     assert "edgeship.ui.progress" in g["edgeship.cli"]
+
+
+def test_no_module_shadows_an_api_verb() -> None:
+    """``edgeship.export(...)``, ``edgeship.gate(...)``: importing a subpackage of the same name
+    would replace the lazily resolved function on the ``edgeship`` module."""
+    import edgeship
+
+    names = {m.split(".")[1] for m in project_modules() if m.count(".") >= 1}
+    clash = sorted(set(edgeship.__all__) & names)
+    assert not clash, f"modules named like API verbs: {clash}"

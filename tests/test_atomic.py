@@ -166,7 +166,7 @@ def test_files_honour_the_umask(tmp_path: Path, mask: str, fmode: int, dmode: in
 # -- report sets ------------------------------------------------------------------------------
 
 def _report(verdict: str) -> dict:
-    # the fields report --from checks (edgeship/gate/report_schema.py), nothing more
+    # the fields report --from checks (edgeship/gating/report_schema.py), nothing more
     return {"schema": "edgeship.report/1", "edgeship": "0.1.0", "model": "m", "verdict": verdict, "counts": {},
             "exit_code": 0, "checks": [], "results": [], "devices": {}, "created": "2026-01-01T00:00:00+00:00",
             "config_digest": "x"}

@@ -415,7 +415,7 @@ def inject(code: str) -> Callable[[Project], None]:
     return write("inject/sitecustomize.py", code)
 
 
-BUG = "import edgeship.gate.judge as g\n\ndef gate(*a, **k):\n    return {}['no such key']\n\ng.gate = gate\n"
+BUG = "import edgeship.gating.judge as g\n\ndef gate(*a, **k):\n    return {}['no such key']\n\ng.gate = gate\n"
 
 
 # --------------------------------------------------------------------------------------------

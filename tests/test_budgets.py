@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from edgeship.errors import ConfigError
-from edgeship.gate.budgets import expand
+from edgeship.gating.budgets import expand
 from tests.conftest import make_config
 
 

@@ -279,7 +279,7 @@ def test_no_ray_without_a_cluster() -> None:
     import sys
 
     code = ("import sys\nfrom edgeship.cli import build_parser\nbuild_parser()\n"
-            "import edgeship.measure.profile, edgeship.measure.evaluate_device, edgeship.gate.judge\n"
+            "import edgeship.measure.profile, edgeship.measure.evaluate_device, edgeship.gating.judge\n"
             "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr

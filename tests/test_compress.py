@@ -141,7 +141,7 @@ def test_prune_keeps_shapes_and_every_export_path_runs(tmp_path: Path, capsys: p
     assert e["source"] == "compressed" and e["cosine_min"] > 0.999     # vs the compressed FP32 model
     assert e["accuracy_drop_original"] == pytest.approx(1.0 - e["accuracy"])   # original is 100%
     assert e["accuracy"] < 1.0    # pruning without distillation costs accuracy on this net
-    from edgeship.gate.judge import gate
+    from edgeship.gating.judge import gate
 
     verdicts = [(c.check.budget, c.passed) for c in gate(cfg).checks]
     # vs the compressed FP32 model the export is exact; vs the original it lost accuracy

@@ -73,12 +73,12 @@ def test_init_writes_a_valid_starter(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def _break_gate(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
-    import edgeship.gate.judge
+    import edgeship.gating.judge
 
     def gate(*_a: object, **_k: object) -> None:
         raise exc
 
-    monkeypatch.setattr(edgeship.gate.judge, "gate", gate)
+    monkeypatch.setattr(edgeship.gating.judge, "gate", gate)
 
 
 def test_internal_error_is_one_line_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str],

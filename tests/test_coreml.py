@@ -17,7 +17,7 @@ ALL = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_WEIGHT)
 
 @pytest.fixture(scope="module")
 def demo_coreml(tmp_path_factory: pytest.TempPathFactory):
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
 
     cfg = make_config(tmp_path_factory.mktemp("coreml"))
     export(cfg, (Target.COREML,), ALL)
@@ -62,7 +62,7 @@ def test_validation_rejects_a_package_that_is_not_what_was_asked(demo_coreml) ->
 
 @pytest.mark.parametrize("name", ["tiny_encoder", "depthwise_cnn"])
 def test_tiny_models_convert(name: str, tmp_path: Path) -> None:
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
 
     cfg = tiny_config(tmp_path, name)
     manifests = export(cfg, (Target.COREML,), (Precision.FP32, Precision.FP16, Precision.INT8))

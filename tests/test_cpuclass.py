@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeship.export.cpuclass import onnx_candidates
+from edgeship.exporting.cpuclass import onnx_candidates
 from edgeship.runtimes.cpuinfo import arm64_hwcap_features, classify, cpu_features, parse_cpuinfo
 
 EPYC_ROME = """processor\t: 0
@@ -146,7 +146,7 @@ def test_declared_class_is_validated(tmp_path: Path) -> None:
 
 def test_unreachable_undeclared_device_is_a_usage_error(tmp_path: Path) -> None:
     from edgeship.errors import UsageError
-    from edgeship.export.for_device import export_targets
+    from edgeship.exporting.for_device import export_targets
     from tests.conftest import make_config
 
     cfg = make_config(tmp_path, devices={"b": {"kind": "ssh", "host": "nobody@127.0.0.1", "port": 1,
@@ -185,7 +185,7 @@ DEVICES = {
 @pytest.fixture(scope="module")
 def per_class(tmp_path_factory: pytest.TempPathFactory):
     """The saturating net's onnx-int8 exported --for three declared classes (avx2 first: default)."""
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
     from edgeship.types import Precision, Target
     from tests.conftest import make_config
 
@@ -285,7 +285,7 @@ def test_an_undeclared_ssh_device_is_asked_for_its_class(tmp_path: Path) -> None
     """Real OpenSSH on loopback: export --for board learns the class from the runner's --info there."""
     import sys
 
-    from edgeship.export.for_device import export_targets
+    from edgeship.exporting.for_device import export_targets
     from tests.conftest import make_config, require_tool
     from tests.sshd import start_sshd
 
@@ -305,8 +305,8 @@ def test_an_avx2_host_does_not_reject_an_artifact_for_another_class(tmp_path: Pa
     x86-avx2 host the export check of an arm64 build records the host's cosine without
     enforcing the bound, since u8s8/s8s8 saturate only on the host."""
     import edgeship.exporters.onnx as onnx_exporter
-    from edgeship.export.cpuclass import CpuTarget
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.cpuclass import CpuTarget
+    from edgeship.exporting.pipeline import export
     from edgeship.types import Precision, Target
     from tests.conftest import make_config
 

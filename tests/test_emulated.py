@@ -278,7 +278,7 @@ def test_cortex_a72_board_without_dotprod_int8(demo_project: Any, host_outputs: 
 # ---- the gate: numerics count, timings do not ---------------------------------------------
 
 def test_latency_and_memory_budgets_of_an_emulated_board_are_skipped(demo_project: Any, tmp_path: Path) -> None:
-    from edgeship.gate.judge import gate
+    from edgeship.gating.judge import gate
     from edgeship.measure.profile import profile
     from edgeship.types import Precision, Target
 

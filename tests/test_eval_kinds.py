@@ -246,7 +246,7 @@ def _budget(limit: float, precision: str = "int8") -> str:
 def test_gate_judges_retrieval_agreement_on_fresh_evidence(exported: Path, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     from edgeship.config import load_config
-    from edgeship.gate.judge import gate
+    from edgeship.gating.judge import gate
 
     path = _copy(exported, tmp_path)
     report, _ = _eval(path, capsys)

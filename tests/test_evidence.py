@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from edgeship.cli import main
-from edgeship.gate.evidence import eval_entries
+from edgeship.gating.evidence import eval_entries
 from tests.conftest import ROOT, cli_project
 
 ART = Path("build") / "artifacts" / "digits_cnn"

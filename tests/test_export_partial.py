@@ -93,7 +93,7 @@ def test_api_raises_export_incomplete_with_what_was_built(tmp_path: Path) -> Non
 
 def test_a_successful_export_clears_the_failure_record(tmp_path: Path) -> None:
     import edgeship
-    from edgeship.export.failures import ExportFailure, load_failures, record_failure
+    from edgeship.exporting.failures import ExportFailure, load_failures, record_failure
 
     cfg = edgeship.load_config(_project(tmp_path))
     record_failure(cfg, ExportFailure("onnx-fp32", "onnx", "fp32", "an earlier attempt failed"))

@@ -36,7 +36,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Every family exported once at every precision it supports: name -> artifacts dir."""
     import torch
 
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
 
     # one thread: these models are tiny, and a 2-thread GRU on a busy 2-core machine spins in
     # OpenMP (measured 0.65 s per call vs 9 ms) through calibration and the W8A8 simulation
@@ -156,7 +156,7 @@ def test_ios17_makes_the_lstm_fp16(tmp_path: Path) -> None:
     """What the fp16 note promises: at iOS17 MIL's lstm takes fp16 weights and nothing stays fp32."""
     import tomllib
 
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
     from tests.conftest import ROOT
 
     targets = tomllib.loads((ROOT / "edgeship.toml").read_text())["targets"]

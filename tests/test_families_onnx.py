@@ -23,7 +23,7 @@ ALL = (Precision.FP32, Precision.FP16, Precision.INT8, Precision.INT8_DYNAMIC)
 
 
 def _export(tmp: Path, name: str, precisions: tuple[Precision, ...], **overrides: Any) -> dict[str, Any]:
-    from edgeship.export.pipeline import export_all
+    from edgeship.exporting.pipeline import export_all
 
     cfg = tiny_config(tmp, name, **overrides)
     summary = export_all(cfg, (Target.ONNX,), precisions)
@@ -165,7 +165,7 @@ def negative_overflow() -> nn.Module:
 
 
 def test_fp16_overflow_keeps_the_sign_names_the_ops_and_the_advice_works(tmp_path: Path) -> None:
-    from edgeship.export.pipeline import export_all
+    from edgeship.exporting.pipeline import export_all
 
     model = {"name": "negover", "factory": "tests.test_families_onnx:negative_overflow", "outputs": ["y"],
              "inputs": [{"name": "x", "shape": [1, 4], "dtype": "float32"}]}
@@ -186,7 +186,7 @@ def test_fp16_overflow_keeps_the_sign_names_the_ops_and_the_advice_works(tmp_pat
 
 
 def test_fp16_keep_float_naming_no_node_fails_that_artifact(tmp_path: Path) -> None:
-    from edgeship.export.pipeline import export_all
+    from edgeship.exporting.pipeline import export_all
 
     model = {"name": "negover", "factory": "tests.test_families_onnx:negative_overflow", "outputs": ["y"],
              "inputs": [{"name": "x", "shape": [1, 4], "dtype": "float32"}]}

@@ -33,7 +33,7 @@ OUTPUT_SHAPES = {"bert_embedder": [1, 32], "gru_kws": [1, 12], "lstm_tagger": [1
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory):
     """{model name: config} with every cell of CELLS exported (one export call per model)."""
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
 
     out = {}
     for name, precisions in CELLS.items():

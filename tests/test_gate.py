@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgeship.errors import UsageError
-from edgeship.gate.baseline import compare_baseline
+from edgeship.gating.baseline import compare_baseline
 from edgeship.types import Verdict
 from tests.conftest import make_config
 

@@ -36,7 +36,7 @@ def test_html_is_self_contained_with_plots(gated: Path) -> None:
 
 def test_api_mirrors_the_cli(profiled: Path, tmp_path: Path) -> None:
     from edgeship.artifact.manifest import Manifest
-    from edgeship.gate.checks import GateReport
+    from edgeship.gating.checks import GateReport
 
     shutil.copytree(profiled / "build", tmp_path / "build")
     cfg = edgeship.load_config(cli_project(tmp_path))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeship.gate.int8_speed import int8_does_not_pay
+from edgeship.gating.int8_speed import int8_does_not_pay
 
 
 def _result(device: str, target: str, precision: str, median_ms: float, cpu: Any = None,

@@ -17,7 +17,7 @@ from tests.conftest import make_config, tiny_config
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory: pytest.TempPathFactory):
     """tiny_encoder (two int inputs) exported once to tflite-fp32."""
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
 
     cfg = tiny_config(tmp_path_factory.mktemp("enc"), "tiny_encoder")
     export(cfg, (Target.TFLITE,), (Precision.FP32,))
@@ -26,7 +26,7 @@ def encoder(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def int8_io(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
 
     cfg = make_config(tmp_path_factory.mktemp("int8io"), targets={"tflite": {"io": "int8"}},
                       data={"calibration": "edgeship.demo:calibration_data", "calibration_samples": 32})

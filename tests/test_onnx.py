@@ -53,7 +53,7 @@ def test_fp16_keeps_float32_io_and_halves_weights(demo_project) -> None:
 def test_tiny_models_export_in_every_precision(name: str, tmp_path: Path) -> None:
     from edgeship.artifact.inprocess import run_artifact
     from edgeship.artifact.selection import find_artifacts
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
     from edgeship.metrics import fidelity
     from edgeship.model.reference import load_reference, run_reference
     from tests.models import heldout_feeds
@@ -75,7 +75,7 @@ def test_tiny_models_export_in_every_precision(name: str, tmp_path: Path) -> Non
 def test_fp16_overflow_is_an_export_error(tmp_path: Path) -> None:
     """A model whose activations exceed float16's range must not produce an artifact."""
     from edgeship.errors import ExportError
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
     from tests.conftest import make_config
 
     cfg = make_config(tmp_path, model={

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from edgeship.gate.budgets import Check
-from edgeship.gate.checks import CheckResult
-from edgeship.gate.judge import build_report
+from edgeship.gating.budgets import Check
+from edgeship.gating.checks import CheckResult
+from edgeship.gating.judge import build_report
 from edgeship.reports.drawing import COLORS, NARROW, WIDE
 from edgeship.reports.html import render_html
 from edgeship.reports.plots import latency_plot, memory_plot, tradeoff_plot

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from edgeship.gate.budgets import Check
-from edgeship.gate.checks import CheckResult
-from edgeship.gate.judge import build_report
+from edgeship.gating.budgets import Check
+from edgeship.gating.checks import CheckResult
+from edgeship.gating.judge import build_report
 from edgeship.reports import write_reports
 from edgeship.reports.junit import render_junit
 from edgeship.reports.markdown import render_markdown

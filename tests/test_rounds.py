@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edgeship.gate.budgets import Check
-from edgeship.gate.checks import CheckResult
-from edgeship.gate.judge import decide_latency, flag_noisy_devices
+from edgeship.gating.budgets import Check
+from edgeship.gating.checks import CheckResult
+from edgeship.gating.judge import decide_latency, flag_noisy_devices
 from edgeship.measure.rounds import merge_aggregates, round_plan, timing_rounds
 from edgeship.measure.stats import (
     bootstrap_ci,
@@ -160,7 +160,7 @@ def _baseline_result(levels: list[float], seed: int) -> dict[str, Any]:
 
 
 def _compare(cfg, new: list[float], old: list[float]) -> CheckResult:
-    from edgeship.gate.baseline import compare_baseline
+    from edgeship.gating.baseline import compare_baseline
 
     (out,) = compare_baseline(cfg, [_baseline_result(new, 1)], {"results": [_baseline_result(old, 2)]})
     return out

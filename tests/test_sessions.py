@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from edgeship.errors import UsageError
-from edgeship.gate.budgets import Check
-from edgeship.gate.judge import decide_latency, flag_noisy_devices, session_interval
+from edgeship.gating.budgets import Check
+from edgeship.gating.judge import decide_latency, flag_noisy_devices, session_interval
 from edgeship.measure.sessions import (
     SessionNoise,
     device_noise,
@@ -241,7 +241,7 @@ def test_profile_writes_the_history_and_the_gate_uses_it(profiled: Path, tmp_pat
     """Real profile runs of the demo's onnx-fp32: each leaves one session per artifact; with
     three earlier ones besides the session it judges, the gate's latency checks carry the
     learned noise."""
-    from edgeship.gate.judge import gate
+    from edgeship.gating.judge import gate
     from edgeship.measure.profile import profile
     from edgeship.types import Precision, Target
 

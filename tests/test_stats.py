@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeship.gate.budgets import Check
-from edgeship.gate.judge import decide_latency
+from edgeship.gating.budgets import Check
+from edgeship.gating.judge import decide_latency
 from edgeship.measure.stats import bootstrap_ci, mann_whitney_u, stability_warnings, summarize
 from edgeship.types import Verdict
 from tests.conftest import make_config

@@ -46,7 +46,7 @@ def test_demo_tflite_fidelity(demo_project) -> None:
 def test_tiny_models_tflite(name: str, tmp_path: Path) -> None:
     from edgeship.artifact.inprocess import run_artifact
     from edgeship.artifact.selection import find_artifacts
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
     from edgeship.metrics import fidelity
     from edgeship.model.reference import load_reference, run_reference
     from tests.models import heldout_feeds
@@ -79,7 +79,7 @@ def test_non_strict_capture_is_recorded_and_still_fully_integer(tmp_path: Path, 
     non-strict (recorded), and its residual ADDs are still int8: matched by ATen target."""
     import torch
 
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
 
     real = torch.export.export
 
@@ -102,7 +102,7 @@ def test_pt2_source_int8_is_fully_integer(tmp_path: Path) -> None:
     its residual ADDs are int8 all the same."""
     import torch
 
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
     from tests.models import TINY_MODELS, depthwise_cnn
 
     program = torch.export.export(depthwise_cnn(), (torch.rand(1, 3, 32, 32),))
@@ -135,7 +135,7 @@ def test_unlowerable_op_names_op_and_target(tmp_path: Path, capsys: pytest.Captu
 
 def test_entropy_calibration_is_rejected_for_tflite(tmp_path: Path) -> None:
     from edgeship.errors import UsageError
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
 
     cfg = make_config(tmp_path, quantization={"method": "entropy"})
     with pytest.raises(UsageError, match="tflite int8 supports 'minmax' and 'percentile'"):
@@ -168,7 +168,7 @@ def test_litert_import_fallback_order(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def int8_io_demo(tmp_path_factory: pytest.TempPathFactory):
     """The demo exported once to tflite-int8 with io = "int8"."""
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
 
     tmp = tmp_path_factory.mktemp("int8io")
     cfg = make_config(tmp, targets={"tflite": {"io": "int8"}})
@@ -221,7 +221,7 @@ def test_int8_float_io_default_has_float_edges(demo_project) -> None:
 
 
 def test_percentile_calibration_uses_the_histogram_observer(tmp_path: Path) -> None:
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
 
     cfg = make_config(tmp_path, quantization={"method": "percentile"},
                       data={"calibration": "edgeship.demo:calibration_data", "calibration_samples": 16})

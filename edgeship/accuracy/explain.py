@@ -24,9 +24,9 @@ def explain(cfg: Config, artifact: str, samples: int = DEFAULT_SAMPLES,
     from edgeship.accuracy.report import layer_record, store_layers
     from edgeship.artifact.selection import find_artifacts
     from edgeship.calibration import evaluation_samples
-    from edgeship.export.cpuclass import CpuTarget
-    from edgeship.export.pipeline import build_job
     from edgeship.exporters.base import get_exporter
+    from edgeship.exporting.cpuclass import CpuTarget
+    from edgeship.exporting.pipeline import build_job
 
     say = on_event or (lambda _m: None)
     if samples < 1:

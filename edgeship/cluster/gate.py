@@ -22,7 +22,7 @@ def _device_budgets(cfg: Config) -> list[Any]:
 
 def lab_devices(cfg: Config, only: str | None) -> list[str]:
     """Configured devices a latency or memory budget names (``only``: that one)."""
-    from edgeship.gate.budgets import budget_devices
+    from edgeship.gating.budgets import budget_devices
 
     out: list[str] = []
     for b in _device_budgets(cfg):

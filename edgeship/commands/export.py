@@ -22,7 +22,7 @@ class Export:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from edgeship.export.pipeline import export_all, plan
+        from edgeship.exporting.pipeline import export_all, plan
         from edgeship.ui.progress import Progress
 
         cfg, targets, precisions = load_selection(args)

@@ -25,7 +25,7 @@ class Gate:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from edgeship.commands import load_cfg
-        from edgeship.gate.judge import check_threshold, gate, load_report
+        from edgeship.gating.judge import check_threshold, gate, load_report
         from edgeship.reports import write_reports
         from edgeship.ui.progress import Progress
 

@@ -84,7 +84,7 @@ def _say_int8_speed(cfg: Any, device: str) -> None:
     """
     import sys
 
-    from edgeship.gate.int8_speed import int8_does_not_pay
+    from edgeship.gating.int8_speed import int8_does_not_pay
     from edgeship.measure.profile import load_results
 
     for line in int8_does_not_pay(load_results(cfg, device)):

@@ -21,7 +21,7 @@ class Report:
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         from edgeship.commands.gate import reports_line, show_report
-        from edgeship.gate.judge import load_report
+        from edgeship.gating.judge import load_report
         from edgeship.reports import write_reports
 
         if args.source:

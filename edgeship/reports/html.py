@@ -13,7 +13,7 @@ import html
 from collections.abc import Callable
 from typing import Any
 
-from edgeship.export.cpuclass import cpu_label
+from edgeship.exporting.cpuclass import cpu_label
 from edgeship.reports.drawing import COLORS, LAYOUTS
 from edgeship.reports.fmt import device_label, effective_verdict, failing, failures_first, metric_value, sig
 from edgeship.reports.markdown import check_title, verdict_label

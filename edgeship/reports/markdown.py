@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from edgeship.export.cpuclass import cpu_label
-from edgeship.gate.int8_speed import int8_does_not_pay
+from edgeship.exporting.cpuclass import cpu_label
+from edgeship.gating.int8_speed import int8_does_not_pay
 from edgeship.reports.fmt import (
     device_label,
     failing,

@@ -142,7 +142,7 @@ def fidelity(points: list[dict[str, Any]]) -> tuple[str, str, Callable[[dict[str
 
 @_drawn
 def tradeoff_plot(report: dict[str, Any], layout: Layout) -> str | None:
-    from edgeship.gate.evidence import eval_entries
+    from edgeship.gating.evidence import eval_entries
 
     ev = eval_entries(report.get("eval"))
     pts = []

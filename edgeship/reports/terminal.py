@@ -10,7 +10,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-from edgeship.gate.int8_speed import int8_does_not_pay
+from edgeship.gating.int8_speed import int8_does_not_pay
 from edgeship.ui.table import PLAIN_WIDTH
 
 # the order rows are shown in: what needs attention first

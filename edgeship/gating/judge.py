@@ -6,7 +6,7 @@ upper bound is within budget, FAIL if its lower bound is over; otherwise measure
 (up to ``gate.max_rounds``, one per call of the injected ``remeasure``) and finally decide on
 the point estimate, marked MARGINAL. Memory and size are compared by value. A result whose
 runtime could not run on the device is SKIPPED (FAIL when the budget sets ``require``).
-Every check needs evidence bound to the artifact on disk (edgeship/gate/evidence.py): missing or
+Every check needs evidence bound to the artifact on disk (edgeship/gating/evidence.py): missing or
 stale evidence, or an unreadable artifact, is a FAIL row naming the command to re-run.
 Exit code: 0 every check passed, 1 a check failed; usage errors raise (exit 2).
 """
@@ -30,11 +30,11 @@ from edgeship.config import Config
 from edgeship.devices.base import open_device
 from edgeship.devices.boards import EMULATED_TIMING, timing_counts
 from edgeship.errors import ArtifactError, UsageError
-from edgeship.export.failures import load_failures
-from edgeship.gate.baseline import compare_baseline
-from edgeship.gate.budgets import ACCURACY, COSINE, EVAL_METRICS, MEMORY, RETRIEVAL, SIZE, Check, expand
-from edgeship.gate.checks import CheckResult, GateReport
-from edgeship.gate.evidence import (
+from edgeship.exporting.failures import load_failures
+from edgeship.gating.baseline import compare_baseline
+from edgeship.gating.budgets import ACCURACY, COSINE, EVAL_METRICS, MEMORY, RETRIEVAL, SIZE, Check, expand
+from edgeship.gating.checks import CheckResult, GateReport
+from edgeship.gating.evidence import (
     EVAL_SCHEMA_V1,
     EVAL_SCHEMA_V2,
     check_evidence,
@@ -44,7 +44,7 @@ from edgeship.gate.evidence import (
     export_command,
     profile_command,
 )
-from edgeship.gate.report_schema import validate_report
+from edgeship.gating.report_schema import validate_report
 from edgeship.measure.profile import load_results, profile_artifact
 from edgeship.measure.rounds import CONTENDED_SHARE, cpu_shares, keep_rounds, round_plan, timing_rounds
 from edgeship.measure.sessions import (
@@ -308,7 +308,7 @@ def gate(
     """Expand the budgets over the artifacts on disk and judge each check on matching evidence.
 
     Evidence (profile results, eval entries) counts only when it records the digest of the
-    artifact as it is on disk now (see edgeship/gate/evidence.py); otherwise the check FAILs and
+    artifact as it is on disk now (see edgeship/gating/evidence.py); otherwise the check FAILs and
     names the command to re-run. Usage errors (unknown device, zero checks) raise UsageError.
     """
 

@@ -100,7 +100,7 @@ def expand(cfg: Config, artifacts: Sequence[Candidate], only_device: str | None 
     names that device apply (``*`` does), device-independent limits included: gating one device
     judges what was promised for it, and nothing applying to it is a usage error (exit 2).
     """
-    from edgeship.gate.evidence import judged_artifact
+    from edgeship.gating.evidence import judged_artifact
 
     checks: list[Check] = []
     for i, b in enumerate(cfg.budgets):

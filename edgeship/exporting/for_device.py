@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from edgeship.config import Config
 from edgeship.errors import ConfigError, DeviceError, UsageError
-from edgeship.export.cpuclass import CpuTarget, host_target
+from edgeship.exporting.cpuclass import CpuTarget, host_target
 from edgeship.runtimes.cpuinfo import CLASSES
 
 

@@ -21,8 +21,8 @@ import numpy as np
 
 from edgeship.config import Config
 from edgeship.errors import UsageError
-from edgeship.gate.budgets import Check
-from edgeship.gate.checks import CheckResult
+from edgeship.gating.budgets import Check
+from edgeship.gating.checks import CheckResult
 from edgeship.measure.rounds import timing_rounds
 from edgeship.measure.stats import permutation_pvalue
 from edgeship.types import Verdict

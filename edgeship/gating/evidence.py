@@ -32,7 +32,7 @@ def judged_artifact(cfg: Config, device: str, target: str, precision: str) -> st
     when one is on disk, else the default-class one ``<target>-<precision>``: the same choice
     ``profile`` makes, so the gate asks for evidence of the artifact that ships to the device.
     """
-    from edgeship.export.failures import failures_dir
+    from edgeship.exporting.failures import failures_dir
     from edgeship.measure.profile import known_device_class
 
     cls = known_device_class(cfg, device)

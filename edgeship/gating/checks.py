@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from edgeship.gate.budgets import Check
+from edgeship.gating.budgets import Check
 from edgeship.types import Verdict
 
 

@@ -95,7 +95,7 @@ def export(
     Every artifact is attempted (see ``export_all``); if any failed, raises ExportIncomplete
     (an ExportError, exit code 1) carrying the built manifests and the failures.
     """
-    from edgeship.export.failures import ExportIncomplete
+    from edgeship.exporting.failures import ExportIncomplete
 
     summary = export_all(cfg, targets, precisions, on_event, for_devices, source)
     if summary.failures:
@@ -115,17 +115,17 @@ def export_all(
 
     Bad input (config, selection, model source, calibration data, devices) raises before any
     artifact is attempted. A conversion that fails (ExportError, or a missing optional
-    dependency of one target) is recorded (edgeship.export.failures) and the next artifact is
+    dependency of one target) is recorded (edgeship.exporting.failures) and the next artifact is
     attempted. Class-specific precisions (ONNX INT8) are built once per CPU class of
     ``for_devices`` (default: the devices the budgets name, else this host); see
-    edgeship.export.for_device. The failed artifact leaves no directory, only its failure record.
+    edgeship.exporting.for_device. The failed artifact leaves no directory, only its failure record.
     """
     from edgeship.accuracy.search import accuracy_aware  # issue 15: budget-driven float fallback
     from edgeship.errors import ExportError, MissingDependency
-    from edgeship.export.cpuclass import host_target
-    from edgeship.export.failures import ExportFailure, ExportSummary, clear_failure, record_failure
-    from edgeship.export.for_device import artifact_name, export_targets
     from edgeship.exporters.base import EXPORTERS, get_exporter
+    from edgeship.exporting.cpuclass import host_target
+    from edgeship.exporting.failures import ExportFailure, ExportSummary, clear_failure, record_failure
+    from edgeship.exporting.for_device import artifact_name, export_targets
 
     pairs = plan(cfg, targets, precisions)
     if cfg.data.calibration is None and any(p is Precision.INT8 for _, p in pairs):
