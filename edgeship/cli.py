@@ -116,6 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, verbose: bool) -> int:
+    import signal
+
+    from edgeship.errors import note_interrupt
+
+    # only where Ctrl-C would interrupt anyway (a background job started with SIGINT ignored stays so)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, note_interrupt)
     try:
         return int(args._run(args) or 0)
     except EdgeshipError as exc:

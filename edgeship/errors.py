@@ -73,3 +73,21 @@ class RuntimeFailure(EdgeshipError):
 
 class DeviceError(EdgeshipError):
     """A device could not be reached or a step on it failed or timed out."""
+
+
+# Ctrl-C while a C extension initialises (numpy, onnxruntime's pybind11 module) does not reach
+# us as KeyboardInterrupt: the extension reports "ImportError: initialization failed" and the
+# interrupt is gone. The CLI's SIGINT handler records every interrupt here, so a backend error
+# that follows one is reported as the interrupt it was, never recorded as a failed artifact.
+_interrupted = False
+
+
+def note_interrupt(signum: int = 2, frame: object = None) -> None:
+    """SIGINT handler: remember the interrupt, then interrupt as Python's default handler does."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def interrupted() -> bool:
+    return _interrupted

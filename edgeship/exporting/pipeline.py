@@ -6,17 +6,22 @@ import dataclasses
 from collections.abc import Callable
 from functools import lru_cache
 
+from edgeship.accuracy.search import accuracy_aware
 from edgeship.artifact.manifest import Manifest
 from edgeship.calibration import DataSource, Sample, load_samples
+from edgeship.compress.store import export_source
 from edgeship.config import Config
-from edgeship.errors import ConfigError, UsageError
+from edgeship.errors import ConfigError, ExportError, MissingDependency, UsageError, interrupted
+from edgeship.exporters.base import EXPORTERS, ExportJob, get_exporter
+from edgeship.exporting.cpuclass import host_target
+from edgeship.exporting.failures import ExportFailure, ExportIncomplete, ExportSummary, clear_failure, record_failure
+from edgeship.exporting.for_device import artifact_name, export_targets
 from edgeship.model.reference import load_reference, run_reference, synthetic_inputs
 from edgeship.types import Precision, Target
 
 
 def plan(cfg: Config, targets: tuple[Target, ...] | None, precisions: tuple[Precision, ...] | None) -> list[tuple[Target, Precision]]:
     """The (target, precision) pairs to export; validated before any model is loaded."""
-    from edgeship.exporters.base import EXPORTERS
 
     chosen = targets or tuple(t for t in Target if t in cfg.targets) or tuple(Target)
     pairs: list[tuple[Target, Precision]] = []
@@ -52,8 +57,6 @@ def calibration_loader(cfg: Config) -> Callable[[], list[Sample]] | None:
 
 
 def build_job(cfg: Config, target: Target, source: str | None = None):  # -> ExportJob
-    from edgeship.compress.store import export_source
-    from edgeship.exporters.base import ExportJob
 
     # --from compressed|original (None: compressed when this config has [compress] steps)
     model, origin, origin_note = export_source(cfg, source)
@@ -95,7 +98,6 @@ def export(
     Every artifact is attempted (see ``export_all``); if any failed, raises ExportIncomplete
     (an ExportError, exit code 1) carrying the built manifests and the failures.
     """
-    from edgeship.exporting.failures import ExportIncomplete
 
     summary = export_all(cfg, targets, precisions, on_event, for_devices, source)
     if summary.failures:
@@ -120,12 +122,6 @@ def export_all(
     ``for_devices`` (default: the devices the budgets name, else this host); see
     edgeship.exporting.for_device. The failed artifact leaves no directory, only its failure record.
     """
-    from edgeship.accuracy.search import accuracy_aware  # issue 15: budget-driven float fallback
-    from edgeship.errors import ExportError, MissingDependency
-    from edgeship.exporters.base import EXPORTERS, get_exporter
-    from edgeship.exporting.cpuclass import host_target
-    from edgeship.exporting.failures import ExportFailure, ExportSummary, clear_failure, record_failure
-    from edgeship.exporting.for_device import artifact_name, export_targets
 
     pairs = plan(cfg, targets, precisions)
     if cfg.data.calibration is None and any(p is Precision.INT8 for _, p in pairs):
@@ -157,6 +153,8 @@ def export_all(
                 m = get_exporter(t).export(job, p, out_dir)
                 m = accuracy_aware(cfg, get_exporter(t), job, p, out_dir, m, say)
             except (ExportError, MissingDependency) as exc:
+                if interrupted():   # Ctrl-C inside a backend's import, reported as its ImportError
+                    raise KeyboardInterrupt from exc
                 failure = ExportFailure(name, t.value, p.value, _reason(str(exc), cfg.model.name, f"{t}-{p}"))
                 record_failure(cfg, failure)
                 say(f"  FAILED {name}: {failure.reason}")
