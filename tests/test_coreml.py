@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,29 @@ def test_profile_on_linux_is_skipped_and_require_fails_the_gate(demo_coreml, tmp
     code = main(["--config", str(cfg), "gate"])
     out = capsys.readouterr().out
     assert code == 1 and "required but SKIPPED" in out and "coreml-fp16" in out
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="CoreML runs on macOS: the artifact is measured there")
+def test_integer_inputs_profile_as_skipped_on_linux(tmp_path: Path) -> None:
+    """Token ids are int64 in the config and int32 in a CoreML artifact (CoreML has no int64).
+    The bundle carries the dtypes the artifact takes, so the profile reaches the runtime check and
+    is SKIPPED on Linux like every CoreML artifact (it used to abort the whole profile on the
+    runner's dtype check, and the gate's re-run command with it), and the gate judges it."""
+    from edgeship.gate.judge import gate
+    from edgeship.export.pipeline import export
+    from edgeship.measure.profile import profile
+
+    budget = {"device": "local", "target": "coreml", "precision": "fp32", "latency_ms": {"p90": 5.0}}
+    cfg = tiny_config(tmp_path, "tiny_encoder", targets={"coreml": {"precisions": ["fp32"]}}, budgets=[budget])
+    export(cfg, (Target.COREML,), (Precision.FP32,))
+    inputs = {t.name: t.dtype for t in read_manifest(cfg.artifacts_dir / "coreml-fp32").inputs}
+    assert inputs == {"input_ids": "int32", "attention_mask": "int32"}
+    assert {s.name: s.dtype for s in cfg.model.inputs} == {"input_ids": "int64", "attention_mask": "int64"}
+    [result] = profile(cfg, "local")
+    assert result["status"] == "skipped" and "macOS" in result["skip_reason"]
+    [check] = gate(cfg, remeasure=lambda _d, _a: []).checks
+    assert check.verdict.value == "SKIPPED" and check.check.artifact == "coreml-fp32"
+    budget["require"] = True   # a SKIPPED run the budget demands is a FAIL, still not an abort
+    cfg = tiny_config(tmp_path, "tiny_encoder", targets={"coreml": {"precisions": ["fp32"]}}, budgets=[budget])
+    [check] = gate(cfg, remeasure=lambda _d, _a: []).checks
+    assert check.verdict.value == "FAIL" and "required but SKIPPED" in check.detail

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeship.artifact.bundle import artifact_inputs
 from edgeship.artifact.runner_files import RUNNER_PACKAGE, write_runner_package
 from edgeship.artifact.selection import ArtifactRef
 from edgeship.config import Config
@@ -87,7 +88,8 @@ def _run_chunks(cfg: Config, dev: Device, ref: ArtifactRef, scorer: Scorer, chun
             part = scorer.samples[start:start + chunk]
             say(f"  {ref.name}: samples {start + 1}-{start + len(part)} of {len(scorer.samples)}")
             local_in = Path(tmp) / "chunk.npz"
-            np.savez(local_in, **{k: np.stack([s.inputs[k] for s in part]) for k in inputs})  # type: ignore[arg-type]
+            stacked = artifact_inputs(ref, {k: np.stack([s.inputs[k] for s in part]) for k in inputs})
+            np.savez(local_in, **stacked)  # type: ignore[arg-type]
             tag = f"{start // chunk:05d}"
             r_in = _step(dev, where, f"push chunk {tag}", dev.push, local_in, f"eval-in-{tag}.npz")
             r_out, r_res = f"{remote}/outputs-{tag}.npz", f"{remote}/result-{tag}.json"
