@@ -12,7 +12,9 @@ from edgeship.commands import add_table_options, command, load_cfg
 class Explain:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
-        p.add_argument("artifact", metavar="ARTIFACT", help="an artifact name (e.g. onnx-int8) or its directory")
+        p.add_argument("artifact", metavar="ARTIFACT",
+                       help="an artifact name (e.g. onnx-int8) or its directory under build/artifacts "
+                            "(another directory is refused)")
         p.add_argument("--samples", "-n", type=int, default=32, help="evaluation samples to run (default: 32)")
         p.add_argument("--top", type=int, default=None, help="show only the worst N layers")
         add_table_options(p)
