@@ -23,6 +23,7 @@ class Report:
         from edgeship.commands.gate import reports_line, show_report
         from edgeship.gating.judge import load_report
         from edgeship.reports import write_reports
+        from edgeship.reports.fmt import failing
 
         if args.source:
             src = Path(args.source)
@@ -42,4 +43,6 @@ class Report:
         show_report(report, args)
         if not args.json:
             print(reports_line(paths).replace("reports:", "wrote", 1))
-        return 0
+        # like the gate's: from the checks' verdicts (load_report refused a file whose
+        # ``passed`` fields contradict them), so CI reads the same answer from either command
+        return 1 if failing(report) else 0

@@ -88,4 +88,26 @@ def validate_report(data: Any, path: Path | str) -> dict[str, Any]:
     for i, r in enumerate(report.results):
         if r.status == "ok" and r.summary_ms is None:
             raise UsageError(f"{path}: not a valid report: 'results[{i}].summary_ms' missing for an ok result; {again}")
+    _consistent(report, path, again)
     return data
+
+
+# ``passed`` is what the gate decided for a check; it may differ from the verdict only for a
+# MARGINAL check (decided on its point estimate). A PASS or SKIPPED that did not pass, or a FAIL
+# that did, means the file was edited or is corrupt: rendering it would show a verdict the gate
+# never gave (a FAIL row under a passing junit.xml), and "recomputing" would guess which of the
+# two fields is the lie. So such a file is refused, like any other malformed report.
+_PASSED = {"PASS": True, "SKIPPED": True, "FAIL": False}
+
+
+def _consistent(report: _Report, path: Path | str, again: str) -> None:
+    for i, c in enumerate(report.checks):
+        want = _PASSED.get(c.verdict)
+        if want is not None and c.passed != want:
+            raise UsageError(f"{path}: not a valid report: 'checks[{i}]' ({c.device}/{c.artifact} {c.metric}) has "
+                             f"verdict {c.verdict} but passed {str(c.passed).lower()}: the file contradicts itself "
+                             f"(edited or corrupt); {again}")
+    overall = "FAIL" if any(not c.passed for c in report.checks) else "PASS"
+    if report.verdict != overall:
+        raise UsageError(f"{path}: not a valid report: 'verdict' is {report.verdict} but its checks say {overall}: "
+                         f"the file contradicts itself (edited or corrupt); {again}")

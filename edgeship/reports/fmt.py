@@ -91,8 +91,14 @@ def effective_verdict(c: dict[str, Any]) -> str:
     return "FAIL" if c["verdict"] == "MARGINAL" and not c["passed"] else c["verdict"]
 
 
+def fails(c: dict[str, Any]) -> bool:
+    """Whether a check fails the gate, from its verdict: FAIL, or a MARGINAL decided over budget
+    (only a MARGINAL's ``passed`` carries information the verdict does not)."""
+    return c["verdict"] == "FAIL" or (c["verdict"] == "MARGINAL" and not c["passed"])
+
+
 def failing(report: dict[str, Any]) -> list[dict[str, Any]]:
-    return [c for c in report["checks"] if not c["passed"]]
+    return [c for c in report["checks"] if fails(c)]
 
 
 def failures_first(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:

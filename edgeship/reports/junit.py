@@ -14,6 +14,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from edgeship.reports.fmt import fails
+
 ANY_DEVICE = "any-device"
 
 
@@ -25,7 +27,7 @@ def render_junit(report: dict[str, Any]) -> str:
     checks = report["checks"]
     counts = {
         "tests": str(len(checks)),
-        "failures": str(sum(1 for c in checks if not c["passed"])),
+        "failures": str(sum(1 for c in checks if fails(c))),
         "errors": "0",   # evidence that is missing or stale is a failed check, not an error of the tool
         "time": "0",
     }
@@ -35,7 +37,7 @@ def render_junit(report: dict[str, Any]) -> str:
     for c in checks:
         case = ET.SubElement(suite, "testcase", classname=classname(c), name=c["metric"], time="0")
         msg = f"{c['verdict']}: {c['detail']}"   # a stale-evidence detail names the command to re-run
-        if not c["passed"]:
+        if fails(c):
             ET.SubElement(case, "failure", message=msg, type=c["verdict"]).text = msg
         elif c["verdict"] == "SKIPPED":
             ET.SubElement(case, "skipped", message=c["detail"])
