@@ -281,7 +281,8 @@ class BudgetConfig(_Frozen):
     # eval's retrieval_agreement (embedding outputs): fraction of nearest neighbours kept
     min_retrieval_agreement: float | None = Field(None, ge=0, le=1)
     require: bool = False        # a SKIPPED run (no runtime on the device) counts as FAIL
-    # max_accuracy_drop vs the FP32 model the artifact was exported from, or vs the original
+    # every fidelity and accuracy limit (min_cosine, min_retrieval_agreement, max_accuracy_drop) vs the FP32
+    # model the artifact was exported from, or vs the original
     relative_to: Literal["source", "original"] = "source"
 
     @field_validator("target")

@@ -146,11 +146,30 @@ def test_prune_keeps_shapes_and_every_export_path_runs(tmp_path: Path, capsys: p
     verdicts = [(c.check.budget, c.passed) for c in gate(cfg).checks]
     # vs the compressed FP32 model the export is exact; vs the original it lost accuracy
     assert verdicts == [(0, True), (1, False)]
+    _relative_to_judges_cosine_too(path, e)
     # --from original exports the uncompressed model and says so
     assert main(["-c", str(path), "export", "--target", "onnx", "--precision", "fp32", "--from", "original"]) == 0
     man = read_manifest(cfg.artifacts_dir / "onnx-fp32")
     assert man.recipe["source"] == {"kind": "original"}
     assert man.size_bytes > 4 * m["original"]["params"]
+
+
+def _relative_to_judges_cosine_too(path: Path, e: dict[str, Any]) -> None:
+    """relative_to = "original" judges min_cosine against the original FP32 model as it does the
+    accuracy drop: a pruned model agrees with its compressed self, not with the model it replaces."""
+    from edgeship.gating.judge import gate
+
+    # the labels are the original model's argmax: top-1 agreement with it is the accuracy
+    assert e["top1_agreement_original"] == pytest.approx(e["accuracy"])
+    assert e["cosine_mean_original"] < e["cosine_mean"] and e["cosine_min_original"] <= e["cosine_mean_original"]
+    mid = (e["cosine_mean_original"] + e["cosine_mean"]) / 2    # a limit between the two figures
+    budget = f'[[budgets]]\ntarget = "onnx"\nprecision = "fp32"\nmin_cosine = {mid!r}\n'
+    path.write_text(path.read_text() + f'\n{budget}\n{budget}relative_to = "original"\n')
+    checks = {c.check.budget: c for c in gate(load_config(path)).checks if c.check.metric == "cosine_mean"}
+    assert checks[2].passed and checks[2].value == e["cosine_mean"]
+    assert "vs the compressed FP32 model" in checks[2].detail and checks[2].to_dict()["relative_to"] == "source"
+    assert not checks[3].passed and checks[3].value == e["cosine_mean_original"]
+    assert "vs the original FP32 model" in checks[3].detail and checks[3].to_dict()["relative_to"] == "original"
 
 
 def test_tampered_or_stale_compressed_model_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

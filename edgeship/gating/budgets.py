@@ -36,6 +36,7 @@ class Check:
     require: bool = False
     target: str = ""       # of the artifact (from its manifest, or its directory name when broken)
     precision: str = ""
+    relative_to: str = ""  # eval metrics: the budget's relative_to ("source" | "original"), in report.json
 
     @property
     def statistic(self) -> str | None:
@@ -121,10 +122,13 @@ def expand(cfg: Config, artifacts: Sequence[Candidate], only_device: str | None 
         pairs = list(dict.fromkeys((str(a.target), str(a.precision)) for a in matching))
 
         for metric, limit in art_metrics:
+            rel = b.relative_to if metric in EVAL_METRICS else ""
             if metric == SIZE or b.device == "*":
-                checks += [Check(i, "*", a.name, metric, limit, b.require, str(a.target), str(a.precision)) for a in matching]
+                checks += [Check(i, "*", a.name, metric, limit, b.require, str(a.target), str(a.precision), rel)
+                           for a in matching]
             else:
-                checks += [Check(i, d, judged_artifact(cfg, d, t, p), metric, limit, b.require, t, p) for d in devices for t, p in pairs]
+                checks += [Check(i, d, judged_artifact(cfg, d, t, p), metric, limit, b.require, t, p, rel)
+                           for d in devices for t, p in pairs]
         for d in devices:
             if only_device is not None and d != only_device:
                 continue

@@ -458,11 +458,14 @@ def _eval_check(c: Check, e: dict[str, Any] | None, eval_report: dict[str, Any] 
                              f"but no output of {cfg.model.name} is an embedding (kinds: "
                              f"{', '.join(f'{n}={k}' for n, k in kinds.items())} in {what}); set [model] output_kinds "
                              f"and run `{command}`")
-    if c.metric == ACCURACY:
-        # relative_to = "original": the drop from the original FP32 model, across compression
-        key = "accuracy_drop_original" if cfg.budgets[c.budget].relative_to == "original" else "accuracy_drop"
+    # relative_to = "original": every fidelity and accuracy figure against the original FP32 model,
+    # across compression (eval records both); "source": against the model the artifact came from
+    original = cfg.budgets[c.budget].relative_to == "original"
+    if original or c.metric == ACCURACY:
+        key = f"{c.metric}_original" if original else c.metric
         if key not in e:
             return _evidence_fail(c, f"{what} has no {key} (written by an older edgeship)", command), st.config_changed
+    against = _against(original, e)
     value = e.get(key)
     reference = (eval_report or {}).get("reference") or {}
     if c.metric == ACCURACY and value is None and reference.get("accuracy") is None:
@@ -474,9 +477,16 @@ def _eval_check(c: Check, e: dict[str, Any] | None, eval_report: dict[str, Any] 
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         return _evidence_fail(c, f"{what} has no usable {key} ({value!r})", command), st.config_changed
     if c.metric == ACCURACY:
-        return _value_check(c, value, value <= c.limit, f"drop on {c.device}"), st.config_changed
+        return _value_check(c, value, value <= c.limit, f"drop on {c.device} {against}"), st.config_changed
     unit = "cosine" if c.metric == COSINE else "NN agreement"
-    return _value_check(c, value, value >= c.limit, f"{unit} on {c.device}"), st.config_changed
+    return _value_check(c, value, value >= c.limit, f"{unit} on {c.device} {against}"), st.config_changed
+
+
+def _against(original: bool, entry: dict[str, Any]) -> str:
+    """Which FP32 model an eval figure compares the artifact with, for the check's detail."""
+    if original:
+        return "vs the original FP32 model"
+    return "vs the compressed FP32 model" if entry.get("source") == "compressed" else "vs the FP32 model"
 
 
 def default_remeasure(cfg: Config) -> Remeasure:

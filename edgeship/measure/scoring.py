@@ -19,6 +19,9 @@ from edgeship.metrics import accuracy, closeness, output_scores
 from edgeship.model.reference import load_reference, run_reference
 from edgeship.types import OutputKind
 
+# fidelity figures an entry also records against the original FP32 model (``<key>_original``)
+ORIGINAL_KEYS = ("cosine_mean", "cosine_min", "top1_agreement", "retrieval_agreement")
+
 
 def host_cpu() -> dict[str, Any]:
     """This host's CPU as the runner reports it (its cpu_features once runtimes/cpuinfo.py exists)."""
@@ -64,14 +67,14 @@ class Scorer:
         if ref_outs and outs and len(outs[0]) != len(ref_outs[0]):
             raise ArtifactError(f"{manifest.target}-{manifest.precision} has {len(outs[0])} output(s), the FP32 model "
                                 f"{len(ref_outs[0])}; re-run 'edgeship export'")
-        scores: dict[str, Any] = dict(closeness(ref_outs, outs))   # over all outputs, concatenated
-        per = {o.name: {"kind": o.kind.value, "kind_from": o.kind_from, **output_scores(ref_outs, outs, i, o.kind.value)}
-               for i, o in enumerate(self.kinds)}
-        # one figure per metric for the entry (and the gate): the worst output of the kind it applies to
-        for key in ("top1_agreement", "retrieval_agreement", "rank_correlation"):
-            vals = [p[key] for p in per.values() if p[key] is not None]
-            scores[key] = min(vals) if vals else None
+        scores, per = self._fidelity(ref_outs, outs)
         scores["outputs"] = per
+        # relative_to = "original" budgets judge these: the same figures against the ORIGINAL FP32
+        # model, so a pruned model that agrees with its compressed self but not with the model it
+        # replaces cannot pass on the compressed model's figures (identical when not compressed)
+        vs_original = scores if source == "original" else self._fidelity(self.outputs, outs)[0]
+        for key in ORIGINAL_KEYS:
+            scores[f"{key}_original"] = vs_original[key]
         scored = self.labels is not None and self.accuracy_index is not None
         acc = accuracy(outs, self.labels, self.accuracy_index or 0) if scored else None
         scores["accuracy"] = acc
@@ -79,6 +82,18 @@ class Scorer:
         scores["accuracy_drop_original"] = (self.accuracy - acc) if (acc is not None and self.accuracy is not None) else None
         scores["source"] = source
         return scores
+
+    def _fidelity(self, ref_outs: list[list[np.ndarray]],
+                  outs: list[list[np.ndarray]]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """(closeness over all outputs plus the worst output's figure per kind metric, per-output scores)."""
+        scores: dict[str, Any] = dict(closeness(ref_outs, outs))   # over all outputs, concatenated
+        per = {o.name: {"kind": o.kind.value, "kind_from": o.kind_from, **output_scores(ref_outs, outs, i, o.kind.value)}
+               for i, o in enumerate(self.kinds)}
+        # one figure per metric for the entry (and the gate): the worst output of the kind it applies to
+        for key in ("top1_agreement", "retrieval_agreement", "rank_correlation"):
+            vals = [p[key] for p in per.values() if p[key] is not None]
+            scores[key] = min(vals) if vals else None
+        return scores, per
 
 
 def new_entry(cfg: Config, ref: ArtifactRef, device: str, samples: int) -> dict[str, Any]:
