@@ -119,18 +119,32 @@ FAST_PROFILE = {"threads": 1, "warmup_runs": 5, "warmup_seconds": 0.05, "min_run
                 "min_seconds": 0.1, "max_seconds": 5.0, "timeout_s": 60.0, "rounds": 2}
 
 
+def exported_targets() -> dict[str, Any]:
+    """The demo's ``[targets]`` without coreml: what the test projects export. The gate judges
+    every artifact the config promises, so a project configures only the targets it exports."""
+    import tomllib
+
+    targets = tomllib.loads((ROOT / "edgeship.toml").read_text())["targets"]
+    return {t: v for t, v in targets.items() if t != "coreml"}
+
+
+# the demo's [targets.coreml] table, which cli_project drops (see exported_targets)
+COREML_TABLE = '\n[targets.coreml]\nprecisions = ["fp32", "fp16", "int8", "int8-weight"]\n'
+
+
 @pytest.fixture(scope="session")
 def demo_project(tmp_path_factory: pytest.TempPathFactory):
     """The demo exported once per session to every onnx and tflite precision, evaluated.
 
     Returns (config, manifests). Tests that write results or reports into its build dir
-    must use their own config copy (``project_copy``) to stay independent.
+    must use their own config copy (``project_copy``) to stay independent. Its config
+    promises only onnx and tflite (``exported_targets``).
     """
     from edgeship.exporting.pipeline import export
     from edgeship.measure.evaluate import evaluate
     from edgeship.types import Target
 
-    cfg = make_config(tmp_path_factory.mktemp("demo"), profile=FAST_PROFILE)
+    cfg = make_config(tmp_path_factory.mktemp("demo"), profile=FAST_PROFILE, targets=exported_targets())
     manifests = export(cfg, (Target.ONNX, Target.TFLITE))
     evaluate(cfg)
     return cfg, manifests
@@ -143,7 +157,7 @@ def project_copy(tmp: Path, cfg, **overrides: Any):
     shutil.copytree(cfg.build, tmp / "build", dirs_exist_ok=True)
     shutil.rmtree(tmp / "build" / "results", ignore_errors=True)
     shutil.rmtree(tmp / "build" / "reports" / "report.json", ignore_errors=True)
-    return make_config(tmp, **{"profile": FAST_PROFILE, **overrides})
+    return make_config(tmp, **{"profile": FAST_PROFILE, "targets": exported_targets(), **overrides})
 
 
 FAST_PROFILE_TOML = {"min_runs = 100\nmin_seconds = 1.0": "min_runs = 64\nmin_seconds = 0.05\nwarmup_seconds = 0.05\ntimeout_s = 30\nrounds = 2"}
@@ -157,6 +171,8 @@ def cli_project(tmp: Path, replace: dict[str, str] | None = None, append: str = 
     for old, new in (replace or {}).items():
         assert old in text, old
         text = text.replace(old, new)
+    if fast:   # the test projects export onnx and tflite: configure only those (exported_targets)
+        text = text.replace(COREML_TABLE, "\n")
     path = tmp / "edgeship.toml"
     path.write_text(text + append)
     return path

@@ -58,6 +58,8 @@ FAST = {
     "latency_ms = { p90 = 1.0 }": "latency_ms = { p90 = 1000.0 }",
     "peak_memory_mb = 400": "peak_memory_mb = 4000",
     'precision = "fp16"\nmin_cosine = 0.999': 'precision = "int8"\nmin_cosine = 0.9',
+    # the gate judges every artifact the config promises: configure only what the base project exports
+    '\n[targets.coreml]\nprecisions = ["fp32", "fp16", "int8", "int8-weight"]\n': "\n",
 }
 
 DATA_MODULE = '''\
@@ -250,6 +252,7 @@ class Case:
     one_line: bool = True
     run: Callable[[Project, list[str], dict[str, str]], tuple[int, str]] | None = None
     check: Callable[[Project], None] | None = None
+    out_names: tuple[str, ...] = ()      # substrings stdout must contain (exit 1: the verdict is there)
 
 
 def edit(old: str, new: str) -> Callable[[Project], None]:
@@ -372,6 +375,27 @@ def _limit_string(rep: dict) -> None:
     rep["checks"][0]["limit"] = "1 ms"
 
 
+def _fail_but_passed(rep: dict) -> None:
+    """A check says FAIL and passed: true (the rest as the gate wrote it)."""
+    rep["checks"][0]["verdict"] = "FAIL"
+
+
+def _failing(rep: dict) -> None:
+    """A consistently failing report: one check FAIL (passed false) and the verdict FAIL."""
+    rep["checks"][0].update(verdict="FAIL", passed=False)
+    rep["verdict"] = "FAIL"
+
+
+def junit_failures(n: int) -> Callable[[Project], None]:
+    def run(p: Project) -> None:
+        import xml.etree.ElementTree as ET
+
+        root = ET.parse(p.path("out/junit.xml")).getroot()
+        assert root.get("failures") == str(n), ET.tostring(root)[:500]
+
+    return run
+
+
 def result_edit(mutate: Callable[[dict], object]) -> Callable[[Project], None]:
     def run(p: Project) -> None:
         rel = f"{RESULTS}/onnx-fp32.json"
@@ -396,6 +420,62 @@ def tamper(rel: str) -> Callable[[Project], None]:
         data = bytearray(p.path(rel).read_bytes())
         data[len(data) // 2] ^= 0xFF
         p.path(rel).write_bytes(bytes(data))
+
+    return run
+
+
+MISSING_ONNX_FP32 = ("FAIL", "onnx-fp32", "edgeship export --target onnx --precision fp32")
+
+
+def remove_version(name: str) -> Callable[[Project], None]:
+    """Delete the version directory the artifact's link points to: the link dangles."""
+    def run(p: Project) -> None:
+        link = p.path(f"{ART}/{name}")
+        shutil.rmtree(link.parent / os.readlink(link))
+
+    return run
+
+
+def relink(name: str, target: str) -> Callable[[Project], None]:
+    """Point the artifact's name at ``target`` (a missing version, itself: a loop); the old
+    version directory stays, as a hand edit or another tool would leave it."""
+    def run(p: Project) -> None:
+        link = p.path(f"{ART}/{name}")
+        link.unlink()
+        link.symlink_to(target)
+
+    return run
+
+
+def interrupted_migration(name: str) -> Callable[[Project], None]:
+    """fsutil._swap_link killed between renaming an older plain directory to a version and
+    linking the name to it: only ``.NAME.v<id>/`` is left, no ``NAME``."""
+    def run(p: Project) -> None:
+        link = p.path(f"{ART}/{name}")
+        version = link.parent / os.readlink(link)
+        link.unlink()
+        version.rename(link.parent / f".{name}.v{'1' * 32}")
+
+    return run
+
+
+def fails_in_report(artifact: str, why: str) -> Callable[[Project], None]:
+    """report.json has FAIL rows for the artifact's checks, saying why and naming the export."""
+    def run(p: Project) -> None:
+        rep = p.json(f"{REPORTS}/report.json")
+        assert isinstance(rep, dict) and rep["verdict"] == "FAIL"
+        rows = [c for c in rep["checks"] if c["artifact"] == artifact]
+        metrics = {c["metric"] for c in rows}
+        assert {"size_kb", "latency_p90_ms", "peak_memory_mb"} <= metrics, metrics
+        assert all(c["verdict"] == "FAIL" and why in c["detail"] and c["rerun"].startswith("edgeship export")
+                   for c in rows), rows
+
+    return run
+
+
+def copy_artifact(name: str, dest: str) -> Callable[[Project], None]:
+    def run(p: Project) -> None:
+        shutil.copytree(p.path(f"{ART}/{name}"), p.path(dest))
 
     return run
 
@@ -641,6 +721,22 @@ case("manifest-runtime-typo", "artifacts", GATE, ("onnx-fp32", "runtime"),
 case("manifest-foreign-model", "artifacts", GATE, ("onnx-fp32", "model"),
      lambda p: p.manifest("onnx-fp32", model="someone_else"), owner="h11b")
 
+# -- artifacts the config promises but the disk does not hold: FAIL rows naming the export, never a
+# check that disappears (issue 25); eval and profile refuse the same tree with one line
+case("artifact-version-dir-removed", "artifacts", GATE, (), remove_version("onnx-fp32"), code=1,
+     changes=GATE_WRITES, out_names=MISSING_ONNX_FP32, check=fails_in_report("onnx-fp32", "which is missing"))
+case("artifact-dangling-link", "artifacts", GATE, (), relink("onnx-fp32", ".onnx-fp32.v" + "0" * 32), code=1,
+     changes=GATE_WRITES, out_names=MISSING_ONNX_FP32, check=fails_in_report("onnx-fp32", "which is missing"))
+case("artifact-link-loop", "artifacts", GATE, (), relink("onnx-fp32", "onnx-fp32"), code=1,
+     changes=GATE_WRITES, out_names=MISSING_ONNX_FP32, check=fails_in_report("onnx-fp32", "symlink loop"))
+case("artifact-link-loop-pair", "artifacts", GATE, (),
+     both(relink("onnx-fp32", "onnx-int8"), relink("onnx-int8", "onnx-fp32")), code=1, changes=GATE_WRITES,
+     out_names=MISSING_ONNX_FP32, check=fails_in_report("onnx-int8", "symlink loop"))
+case("artifact-migration-interrupted", "artifacts", GATE, (), interrupted_migration("onnx-fp32"), code=1,
+     changes=GATE_WRITES, out_names=MISSING_ONNX_FP32, check=fails_in_report("onnx-fp32", "promised by [targets.onnx]"))
+case("artifact-dangling-eval", "artifacts", EVAL, ("onnx-fp32", "missing"), remove_version("onnx-fp32"))
+case("artifact-dangling-profile", "artifacts", PROFILE, ("onnx-fp32", "missing"), remove_version("onnx-fp32"))
+
 # -- devices ---------------------------------------------------------------------------------------
 case("device-unknown", "devices", ("profile", "--device", "lcoal"), ("lcoal", "local"))
 case("device-check-unknown", "devices", ("devices", "check", "lcoal"), ("lcoal", "local"))
@@ -713,12 +809,23 @@ case("report-from-limit-string", "report", ("report", "--from", "bad.json"), ("b
 case("report-from-no-device", "report", ("report", "--from", "bad.json"), ("bad.json", "device"), report_with(_no_device))
 case("report-from-wrong-schema", "report", ("report", "--from", "bad.json"), ("bad.json", "schema"),
      report_with(lambda r: r.update(schema="edgeship.report/0")))
+case("report-from-fail-passed-true", "report", ("report", "--from", "bad.json", "--out", "out"),
+     ("bad.json", "checks[0]", "FAIL", "passed true"), report_with(_fail_but_passed))
+case("report-from-verdict-contradicts-checks", "report", ("report", "--from", "bad.json", "--out", "out"),
+     ("bad.json", "verdict"), report_with(lambda r: r.update(verdict="FAIL")))
+case("report-from-failing", "report", ("report", "--from", "bad.json", "--out", "out"), (), report_with(_failing),
+     code=1, check=junit_failures(1))
 case("report-baseline-truncated", "report", ("report", "--from", f"{REPORTS}/report.json", "--out", "out", "--baseline", "bad.json"),
      ("bad.json",), write("bad.json", '{"schema": "edgeship.report/1", "checks": ['))
 case("report-out-is-file", "report", ("report", "--from", f"{REPORTS}/report.json", "--out", "afile"), ("afile",),
      write("afile", "x"))
 case("report-out-unwritable", "report", ("report", "--from", f"{REPORTS}/report.json", "--out", "locked/out"), ("locked",),
      both(lambda p: p.path("locked").mkdir(), lambda p: os.chmod(p.path("locked"), 0o555)), as_nobody=True)
+
+# -- explain PATH: the build's artifact of that name, or refused; never the build's one for another path
+case("explain-elsewhere", "usage", ("explain", "elsewhere/onnx-int8"), ("elsewhere/onnx-int8", "not the build's artifact"),
+     copy_artifact("onnx-int8", "elsewhere/onnx-int8"))
+case("explain-no-such-path", "usage", ("explain", "/nonexistent/onnx-int8"), ("/nonexistent/onnx-int8",))
 
 # -- read-only build/ for the writers ----------------------------------------------------------------
 case("export-read-only-build", "gate", EXPORT, ("digits_cnn",), lambda p: p.read_only("build"), as_nobody=True)
@@ -842,16 +949,20 @@ def _run_case(c: Case, base: Path, root: Path) -> None:
     argv = list(c.argv)
     config = [] if argv[:1] == ["--config"] else ["--config", str(p.toml)]
     cmd = [*drop, sys.executable, "-m", "edgeship", *config, *argv]
+    out = ""
     if c.run is not None:
         code, err = c.run(p, cmd, env)
     else:
         proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False)
-        code, err = proc.returncode, proc.stderr
+        code, err, out = proc.returncode, proc.stderr, proc.stdout
     lines = [ln for ln in err.splitlines() if ln.strip() and not _progress(ln)]
     assert code == c.code, f"exit {code}, expected {c.code}; stderr:\n{err[-3000:]}"
+    for name in c.out_names:
+        assert name in out, f"{name!r} not in stdout:\n{out[-3000:]}"
     if c.one_line:
         assert "Traceback" not in err, err[-3000:]
-        want = 0 if c.code == 0 else 1
+        # exit 1 is a verdict (FAIL rows on stdout), not an error: no error line on stderr
+        want = 0 if c.code in (0, 1) else 1
         assert len(lines) == want, f"expected {want} error line(s), got:\n{err[-3000:]}"
         assert all(ln.startswith("edgeship") for ln in lines), lines
     else:

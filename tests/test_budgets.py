@@ -67,7 +67,7 @@ def test_unknown_device_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_budget_matching_nothing_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"#2 .*matches no exported artifact \(have: onnx-fp32, onnx-int8"):
+    with pytest.raises(ConfigError, match=r"#2 .*matches no configured or exported artifact \(have: onnx-fp32, onnx-int8"):
         checks(tmp_path, {"size_kb": 100}, {"target": "tflite", "precision": "fp16", "size_kb": 100})
 
 

@@ -107,8 +107,8 @@ def test_integer_inputs_profile_as_skipped_on_linux(tmp_path: Path) -> None:
     The bundle carries the dtypes the artifact takes, so the profile reaches the runtime check and
     is SKIPPED on Linux like every CoreML artifact (it used to abort the whole profile on the
     runner's dtype check, and the gate's re-run command with it), and the gate judges it."""
-    from edgeship.gate.judge import gate
-    from edgeship.export.pipeline import export
+    from edgeship.exporting.pipeline import export
+    from edgeship.gating.judge import gate
     from edgeship.measure.profile import profile
 
     budget = {"device": "local", "target": "coreml", "precision": "fp32", "latency_ms": {"p90": 5.0}}

@@ -65,7 +65,7 @@ def test_budget_naming_unknown_device_is_exit_2(project: Path, capsys: pytest.Ca
 def test_budget_matching_nothing_is_exit_2(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = cli_project(project, append='\n[[budgets]]\ntarget = "coreml"\nsize_kb = 100\n')
     code, _, err = gate(capsys, cfg)
-    assert code == 2 and "matches no exported artifact" in err
+    assert code == 2 and "matches no configured or exported artifact" in err
 
 
 def test_report_from_json_is_byte_identical(project: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -169,6 +169,39 @@ def scan_artifacts(cfg: Config) -> tuple[list[ArtifactRef], list[BrokenArtifact]
     return good, broken
 
 
+def unreachable_artifacts(cfg: Config) -> list[BrokenArtifact]:
+    """Names under the artifacts directory that look like artifacts but lead to none, and why.
+
+    An artifact name is a symlink to its version directory (edgeship/artifact/atomic.py). A link whose
+    version directory was removed, a link loop, or a name that is not a directory is listed
+    here (``scan_artifacts`` skips them: there is nothing to read), so the gate can judge the
+    artifact as missing instead of losing its checks.
+    """
+    import errno
+    import os
+
+    root = cfg.artifacts_dir
+    out: list[BrokenArtifact] = []
+    if not root.is_dir():
+        return out
+    for d in sorted(root.iterdir()):
+        parts = _name_parts(d.name)
+        if d.name.startswith(".") or parts is None or d.is_dir():
+            continue
+        if not d.is_symlink():
+            why = f"{d} is not an artifact directory"
+        else:
+            target = os.readlink(d)
+            try:
+                os.stat(d)
+                why = f"{d} links to {target}, which is not an artifact directory"
+            except OSError as exc:
+                why = (f"{d} is a symlink loop ({d.name} -> {target})" if exc.errno == errno.ELOOP
+                       else f"{d} links to its version directory {target}, which is missing")
+        out.append(BrokenArtifact(d, parts[0], parts[1], f"artifact {d.name} is missing: {why}"))
+    return out
+
+
 def pick_for_class(refs: list[ArtifactRef], cpu_class: str | None) -> list[ArtifactRef]:
     """Per (target, precision): the artifact built for ``cpu_class`` if there is one, else the
     default-class one (plain name). ``cpu_class`` None (not known yet) keeps every artifact."""

@@ -116,7 +116,8 @@ def expand(cfg: Config, artifacts: Sequence[Candidate], only_device: str | None 
         matching = [a for a in artifacts if _matches(b, str(a.target), str(a.precision))]
         if not matching:
             have = ", ".join(a.name for a in artifacts) or "none"
-            raise ConfigError(f"{where}: matches no exported artifact (have: {have}); fix the budget or run 'edgeship export'")
+            raise ConfigError(f"{where}: matches no configured or exported artifact (have: {have}); "
+                              "fix the budget or run 'edgeship export'")
         if only_device is not None and not fnmatch.fnmatchcase(only_device, b.device):
             continue     # validated above like every budget, but it promises nothing for this device
         pairs = list(dict.fromkeys((str(a.target), str(a.precision)) for a in matching))

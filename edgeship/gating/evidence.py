@@ -16,6 +16,7 @@ accepts a piece of evidence only when its artifact digest matches:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +38,21 @@ def judged_artifact(cfg: Config, device: str, target: str, precision: str) -> st
 
     cls = known_device_class(cfg, device)
     name = f"{target}-{precision}@{cls}"
-    # a failed build for the class is judged (as failed) too, not replaced by the default-class one
-    if cls is not None and ((cfg.artifacts_dir / name).is_dir() or (failures_dir(cfg) / f"{name}.json").is_file()):
+    # a failed build for the class is judged (as failed) too, and so is one whose name leads nowhere
+    # (a dangling link): neither may be replaced by the default-class one
+    if cls is not None and (os.path.lexists(cfg.artifacts_dir / name) or (failures_dir(cfg) / f"{name}.json").is_file()):
         return name
     return f"{target}-{precision}"
+
+
+def promised_artifacts(cfg: Config) -> list[tuple[str, str]]:
+    """(target, precision) of every artifact the config promises: what a plain ``edgeship export``
+    builds (``[targets.*] precisions``). The gate asks for each of these whether or not it is on
+    disk, so an artifact that is missing (removed, a dangling link, an interrupted export) is a
+    FAIL row naming the export command, never a check that silently disappears."""
+    from edgeship.exporting.pipeline import plan
+
+    return [(t.value, p.value) for t, p in plan(cfg, None, None)]
 
 
 def export_command(target: str, precision: str) -> str:

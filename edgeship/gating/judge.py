@@ -25,7 +25,7 @@ import numpy as np
 
 from edgeship import __version__
 from edgeship.artifact.manifest import artifact_digest
-from edgeship.artifact.selection import scan_artifacts
+from edgeship.artifact.selection import BrokenArtifact, scan_artifacts, unreachable_artifacts
 from edgeship.config import Config
 from edgeship.devices.base import open_device
 from edgeship.devices.boards import EMULATED_TIMING, timing_counts
@@ -327,7 +327,8 @@ def gate(
         raise ArtifactError(f"{broken[0].reason}{more}")
     refs = {r.name: r for r in good}
     digests = {name: artifact_digest(r.path) for name, r in refs.items()}
-    checks = expand(cfg, [*good, *failed.values()], device)
+    missing = missing_artifacts(cfg, refs, failed, unreachable_artifacts(cfg))
+    checks = expand(cfg, [*good, *failed.values(), *missing.values()], device)
     if not checks:
         raise UsageError(f"gate --device {device}: no [[budgets]] entry in {cfg.path or 'edgeship.toml'} applies to "
                          f"device '{device}' (budgets name: {', '.join(sorted({b.device for b in cfg.budgets}))}); "
@@ -350,7 +351,8 @@ def gate(
                                       export_command(c.target, c.precision)))
             continue
         if c.artifact not in refs:
-            out.append(_evidence_fail(c, f"no artifact {c.artifact} under {cfg.artifacts_dir}", export_command(c.target, c.precision)))
+            why = missing[c.artifact].reason if c.artifact in missing else f"no artifact {c.artifact} under {cfg.artifacts_dir}"
+            out.append(_evidence_fail(c, why, export_command(c.target, c.precision)))
             continue
         if c.metric == SIZE:
             kb = refs[c.artifact].manifest.size_bytes / 1024.0
@@ -376,6 +378,24 @@ def gate(
         out += compare_baseline(cfg, fresh, baseline, force, threshold)
     report = build_report(cfg, out, fresh, eval_report, baseline is not None, warnings)
     return GateReport(tuple(out), report)
+
+
+def missing_artifacts(cfg: Config, refs: dict[str, Any], failed: dict[str, Any],
+                      unreachable: list[BrokenArtifact]) -> dict[str, BrokenArtifact]:
+    """Every artifact the gate must judge that is neither readable nor a recorded failed export:
+    each name on disk that leads nowhere (a dangling link, a link loop; class builds included)
+    and each artifact the config promises (``evidence.promised_artifacts``) that is not on disk.
+    They join the budget expansion like any artifact, so their checks are FAIL rows naming the
+    export command: the set of checks never shrinks with what the disk happens to hold."""
+    from edgeship.gating.evidence import promised_artifacts
+
+    out = {b.name: b for b in unreachable if b.name not in refs and b.name not in failed}
+    for target, precision in promised_artifacts(cfg):
+        name = f"{target}-{precision}"
+        if name not in refs and name not in failed and name not in out:
+            out[name] = BrokenArtifact(cfg.artifacts_dir / name, target, precision,
+                                       f"no artifact {name} under {cfg.artifacts_dir} (promised by [targets.{target}])")
+    return out
 
 
 def _per_device(checks: list[Check], entries: dict[tuple[str, str], dict[str, Any]],
