@@ -7,6 +7,7 @@ accurate and every drop in the tables is caused by compression.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +284,39 @@ def test_export_needs_the_compressed_model_when_compress_is_configured(tmp_path:
     path = write_project(tmp_path, PRUNE)
     assert main(["-c", str(path), "export", "--target", "onnx", "--precision", "fp32"]) == 2
     assert "run 'edgeship compress' first" in capsys.readouterr().err
+
+
+def _published(parent: Path, name: str) -> Path:
+    """The one version directory ``parent/name`` links to; it must be a directory, not a link."""
+    link = parent / name
+    assert link.is_symlink(), f"{link} is not the published link"
+    target = parent / os.readlink(link)
+    assert target.is_dir() and not target.is_symlink(), f"{link} -> {os.readlink(link)} is a chain, not one level"
+    return target
+
+
+def test_compress_reruns_keep_one_link_and_export_works(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every run publishes one new version behind the same link (it once nested one level per run,
+    and the 7th failed with 'File name too long'); a chain older edgeship left is undone."""
+    from edgeship.artifact.manifest import read_manifest
+
+    path = write_project(tmp_path, PRUNE)
+    parent = tmp_path / "build/compressed"
+    seen: set[str] = set()
+    for i in range(8):
+        _compress(path, capsys)
+        version = _published(parent, "tiny")
+        assert version.name not in seen   # a new version each run
+        seen.add(version.name)
+        assert sorted(p.name for p in parent.iterdir()) == sorted(["tiny", version.name]), f"run {i + 1}"
+        if i == 5:   # the chain older edgeship made: tiny -> .tiny.vA (a link) -> ..tiny.vA.vB (the model)
+            nested = parent / f".{version.name}.v{'0' * 32}"
+            version.rename(nested)
+            version.symlink_to(nested.name)
+    assert main(["-c", str(path), "export", "--target", "onnx", "--precision", "fp32"]) == 0
+    capsys.readouterr()
+    src = read_manifest(load_config(path).artifacts_dir / "onnx-fp32").recipe["source"]
+    assert src["kind"] == "compressed" and Path(src["path"]) == parent.resolve() / "tiny"
 
 
 def test_every_registered_step_is_tested_here() -> None:

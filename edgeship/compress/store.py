@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeship.artifact.atomic import atomic_directory, sha256_file, write_json_atomic
+from edgeship.artifact.atomic import atomic_directory, sha256_file, sweep, write_json_atomic
 from edgeship.config import Config
 from edgeship.errors import ArtifactError, ConfigError, ExportError, UsageError
 from edgeship.lazy import require
@@ -35,7 +35,10 @@ MANIFEST = "manifest.json"
 
 
 def compressed_dir(cfg: Config) -> Path:
-    return (cfg.build / "compressed" / cfg.model.name).resolve()
+    # the link itself, never what it points to: atomic_directory publishes a new version by
+    # swapping this link; given the resolved version directory it turned that into a link one
+    # level deeper on every run (".m.v1" -> "..m.v1.v2" ...) until the name grew too long
+    return (cfg.build / "compressed").resolve() / cfg.model.name
 
 
 def recipe_digest(cfg: Config) -> str:
@@ -71,7 +74,17 @@ def save(cfg: Config, model: Any, example: tuple[Any, ...], manifest: dict[str, 
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         write_json_atomic(tmp / MANIFEST, manifest)
+    _drop_nested_links(out)
     return out
+
+
+def _drop_nested_links(out: Path) -> None:
+    """Remove the version-named links older edgeship nested under ``out`` (see compressed_dir);
+    the sweep then removes the versions they kept alive. atomic_directory never makes such links."""
+    for p in out.parent.iterdir():   # ".m.v1", "..m.v1.v2", ...: any depth of the chain
+        if p.is_symlink() and p.name.startswith(".") and p.name.lstrip(".").startswith(f"{out.name}.v"):
+            p.unlink(missing_ok=True)
+    sweep(out.parent)
 
 
 def read(directory: Path) -> tuple[dict[str, Any], str]:
