@@ -136,6 +136,67 @@ def test_two_concurrent_exports_of_one_artifact_both_succeed(demo_project, tmp_p
     assert _leftovers(models) == []
 
 
+# -- interrupted profile ----------------------------------------------------------------------
+
+# every round lasts >= 6 s (12 s of warm-up split over 2 rounds, no run cap): after the first
+# artifact's last round, the next one's still runs for seconds, however loaded the machine is
+SLOW_PROFILE = {"min_runs = 100\nmin_seconds = 1.0": "min_runs = 10\nmin_seconds = 0.0\nwarmup_runs = 1\n"
+                "warmup_seconds = 12\nmax_runs = 0\nmax_seconds = 120\ntimeout_s = 300\nrounds = 2"}
+THREE = ("-t", "onnx", "-p", "fp32,fp16,int8")
+
+
+def _hashes(d: Path) -> dict[str, str]:
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.glob("*.json"))}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_interrupted_profile_keeps_every_earlier_result(demo_project, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str], sig: int) -> None:
+    """Killed after its first artifact completed: that one result is replaced by the new complete
+    one, every other artifact's earlier result is byte for byte as it was, nothing half-written."""
+    from tests.conftest import project_copy, sigint_as_from_a_terminal
+
+    project_copy(tmp_path, demo_project[0])
+    fast = cli_project(tmp_path)
+    assert main(["--config", str(fast), "profile", "--device", "local", *THREE]) == 0
+    capsys.readouterr()
+    results = tmp_path / "build" / "results" / "local"
+    before = _hashes(results)
+    assert len(before) == 3, before
+    slow = cli_project(tmp_path, replace=SLOW_PROFILE, fast=False)
+    argv = [sys.executable, "-m", "edgeship", "--config", str(slow), "profile", "--device", "local", *THREE]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(sigint_as_from_a_terminal(argv) if sig == signal.SIGINT else argv, cwd=tmp_path,
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 600
+        while _hashes(results) == before:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "no result was completed"
+            time.sleep(0.05)
+        if sig == signal.SIGINT:
+            proc.send_signal(signal.SIGINT)   # Ctrl-C: to edgeship, which stops its runner
+            err = proc.communicate(timeout=120)[1].decode()
+            assert proc.returncode == 130 and "interrupted" in err, (proc.returncode, err[-2000:])
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(60)
+    after = _hashes(results)
+    changed = sorted(n for n in before if after.get(n) != before[n])
+    assert set(after) == set(before), (sorted(before), sorted(after))   # nothing deleted
+    assert 1 <= len(changed) < len(before), changed       # the kill came before the last artifact finished
+    for name in changed:    # a complete result of both rounds, never a partial one
+        r = json.loads((results / name).read_text())
+        assert r["settings"]["rounds"] == 2 and len(r["timing"]["rounds"]) == 2, name
+    assert not [p.name for p in results.iterdir() if p.name.startswith(".")], "temp files left behind"
+
+
 # -- umask ------------------------------------------------------------------------------------
 
 _UMASK_SCRIPT = """

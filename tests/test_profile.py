@@ -257,8 +257,11 @@ def test_invalid_result_is_rejected(demo_project, tmp_path: Path) -> None:
     assert not (cfg.build / "results" / "liar").exists()
 
 
-def test_failure_removes_a_stale_result(project, tmp_path: Path) -> None:
+def test_failure_keeps_the_earlier_result_and_the_gate_calls_it_stale(project, tmp_path: Path) -> None:
+    """Evidence is only replaced by newer complete evidence: a failed profile deletes nothing;
+    the earlier result no longer names the artifact on disk, so the gate refuses it."""
     from edgeship.artifact.manifest import MANIFEST, file_table
+    from edgeship.gating.judge import gate
 
     (ok,) = profile(project, "local", (Target.ONNX,), parse_precisions("fp32"), min_runs=20, min_seconds=0.0, threads=2)
     # settings are one round's (the runner's): min_runs=20 split over the 2 rounds
@@ -270,9 +273,15 @@ def test_failure_removes_a_stale_result(project, tmp_path: Path) -> None:
     m = json.loads((d / MANIFEST).read_text())
     m["files"] = file_table(d)
     (d / MANIFEST).write_text(json.dumps(m))
+    kept = stale.read_bytes()
     with pytest.raises(ArtifactError):
         profile(project, "local", (Target.ONNX,), parse_precisions("fp32"))
-    assert not stale.exists()
+    assert stale.read_bytes() == kept
+    judged = [c for c in gate(project, "local", lambda _d, _a: []).checks
+              if c.check.artifact == "onnx-fp32" and c.check.metric in ("latency_p90_ms", "peak_memory_mb")]
+    assert len(judged) == 2, judged
+    for c in judged:
+        assert not c.passed and "stale profile result for onnx-fp32 on local: from another build" in c.detail, c
 
 
 def test_local_device_info_reflects_the_runner(project) -> None:

@@ -257,8 +257,9 @@ def profile(
     kind: see edgeship.measure.rounds), each a fresh runner process, interleaved across the artifacts:
     round 1 of every artifact, then round 2 ... so a slow spell hits them all alike.
     ``min_runs``/``min_seconds`` (totals over the rounds) and ``threads`` override ``[profile]``
-    for this call. A result is written after every round (so far), the device's outputs are
-    compared with the reference in round 1.
+    for this call. An artifact's result is written once its last round is done (atomically, over
+    the earlier one); an interrupted or failed run leaves every earlier result as it was. The
+    device's outputs are compared with the reference in round 1.
 
     A Ray device lab is the caller's choice (edgeship.api.profile dispatches to
     edgeship/cluster/): this function measures one device reached from this process.
@@ -267,9 +268,9 @@ def profile(
     refs = pick_for_class(find_artifacts(cfg, targets, precisions), known_device_class(cfg, device))
     inputs = profiling_inputs(cfg)
     reference = Reference(cfg, inputs)
-    # a stale result from an earlier run must not stand in for one that fails now
-    for ref in refs:
-        result_path(cfg, device, ref.name).unlink(missing_ok=True)
+    # nothing is deleted first: an artifact's result is replaced only by its new complete one
+    # (measure_rounds); an earlier result stands only while its digest still names the artifact
+    # on disk (the gate refuses it once the artifact changes: edgeship/gating/evidence.py)
     with open_device(device, cfg) as dev:
         def save(name: str, result: dict[str, Any]) -> None:
             write_json_atomic(result_path(cfg, device, name), result)
@@ -298,8 +299,9 @@ def measure_rounds(cfg: Config, dev: Device, refs: list[ArtifactRef], inputs: di
                    min_seconds: float | None = None, threads: int | None = None,
                    rounds: int | None = None) -> list[dict[str, Any]]:
     """The rounds of ``refs`` on the open device ``dev``, interleaved; ``save`` gets each
-    artifact's merged result after every round (the submitting host writes it; a cluster node
-    only collects it)."""
+    artifact's merged result once all its rounds are done (the submitting host writes it; a
+    cluster node only collects it). Never a partial one: a result of 1 of 5 rounds would replace
+    complete evidence with weaker evidence, and an interrupted run must leave the old one."""
     from edgeship.measure.rounds import merge_rounds, round_plan
 
     device = dev.name
@@ -318,10 +320,11 @@ def measure_rounds(cfg: Config, dev: Device, refs: list[ArtifactRef], inputs: di
             if runs[-1]["status"] != "ok" and i > 0:
                 raise DeviceError(f"device '{device}', artifact {ref.name}: round {i + 1} was skipped "
                                   f"({runs[-1].get('skip_reason')}) although round 1 ran; check the device")
-            result = merge_rounds(runs)      # round 1's outputs comparison rides along
-            save(ref.name, result)
-            if result["status"] != "ok" and i == 0:
-                say(f"  {ref.name}: SKIPPED ({result['skip_reason']})")
+            skipped = runs[0]["status"] != "ok"    # SKIPPED in round 1 is complete: no more rounds
+            if skipped or i == plan.rounds - 1:
+                save(ref.name, merge_rounds(runs))   # round 1's outputs comparison rides along
+            if skipped:
+                say(f"  {ref.name}: SKIPPED ({runs[0]['skip_reason']})")
     return [merge_rounds(done[ref.name]) for ref in refs]
 
 
