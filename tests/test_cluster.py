@@ -236,8 +236,17 @@ def test_eval_device_on_its_node(lab, project) -> None:
 
 
 def test_unadvertised_device_fails_in_the_gate(lab, project, capsys: pytest.CaptureFixture[str]) -> None:
-    """A budgeted device no node advertises: an error line and FAIL rows, never a hang or a drop."""
+    """A budgeted device no node advertises: an error line and FAIL rows, never a hang or a drop;
+    its earlier result (valid for the artifact on disk) stays on disk but is not judged."""
+    from edgeship.measure.profile import profile
+
     _, _, address = lab
+    (earlier,) = profile(project, "local", *ONNX_FP32)
+    earlier["device"]["name"] = "boxz"
+    kept = project.build / "results" / "boxz" / "onnx-fp32.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_text(json.dumps(earlier))
+    kept_bytes = kept.read_bytes()
     budget = 'device = "local"\ntarget = "*"\nprecision = "*"\nlatency_ms = { p90 = 1.0 }'
     lab_budget = 'device = "box[ab]"\ntarget = "onnx"\nprecision = "fp32"\nlatency_ms = { p90 = 1000.0 }'
     toml = cli_project(project.root, {budget: lab_budget},
@@ -253,6 +262,9 @@ def test_unadvertised_device_fails_in_the_gate(lab, project, capsys: pytest.Capt
     assert lat == {"boxa": "PASS", "boxb": "PASS", "boxz": "FAIL"}
     boxz = next(c for c in report["checks"] if c["device"] == "boxz")
     assert "edgeship profile" in boxz["rerun"] and "--device boxz" in boxz["rerun"]   # names the re-run
+    assert "profiling in this run failed: device 'boxz' on no node" in boxz["detail"], boxz
+    assert kept.read_bytes() == kept_bytes
+    assert all(r["device"]["name"] != "boxz" for r in report["results"])   # not reported as measured
 
 
 def test_worker_refuses_a_device_that_fails_its_check(lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,8 +1,9 @@
 """gate --cluster: profile every budgeted device on its node, then judge as usual.
 
-A device that fails (its check, its node dying, not advertised) has no fresh result; the
-evidence-bound gate then FAILs its latency/memory checks naming the command to re-run, so
-those rows are never dropped. Extra rounds (when a confidence interval straddles a budget)
+A device that fails (its check, its node dying, not advertised) has no fresh result; its
+earlier results are left on disk (evidence is only replaced by newer complete evidence), and
+the gate is told the device failed in this run, so it FAILs its latency/memory checks naming
+the error and the command to re-run: those rows are never dropped, nor judged on the old result. Extra rounds (when a confidence interval straddles a budget)
 are tasks on the device's node too.
 """
 
@@ -36,21 +37,22 @@ def judged(cfg: Config, device: str, ref: Any) -> bool:
                and fnmatchcase(ref.manifest.precision, b.precision) for b in _device_budgets(cfg))
 
 
-def profile_lab(cfg: Config, address: str, only: str | None, say: Callable[[str], None]) -> list[str]:
-    """Profile the budgeted devices on the cluster; returns the error lines (also on stderr)."""
+def profile_lab(cfg: Config, address: str, only: str | None, say: Callable[[str], None]) -> dict[str, str]:
+    """Profile the budgeted devices on the cluster; returns device -> error line of those that
+    failed (also on stderr), for ``gate(unmeasured=...)``."""
     from edgeship.cluster.submit import ClusterRunError, profile_on_cluster
 
     devices = lab_devices(cfg, only)
     if not devices:
-        return []
+        return {}
     try:
         profile_on_cluster(cfg, address, devices, None, None, say,
                            wanted=lambda d, r: judged(cfg, d, r))
     except ClusterRunError as exc:
         for line in exc.errors:
             print(f"edgeship: error: {line}", file=sys.stderr)
-        return exc.errors
-    return []
+        return exc.failed
+    return {}
 
 
 def lab_remeasure(cfg: Config, address: str) -> Any:

@@ -20,9 +20,10 @@ POLL_S = 1.0    # how often a waiting submitter checks that the devices' nodes a
 class ClusterRunError(DeviceError):
     """Some devices failed on the cluster; the others' results are written."""
 
-    def __init__(self, errors: list[str], results: list[dict[str, Any]]) -> None:
+    def __init__(self, errors: list[str], results: list[dict[str, Any]], failed: dict[str, str] | None = None) -> None:
         super().__init__("; ".join(errors))
         self.errors, self.results = errors, results
+        self.failed = failed or {}    # device -> its error line (its earlier results are left as they were)
 
 
 def profile_on_cluster(cfg: Config, address: str, devices: list[str], targets: tuple[Target, ...] | None,
@@ -43,30 +44,30 @@ def profile_on_cluster(cfg: Config, address: str, devices: list[str], targets: t
     say = on_event or (lambda _m: None)
     found = find_artifacts(cfg, targets, precisions)
     inputs = profiling_inputs(cfg)
-    ray = connect(address)
+    ray = connect(address, cfg.cluster.connect_timeout_s)
     # a remote device's CPU class is only known when declared (this host's is not the node's)
     per_device = {d: [r for r in pick_for_class(found, _declared_class(cfg, d)) if wanted is None or wanted(d, r)]
                   for d in devices}
-    for d, refs in per_device.items():
-        for ref in refs:     # a stale result must not stand in for one that fails now
-            result_path(cfg, d, ref.name).unlink(missing_ok=True)
+    # nothing is deleted first: a failed device's earlier results stay, and the gate is told it
+    # failed (ClusterRunError.failed) so they are not judged as this run's measurement
     # each artifact's FP32 source (original or compressed), computed here: the nodes need no torch
     reference = Reference(cfg, inputs).snapshot([r for refs in per_device.values() for r in refs])
     opts = {"inputs": inputs, "reference": reference, "min_runs": min_runs,
             "min_seconds": min_seconds, "threads": threads, "rounds": rounds}
     outcomes = run_tasks(ray, cfg, per_device, opts, say)
-    results, errors = [], []
+    results, errors, failed = [], [], {}
     for d in devices:
         o = outcomes[d]
         if o["error"] is not None:
             errors.append(o["error"])
+            failed[d] = o["error"]
             continue
         for r in o["results"]:
             r["device"]["node"] = o["node"]
             write_json_atomic(result_path(cfg, d, r["artifact"]["name"]), r)
             results.append(r)
     if errors:
-        raise ClusterRunError(errors, results)
+        raise ClusterRunError(errors, results, failed)
     return results
 
 
@@ -187,7 +188,7 @@ def remeasure_on_cluster(cfg: Config, address: str) -> Callable[[str, str], list
     from edgeship.measure.inputs import profiling_inputs
 
     def remeasure(device: str, artifact: str) -> list[int]:
-        ray = connect(address)
+        ray = connect(address, cfg.cluster.connect_timeout_s)
         ref = next(r for r in scan_artifacts(cfg)[0] if r.name == artifact)
         opts = {"inputs": profiling_inputs(cfg), "reference": None, "min_runs": None, "min_seconds": None,
                 "threads": None, "rounds": 1}

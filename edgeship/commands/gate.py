@@ -34,14 +34,16 @@ class Gate:
         baseline = load_report(args.baseline) if args.baseline else None
         remeasure = (lambda _d, _a: []) if args.no_remeasure else None
         address = args.cluster or cfg.cluster.address
-        if address:     # measure on the lab first; failed devices then FAIL as missing evidence
+        unmeasured: dict[str, str] = {}
+        if address:     # measure on the lab first; failed devices then FAIL, their old results unjudged
             from edgeship.cluster.gate import lab_remeasure, profile_lab
 
             with Progress(title="profile on the lab") as progress:
-                profile_lab(cfg, address, args.device, progress.event)
+                unmeasured = profile_lab(cfg, address, args.device, progress.event)
             remeasure = remeasure or lab_remeasure(cfg, address)
         with Progress(title="gate") as progress:
-            result = gate(cfg, args.device, remeasure, baseline, args.force, args.threshold, progress.event)
+            result = gate(cfg, args.device, remeasure, baseline, args.force, args.threshold, progress.event,
+                          unmeasured=unmeasured)
         paths = write_reports(result.report, cfg.build / "reports")
         show_report(result.report, args)
         if not args.json:

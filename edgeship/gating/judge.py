@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -303,13 +303,15 @@ def _check_arguments(cfg: Config, device: str | None, threshold: float | None) -
 def gate(
     cfg: Config, device: str | None = None, remeasure: Remeasure | None = None,
     baseline: dict[str, Any] | None = None, force: bool = False, threshold: float | None = None,
-    on_event: Callable[[str], None] | None = None,
+    on_event: Callable[[str], None] | None = None, unmeasured: Mapping[str, str] | None = None,
 ) -> GateReport:
     """Expand the budgets over the artifacts on disk and judge each check on matching evidence.
 
     Evidence (profile results, eval entries) counts only when it records the digest of the
     artifact as it is on disk now (see edgeship/gating/evidence.py); otherwise the check FAILs and
     names the command to re-run. Usage errors (unknown device, zero checks) raise UsageError.
+    ``unmeasured``: device -> why profiling it failed in this run (gate --cluster): its latency
+    and memory checks FAIL with that line, not judged on the earlier result still on disk.
     """
 
     say = on_event or (lambda _m: None)
@@ -337,7 +339,8 @@ def gate(
     by_key = {(r["device"]["name"], r["artifact"]["name"]): r for r in results}
     # only results of the artifacts as they are now go into the report and the baseline comparison
     fresh = [r for r in results if r["artifact"].get("artifact_digest") is not None
-             and digests.get(r["artifact"]["name"]) == r["artifact"]["artifact_digest"]]
+             and digests.get(r["artifact"]["name"]) == r["artifact"]["artifact_digest"]
+             and r["device"]["name"] not in (unmeasured or {})]
     eval_report = _load_eval(cfg) if any(c.metric in EVAL_METRICS for c in checks) else None
     entries = eval_entries(eval_report)
     if remeasure is None:
@@ -365,6 +368,10 @@ def gate(
                 continue
             res, changed = _eval_check(c, entries.get((c.device, c.artifact)), eval_report, digests[c.artifact], cfg)
             kind = "eval"
+        elif unmeasured and c.device in unmeasured:
+            out.append(_evidence_fail(c, f"profiling in this run failed: {unmeasured[c.device]}",
+                                      profile_command(c.device, c.target, c.precision)))
+            continue
         else:
             res, changed = _device_check(c, by_key.get((c.device, c.artifact)), digests[c.artifact], cfg, remeasure)
             kind = "profile"
