@@ -544,6 +544,42 @@ def _two_at_once(*argv: str) -> Callable[[Project, list[str], dict[str, str]], t
     return run
 
 
+def _concurrently(*argvs: tuple[str, ...]) -> Callable[[Project, list[str], dict[str, str]], tuple[int, str]]:
+    """Each argv in its own process, all started at once."""
+
+    def run(p: Project, cmd: list[str], env: dict[str, str]) -> tuple[int, str]:
+        base = cmd[:cmd.index("--config") + 2]
+        procs = [subprocess.Popen(base + list(a), cwd=p.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for a in argvs]
+        outs = [pr.communicate(timeout=300)[1] for pr in procs]
+        codes = [pr.returncode for pr in procs]
+        return (0 if not any(codes) else max(codes)), "".join(outs)
+
+    return run
+
+
+TWO_EVALS = (("eval", "-t", "onnx", "-p", "fp32"), ("eval", "-t", "tflite", "-p", "int8"))
+TWO_EVALED = ("local/onnx-fp32", "local/tflite-int8")
+
+
+def _drop_two_eval_entries(p: Project) -> None:
+    data = p.json(f"{REPORTS}/eval.json")
+    assert isinstance(data, dict) and set(TWO_EVALED) <= set(data["entries"]), sorted(data["entries"])
+    for key in TWO_EVALED:
+        del data["entries"][key]
+    p.write(f"{REPORTS}/eval.json", json.dumps(data))
+    p.write("kept-entries.json", json.dumps(sorted(data["entries"])))
+
+
+def _both_evals_kept(p: Project) -> None:
+    """eval.json's read-modify-write holds the lock: neither concurrent eval loses the other's entry."""
+    data = p.json(f"{REPORTS}/eval.json")
+    assert isinstance(data, dict)
+    kept = p.json("kept-entries.json")
+    assert isinstance(kept, list)
+    assert set(TWO_EVALED) | set(kept) <= set(data["entries"]), sorted(data["entries"])
+
+
 def _artifacts_complete(p: Project) -> None:
     """Every artifact directory verifies against its manifest; no temp dirs are left."""
     from edgeship.artifact.manifest import read_manifest
@@ -850,13 +886,16 @@ case("internal-error-verbose", "internal", GATE, ("KeyError",), inject(BUG), cod
 # -- signals and concurrency ------------------------------------------------------------------------------
 case("sigint-export", "signals", (), ("interrupted",), code=130, run=_interrupt_export,
      changes=(f"{ART}/*",), check=_artifacts_complete)
-case("sigint-profile", "signals", (), ("interrupted",), code=130, run=_interrupt_profile,
-     changes=(f"{RESULTS}/*",), check=_results_whole)
+# interrupted in round 1 of 5: no artifact completed, so no result is replaced (or deleted)
+case("sigint-profile", "signals", (), ("interrupted",), code=130, run=_interrupt_profile, check=_results_whole)
 case("two-exports-at-once", "concurrency", (), (), code=0, run=_two_at_once(*EXPORT),
      changes=(f"{ART}/onnx-fp32", f"{ART}/.onnx-fp32.v*"),
      owner="h11b", check=_artifacts_complete)
 case("two-gates-at-once", "concurrency", (), (), code=0, run=_two_at_once(*GATE), changes=GATE_WRITES,
      owner="h11b")
+case("two-evals-at-once", "concurrency", (), (), _drop_two_eval_entries, code=0, run=_concurrently(*TWO_EVALS),
+     changes=(f"{REPORTS}/eval.json",), check=_both_evals_kept)
+
 
 
 # --------------------------------------------------------------------------------------------

@@ -47,14 +47,15 @@ def layer_record(artifact_dir: Path, errors: list[LayerError], samples: int, bui
 
 def store_layers(cfg: Config, artifact: str, record: dict[str, Any]) -> Path:
     """Write ``record`` as ``layers[artifact]`` of eval.json (a minimal v2 file when there is none)."""
-    from edgeship.artifact.atomic import write_json_atomic
+    from edgeship.artifact.atomic import exclusive, write_json_atomic
     from edgeship.artifact.eval_file import SCHEMA, eval_path, load_eval
 
-    data = load_eval(cfg) or {"schema": SCHEMA, "model": cfg.model.name, "config_digest": cfg.digest,
-                              "samples": 0, "reference": {"accuracy": None}, "entries": {}}
-    data.setdefault("layers", {})[artifact] = record
-    data.pop("updated", None)
-    write_json_atomic(eval_path(cfg), data)
+    with exclusive(eval_path(cfg).parent):   # eval's merge holds it too: neither loses the other's write
+        data = load_eval(cfg) or {"schema": SCHEMA, "model": cfg.model.name, "config_digest": cfg.digest,
+                                  "samples": 0, "reference": {"accuracy": None}, "entries": {}}
+        data.setdefault("layers", {})[artifact] = record
+        data.pop("updated", None)
+        write_json_atomic(eval_path(cfg), data)
     return eval_path(cfg)
 
 

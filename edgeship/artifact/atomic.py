@@ -242,6 +242,14 @@ def publish_set(out_dir: Path, files: Mapping[str, bytes]) -> list[Path]:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # the carry-over is a read-modify-write of the set: two publishers (two gates, a gate and a
+    # report) take turns, or one would drop the other's names. A lock of its own, not out_dir's:
+    # atomic_directory below takes out_dir's lock, and flock does not nest within a process
+    with exclusive(out_dir / f"{SET_DIR}.lock"):
+        return _publish_set_locked(out_dir, files)
+
+
+def _publish_set_locked(out_dir: Path, files: Mapping[str, bytes]) -> list[Path]:
     carry: dict[str, bytes] = {}
     for name in files:
         p = out_dir / name

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from edgeship.artifact.atomic import write_json_atomic
+from edgeship.artifact.atomic import exclusive, write_json_atomic
 from edgeship.artifact.eval_file import SCHEMA, entry_key, eval_path, load_eval
 from edgeship.artifact.inprocess import run_artifact
 from edgeship.artifact.selection import ArtifactRef, find_artifacts
@@ -61,7 +61,7 @@ def evaluate(
     if chunk < 1:
         raise UsageError(f"--chunk must be >= 1, got {chunk}")
     refs = find_artifacts(cfg, targets, precisions)
-    old = load_eval(cfg, say)   # before any work: an unreadable file stops us, untouched
+    load_eval(cfg, say)   # before any work: an unreadable file stops us, untouched (merged under the lock later)
     samples = evaluation_samples(cfg)
     say(f"reference {cfg.model.name} on {len(samples)} samples ...")
     scorer = Scorer(cfg, samples)
@@ -75,12 +75,20 @@ def evaluate(
     except EdgeshipError as exc:
         # what was measured is kept, and the failed artifact's old entry must not stand in for it
         failed = getattr(exc, "eval_entry", None)
-        _merge(cfg, scorer, old, entries + ([failed] if failed else []))
+        _merge(cfg, scorer, entries + ([failed] if failed else []))
         raise
-    return _merge(cfg, scorer, old, entries)
+    return _merge(cfg, scorer, entries)
 
 
-def _merge(cfg: Config, scorer: Scorer, old: dict[str, Any] | None, entries: list[dict[str, Any]]) -> dict[str, Any]:
+def _merge(cfg: Config, scorer: Scorer, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    # read-modify-write under the directory lock (as the history's, sessions.py), reading again:
+    # the file read before the (long) evaluation may since hold another eval's or explain's entries
+    with exclusive(eval_path(cfg).parent):
+        return _merge_locked(cfg, scorer, load_eval(cfg), entries)
+
+
+def _merge_locked(cfg: Config, scorer: Scorer, old: dict[str, Any] | None,
+                  entries: list[dict[str, Any]]) -> dict[str, Any]:
     report: dict[str, Any] = {
         "schema": SCHEMA, "model": cfg.model.name, "config_digest": cfg.digest, "samples": len(scorer.samples),
         "reference": {"accuracy": scorer.accuracy, "labels": scorer.labels is not None,
