@@ -57,6 +57,34 @@ def test_two_racing_writers_both_succeed(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["onnx-int8", os.readlink(final)])
 
 
+def _publish_many(out: str, name: str, other: str, rounds: int, barrier) -> None:  # type: ignore[no-untyped-def]
+    barrier.wait(timeout=60)
+    seen = False
+    for i in range(rounds):
+        publish_set(Path(out), {name: f"{name} {i}".encode()})
+        there = (Path(out) / other).exists()
+        if seen and not there:
+            sys.exit(f"{other} vanished after {name} {i}")   # the other writer's name was dropped
+        seen = seen or there
+
+
+def test_two_publishers_of_different_names_keep_both(tmp_path: Path) -> None:
+    """publish_set carries the other names over under the lock: two writers of different names
+    (a gate and a report, say) racing many times never drop each other's file."""
+    out = tmp_path / "reports"
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_publish_many, args=(str(out), name, other, 100, barrier))
+             for name, other in (("a.json", "b.json"), ("b.json", "a.json"))]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert (out / "a.json").read_text() == "a.json 99" and (out / "b.json").read_text() == "b.json 99"
+    assert _leftovers(out) == []
+
+
 def test_killed_writer_leftovers_are_swept_but_live_ones_are_not(tmp_path: Path) -> None:
     final = tmp_path / "art"
     with atomic_directory(final) as d:

@@ -184,35 +184,42 @@ def _sweep_locked(directory: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_directory(final: Path) -> Iterator[Path]:
+def atomic_directory(final: Path, hold_lock: bool = False) -> Iterator[Path]:
     """Yield a fresh version directory for ``final``; on success ``final`` points to it.
 
     On any exception the version directory is removed and ``final`` is left untouched (an
-    older complete artifact stays; no partial one appears).
+    older complete artifact stays; no partial one appears). ``hold_lock``: hold the parent's
+    lock from before the yield to the swap, not only around them, so what the caller reads of
+    the current version and writes into the new one is a read-modify-write no other writer in
+    the parent interleaves with (publish_set's carry-over); the caller must not take that lock
+    again meanwhile (flock does not nest).
     """
     final = Path(final)
     parent = final.parent
     parent.mkdir(parents=True, exist_ok=True)
-    with _locked(parent):   # nobody sweeps our version dir between mkdir and flock
+    with contextlib.ExitStack() as held:
+        held.enter_context(_locked(parent))   # nobody sweeps our version dir between mkdir and flock
         _sweep_locked(parent)
         version = parent / f".{final.name}.v{uuid.uuid4().hex}"
         os.mkdir(version)   # mode 0o777 & ~umask
         vfd = os.open(version, os.O_RDONLY)
         fcntl.flock(vfd, fcntl.LOCK_EX)
-    try:
+        if not hold_lock:
+            held.close()
         try:
-            yield version
-        except BaseException:
-            shutil.rmtree(version, ignore_errors=True)
-            raise
-        with _locked(parent):
-            _swap_link(final, version.name)
-            os.close(vfd)
-            vfd = -1
-            _sweep_locked(parent)
-    finally:
-        if vfd >= 0:
-            os.close(vfd)
+            try:
+                yield version
+            except BaseException:
+                shutil.rmtree(version, ignore_errors=True)
+                raise
+            with contextlib.nullcontext() if hold_lock else _locked(parent):
+                _swap_link(final, version.name)
+                os.close(vfd)
+                vfd = -1
+                _sweep_locked(parent)
+        finally:
+            if vfd >= 0:
+                os.close(vfd)
 
 
 def _swap_link(final: Path, target: str) -> None:
@@ -242,24 +249,21 @@ def publish_set(out_dir: Path, files: Mapping[str, bytes]) -> list[Path]:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    # the carry-over is a read-modify-write of the set: two publishers (two gates, a gate and a
-    # report) take turns, or one would drop the other's names. A lock of its own, not out_dir's:
-    # atomic_directory below takes out_dir's lock, and flock does not nest within a process
-    with exclusive(out_dir / f"{SET_DIR}.lock"):
-        return _publish_set_locked(out_dir, files)
-
-
-def _publish_set_locked(out_dir: Path, files: Mapping[str, bytes]) -> list[Path]:
-    carry: dict[str, bytes] = {}
     for name in files:
         p = out_dir / name
         if p.is_dir() and not p.is_symlink():
             raise IsADirectoryError(errno.EISDIR, "is a directory", str(p))
-    for e in os.scandir(out_dir):
-        if e.is_symlink() and e.name not in files and os.readlink(e.path) == f"{SET_DIR}/{e.name}":
-            with contextlib.suppress(OSError):
-                carry[e.name] = Path(e.path).read_bytes()
-    with atomic_directory(out_dir / SET_DIR) as version:
+    # the carry-over is a read-modify-write of the set: read under out_dir's lock, held until
+    # the swap, so two publishers (two gates, a gate and a report) never drop each other's
+    # names; read from the set itself, whose names are complete at the swap (the links below
+    # follow after it, outside the lock)
+    with atomic_directory(out_dir / SET_DIR, hold_lock=True) as version:
+        carry: dict[str, bytes] = {}
+        current = out_dir / SET_DIR
+        for e in os.scandir(current) if current.is_dir() else ():
+            if e.name not in files and e.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    carry[e.name] = Path(e.path).read_bytes()
         for name, data in {**carry, **files}.items():
             (version / name).write_bytes(data)
             os.chmod(version / name, file_mode())
