@@ -163,6 +163,8 @@ class GateConfig(_Frozen):
 class ClusterConfig(_Frozen):
     # "auto" (the local Ray cluster) or "ray://host:10001" / "host:6379": see docs/cluster.md
     address: str | None = Field(None, min_length=1)
+    # how long to wait for the head to answer before one error line (Ray alone retries for minutes)
+    connect_timeout_s: float = Field(15.0, gt=0, le=MAX_SECONDS)
 
 
 class _DeviceBase(_Frozen):

@@ -18,6 +18,7 @@ empties it after merging).
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -580,6 +581,55 @@ def _both_evals_kept(p: Project) -> None:
     assert set(TWO_EVALED) | set(kept) <= set(data["entries"]), sorted(data["entries"])
 
 
+def _closed_port(p: Project) -> None:
+    """[cluster] address of a port nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p.append(f'[cluster]\naddress = "127.0.0.1:{port}"\nconnect_timeout_s = 5')
+
+
+def _silent_listener(p: Project, cmd: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """gate against a port where a plain TCP server accepts and says nothing: exit 2 within
+    connect_timeout_s (5) plus a few seconds of the child's own start, never a hang."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    port = srv.getsockname()[1]
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(srv.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    p.append('[cluster]\nconnect_timeout_s = 5')
+    argv = [*cmd[:cmd.index("--config") + 2], *GATE, "--cluster", f"127.0.0.1:{port}"]
+    # how long this machine takes to start edgeship up to the connection: the same gate with
+    # nothing to connect to, so the bound below does not depend on how loaded the machine is
+    t0 = time.monotonic()
+    subprocess.run([*argv[:-2], "--cluster", "127.0.0.1:1"], cwd=p.root, env=env, capture_output=True, timeout=300,
+                   check=False)
+    startup = time.monotonic() - t0
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(argv, cwd=p.root, env=env, capture_output=True, text=True, timeout=300, check=False)
+    finally:
+        srv.close()
+        for c in accepted:
+            c.close()
+    took = time.monotonic() - t0
+    assert accepted, "edgeship never connected"
+    assert 5 <= took <= startup + 5 + 10, f"took {took:.1f} s (start-up {startup:.1f} s, connect_timeout_s 5)"
+    return proc.returncode, proc.stderr
+
+
 def _artifacts_complete(p: Project) -> None:
     """Every artifact directory verifies against its manifest; no temp dirs are left."""
     from edgeship.artifact.manifest import read_manifest
@@ -896,6 +946,10 @@ case("two-gates-at-once", "concurrency", (), (), code=0, run=_two_at_once(*GATE)
 case("two-evals-at-once", "concurrency", (), (), _drop_two_eval_entries, code=0, run=_concurrently(*TWO_EVALS),
      changes=(f"{REPORTS}/eval.json",), check=_both_evals_kept)
 
+# -- cluster: an address where no Ray head answers is one line, exit 2, within connect_timeout_s ---------
+case("cluster-closed-port", "devices", GATE, ("cannot reach 127.0.0.1:", "ray start --head"), _closed_port)
+case("cluster-silent-listener", "devices", (), ("no answer from a Ray head", "within 5 s", "connect_timeout_s"),
+     run=_silent_listener)
 
 
 # --------------------------------------------------------------------------------------------

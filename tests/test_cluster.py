@@ -327,3 +327,88 @@ def test_cluster_address_in_config(tmp_path: Path) -> None:
     ok.write_text(ok.read_text().replace('address = "auto"', 'adress = "auto"'))
     with pytest.raises(ConfigError, match="cluster.adress"):
         load_config(ok)
+
+
+def test_connect_timeout_in_config(tmp_path: Path) -> None:
+    from edgeship.config import load_config
+    from edgeship.errors import ConfigError
+
+    toml = cli_project(tmp_path, append='\n[cluster]\naddress = "auto"\n')
+    assert load_config(toml).cluster.connect_timeout_s == 15.0
+    for bad in ("0", "-1", '"soon"', "inf", "1e9"):
+        toml.write_text(cli_project(tmp_path, append=f'\n[cluster]\nconnect_timeout_s = {bad}\n').read_text())
+        with pytest.raises(ConfigError, match="cluster.connect_timeout_s"):
+            load_config(toml)
+    toml.write_text(cli_project(tmp_path, append="\n[cluster]\nconnect_timeout_s = 2.5\n").read_text())
+    assert load_config(toml).cluster.connect_timeout_s == 2.5
+
+
+def _listener(reply: bytes) -> tuple[Any, list[Any]]:
+    """A plain TCP server on 127.0.0.1 that accepts, sends ``reply`` (maybe nothing) and keeps the
+    connection open: not a Ray head."""
+    import contextlib
+    import socket
+
+    srv = socket.socket()
+    srv.bind((LOOPBACK, 0))
+    srv.listen()
+    conns: list[Any] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                c = srv.accept()[0]
+                conns.append(c)
+                c.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, conns
+
+
+@pytest.mark.parametrize("case", ["closed", "silent", "banner"])
+def test_no_ray_head_there_is_one_line_within_the_timeout(case: str) -> None:
+    """Ray's own connect retries for many minutes; edgeship's check ends within connect_timeout_s."""
+    import socket
+
+    from edgeship.cluster.connect import probe
+    from edgeship.errors import UsageError
+
+    timeout = 2.0
+    srv, conns = None, []
+    if case == "closed":     # bound, then closed: nothing listens there
+        with socket.socket() as s:
+            s.bind((LOOPBACK, 0))
+            port = s.getsockname()[1]
+    else:                    # something listens, but says nothing / says it is SSH
+        srv, conns = _listener(b"" if case == "silent" else b"SSH-2.0-OpenSSH_9.6\r\n")
+        port = srv.getsockname()[1]
+    address = f"{LOOPBACK}:{port}"
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(UsageError) as info:
+            probe(address, timeout)
+    finally:
+        took = time.monotonic() - t0
+        if srv is not None:
+            srv.close()
+        for c in conns:
+            c.close()
+    line = str(info.value)
+    assert "\n" not in line and f"--cluster {address}" in line and "ray start --head" in line
+    want = {"closed": "Connection refused", "silent": f"no answer from a Ray head at {address} within 2 s",
+            "banner": "is not a Ray head"}[case]
+    assert want in line, line
+    # a few seconds of slack for a loaded machine; a silent server costs exactly the timeout
+    assert took < timeout + 5, took
+    if case == "silent":
+        assert took >= timeout - 0.1 and conns, (took, conns)
+
+
+def test_the_check_lets_a_real_ray_head_through(lab) -> None:
+    """The head's GCS answers the HTTP/2 greeting at once: the check costs no waiting."""
+    from edgeship.cluster.connect import probe
+
+    _, _, address = lab
+    t0 = time.monotonic()
+    probe(address, 10.0)
+    assert time.monotonic() - t0 < 10.0

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import time
 from typing import Any
 
 from edgeship.errors import MissingDependency, UsageError
+
+# what every HTTP/2 client sends first, then an empty SETTINGS frame (RFC 9113 3.4, 6.5): the
+# Ray head's GCS and its Ray Client server are gRPC servers, which answer with a SETTINGS frame
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_H2_SETTINGS = 0x4
 
 
 def ray_module() -> Any:
@@ -16,11 +24,17 @@ def ray_module() -> Any:
     return ray
 
 
-def connect(address: str) -> Any:
-    """The ray module, connected to ``address`` (a no-op when this process already is)."""
+def connect(address: str, timeout_s: float) -> Any:
+    """The ray module, connected to ``address`` (a no-op when this process already is).
+
+    UsageError within about ``timeout_s`` ([cluster] connect_timeout_s) when nothing answers there
+    as a Ray head: ``ray.init`` itself retries an unreachable head for many minutes (20 tries of
+    its GCS client, ~40 s each, in Ray 2.60), printing nothing we could show.
+    """
     ray = ray_module()
     if ray.is_initialized():
         return ray
+    probe(address, timeout_s)
     try:
         # the nodes' own prints stay on the nodes: results come back through the tasks
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, namespace="edgeship")
@@ -43,3 +57,64 @@ def advertised(ray: Any) -> dict[str, dict[str, str]]:
                 out[key[len(RESOURCE_PREFIX):]] = {"id": node["NodeID"], "ip": node["NodeManagerAddress"],
                                                    "host": node.get("NodeManagerHostname", "")}
     return out
+
+
+def probe(address: str, timeout_s: float) -> None:
+    """Make sure a gRPC server (a Ray head) answers at ``address`` within ``timeout_s``, else
+    one UsageError line naming the address and what to do.
+
+    A closed port fails at once; a port where something else listens (and says nothing, or
+    not HTTP/2) fails at the deadline. With RAY_USE_TLS the handshake is TLS, which this plain
+    probe cannot speak, so only the TCP connection is checked then.
+    """
+    where = _host_port(address)
+    if where is None:   # "auto" with no cluster recorded on this host: ray.init says so at once
+        return
+    host, port = where
+    deadline = time.monotonic() + timeout_s
+    fix = "start its head with 'ray start --head' or correct the address (see docs/cluster.md)"
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+                return
+            sock.sendall(_H2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                chunk = sock.recv(9 - len(head))
+                if not chunk:
+                    raise UsageError(f"--cluster {address}: {host}:{port} closed the connection without answering "
+                                     f"as a Ray head; is it the head's GCS port (6379) or Ray Client port (10001)? {fix}")
+                head += chunk
+    except TimeoutError:
+        raise UsageError(f"--cluster {address}: no answer from a Ray head at {host}:{port} within {timeout_s:g} s "
+                         f"([cluster] connect_timeout_s); {fix}") from None
+    except OSError as exc:
+        raise UsageError(f"--cluster {address}: cannot reach {host}:{port} ({exc.strerror or exc}); {fix}") from None
+    if head[3] != _H2_SETTINGS:
+        raise UsageError(f"--cluster {address}: {host}:{port} is not a Ray head (it does not speak gRPC); {fix}")
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) that ``address`` ("host:port", "ray://host:port", "auto") names, or None
+    for "auto" with no cluster recorded on this host."""
+    target = address
+    if address == "auto":
+        from ray._private.services import canonicalize_bootstrap_address  # where ray.init looks
+
+        try:
+            target = canonicalize_bootstrap_address(address) or ""
+        except (ConnectionError, ValueError) as exc:
+            raise UsageError(f"--cluster auto: {str(exc).splitlines()[0]}; start a head with 'ray start --head' "
+                             "(see docs/cluster.md)") from None
+        if not target:
+            return None
+    client = target.startswith("ray://")
+    target = target.removeprefix("ray://")
+    if client and ":" not in target.rpartition("]")[2]:
+        target += ":10001"   # Ray Client's default port
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--cluster {address}: not an address; write HOST:PORT (the head's GCS port, 6379), "
+                         "ray://HOST:10001 or auto (see docs/cluster.md)")
+    return host.strip("[]") or "127.0.0.1", int(port)
