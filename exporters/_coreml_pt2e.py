@@ -55,7 +55,12 @@ def calibrate(model: Any, example_args: tuple[Any, ...], feeds: Any) -> Any:
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    prepared = prepare_pt2e(torch.export.export(model, example_args).module(), make_quantizer())
+    from edgeship.exporters._layer_sim import eval_mode
+
+    # torch.export records the mode it traced in (BatchNorm with running statistics, no dropout)
+    with eval_mode(model):
+        exported = torch.export.export(model, example_args).module()
+    prepared = prepare_pt2e(exported, make_quantizer())
     with torch.no_grad():
         for args in feeds:
             prepared(*args)

@@ -9,7 +9,8 @@ float and measures how much the final output error shrinks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,23 @@ import numpy as np
 MAX_SQNR_DB = 120.0
 # layers whose gain_if_float is measured (the worst by SQNR): bounds the re-quantizations
 DEFAULT_WORST_K = 8
+
+
+@contextlib.contextmanager
+def eval_mode(model: Any) -> Iterator[Any]:
+    """``model`` in eval mode inside the block; every module's own train/eval flag restored after.
+
+    Post-training calibration observes the model as it will run: in train mode BatchNorm would
+    normalize by each calibration batch's statistics (and overwrite its running ones), and
+    dropout would drop. A model handed over in train mode is left in train mode.
+    """
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in flags:
+            m.training = training
 
 
 def sqnr_db(reference: Sequence[np.ndarray], quantized: Sequence[np.ndarray]) -> float:

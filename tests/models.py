@@ -89,12 +89,53 @@ class DepthwiseCNN(nn.Module):
         return self.fc(self.pool(x).flatten(1))
 
 
+
+class SqueezeExcite(nn.Module):
+    """MobileNetV3's squeeze-and-excitation: a per-channel gate from the pooled features."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, channels // 4, 1)
+        self.expand = nn.Conv2d(channels // 4, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = self.expand(torch.relu(self.reduce(x.mean((2, 3), keepdim=True))))
+        return x * nn.functional.hardsigmoid(gate)
+
+
+class MobileV3CNN(nn.Module):
+    """MobileNetV3-style blocks: conv-BN-hardswish, an inverted residual with squeeze-and-excitation,
+    a linear (no activation) BN projection and a residual add."""
+
+    def __init__(self, classes: int = 10) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish())
+        self.expand = nn.Sequential(nn.Conv2d(16, 32, 1, bias=False), nn.BatchNorm2d(32), nn.Hardswish())
+        self.dw = nn.Sequential(nn.Conv2d(32, 32, 3, 1, 1, groups=32, bias=False), nn.BatchNorm2d(32), nn.Hardswish())
+        self.se = SqueezeExcite(32)
+        self.project = nn.Sequential(nn.Conv2d(32, 16, 1, bias=False), nn.BatchNorm2d(16))
+        self.fc = nn.Linear(16, classes)
+        for m in self.modules():   # non-trivial BN statistics, as in DepthwiseCNN
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = x + self.project(self.se(self.dw(self.expand(x))))
+        return self.fc(x.mean((2, 3)))
+
 def tiny_encoder() -> nn.Module:
     return TinyEncoder().eval()
 
 
 def depthwise_cnn() -> nn.Module:
     return DepthwiseCNN().eval()
+
+
+def mobile_v3_cnn() -> nn.Module:
+    return MobileV3CNN().eval()
 
 
 def encoder_batches() -> Any:
@@ -143,6 +184,11 @@ TINY_MODELS: dict[str, TinyModel] = {
     ),
     "depthwise_cnn": TinyModel(
         "depthwise_cnn", "tests.models:depthwise_cnn",
+        (InputSpec(name="image", shape=(1, 3, 32, 32), dtype="float32"),),
+        ("logits",), "tests.models:cnn_batches",
+    ),
+    "mobile_v3_cnn": TinyModel(
+        "mobile_v3_cnn", "tests.models:mobile_v3_cnn",
         (InputSpec(name="image", shape=(1, 3, 32, 32), dtype="float32"),),
         ("logits",), "tests.models:cnn_batches",
     ),
