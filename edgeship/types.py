@@ -61,6 +61,23 @@ class Verdict(_StrEnum):
     SKIPPED = "SKIPPED"
 
 
+class Evidence(_StrEnum):
+    """How a gated number was obtained (docs/gate.md, "The evidence chain"). Every kind that has a
+    number is judged and can FAIL; emulated and simulated numbers decide fidelity, never latency
+    or memory, and a verdict from them says so in every report."""
+
+    DEVICE = "device"          # the runner on the device (profile; eval --device)
+    HOST = "host"              # in-process on this host (eval without --device; size from the artifact's files)
+    EMULATED = "emulated"      # the real runtime under qemu-user on an emulated board: numerics only
+    SIMULATED = "simulated"    # CoreML W8A8 simulated in torch at export (the manifest's torch_simulation)
+    NONE = "none"              # no number: missing, stale, failed or skipped evidence
+
+    @property
+    def labelled(self) -> bool:
+        """Whether a verdict from it carries the kind (numbers not from the artifact on its hardware)."""
+        return self in (Evidence.EMULATED, Evidence.SIMULATED)
+
+
 class OutputKind(_StrEnum):
     """What a model output is, which decides the metrics eval reports for it."""
 

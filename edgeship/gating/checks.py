@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgeship.gating.budgets import Check
-from edgeship.types import Verdict
+from edgeship.types import Evidence, Verdict
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,13 @@ class CheckResult:
     detail: str = ""
     rounds: dict[str, Any] | None = None   # latency: the per-round statistic (count, values, min, max, cv)
     rerun: str = ""     # the command that refreshes missing or stale evidence
+    evidence: Evidence = Evidence.DEVICE   # how ``value`` was obtained (docs/gate.md, "The evidence chain")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self.check)
         d.update(name=self.check.name, verdict=self.verdict.value, passed=self.passed, value=self.value,
-                 low=self.low, high=self.high, detail=self.detail, rerun=self.rerun, rounds=self.rounds)
+                 low=self.low, high=self.high, detail=self.detail, rerun=self.rerun, rounds=self.rounds,
+                 evidence=self.evidence.value)
         return d
 
 

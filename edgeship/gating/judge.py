@@ -7,7 +7,10 @@ upper bound is within budget, FAIL if its lower bound is over; otherwise measure
 the point estimate, marked MARGINAL. Memory and size are compared by value. A result whose
 runtime could not run on the device is SKIPPED (FAIL when the budget sets ``require``).
 Every check needs evidence bound to the artifact on disk (edgeship/gating/evidence.py): missing or
-stale evidence, or an unreadable artifact, is a FAIL row naming the command to re-run.
+stale evidence, or an unreadable artifact, is a FAIL row naming the command to re-run. Each
+check records how its number was obtained (``evidence``, edgeship.types.Evidence): a number
+from an emulated board or from CoreML's torch W8A8 simulation is judged like any other, and its
+verdict says "emulated"/"simulated"; only a check with no number at all is SKIPPED.
 Exit code: 0 every check passed, 1 a check failed; usage errors raise (exit 2).
 """
 
@@ -67,9 +70,11 @@ from edgeship.measure.stats import (
     statistic,
     timing_summary,
 )
-from edgeship.types import Verdict
+from edgeship.types import Evidence, Verdict
 
 REPORT_SCHEMA = "edgeship.report/1"
+# what a simulated eval entry measured (edgeship.measure.evaluate.simulated_scores)
+SIMULATION = "CoreML's W8A8 simulated in torch at export"
 Remeasure = Callable[[str, str], list[int]]
 
 
@@ -267,8 +272,8 @@ def _aggregate_latency(check: Check, result: dict[str, Any]) -> CheckResult:
 
 def _skipped(check: Check, reason: str) -> CheckResult:
     if check.require:
-        return CheckResult(check, Verdict.FAIL, False, detail=f"required but SKIPPED: {reason}")
-    return CheckResult(check, Verdict.SKIPPED, True, detail=reason)
+        return CheckResult(check, Verdict.FAIL, False, detail=f"required but SKIPPED: {reason}", evidence=Evidence.NONE)
+    return CheckResult(check, Verdict.SKIPPED, True, detail=reason, evidence=Evidence.NONE)
 
 
 def _value_check(check: Check, value: float, ok: bool, unit: str) -> CheckResult:
@@ -279,7 +284,7 @@ def _value_check(check: Check, value: float, ok: bool, unit: str) -> CheckResult
 
 def _evidence_fail(check: Check, why: str, command: str) -> CheckResult:
     """A check whose evidence is missing, stale or unreadable: FAIL, naming what to re-run."""
-    return CheckResult(check, Verdict.FAIL, False, detail=f"{why}; run `{command}`", rerun=command)
+    return CheckResult(check, Verdict.FAIL, False, detail=f"{why}; run `{command}`", rerun=command, evidence=Evidence.NONE)
 
 
 def check_threshold(threshold: float | None) -> None:
@@ -359,14 +364,16 @@ def gate(
             continue
         if c.metric == SIZE:
             kb = refs[c.artifact].manifest.size_bytes / 1024.0
-            out.append(_value_check(c, kb, kb <= c.limit, "KiB"))
+            out.append(replace(_value_check(c, kb, kb <= c.limit, "KiB"), evidence=Evidence.HOST))
             continue
         if c.metric in EVAL_METRICS:
             if c.device == "*":   # no device evaluated this artifact at all
                 out.append(_evidence_fail(c, f"no eval entry for {c.artifact} on any device",
                                           eval_command("local", c.target, c.precision)))
                 continue
-            res, changed = _eval_check(c, entries.get((c.device, c.artifact)), eval_report, digests[c.artifact], cfg)
+            entry = entries.get((c.device, c.artifact))
+            res, changed = _eval_check(c, entry, eval_report, digests[c.artifact], cfg)
+            res = with_evidence(res, entry, cfg)
             kind = "eval"
         elif unmeasured and c.device in unmeasured:
             out.append(_evidence_fail(c, f"profiling in this run failed: {unmeasured[c.device]}",
@@ -474,6 +481,10 @@ def _eval_check(c: Check, e: dict[str, Any] | None, eval_report: dict[str, Any] 
     if e.get("status") != "ok":
         why = e.get("error") or e.get("skip_reason") or f"status {e.get('status')!r}"
         return _evidence_fail(c, f"{what} failed: {why}", command), st.config_changed
+    if entry_evidence(e, cfg) is Evidence.SIMULATED and c.metric != COSINE:
+        # the simulation compared outputs (fidelity) on calibration samples: no labels, no retrieval
+        return _skipped(c, f"no {c.metric}: {what} is {SIMULATION} ({e.get('samples')} calibration samples), "
+                           f"which measures the cosine only; {e.get('not_run')}"), st.config_changed
     key = c.metric     # cosine_mean, retrieval_agreement
     if c.metric == RETRIEVAL and e.get(key) is None:
         # null, not 0: the metric applies to embedding outputs only (and needs >= 2 samples)
@@ -514,6 +525,29 @@ def _against(original: bool, entry: dict[str, Any]) -> str:
     if original:
         return "vs the original FP32 model"
     return "vs the compressed FP32 model" if entry.get("source") == "compressed" else "vs the FP32 model"
+
+
+def entry_evidence(e: dict[str, Any], cfg: Config) -> Evidence:
+    """How an eval entry's numbers were obtained; entries from before ``evidence`` was recorded
+    are told apart by their device (an emulated board's numbers are emulated)."""
+    try:
+        return Evidence(e.get("evidence"))
+    except ValueError:
+        dev = cfg.devices.get(str(e.get("device")))
+        return Evidence.EMULATED if dev is not None and dev.kind == "emulated" else Evidence.DEVICE
+
+
+def with_evidence(res: CheckResult, e: dict[str, Any] | None, cfg: Config) -> CheckResult:
+    """An eval check judged on a number, marked with how the number was obtained: an emulated or
+    simulated one says so in its detail too (every report shows it). No number: unchanged."""
+    if e is None or res.evidence is Evidence.NONE:
+        return res
+    kind = entry_evidence(e, cfg)
+    if not kind.labelled:
+        return replace(res, evidence=kind)
+    how = (f"{SIMULATION}, {e.get('samples')} calibration samples" if kind is Evidence.SIMULATED
+           else f"the real runtime under qemu on '{res.check.device}'")
+    return replace(res, evidence=kind, detail=f"{kind} ({how}): {res.detail}")
 
 
 def default_remeasure(cfg: Config) -> Remeasure:

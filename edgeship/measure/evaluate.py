@@ -7,7 +7,10 @@ evaluation source yields labels and the model has a classification output. The r
 always runs here (torch); the artifact runs either in-process on this host (device
 ``local``, the default) or through the standalone runner on a device (``device=NAME``, see
 device_eval.py), because INT8 numerics depend on the CPU that runs them. An artifact whose runtime cannot run there
-(CoreML on Linux, a missing package, a phone's native tools) is SKIPPED with the reason.
+(CoreML on Linux, a missing package, a phone's native tools) is SKIPPED with the reason, except a
+CoreML W8A8 artifact evaluated here: its manifest records the fidelity of its torch W8A8
+simulation, which becomes the entry, marked ``evidence: "simulated"`` (``simulated_scores``).
+Every entry says how its numbers were obtained (``evidence``, edgeship.types.Evidence).
 
 build/reports/eval.json (schema ``edgeship.eval/2``) keeps one entry per
 ``"<device>/<artifact>"``, each with the artifact digest (sha256 of its manifest.json) and the
@@ -27,13 +30,14 @@ from typing import Any
 from edgeship.artifact.atomic import exclusive, write_json_atomic
 from edgeship.artifact.eval_file import SCHEMA, entry_key, eval_path, load_eval
 from edgeship.artifact.inprocess import run_artifact
+from edgeship.artifact.manifest import Manifest
 from edgeship.artifact.selection import ArtifactRef, find_artifacts
 from edgeship.calibration import evaluation_samples
 from edgeship.config import Config
 from edgeship.errors import EdgeshipError, UsageError
 from edgeship.measure.evaluate_device import evaluate_on_device
 from edgeship.measure.scoring import Scorer, host_cpu, new_entry
-from edgeship.types import Precision, Target
+from edgeship.types import Evidence, OutputKind, Precision, Target
 
 # where the artifacts run when ``device`` is named: the device itself (evaluate_on_device), or
 # the Ray node that owns it (edgeship/cluster/eval.py, chosen by the caller one layer up)
@@ -112,15 +116,41 @@ def _evaluate_here(cfg: Config, refs: list[ArtifactRef], scorer: Scorer,
     for ref in refs:
         say(f"eval {ref.name} ...")
         entry = new_entry(cfg, ref, LOCAL, len(feeds))
-        entry["cpu"] = cpu
+        entry.update(cpu=cpu, evidence=Evidence.HOST.value)
         try:
             outs = run_artifact(ref, feeds)
         except RuntimeUnavailable as exc:
-            entry.update(status="skipped", skip_reason=str(exc))
-            say(f"  {ref.name}: SKIPPED ({exc})")
+            sim = simulated_scores(ref.manifest, scorer)
+            if sim is None:
+                entry.update(status="skipped", skip_reason=str(exc))
+                say(f"  {ref.name}: SKIPPED ({exc})")
+            else:
+                # not run (``not_run`` says why): the numbers are the simulation's, labelled as such
+                entry.update(sim, cpu={}, evidence=Evidence.SIMULATED.value, not_run=str(exc))
+                say(f"  {ref.name}: simulated ({exc}; fidelity of the W8A8 simulation recorded at export)")
         else:
             entry.update(scorer.score(outs, ref.manifest))
         yield entry
+
+
+def simulated_scores(manifest: Manifest, scorer: Scorer) -> dict[str, Any] | None:
+    """Eval entry fields from the torch W8A8 simulation a CoreML INT8 manifest records, or None
+    when it records none (fp32, fp16, int8-weight: nothing was simulated, nothing to judge).
+
+    The simulation compared the calibrated fake-quant module, the one converted into the
+    package, with the FP32 model on up to 16 calibration samples at export. Living in the
+    manifest, its numbers are covered by the artifact digest the entry carries: a re-export or an
+    edited manifest makes the entry stale. It has fidelity only: accuracy and retrieval agreement
+    stay None (the gate SKIPS those checks: no number).
+    """
+    sim = manifest.recipe.get("torch_simulation")
+    if not isinstance(sim, dict) or not isinstance(sim.get("cosine_mean"), (int, float)):
+        return None
+    out = {k: sim.get(k) for k in ("cosine_min", "cosine_mean", "max_abs_err", "snr_db")}
+    # its top-1 is over the first output's last axis: meaningful for one classification output only
+    one_class = len(scorer.kinds) == 1 and scorer.kinds[0].kind is OutputKind.CLASSIFICATION
+    return {**out, "top1_agreement": sim.get("top1_agreement") if one_class else None,
+            "samples": sim.get("samples"), "simulation": sim.get("what")}
 
 
 def eval_table(report: dict[str, Any]) -> Any:
@@ -148,9 +178,12 @@ def eval_table(report: dict[str, Any]) -> Any:
         if e["status"] != "ok":
             table.add_row(**row, notes=f"{e['status'].upper()}: {e.get('skip_reason') or ''}".rstrip(": "))
             continue
+        simulated = e.get("evidence") == Evidence.SIMULATED.value
+        note = (f"simulated at export ({e.get('samples')} calibration samples); not run here: {e.get('not_run')}"
+                if simulated else None)
         table.add_row(**row, **{k: e.get(k) for k in ("cosine_min", "cosine_mean", "max_abs_err", "top1_agreement",
                                                       "retrieval_agreement", "accuracy", "accuracy_drop")},
-                      snr_db="-" if e["snr_db"] is None else e["snr_db"])
+                      snr_db="-" if e["snr_db"] is None else e["snr_db"], notes=note)
     return table
 
 

@@ -17,7 +17,7 @@ from edgeship.errors import ArtifactError
 from edgeship.measure.output_kinds import output_kinds
 from edgeship.metrics import accuracy, closeness, output_scores
 from edgeship.model.reference import load_reference, run_reference
-from edgeship.types import OutputKind
+from edgeship.types import Evidence, OutputKind
 
 # fidelity figures an entry also records against the original FP32 model (``<key>_original``)
 ORIGINAL_KEYS = ("cosine_mean", "cosine_min", "top1_agreement", "retrieval_agreement")
@@ -98,9 +98,12 @@ class Scorer:
 
 def new_entry(cfg: Config, ref: ArtifactRef, device: str, samples: int) -> dict[str, Any]:
     """An entry with its provenance; metrics are None until ``entry.update(scores)``."""
+    dev = cfg.devices.get(device)
+    kind = Evidence.EMULATED if dev is not None and dev.kind == "emulated" else Evidence.DEVICE
     return {
         "device": device, "artifact": ref.name, "target": ref.target.value, "precision": ref.precision.value,
         "artifact_digest": sha256_file(ref.path / "manifest.json"), "config_digest": cfg.digest,
+        "evidence": kind.value,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "status": "ok", "skip_reason": None, "cosine_min": None, "cosine_mean": None, "max_abs_err": None,
         "snr_db": None, "top1_agreement": None, "retrieval_agreement": None, "rank_correlation": None,

@@ -86,6 +86,26 @@ def md_text(text: Any) -> str:
     return "`".join(out) + ("" if tail is None else "\\`" + plain(tail))
 
 
+# evidence kinds a verdict names (edgeship.types.Evidence.labelled): numbers that did not come
+# from running the artifact on its hardware; "simulated" and "emulated" follow PASS/FAIL everywhere
+LABELLED_EVIDENCE = ("emulated", "simulated")
+
+
+def evidence_suffix(c: dict[str, Any]) -> str:
+    """`` (simulated)`` for a check judged on simulated evidence (emulated alike), else empty."""
+    kind = c.get("evidence")
+    return f" ({kind})" if kind in LABELLED_EVIDENCE else ""
+
+
+def labelled_passes(report: dict[str, Any]) -> dict[str, list[str]]:
+    """Passed checks judged on emulated or simulated evidence: kind -> ['device/artifact metric']."""
+    out: dict[str, list[str]] = {}
+    for c in report["checks"]:
+        if c["passed"] and c.get("evidence") in LABELLED_EVIDENCE:
+            out.setdefault(c["evidence"], []).append(f"{c['device']}/{c['artifact']} {c['metric']}")
+    return out
+
+
 def effective_verdict(c: dict[str, Any]) -> str:
     """PASS / FAIL / SKIPPED / MARGINAL (a MARGINAL that fails counts as FAIL for colour)."""
     return "FAIL" if c["verdict"] == "MARGINAL" and not c["passed"] else c["verdict"]

@@ -15,7 +15,15 @@ from typing import Any
 
 from edgeship.exporting.cpuclass import cpu_label
 from edgeship.reports.drawing import COLORS, LAYOUTS
-from edgeship.reports.fmt import device_label, effective_verdict, failing, failures_first, metric_value, sig
+from edgeship.reports.fmt import (
+    device_label,
+    effective_verdict,
+    failing,
+    failures_first,
+    labelled_passes,
+    metric_value,
+    sig,
+)
 from edgeship.reports.markdown import check_title, verdict_label
 from edgeship.reports.plots import PLOTS
 
@@ -135,6 +143,9 @@ def _section(report: dict[str, Any]) -> str:
     summary = f"{len(bad)} of {len(report['checks'])} checks failed ({counts})" if bad else counts
     parts = [f"<p class=verdict>Gate: {_badge(report['verdict'])} — {summary}</p>"]
     parts += [f"<p>⚠️ warning: {html.escape(w)}</p>" for w in report.get("warnings") or []]
+    # the verdicts table is folded: a pass on simulated or emulated evidence is named up here
+    parts += [f"<p>passed on {html.escape(kind)} evidence: {html.escape(', '.join(names))}</p>"
+              for kind, names in labelled_passes(report).items()]
     for title, render in SECTIONS:
         body = render(report)
         if body:

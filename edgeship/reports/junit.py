@@ -14,7 +14,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from edgeship.reports.fmt import fails
+from edgeship.reports.fmt import evidence_suffix, fails
 
 ANY_DEVICE = "any-device"
 
@@ -36,7 +36,8 @@ def render_junit(report: dict[str, Any]) -> str:
                        timestamp=report["created"])
     for c in checks:
         case = ET.SubElement(suite, "testcase", classname=classname(c), name=c["metric"], time="0")
-        msg = f"{c['verdict']}: {c['detail']}"   # a stale-evidence detail names the command to re-run
+        # a stale-evidence detail names the command to re-run; "PASS (simulated): ..." says how it was judged
+        msg = f"{c['verdict']}{evidence_suffix(c)}: {c['detail']}"
         if fails(c):
             ET.SubElement(case, "failure", message=msg, type=c["verdict"]).text = msg
         elif c["verdict"] == "SKIPPED":

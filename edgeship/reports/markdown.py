@@ -14,8 +14,10 @@ from edgeship.exporting.cpuclass import cpu_label
 from edgeship.gating.int8_speed import int8_does_not_pay
 from edgeship.reports.fmt import (
     device_label,
+    evidence_suffix,
     failing,
     failures_first,
+    labelled_passes,
     md_text,
     metric_value,
     sig,
@@ -26,8 +28,8 @@ ICON = {"PASS": "✅ PASS", "FAIL": "❌ FAIL", "MARGINAL": "⚠️ MARGINAL", "
 
 def verdict_label(c: dict[str, Any]) -> str:
     if c["verdict"] == "MARGINAL":
-        return f"{ICON['MARGINAL']} ({'pass' if c['passed'] else 'fail'})"
-    return ICON.get(c["verdict"], c["verdict"])
+        return f"{ICON['MARGINAL']} ({'pass' if c['passed'] else 'fail'})" + evidence_suffix(c)
+    return ICON.get(c["verdict"], c["verdict"]) + evidence_suffix(c)
 
 
 def check_title(c: dict[str, Any]) -> str:
@@ -63,6 +65,9 @@ def _head(report: dict[str, Any]) -> list[str]:
             lines.append(f"- {verdict_label(c)} {md_text(check_title(c))}: {md_text(got)}. {md_text(detail)}")
             if rerun:   # on its own line, whole, ready to copy
                 lines.append(f"  - re-run: `{rerun}`")
+    # passing rows are folded below: a pass on simulated or emulated evidence is named up here
+    for kind, names in labelled_passes(report).items():
+        lines += ["", f"Passed on {kind} evidence: {md_text(', '.join(names))}"]
     lines += [""] + [f"> warning: {md_text(w)}" for w in report.get("warnings") or []]
     return lines
 

@@ -11,6 +11,7 @@ import textwrap
 from typing import Any
 
 from edgeship.gating.int8_speed import int8_does_not_pay
+from edgeship.reports.fmt import evidence_suffix, labelled_passes
 from edgeship.ui.table import PLAIN_WIDTH
 
 # the order rows are shown in: what needs attention first
@@ -19,6 +20,11 @@ _RANK = {"FAIL": 0, "MARGINAL(fail)": 1, "MARGINAL(pass)": 2, "SKIPPED": 3, "PAS
 
 def _verdict(c: dict[str, Any]) -> str:
     return c["verdict"] if c["verdict"] != "MARGINAL" else f"MARGINAL({'pass' if c['passed'] else 'fail'})"
+
+
+def _verdict_label(c: dict[str, Any]) -> str:
+    """The verdict as shown: ``PASS (simulated)`` when judged on simulated (or emulated) evidence."""
+    return _verdict(c) + evidence_suffix(c)
 
 
 def gate_table(report: dict[str, Any], all_rows: bool = False) -> tuple[Any, int]:
@@ -39,7 +45,7 @@ def gate_table(report: dict[str, Any], all_rows: bool = False) -> tuple[Any, int
             hidden += 1
             continue
         table.add_row(style="bold red" if not c["passed"] else ("yellow" if verdict.startswith("MARGINAL") else None),
-                      verdict=verdict, device=c["device"], artifact=c["artifact"], metric=c["metric"],
+                      verdict=_verdict_label(c), device=c["device"], artifact=c["artifact"], metric=c["metric"],
                       value=c["value"], budget=c["limit"], detail=_detail(c))
     return table, hidden
 
@@ -64,7 +70,10 @@ def summary_line(report: dict[str, Any]) -> str:
         if not c["passed"]:
             grouped.setdefault(f"{c['device']}/{c['artifact']}", []).append(c["metric"])
     names = "; ".join(f"{k}: {', '.join(v)}" for k, v in grouped.items())
-    return f"gate: {report['verdict']} ({counts})" + (f"; failing: {names}" if names else "")
+    # passing rows are not shown by default: a pass on evidence that is not a measurement of the
+    # artifact on its hardware is named here, so it is never read as one
+    labelled = "".join(f"; passed on {kind} evidence: {', '.join(v)}" for kind, v in labelled_passes(report).items())
+    return f"gate: {report['verdict']} ({counts})" + (f"; failing: {names}" if names else "") + labelled
 
 
 def render_terminal(report: dict[str, Any], width: int | None = None, wide: bool = False,
