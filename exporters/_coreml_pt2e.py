@@ -57,7 +57,8 @@ def calibrate(model: Any, example_args: tuple[Any, ...], feeds: Any) -> Any:
 
     from edgeship.exporters._layer_sim import eval_mode
 
-    # torch.export records the mode it traced in (BatchNorm with running statistics, no dropout)
+    # torch.export records the mode it traces in: dropout would keep dropping (BatchNorm is folded
+    # into its conv with the running statistics by prepare_pt2e in either mode)
     with eval_mode(model):
         exported = torch.export.export(model, example_args).module()
     prepared = prepare_pt2e(exported, make_quantizer())

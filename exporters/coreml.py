@@ -168,30 +168,27 @@ class CoreMLExporter(Exporter):
             "weight_per_channel": True, "milestones": [0, 0, 10, 10],
             "activation_observer": "min_max",   # post-training: the moving average (default) lags behind a few samples
         }, **selector(keep_float)})
-        from edgeship.exporters._layer_sim import eval_mode
-
-        with eval_mode(job.model):
-            try:
-                quantizer = cq.LinearQuantizer(job.model, cfg)   # prepares a copy: job.model is not changed
-                prepared = quantizer.prepare(example_inputs=job.example_args(), inplace=False)
-            except Exception as exc:
-                why = _fx_untraceable(job)
-                if why is None:
-                    raise ExportError(f"{job.model_name}: coreml-int8: W8A8 preparation in torch failed: {_first_line(exc)}") from exc
-                raise FxUntraceable(why) from exc
-            try:
-                quantizer.step()
-                # prepare() puts the copy in train mode (it is made for QAT), where a fused conv-bn
-                # normalizes by each calibration batch's statistics and overwrites the running ones
-                # (MobileNetV2-style nets: simulated cosine 0.16 instead of 0.9999); the observers
-                # run in eval mode, on the BatchNorm the model deploys with
-                prepared.eval()
-                with torch.no_grad():
-                    for s in samples:
-                        prepared(*(torch.from_numpy(np.ascontiguousarray(s.inputs[i.name])) for i in job.inputs))
-                return quantizer.finalize(inplace=False).eval()
-            except Exception as exc:
-                raise ExportError(f"{job.model_name}: coreml-int8: W8A8 calibration in torch failed: {_first_line(exc)}") from exc
+        try:
+            quantizer = cq.LinearQuantizer(job.model, cfg)   # prepares a copy: job.model's mode is not changed
+            prepared = quantizer.prepare(example_inputs=job.example_args(), inplace=False)
+        except Exception as exc:
+            why = _fx_untraceable(job)
+            if why is None:
+                raise ExportError(f"{job.model_name}: coreml-int8: W8A8 preparation in torch failed: {_first_line(exc)}") from exc
+            raise FxUntraceable(why) from exc
+        try:
+            quantizer.step()
+            # prepare() puts the copy in train mode (it is made for QAT), where a fused conv-bn
+            # normalizes by each calibration batch's statistics and overwrites the running ones
+            # (MobileNetV2-style nets: simulated cosine 0.16 instead of 0.9999); the observers
+            # run in eval mode, on the BatchNorm the model deploys with
+            prepared.eval()
+            with torch.no_grad():
+                for s in samples:
+                    prepared(*(torch.from_numpy(np.ascontiguousarray(s.inputs[i.name])) for i in job.inputs))
+            return quantizer.finalize(inplace=False).eval()
+        except Exception as exc:
+            raise ExportError(f"{job.model_name}: coreml-int8: W8A8 calibration in torch failed: {_first_line(exc)}") from exc
 
     def layer_report(self, job: ExportJob, precision: Precision, artifact_dir: Path,
                      samples: Sequence[Any]) -> list[Any]:

@@ -86,6 +86,25 @@ def test_calibration_leaves_the_models_mode_and_statistics_as_they_were() -> Non
     assert cos >= 0.99
 
 
+def test_pt2e_calibration_exports_in_eval_mode_and_restores_the_mode() -> None:
+    """The torch.export + PT2E path (models torch.fx cannot trace) records the mode it traces in:
+    a model handed over in train mode would keep dropping activations in the simulation."""
+    import torch
+    from torch import nn
+
+    from edgeship.exporters import _coreml_pt2e
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 4)).train()
+    feeds = [(torch.randn(4, 16),) for _ in range(8)]
+    final = _coreml_pt2e.calibrate(model, feeds[0], feeds)
+    assert all(m.training for m in model.modules())
+    model.eval()
+    with torch.no_grad():
+        cos = torch.nn.functional.cosine_similarity(final(*feeds[3]), model(*feeds[3])).min().item()
+    assert cos >= 0.99
+
+
 def test_a_simulation_under_the_int8_bound_fails_the_export(tmp_path: Path) -> None:
     """outlier_chain: outliers in every hidden tensor, so per-tensor uint8 activations break it;
     the export fails like an ONNX/TFLite INT8 under the bound, and nothing is written."""
