@@ -51,11 +51,14 @@ from edgeship.gating.report_schema import validate_report
 from edgeship.measure.profile import load_results, profile_artifact
 from edgeship.measure.rounds import CONTENDED_SHARE, cpu_shares, keep_rounds, round_plan, timing_rounds
 from edgeship.measure.sessions import (
+    EVAL,
+    PROFILE,
     SessionNoise,
     device_noise,
     earlier_sessions,
     read_history,
     record_sessions,
+    record_verdicts,
     session_record,
     state_shift,
     without,
@@ -387,6 +390,7 @@ def gate(
             config_changed.add((kind, c.device, c.artifact))
     warnings = [config_warning(len(config_changed))] if config_changed else []
     out = flag_noisy_devices(out, cfg)
+    mark_history(cfg, out, by_key, entries, digests)
     if baseline is not None:
 
         out += compare_baseline(cfg, fresh, baseline, force, threshold)
@@ -410,6 +414,42 @@ def missing_artifacts(cfg: Config, refs: dict[str, Any], failed: dict[str, Any],
             out[name] = BrokenArtifact(cfg.artifacts_dir / name, target, precision,
                                        f"no artifact {name} under {cfg.artifacts_dir} (promised by [targets.{target}])")
     return out
+
+
+def mark_history(cfg: Config, out: Sequence[CheckResult], by_key: dict[tuple[str, str], dict[str, Any]],
+                 entries: dict[tuple[str, str], dict[str, Any]], digests: dict[str, str]) -> None:
+    """Mark the history lines (edgeship/measure/sessions.py) of the sessions this gate judged
+    with its verdicts and budgets, so ``edgeship history`` draws them. Only judged evidence of
+    the artifact on disk: a missing-evidence FAIL or a SKIPPED row names no session."""
+    marks: dict[str, dict[tuple[str, str, str], dict[str, dict[str, Any]]]] = {}
+
+    def mark(device: str, key: tuple[str, str, str], res: CheckResult) -> None:
+        def num(v: float | None) -> float | None:
+            return v if v is not None and math.isfinite(v) else None
+
+        marks.setdefault(device, {}).setdefault(key, {})[res.check.metric] = {
+            "verdict": res.verdict.value, "limit": res.check.limit, "value": num(res.value),
+            "low": num(res.low), "high": num(res.high)}
+
+    for res in out:
+        c = res.check
+        if res.rerun or res.verdict is Verdict.SKIPPED or c.artifact not in digests:
+            continue
+        if c.metric in EVAL_METRICS:
+            e = entries.get((c.device, c.artifact))
+            if e is not None and e.get("artifact_digest") == digests[c.artifact]:
+                mark(c.device, (EVAL, e["artifact_digest"], e.get("created")), res)
+            continue
+        if not (c.metric.startswith("latency_") or c.metric in (MEMORY, SIZE)) or c.metric == "latency_regression":
+            continue
+        # size is judged once per artifact: it marks the session of every device that measured it
+        sessions = ([r for (_d, a), r in by_key.items() if a == c.artifact] if c.metric == SIZE
+                    else [by_key[(c.device, c.artifact)]] if (c.device, c.artifact) in by_key else [])
+        for r in sessions:
+            if r["artifact"].get("artifact_digest") == digests[c.artifact] and r.get("created"):
+                mark(r["device"]["name"], (PROFILE, digests[c.artifact], r["created"]), res)
+    for device, m in marks.items():
+        record_verdicts(cfg, device, m)
 
 
 def _per_device(checks: list[Check], entries: dict[tuple[str, str], dict[str, Any]],

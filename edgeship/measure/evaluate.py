@@ -37,6 +37,7 @@ from edgeship.config import Config
 from edgeship.errors import EdgeshipError, UsageError
 from edgeship.measure.evaluate_device import evaluate_on_device
 from edgeship.measure.scoring import Scorer, host_cpu, new_entry
+from edgeship.measure.sessions import record_evals
 from edgeship.types import Evidence, OutputKind, Precision, Target
 
 # where the artifacts run when ``device`` is named: the device itself (evaluate_on_device), or
@@ -104,6 +105,8 @@ def _merge_locked(cfg: Config, scorer: Scorer, old: dict[str, Any] | None,
     if old and old.get("layers"):   # per-layer reports (edgeship explain, edgeship/accuracy/report.py)
         report["layers"] = old["layers"]
     write_json_atomic(eval_path(cfg), report)
+    # fidelity and size over commits: one history line per measured entry (sessions.py)
+    record_evals(cfg, entries)
     return {**report, "updated": [entry_key(e["device"], e["artifact"]) for e in entries]}
 
 

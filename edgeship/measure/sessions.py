@@ -18,6 +18,13 @@ is not kept (a fresh CI machine); the larger of the stated and the learned value
 
 The history is edgeship's own cache; keep ``build/history/`` between CI runs to let the
 device's noise be learned (docs/gate.md).
+
+Each line also says where it came from (the project's git commit and dirty flag, edgeship's
+version, the config digest, the device's CPU class) and what the artifact weighed and held
+(``size_bytes``, ``memory_kb``); ``eval`` leaves a line of ``kind`` "eval" per device and
+artifact with its fidelity, and the gate marks the lines it judged with its verdicts and
+budgets (``record_verdicts``). ``edgeship history`` (edgeship/gating/trends.py) draws them.
+Only ``kind`` "profile" lines (the default of lines written before kinds) teach the noise.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeship import __version__
 from edgeship.config import Config
 from edgeship.errors import UsageError
 
@@ -43,6 +51,15 @@ STATS = ("p50", "p90", "p99", "mean")
 
 def history_path(cfg: Config, device: str) -> Path:
     return cfg.build / "history" / f"{device}.jsonl"
+
+
+PROFILE, EVAL = "profile", "eval"
+# what eval leaves per device and artifact (edgeship/measure/scoring.py's entry keys)
+FIDELITY = ("cosine_mean", "cosine_min", "accuracy", "accuracy_drop", "top1_agreement")
+
+
+def kind_of(record: dict[str, Any]) -> str:
+    return str(record.get("kind") or PROFILE)
 
 
 def session_record(result: dict[str, Any]) -> dict[str, Any] | None:
@@ -62,18 +79,42 @@ def session_record(result: dict[str, Any]) -> dict[str, Any] | None:
     ms = np.asarray(samples, dtype=np.float64) / 1e6
     rt = result.get("runtime") or {}
     shares = cpu_shares(timing)
+    mem = result.get("memory") or {}
+    peaks = [v for v in (mem.get("init_peak_kb"), mem.get("steady_peak_kb")) if isinstance(v, (int, float))]
     return {
-        "created": result.get("created"), "artifact": art.get("name"), "digest": art["artifact_digest"],
+        "kind": PROFILE, "created": result.get("created"), "artifact": art.get("name"), "digest": art["artifact_digest"],
         "runtime": f"{rt.get('name')} {rt.get('version') or ''}".strip(),
         "threads": (result.get("settings") or {}).get("threads"),
         "rounds": len(timing.get("rounds") or [samples]), "samples": int(ms.size),
         "stats": {s: round(float(statistic(ms, s)), 6) for s in STATS},
         "cpu_share": round(float(np.median(shares)), 4) if shares else None,
+        "memory_kb": max(peaks) if peaks else None, "size_bytes": art.get("size_bytes"),
+        "config_digest": result.get("config_digest"), "edgeship": __version__,
+        "device_class": _cpu_class((result.get("env") or {}).get("cpu")),
     }
 
 
-def read_history(cfg: Config, device: str) -> list[dict[str, Any]]:
-    """Every record of ``device``'s history file (none when there is no file)."""
+def eval_record(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The history line of one eval.json entry (fidelity and size): None unless it was measured."""
+    if entry.get("status") != "ok" or not isinstance(entry.get("artifact_digest"), str):
+        return None
+    return {
+        "kind": EVAL, "created": entry.get("created"), "artifact": entry.get("artifact"),
+        "digest": entry["artifact_digest"], "samples": entry.get("samples"),
+        "fidelity": {k: entry.get(k) for k in FIDELITY}, "size_bytes": entry.get("size_bytes"),
+        "config_digest": entry.get("config_digest"), "edgeship": __version__,
+        "device_class": _cpu_class(entry.get("cpu")),
+    }
+
+
+def _cpu_class(cpu: Any) -> str | None:
+    cls = cpu.get("cpu_class") if isinstance(cpu, dict) else None
+    return cls if isinstance(cls, str) and cls != "unknown" else None
+
+
+def read_history(cfg: Config, device: str, kinds: tuple[str, ...] | None = (PROFILE,)) -> list[dict[str, Any]]:
+    """The records of ``device``'s history file of ``kinds`` (default: the profile sessions;
+    None: every line), none when there is no file."""
     path = history_path(cfg, device)
     try:
         text = path.read_text(encoding="utf-8")
@@ -85,30 +126,83 @@ def read_history(cfg: Config, device: str) -> list[dict[str, Any]]:
             continue
         try:
             rec = json.loads(line)
-            ok = isinstance(rec, dict) and isinstance(rec.get("digest"), str) and isinstance(rec.get("stats"), dict)
+            ok = (isinstance(rec, dict) and isinstance(rec.get("digest"), str)
+                  and (isinstance(rec.get("stats"), dict) or rec.get("kind") == EVAL))
         except json.JSONDecodeError:
             ok = False
         if not ok:
             raise UsageError(f"{path} line {i}: not a session record; delete the file to start the device's "
                              "history afresh (it only widens latency intervals, see docs/gate.md)")
-        out.append(rec)
+        if kinds is None or kind_of(rec) in kinds:
+            out.append(rec)
     return out
 
 
 def record_sessions(cfg: Config, device: str, results: Iterable[dict[str, Any]]) -> int:
     """Add (or replace: same digest and ``created``) the sessions of ``results``; returns how many."""
-    from edgeship.artifact.atomic import exclusive, write_text_atomic
+    return _record(cfg, device, [r for r in (session_record(res) for res in results) if r is not None])
 
-    new = [r for r in (session_record(res) for res in results) if r is not None]
+
+def record_evals(cfg: Config, entries: Iterable[dict[str, Any]]) -> int:
+    """One ``eval`` line per measured eval.json entry, in its device's history; returns how many."""
+    by_device: dict[str, list[dict[str, Any]]] = {}
+    for e in entries:
+        rec = eval_record(e)
+        if rec is not None and isinstance(e.get("device"), str):
+            by_device.setdefault(e["device"], []).append(rec)
+    return sum(_record(cfg, device, recs) for device, recs in by_device.items())
+
+
+def _line_key(r: dict[str, Any]) -> tuple[str, Any, Any]:
+    return (kind_of(r), r["digest"], r.get("created"))
+
+
+def _record(cfg: Config, device: str, new: list[dict[str, Any]]) -> int:
+    """Add ``new`` lines, replacing those of the same kind, digest and ``created``: a replaced
+    line keeps the commit it was first recorded at and the gate's verdicts (a gate that
+    re-measured rounds rewrites its session's line, maybe after a commit of unrelated files)."""
+    from edgeship.artifact.atomic import exclusive, write_text_atomic
+    from edgeship.measure.provenance import project_source
+
     if not new:
         return 0
-    keys = {(r["digest"], r["created"]) for r in new}
+    source = project_source(cfg)
     path = history_path(cfg, device)
     with exclusive(path.parent):
-        kept = [r for r in read_history(cfg, device) if (r["digest"], r.get("created")) not in keys]
+        old = {_line_key(r): r for r in read_history(cfg, device, kinds=None)}
+        for r in new:
+            before = old.get(_line_key(r), {})
+            r.update({k: before.get(k, source[k]) for k in ("commit", "dirty")})
+            if "verdicts" in before:
+                r["verdicts"] = before["verdicts"]
+        keys = {_line_key(r) for r in new}
+        kept = [r for k, r in old.items() if k not in keys]
         lines = [json.dumps(r, sort_keys=True) for r in [*kept, *new][-MAX_RECORDS:]]
         write_text_atomic(path, "\n".join(lines) + "\n")
     return len(new)
+
+
+def record_verdicts(cfg: Config, device: str, marks: dict[tuple[str, str, str], dict[str, dict[str, Any]]]) -> int:
+    """Mark lines of ``device``'s history with the gate's verdicts: ``marks`` maps a line's
+    (kind, digest, created) to ``{metric: {"verdict", "limit", "value", "low", "high"}}``,
+    merged into its ``verdicts`` (a later gate of the same session overrides a metric's).
+    Lines not in the history (dropped as old) are left out; returns how many were marked."""
+    from edgeship.artifact.atomic import exclusive, write_text_atomic
+
+    path = history_path(cfg, device)
+    if not marks or not path.exists():
+        return 0
+    with exclusive(path.parent):
+        records = read_history(cfg, device, kinds=None)
+        hit = 0
+        for r in records:
+            mark = marks.get(_line_key(r))
+            if mark:
+                r["verdicts"] = {**(r.get("verdicts") or {}), **mark}
+                hit += 1
+        if hit:
+            write_text_atomic(path, "\n".join(json.dumps(r, sort_keys=True) for r in records) + "\n")
+    return hit
 
 
 @dataclass(frozen=True)
@@ -170,6 +264,8 @@ def _usual(records: Sequence[dict[str, Any]], stat: str, since: _dt.datetime | N
     groups: dict[tuple[Any, ...], list[float]] = {}
     aside = 0
     for r in records:
+        if kind_of(r) != PROFILE:     # eval lines have no latency
+            continue
         v = (r.get("stats") or {}).get(stat)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
             continue
