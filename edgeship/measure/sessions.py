@@ -276,12 +276,14 @@ def _usual(records: Sequence[dict[str, Any]], stat: str, since: _dt.datetime | N
             aside += 1
             continue
         groups.setdefault(_key(r), []).append(math.log(v))
+    # each group's median once: edgeship history asks this for every session of a long history
+    mid = {key: median(logs) for key, logs in groups.items() if len(logs) >= 2}
     # deviations from a median of n are smaller than from the centre: sqrt(n / (n - 1)) undoes it
-    devs = [abs(x - median(logs)) * math.sqrt(len(logs) / (len(logs) - 1))
-            for logs in groups.values() if len(logs) >= 2 for x in logs]
+    devs = [abs(x - mid[key]) * math.sqrt(len(logs) / (len(logs) - 1))
+            for key, logs in groups.items() if len(logs) >= 2 for x in logs]
     robust = 1.4826 * median(devs) if devs else 0.0
     if robust > 0:
-        clipped = {key: [x for x in logs if abs(x - median(logs)) <= CLIP_SD * robust] if len(logs) >= 2 else logs
+        clipped = {key: [x for x in logs if abs(x - mid[key]) <= CLIP_SD * robust] if len(logs) >= 2 else logs
                    for key, logs in groups.items()}
         out = sum(len(logs) - len(clipped[key]) for key, logs in groups.items())
         if out <= MAX_ASIDE * len(devs):
