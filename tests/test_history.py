@@ -88,6 +88,7 @@ def test_a_step_is_named_at_the_first_commit_after_it(cfg: Any) -> None:
     (p,) = s.changes
     assert p is s.points[4] and p["commit"] == C2          # the first session of the slower commit
     c = p["change"]
+    # the next session is outside the interval of those before too: a step
     assert c["commit"] == C2 and c["before_commit"] == C1 and c["artifact_changed"] and c["kind"] == "step"
     assert c["shift"] == pytest.approx(0.5, abs=0.1) and c["earlier_sessions"] == 4
     # the rebuilt but equally fast artifact of C3 is no change
@@ -112,6 +113,21 @@ def test_a_steady_history_has_no_change(cfg: Any, capsys: pytest.CaptureFixture[
     assert cli(cfg, "--no-html") == 0
     out = capsys.readouterr().out
     assert "changes: none" in out and "onnx-fp32" in out
+
+
+def test_a_change_at_the_latest_session_is_unconfirmed(cfg: Any) -> None:
+    write(cfg, levels([(C1, 1.0, 5), (C2, 1.5, 1)]))
+    (s,) = trends(cfg).series
+    (p,) = s.changes
+    assert p is s.points[-1] and p["change"]["kind"] == "unconfirmed" and s.steps == [p]
+
+
+def test_a_long_steady_history_has_excursions_but_no_step(cfg: Any) -> None:
+    """At the gate's 99%, 1 session in 100 of a steady device is outside the interval: over 400
+    sessions a few are, each back at the next session; none is a step."""
+    write(cfg, levels([(C1, 1.0, 200), (C2, 1.0, 200)], seed=7))
+    (s,) = trends(cfg).series
+    assert s.steps == [] and all(p["change"]["kind"] == "one session" for p in s.changes)
 
 
 def test_no_noise_known_no_change_called(cfg: Any) -> None:

@@ -12,10 +12,13 @@ learned it at that session's time, ``sessions.device_noise``). The gate asks it 
 sessions of one artifact digest (has the device changed?); here the earlier sessions are
 those of the same artifact *name* since the last change, whatever their digest, so a rebuilt
 artifact that got slower is a change too, named at the first commit measured after it
-(``artifact_changed`` says whether the digest changed there). When the very next session is
-back within the interval of the sessions before the change, the change was one session's
-excursion (a co-tenant's spell), not a step: it is kept, labelled ``one session``, and the
-series goes on from the sessions before it. A contended session (the runner got less than
+(``artifact_changed`` says whether the digest changed there). The next session settles what
+it was, by the same test against the sessions before the change: outside their interval too,
+a ``step`` (the series goes on from the changed level); back within it, one session's
+excursion (a co-tenant's spell; labelled ``one session``, and the series goes on from the
+sessions before it). The latest session's change is ``unconfirmed``. On a steady device each
+session is outside the interval 1 time in 100 (the gate's ``STATE_CONFIDENCE``), so a long
+history shows such excursions; a false step needs two such sessions in a row. A contended session (the runner got less than
 ``CONTENDED_SHARE`` of a CPU) is tested and compared with like any other, and marked: the gate
 sets such sessions aside when it learns a device's usual state, but on a machine that is
 always shared every session is contended, and setting them all aside would leave nothing to
@@ -48,6 +51,9 @@ from edgeship.measure.sessions import (
 )
 
 STAT = "p90"
+# the noise is learned afresh once the sessions before have grown by this fraction (every
+# session while there are fewer than 1 / REFRESH): a 5% larger history moves it by little
+REFRESH = 0.05
 ORDER = ("FAIL", "MARGINAL", "PASS")      # worst first: a session's verdict is its worst check's
 KEYS = ("device", "artifact", "kind", "created", "commit", "dirty", "p50_ms", "p90_ms", "p90_low_ms", "p90_high_ms",
         "memory_mb", "size_bytes", "cosine", "accuracy_drop", "verdict", "verdicts", "budgets", "change", "contended",
@@ -65,6 +71,15 @@ class Series:
     @property
     def changes(self) -> list[dict[str, Any]]:
         return [p for p in self.points if p["change"]]
+
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """The changes that stayed (or, at the latest session, may have): not excursions."""
+        return [p for p in self.changes if p["change"]["kind"] != "one session"]
+
+    @property
+    def excursions(self) -> list[dict[str, Any]]:
+        return [p for p in self.changes if p["change"]["kind"] == "one session"]
 
     @property
     def profiled(self) -> list[dict[str, Any]]:
@@ -144,11 +159,15 @@ def trends(cfg: Config, devices: Sequence[str] | None = None, artifacts: Sequenc
 def _device_series(cfg: Config, device: str) -> tuple[list[Series], str]:
     records = sorted(read_history(cfg, device, kinds=None), key=lambda r: _time(r.get("created")))
     profiles = [r for r in records if kind_of(r) == PROFILE]
-    # the noise the gate would have applied at each session: learned from the sessions before it
+    # the noise the gate would have applied at each session: learned from the sessions before it,
+    # afresh while there are few, then each time they have grown by REFRESH (learning it is
+    # linear in the sessions, so afresh at each of 2000 would take half a minute)
     noise_at: dict[int, Any] = {}
     why = f"no session-to-session noise for '{device}' yet (too few repeated sessions)"
+    n, last = None, -1
     for i, r in enumerate(profiles):
-        n = device_noise(cfg, device, STAT, without(profiles[: i + 1], r), now=_time(r.get("created")))
+        if last < 0 or i - last >= max(1, int(i * REFRESH)):
+            n, last = device_noise(cfg, device, STAT, without(profiles[: i + 1], r), now=_time(r.get("created"))), i
         noise_at[id(r)] = n
         if n is not None:
             why = n.describe(device)
@@ -168,7 +187,7 @@ def _device_series(cfg: Config, device: str) -> tuple[list[Series], str]:
 def _detect(cfg: Config, s: Series, sessions: list[tuple[dict[str, Any], Any]]) -> None:
     """Mark each point of ``s`` where the gate's state-shift test finds a change (module doc)."""
     segment: list[float] = []                        # p90 of the sessions since the last change
-    before: list[float] | None = None                # ... and of those before it, while unconfirmed
+    before: list[float] = []                         # ... and of those before it, while unconfirmed
     pending: dict[str, Any] | None = None            # the point of an unconfirmed change
     last: dict[str, Any] | None = None
     for p, noise in sessions:
@@ -178,16 +197,20 @@ def _detect(cfg: Config, s: Series, sessions: list[tuple[dict[str, Any], Any]]) 
         if noise is not None and p["p90_low_ms"] is None:
             low, high = session_interval(point, noise, cfg.gate.confidence)
             p["p90_low_ms"], p["p90_high_ms"] = round(low, 6), round(high, 6)
+        if pending is not None and noise is not None:
+            if state_shift(point, before, noise, STATE_CONFIDENCE) is None:
+                # back within the sessions before the change: it was one session's excursion
+                pending["change"]["kind"] = "one session"
+                segment, before, pending, last = before + [point], [], None, p
+                continue
+            pending["change"]["kind"] = "step"      # this session is outside them too
+            pending, before = None, []
         shift = None if noise is None else state_shift(point, segment, noise, STATE_CONFIDENCE)
-        if pending is not None and before is not None and shift is not None and noise is not None \
-                and state_shift(point, before, noise, STATE_CONFIDENCE) is None:
-            pending["change"]["kind"] = "one session"      # back where it was: an excursion, not a step
-            segment, before, pending, last = before + [point], None, None, p
-            continue
         if shift is not None and noise is not None:
             usual = math.exp(sum(math.log(v) for v in segment) / len(segment))
             p["change"] = {
-                "shift": round(shift, 4), "statistic": STAT, "kind": "step", "commit": p["commit"],
+                # "unconfirmed" until the next session says whether it stayed ("step") or not
+                "shift": round(shift, 4), "statistic": STAT, "kind": "unconfirmed", "commit": p["commit"],
                 "before_commit": last["commit"] if last else None, "before_created": last["created"] if last else None,
                 "artifact_changed": bool(last and last["digest"] != p["digest"]),
                 "from_ms": round(usual, 6), "to_ms": point, "earlier_sessions": len(segment),
@@ -196,7 +219,6 @@ def _detect(cfg: Config, s: Series, sessions: list[tuple[dict[str, Any], Any]]) 
             before, segment, pending = segment, [point], p
         else:
             segment.append(point)
-            before, pending = None, None
         last = p
 
 
@@ -240,7 +262,8 @@ def change_line(s: Series, p: dict[str, Any], named: bool = True) -> str:
     at = f"commit {short(c['commit'])}{' (dirty)' if p.get('dirty') else ''}" if c["commit"] else f"the session of {p['created']}"
     before = f", after {short(c['before_commit'])}" if c["before_commit"] and c["before_commit"] != c["commit"] else ""
     what = "the artifact was rebuilt there" if c["artifact_changed"] else "same artifact: the device changed"
-    kind = "; one session only, the next came back" if c["kind"] == "one session" else ""
+    kind = {"one session": "; one session only, the next came back",
+            "unconfirmed": "; unconfirmed: the latest session, none after it yet"}.get(c["kind"], "")
     contended = "; a contended session" if c.get("contended") else ""
     lead = f"{s.device} · {s.artifact}: " if named else ""
     return (f"{lead}{c['statistic']} {100 * c['shift']:+.0f}% "

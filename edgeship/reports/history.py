@@ -40,7 +40,7 @@ def history_table(tr: Trends) -> Any:
         Column("verdict", "last verdict"),
         Column("memory_mb", "peak MiB", "number", priority=4), Column("size_bytes", "size", "bytes", priority=4),
         Column("cosine", "cosine", "number", priority=5, digits=5),
-        Column("changes", "changes (first commit after)", wrap=True),
+        Column("changes", "changes (at commit)", wrap=True),
     ], title=f"history of {tr.model}" + (f" since {tr.since}" if tr.since else ""))
     for s in tr.series:
         prof = [p for p in s.profiled if p["p90_ms"] is not None]
@@ -50,7 +50,9 @@ def history_table(tr: Trends) -> Any:
         mem = [p["memory_mb"] for p in prof if p["memory_mb"] is not None]
         sizes = [p["size_bytes"] for p in s.points if p["size_bytes"] is not None]
         changes = "; ".join(f"{100 * p['change']['shift']:+.0f}% at {short(p['change']['commit'])}"
-                            + (" (1 session)" if p["change"]["kind"] == "one session" else "") for p in s.changes)
+                            + (" (unconfirmed)" if p["change"]["kind"] == "unconfirmed" else "") for p in s.steps)
+        if s.excursions:
+            changes += f"{'; ' if changes else ''}{len(s.excursions)} one-session excursion(s)"
         verdict = gated[-1]["verdict"] if gated else None
         t.add_row(style={"FAIL": "red", "MARGINAL": "yellow"}.get(verdict or ""),
                   device=s.device, artifact=s.artifact, sessions=len(s.points),
@@ -62,7 +64,14 @@ def history_table(tr: Trends) -> Any:
 
 
 def change_lines(tr: Trends) -> list[str]:
-    return [change_line(s, p) for s in tr.series for p in s.changes]
+    """A line per step, and per series a count of its one-session excursions (``--json`` lists them)."""
+    out = []
+    for s in tr.series:
+        out += [change_line(s, p) for p in s.steps]
+        if s.excursions:
+            out.append(f"{s.device} · {s.artifact}: {len(s.excursions)} session(s) outside the interval of those "
+                       "before, the next back within it (one-session excursions; --json lists them)")
+    return out
 
 
 # -- plots --------------------------------------------------------------------------------------
@@ -131,7 +140,8 @@ def _draw(plt: Any, s: Series, panels: list[Any], layout: Layout) -> str:
     axes = [a[0] for a in axes]
     x = list(range(len(s.points)))
     nan = float("nan")
-    changes = [_change_at(s, i) for i, p in enumerate(s.points) if p["change"]]
+    changes = [_change_at(s, i) for i, p in enumerate(s.points) if p["change"] and p["change"]["kind"] != "one session"]
+    excursions = [i for i, p in enumerate(s.points) if p["change"] and p["change"]["kind"] == "one session"]
     seen: set[str] = set()
     for ax, (name, label, value, metric) in zip(axes, panels):
         ys = [value(p) for p in s.points]
@@ -166,6 +176,10 @@ def _draw(plt: Any, s: Series, panels: list[Any], layout: Layout) -> str:
         for i in changes:
             ax.axvline(i - 0.5, color=CHANGE, linewidth=1.8, zorder=1)
             seen.add("change")
+        if name == "latency" and excursions:
+            ax.plot(excursions, [s.points[i]["p90_ms"] for i in excursions], marker="o", markersize=13,
+                    markerfacecolor="none", markeredgecolor=CHANGE, markeredgewidth=1.5, linestyle="none", zorder=4)
+            seen.add("excursion")
         ax.set_ylabel(label if layout is WIDE else label.replace(" (", "\n("))
         ax.grid(axis="y", alpha=0.3)
         ax.yaxis.set_major_locator(MaxNLocator(nbins=4 if layout is NARROW or name != "latency" else 6))
@@ -183,6 +197,8 @@ def _draw(plt: Any, s: Series, panels: list[Any], layout: Layout) -> str:
         "band": Patch(facecolor=P90, alpha=0.15, label="p90 interval"),
         "budget": Line2D([], [], color=BUDGET, linestyle=(0, (6, 3)), linewidth=1.4, alpha=0.8, label="budget"),
         "change": Line2D([], [], color=CHANGE, linewidth=1.8, label="change first seen"),
+        "excursion": Line2D([], [], marker="o", markersize=10, markerfacecolor="none", markeredgecolor=CHANGE,
+                            markeredgewidth=1.5, linestyle="none", label="one-session excursion"),
         **{v: Line2D([], [], marker="o", linestyle="none", markerfacecolor=COLORS[v], markeredgecolor="#24292f",
                      label=v) for v in ("PASS", "MARGINAL", "FAIL")},
         "ungated": Line2D([], [], marker="o", linestyle="none", markerfacecolor=UNGATED, markeredgecolor="#24292f",
@@ -211,16 +227,20 @@ def _num(v: Any, digits: int = 3) -> str:
 def _changes(tr: Trends) -> str:
     items = []
     for s in tr.series:
-        for p in s.changes:
+        for p in s.steps:
             c = p["change"]
             head = f"{100 * c['shift']:+.0f}% {c['statistic']} at commit <code>{html.escape(short(c['commit']))}</code>"
             items.append(f'<li><span class="badge" style="background:{CHANGE}">change</span> '
                          f"<b>{html.escape(s.device)} · {html.escape(s.artifact)}</b>: {head} — "
                          f"{html.escape(change_line(s, p, named=False))}</li>")
+    odd = sum(len(s.excursions) for s in tr.series)
+    note = (f"<p>{odd} session(s) lay outside the interval of the sessions before them, and the next session was "
+            "back within it: one-session excursions (ringed in the plots, listed under Sessions), not steps.</p>"
+            if odd else "")
     if not items:
-        return ("<p>No change found: every session lies within the prediction interval of the sessions before it "
-                "(the gate's session-to-session test, docs/gate.md).</p>")
-    return f"<ul class=failing>{''.join(items)}</ul>"
+        return ("<p>No change found: no session stayed outside the prediction interval of the sessions before it "
+                f"(the gate's session-to-session test, docs/gate.md).</p>{note}")
+    return f"<ul class=failing>{''.join(items)}</ul>{note}"
 
 
 def _sessions_table(tr: Trends) -> str:
@@ -233,7 +253,7 @@ def _sessions_table(tr: Trends) -> str:
         for p in s.points:
             band = (f"{sig(p['p90_low_ms'])}–{sig(p['p90_high_ms'])}" if p["p90_low_ms"] is not None
                     and p["p90_high_ms"] is not None else "")
-            change = f"{100 * p['change']['shift']:+.0f}%" if p["change"] else ""
+            change = f"{100 * p['change']['shift']:+.0f}% ({p['change']['kind']})" if p["change"] else ""
             commit = short(p["commit"]) + (" (dirty)" if p.get("dirty") else "")
             size = None if p["size_bytes"] is None else p["size_bytes"] / 1024
             rows.append(
@@ -254,8 +274,10 @@ def _series_section(s: Series) -> str:
     facts = [f"{len(s.points)} sessions", f"{commits} commit(s)"]
     if prof:
         facts.append(f"p90 {sig(prof[0]['p90_ms'])} → {sig(prof[-1]['p90_ms'])} ms")
-    if s.changes:
-        facts.append(f"{len(s.changes)} change(s)")
+    if s.steps:
+        facts.append(f"{len(s.steps)} change(s)")
+    if s.excursions:
+        facts.append(f"{len(s.excursions)} one-session excursion(s)")
     verdict = _badge(gated[-1]["verdict"]) if gated else _badge(None)
     plots = "".join(f'<div class="plot {name}">{svg}</div>' for name, svg in drawings if svg)
     caption = ("p90 (blue, its interval shaded) and p50 (dotted); each session's mark coloured by the gate's verdict "
