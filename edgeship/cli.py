@@ -15,6 +15,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from edgeship.commands import COMMANDS
 from edgeship.errors import EdgeshipError
@@ -91,7 +92,40 @@ def _version() -> str:
         return "unknown"
 
 
+class _ReaderMayLeave:
+    """stdout that outlives its reader: ``edgeship gate | head`` must still exit with the gate's
+    code and write its reports. After the first EPIPE the rest of the output goes to /dev/null
+    (Python would otherwise raise BrokenPipeError from the middle of the command, and again when
+    the interpreter flushes stdout at exit)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            self._leave()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._leave()
+
+    def _leave(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if not isinstance(sys.stdout, _ReaderMayLeave) and sys.stdout is sys.__stdout__ and sys.stdout is not None:
+        sys.stdout = _ReaderMayLeave(sys.stdout)  # type: ignore[assignment]
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
