@@ -154,9 +154,19 @@ def _run(args: argparse.Namespace, verbose: bool) -> int:
 
     from edgeship.errors import note_interrupt
 
-    # only where Ctrl-C would interrupt anyway (a background job started with SIGINT ignored stays so)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    # only where Ctrl-C would interrupt anyway (a background job started with SIGINT ignored stays
+    # so), and only for the command: main() called in-process leaves the caller's handler as it was
+    before = signal.getsignal(signal.SIGINT)
+    if before is signal.default_int_handler:
         signal.signal(signal.SIGINT, note_interrupt)
+    try:
+        return _dispatch(args, verbose)
+    finally:
+        if before is signal.default_int_handler:
+            signal.signal(signal.SIGINT, before)
+
+
+def _dispatch(args: argparse.Namespace, verbose: bool) -> int:
     try:
         return int(args._run(args) or 0)
     except EdgeshipError as exc:
