@@ -30,6 +30,11 @@ class RuntimeRunError(Exception):
     """Inference failed (wrong input shape/dtype, backend error)."""
 
 
+class NotReported(Exception):
+    """The runtime cannot report this here (per-op times, intermediate tensors); the message
+    says why in one line. Never an error of the artifact: the result records the reason."""
+
+
 def register(name: str) -> Callable[[type], type]:
     def deco(cls: type) -> type:
         if name in RUNTIMES and RUNTIMES[name] is not cls:
@@ -137,6 +142,28 @@ class Runtime(abc.ABC):
     def describe(self) -> Dict[str, Any]:
         """Runtime metadata recorded in result.json (threads, providers, delegates ...)."""
         return {"name": self.name, "version": self.version(), "threads": self.threads}
+
+    # -- looking inside (profile --ops, eval --layers) ---------------------------------------
+    @classmethod
+    def op_times_reason(cls) -> Optional[str]:
+        """Why this runtime gives no per-op times (one line), or None when it does."""
+        return "%s reports no per-op times" % cls.name
+
+    def op_times(self) -> List[Tuple[str, str, int]]:
+        """Every op execution since load, in order: (node name, op type, duration ns).
+
+        Only when loaded with ``options["op_profile"]`` (a separate run: profiling slows the
+        runs it observes). Raises NotReported where the runtime gives no per-op times.
+        """
+        raise NotReported("%s reports no per-op times" % self.name)
+
+    def intermediates(self, feeds: Dict[str, np.ndarray]) -> List[Dict[str, Any]]:
+        """One inference that keeps the layers' output tensors, in execution order:
+        ``[{"name", "node", "op_type", "array", "quantization"}]`` (``array`` as the runtime
+        holds it, ``quantization`` ``{"scale", "zero_point"}`` for an integer tensor), then
+        the model's outputs as ``{"name": ..., "output": True, "array": ...}`` (dequantized),
+        so the caller can check the observed run computes what the shipped one does."""
+        raise NotReported("%s cannot return intermediate tensors" % self.name)
 
 
 def quantize(arr: np.ndarray, spec: Dict[str, Any]) -> np.ndarray:

@@ -9,7 +9,10 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from .base import Runtime, RuntimeUnavailable, narrow, register
+from .base import NotReported, Runtime, RuntimeUnavailable, narrow, register
+
+NO_OP_TIMES = ("the LiteRT Python interpreter exposes no per-op timing (its op profiler is C++ only); on a phone "
+               "run benchmark_model --enable_op_profiling=true")
 
 _CANDIDATES = (
     ("ai_edge_litert.interpreter", "ai-edge-litert"),
@@ -35,11 +38,17 @@ def _interpreter_module() -> Tuple[Any, str]:
 class LiteRTRuntime(Runtime):
     def _load(self) -> None:
         mod, self._dist = _interpreter_module()
-        self._it = mod.Interpreter(model_path=self.model_path, num_threads=self.threads)
-        self._it.allocate_tensors()
+        self._it = self._open(mod, False)
         self._in_details = self._map(self._it.get_input_details(), [t["name"] for t in self.manifest["inputs"]], "args_")
         self._out_details = self._map(self._it.get_output_details(), [t["name"] for t in self.manifest["outputs"]], "output_")
         self._check_quantization()
+        self._keep = None  # type: Any
+
+    def _open(self, mod: Any, keep: bool) -> Any:
+        kw = {"experimental_preserve_all_tensors": True} if keep else {}
+        it = mod.Interpreter(model_path=self.model_path, num_threads=self.threads, **kw)
+        it.allocate_tensors()
+        return it
 
     def _check_quantization(self) -> None:
         """The manifest's int8 I/O parameters must be the model's own (else the feeds are off-scale)."""
@@ -98,6 +107,52 @@ class LiteRTRuntime(Runtime):
                 arr = (arr.astype(np.float32) - zero) * scale
             out[spec["name"]] = arr
         return out
+
+    @classmethod
+    def op_times_reason(cls) -> str:
+        return NO_OP_TIMES
+
+    def op_times(self) -> List[Tuple[str, str, int]]:
+        raise NotReported(NO_OP_TIMES)
+
+    def intermediates(self, feeds: Dict[str, np.ndarray]) -> List[Dict[str, Any]]:
+        """A second interpreter of the same file in preserve-all-tensors mode (every tensor
+        kept after invoke): each op's output as the op left it, in execution order."""
+        import warnings
+
+        if self._keep is None:
+            mod, _ = _interpreter_module()
+            with warnings.catch_warnings():   # it warns that the mode is for debugging: that is the point
+                warnings.simplefilter("ignore")
+                self._keep = self._open(mod, True)
+        shipped = self._it
+        try:
+            self._it = self._keep            # _prepare/_outputs address self._it
+            self.prepare(feeds)             # validates, then sets the inputs of self._it
+            self._keep.invoke()
+            finals = self.finish(None)
+        finally:
+            self._it = shipped
+        details = {d["index"]: d for d in self._keep.get_tensor_details()}
+        ops = getattr(self._keep, "_get_ops_details", None)
+        if ops is None:
+            raise NotReported("this LiteRT interpreter (%s) does not list its ops" % self._dist)
+        out, seen = [], set()
+        for op in ops():
+            if op.get("op_name") == "DELEGATE":   # a delegate's node repeats the ops it took over
+                continue
+            for t in op.get("outputs", []):
+                t = int(t)
+                if t < 0 or t in seen or t not in details:
+                    continue
+                seen.add(t)
+                d = details[t]
+                scale, zero = d["quantization"]
+                arr = np.array(self._keep.get_tensor(t))
+                q = {"scale": float(scale), "zero_point": int(zero)} if scale and arr.dtype.kind in "iu" else None
+                out.append({"name": d["name"], "node": "%s:%d" % (op.get("op_name"), op.get("index")),
+                            "op_type": str(op.get("op_name")), "array": arr, "quantization": q})
+        return out + [{"name": n, "output": True, "array": a} for n, a in finals.items()]
 
     @classmethod
     def version(cls) -> str:

@@ -13,7 +13,15 @@ and only on success. ``--info`` prints the environment and which runtimes import
 
 Batch mode (``eval --device``): ``--eval-inputs chunk.npz --eval-outputs out.npz`` runs each
 sample of the chunk once (no timing loop) and writes the outputs stacked per output name;
-result.json then holds the environment, the runtime and the sample count, no timing.
+result.json then holds the environment, the runtime and the sample count, no timing. With
+``--layers-out layers.npz`` (``eval --device --layers``) each sample also runs once more with
+the layers' tensors kept (``Runtime.intermediates``); they are written stacked per tensor in
+the runtime's own dtype (an INT8 tensor travels as int8), indexed in result.json ``layers``.
+
+Op profiling (``profile --ops``): ``--op-profile`` runs the timed loop with the runtime's
+profiler on and writes an ``edgeship.ops/1`` result: per node and per op type, p50/p90 over
+the measured runs, summarised here so only a small JSON travels. It is its own process, never
+a latency round: the profiler's overhead must not reach a latency verdict.
 """
 
 import argparse
@@ -31,11 +39,15 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .base import RuntimeLoadError, RuntimeRunError, RuntimeUnavailable, get_runtime
+from .base import NotReported, RuntimeLoadError, RuntimeRunError, RuntimeUnavailable, get_runtime
 from .cpuinfo import cpu_features
 from .memory import MemoryProbe
 
 SCHEMA = "edgeship.result/1"
+OPS_SCHEMA = "edgeship.ops/1"
+# ORT keeps at most ~1e6 profiler events (3 per node and run): bound the profiled runs
+OPS_MAX_RUNS = 1000
+OPS_MAX_ROWS = 500     # nodes listed one by one; the rest travel as one "other" sum
 EXIT_BAD_ARTIFACT = 3
 EXIT_RUNTIME = 4
 EXIT_BAD_INPUTS = 5
@@ -341,17 +353,161 @@ def evaluate_batch(args: argparse.Namespace, manifest: Dict[str, Any], stacked: 
     n = len(next(iter(stacked.values())))
     names = [spec["name"] for spec in manifest["inputs"]]
     collected = {}  # type: Dict[str, List[np.ndarray]]
+    layers = LayerCapture() if getattr(args, "layers_out", None) else None
     try:
         for i in range(n):
-            for name, arr in rt.run({k: stacked[k][i] for k in names}).items():
+            feeds = {k: stacked[k][i] for k in names}
+            outs = rt.run(feeds)
+            for name, arr in outs.items():
                 collected.setdefault(name, []).append(np.asarray(arr))
+            if layers is not None and layers.reason is None:
+                layers.add(rt, feeds, outs)
         result["runtime"] = rt.describe()
     finally:
         rt.close()
+    if layers is not None:
+        result["layers"] = layers.write(args.layers_out)
     tmp = args.eval_outputs + ".tmp.npz"
     np.savez(tmp, **{k: np.stack(v) for k, v in collected.items()})  # type: ignore[arg-type]
     os.replace(tmp, args.eval_outputs)
     result["eval"] = {"samples": n}
+    return result
+
+
+class LayerCapture:
+    """The layers' tensors of every sample, stacked per tensor, and the check that the observed
+    run (a debug copy, or the interpreter in preserve-all-tensors mode) computes the shipped
+    outputs: ``outputs_max_abs_diff`` over all samples."""
+
+    def __init__(self) -> None:
+        self.index = []  # type: List[Dict[str, Any]]
+        self.by_name = {}  # type: Dict[str, Dict[str, Any]]
+        self.arrays = {}  # type: Dict[str, List[np.ndarray]]
+        self.reason = None  # type: Optional[str]
+        self.diff = 0.0
+        self.samples = 0
+
+    def add(self, rt: Any, feeds: Dict[str, np.ndarray], outs: Dict[str, np.ndarray]) -> None:
+        try:
+            tensors = rt.intermediates(feeds)
+        except NotReported as exc:
+            self.reason = str(exc)
+            return
+        first = self.samples == 0
+        self.samples += 1
+        for t in tensors:
+            if t.get("output"):
+                want = np.asarray(outs[t["name"]], np.float64)
+                self.diff = max(self.diff, float(np.max(np.abs(np.asarray(t["array"], np.float64) - want))) if want.size else 0.0)
+                continue
+            arr = np.asarray(t["array"])
+            if first:
+                self.by_name[t["name"]] = {"key": "t%04d" % len(self.index), "name": t["name"], "node": t.get("node"),
+                                           "op_type": t.get("op_type"), "dtype": arr.dtype.name, "shape": list(arr.shape),
+                                           "quantization": t.get("quantization"), "min": None, "max": None}
+                self.index.append(self.by_name[t["name"]])
+            entry = self.by_name.get(t["name"])
+            if entry is None or list(arr.shape) != entry["shape"]:
+                raise RuntimeRunError("tensor %r changed between samples; its layers cannot be stacked" % t["name"])
+            self.arrays.setdefault(entry["key"], []).append(arr)
+            # the value range the device saw, summarised here (dequantized: the tensor's real range)
+            q = entry["quantization"]
+            lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+            if q:
+                lo, hi = (lo - q["zero_point"]) * q["scale"], (hi - q["zero_point"]) * q["scale"]
+            entry["min"] = lo if entry["min"] is None else min(entry["min"], lo)
+            entry["max"] = hi if entry["max"] is None else max(entry["max"], hi)
+
+    def write(self, path: str) -> Dict[str, Any]:
+        if self.reason is not None:
+            return {"unreported": self.reason}
+        tmp = path + ".tmp.npz"
+        np.savez_compressed(tmp, **{k: np.stack(v) for k, v in self.arrays.items()})  # type: ignore[arg-type]
+        os.replace(tmp, path)
+        return {"tensors": self.index, "outputs_max_abs_diff": self.diff}
+
+
+def _percentiles_ms(ns: Any) -> Dict[str, float]:
+    a = np.asarray(ns, dtype=np.float64)
+    p50, p90 = np.percentile(a, [50, 90]) if a.size else (float("nan"), float("nan"))
+    return {"p50_ms": float(p50) / 1e6, "p90_ms": float(p90) / 1e6, "mean_ms": float(a.mean()) / 1e6 if a.size else float("nan")}
+
+
+def summarize_ops(events: List[Any], total_runs: int, measured: int) -> Dict[str, Any]:
+    """Per node and per op type, p50/p90 of the time per measured run (events of the first
+    run and the warmup are dropped: each node runs once per run, so its last ``measured``
+    occurrences are the measured runs'). A node seen a number of times that is not a multiple
+    of the runs (a loop body, a truncated profile) is listed but kept out of the totals."""
+    per_node = {}  # type: Dict[str, Dict[str, Any]]
+    for name, op_type, dur in events:
+        per_node.setdefault(name, {"op_type": op_type, "durs": []})["durs"].append(dur)
+    totals = np.zeros(measured, dtype=np.int64)
+    by_type = {}  # type: Dict[str, Any]
+    rows, irregular = [], []
+    for order, (name, node) in enumerate(per_node.items()):
+        d = np.asarray(node["durs"], dtype=np.int64)
+        if measured and len(d) % total_runs == 0:
+            k = len(d) // total_runs
+            per_run = d[-measured * k:].reshape(measured, k).sum(axis=1)
+            totals += per_run
+            t = by_type.setdefault(node["op_type"], {"nodes": 0, "per_run": np.zeros(measured, dtype=np.int64)})
+            t["nodes"] += 1
+            t["per_run"] += per_run
+        else:
+            per_run = d[-measured:] if measured else d
+            irregular.append(name)
+        rows.append(dict(name=name, op_type=node["op_type"], order=order, **_percentiles_ms(per_run)))
+    total_p50 = _percentiles_ms(totals)["p50_ms"] if measured else float("nan")
+    for r in rows:
+        r["share"] = r["p50_ms"] / total_p50 if total_p50 else None
+    rows.sort(key=lambda r: -r["p50_ms"])
+    kept, rest = rows[:OPS_MAX_ROWS], rows[OPS_MAX_ROWS:]
+    types = [dict(op_type=k, nodes=v["nodes"], **_percentiles_ms(v["per_run"])) for k, v in by_type.items()]
+    types.sort(key=lambda r: -r["p50_ms"])
+    return {"ops": kept, "op_types": types, "nodes": len(rows), "runs": measured,
+            "total": _percentiles_ms(totals), "other_p50_ms": sum(r["p50_ms"] for r in rest) if rest else 0.0,
+            "irregular": irregular}
+
+
+def profile_ops(args: argparse.Namespace, manifest: Dict[str, Any], feeds: Dict[str, np.ndarray],
+                options: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The timed loop once more with the runtime's profiler on: per-op times, no latency samples."""
+    max_runs = min(args.max_runs or OPS_MAX_RUNS, OPS_MAX_RUNS)
+    settings = {"threads": args.threads, "warmup_runs": args.warmup_runs, "warmup_seconds": args.warmup_seconds,
+                "min_runs": min(args.min_runs, max_runs), "min_seconds": args.min_seconds,
+                "max_seconds": args.max_seconds, "max_runs": max_runs}
+    result = {"schema": OPS_SCHEMA, "status": "ok", "skip_reason": None, "settings": settings,
+              "env": environment()}  # type: Dict[str, Any]
+    try:
+        cls = get_runtime(manifest["runtime"])
+        version = cls.version()
+    except RuntimeUnavailable as exc:
+        result.update(status="skipped", skip_reason=str(exc), runtime={"name": manifest["runtime"]})
+        return result
+    reason = cls.op_times_reason()
+    if reason is not None:       # known before running: no timed loop whose numbers nobody gets
+        result.update(status="unreported", skip_reason=reason, runtime={"name": manifest["runtime"], "version": version})
+        return result
+    opts = dict(options or {})
+    opts["op_profile"] = os.path.join(os.path.dirname(os.path.abspath(args.out)), "op-profile")
+    rt = cls(os.path.join(args.artifact, manifest["model_file"]), manifest, args.threads, opts)
+    try:
+        rt.load()
+    except RuntimeUnavailable as exc:
+        result.update(status="skipped", skip_reason=str(exc), runtime={"name": manifest["runtime"], "version": version})
+        return result
+    try:
+        prepared = rt.prepare(feeds)
+        rt.invoke(prepared)
+        warm = timed_loop(rt, prepared, args.warmup_runs, args.warmup_seconds, args.max_seconds, max_runs)
+        samples = timed_loop(rt, prepared, settings["min_runs"], args.min_seconds, args.max_seconds, max_runs)
+        result["runtime"] = rt.describe()
+        events = rt.op_times()
+    finally:
+        rt.close()
+    result.update(summarize_ops(events, 1 + len(warm) + len(samples), len(samples)))
+    # the profiled runs' own wall time: with the latency rounds' median it states the overhead
+    result["profiled_run"] = _percentiles_ms(samples.tolist())
     return result
 
 
@@ -392,9 +548,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--options", help="runtime options as JSON")
     p.add_argument("--eval-inputs", help="batch mode: a chunk of samples (.npz, inputs stacked on axis 0), each run once")
     p.add_argument("--eval-outputs", help="batch mode: where to write the outputs stacked per output name (.npz)")
+    p.add_argument("--layers-out", help="batch mode: also write the layers' tensors of every sample (.npz)")
+    p.add_argument("--op-profile", action="store_true", help="per-op times from the runtime's profiler (a separate "
+                   "run: never latency samples)")
     args = p.parse_args(argv)
     if bool(args.eval_inputs) != bool(args.eval_outputs):
         p.error("--eval-inputs and --eval-outputs go together")
+    if args.layers_out and not args.eval_inputs:
+        p.error("--layers-out needs batch mode (--eval-inputs)")
+    if args.op_profile and args.eval_inputs:
+        p.error("--op-profile and --eval-inputs are separate runs")
     if not args.info:
         need = ("artifact", "out") if args.eval_inputs else ("artifact", "inputs", "out")
         missing = [o for o in need if not getattr(args, o)]
@@ -430,6 +593,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.eval_inputs:
             result = evaluate_batch(args, manifest, feeds, options)
+        elif args.op_profile:
+            result = profile_ops(args, manifest, feeds, options)
         else:
             result = measure(args, manifest, feeds, options)
     except RuntimeLoadError as exc:

@@ -20,6 +20,10 @@ class Profile:
         p.add_argument("--threads", type=int, help="runtime threads (default: [profile] threads)")
         p.add_argument("--cluster", metavar="ADDRESS", help="measure on a Ray device lab (--device may then name "
                        "several, comma-separated; default: [cluster] address; see docs/cluster.md)")
+        p.add_argument("--ops", action="store_true", help="then per-op times from the runtime's profiler, in a separate "
+                       "run after the latency rounds (never latency samples; docs/profile.md)")
+        p.add_argument("--op-runs", type=int, default=100, help="profiled runs of --ops (default: 100)")
+        p.add_argument("--top", type=int, default=10, help="slowest ops shown per artifact with --ops (default: 10)")
         add_table_options(p)
 
     @staticmethod
@@ -38,6 +42,11 @@ class Profile:
             raise UsageError(f"--warmup-runs must be >= 0, got {args.warmup_runs}")
         if args.max_seconds is not None and not 0 < args.max_seconds <= MAX_SECONDS:
             raise UsageError(f"--max-seconds must be > 0 and <= {MAX_SECONDS:g}, got {args.max_seconds:g}")
+        if args.ops and (args.cluster or "," in args.device):
+            raise UsageError("profile --ops measures one device reached from this host; drop --cluster and name one --device")
+        for opt in ("op_runs", "top"):
+            if getattr(args, opt) < 1:
+                raise UsageError(f"--{opt.replace('_', '-')} must be >= 1, got {getattr(args, opt)}")
         cfg, targets, precisions = load_selection(args)
         cfg = _with_overrides(cfg, args)
         try:
@@ -48,7 +57,13 @@ class Profile:
             if getattr(exc, "results", None):     # a lab run: the devices that finished are shown, then the errors
                 _show(exc.results, cfg, args)   # type: ignore[attr-defined]
             raise
-        _show(results, cfg, args)
+        ops = None
+        if args.ops:
+            from edgeship.measure.op_profile import profile_ops
+
+            with Progress(title=f"op profile on {args.device}") as progress:
+                ops = profile_ops(cfg, args.device, targets, precisions, progress.event, args.op_runs, args.threads)
+        _show(results, cfg, args, ops)
         for device in args.device.split(","):
             _say_int8_speed(cfg, device)
         return 0
@@ -62,18 +77,68 @@ def _with_overrides(cfg: Any, args: argparse.Namespace) -> Any:
     return cfg.model_copy(update={"profile": cfg.profile.model_copy(update=update)})
 
 
-def _show(results: list[dict[str, Any]], cfg: Any, args: argparse.Namespace) -> None:
-    """The table on stdout (or ``--json``), its warnings on stderr."""
+def _show(results: list[dict[str, Any]], cfg: Any, args: argparse.Namespace,
+          ops: list[dict[str, Any]] | None = None) -> None:
+    """The table on stdout (or ``--json``), its warnings on stderr; with ``ops`` the op profiles."""
     import json
 
     from edgeship.ui.table import show, warn
 
     table, notes = profile_table(results, cfg)
     if args.json:
-        print(json.dumps({"results": table.records(), "warnings": notes}, indent=2))
+        out: dict[str, Any] = {"results": table.records(), "warnings": notes}
+        if ops is not None:
+            out["ops"] = [ops_record(r) for r in ops]
+        print(json.dumps(out, indent=2))
     else:
         show(table, wide=args.wide)
+        for r in ops or []:
+            print()
+            print(format_ops(r, getattr(args, "top", 10), wide=args.wide))
     warn(notes)
+
+
+def ops_record(r: dict[str, Any]) -> dict[str, Any]:
+    """One artifact's op profile for ``--json``: slowest first; times null where not representative."""
+    skipped = r.get("times_skipped")
+    ops = [{"name": o["name"], "op_type": o["op_type"], "p50_ms": None if skipped else o["p50_ms"],
+            "p90_ms": None if skipped else o["p90_ms"], "share": None if skipped else o.get("share")}
+           for o in r.get("ops") or []]
+    if skipped:      # emulated: qemu's times rank nothing; list the ops in execution order
+        ops = [o for _, o in sorted(zip([x.get("order", 0) for x in r["ops"]], ops), key=lambda p: p[0])]
+    types = [{"op_type": t["op_type"], "nodes": t["nodes"], "p50_ms": None if skipped else t["p50_ms"]}
+             for t in r.get("op_types") or []]
+    return {"artifact": r["artifact"]["name"], "device": r["device"]["name"], "status": r["status"],
+            "reason": r.get("skip_reason") or skipped, "artifact_digest": r["artifact"]["artifact_digest"],
+            "runs": r.get("runs"), "ops": ops, "op_types": types,
+            "ops_sum_ms": None if skipped or r["status"] != "ok" else r["total"]["p50_ms"],
+            "latency": r.get("latency")}
+
+
+def format_ops(r: dict[str, Any], top: int = 10, wide: bool = False) -> str:
+    """The slowest ``top`` ops of one artifact as a table, headed by how they add up."""
+    from edgeship.ui.table import Column, Table
+
+    a, dev = r["artifact"]["name"], r["device"]["name"]
+    if r["status"] != "ok":
+        return f"op profile of {a} on {dev}: {r['status'].upper()}: {r.get('skip_reason')}"
+    head = f"op profile of {a} on {dev} ({r['runs']} runs, {r['runtime'].get('name')} profiler, {r['nodes']} nodes)"
+    skipped = r.get("times_skipped")
+    if skipped:
+        names = ", ".join(o["name"] for o in sorted(r["ops"], key=lambda o: o.get("order", 0))[:top])
+        return f"{head}: times SKIPPED ({skipped}); ops in execution order: {names}"
+    lat = r.get("latency") or {}
+    if lat.get("median_ms") is not None:
+        head += (f": ops sum {lat['ops_sum_ms']:.4g} ms = {lat['coverage']:.0%} of the median latency "
+                 f"{lat['median_ms']:.4g} ms; profiling overhead {lat['overhead']:+.0%}")
+    table = Table([Column("name", "op"), Column("op_type", "type"), Column("p50_ms", "p50", "time"),
+                   Column("p90_ms", "p90", "time"), Column("share", "share", "number", fmt="{:.0%}")])
+    for o in r["ops"][:top]:
+        table.add_row(name=o["name"], op_type=o["op_type"], p50_ms=o["p50_ms"], p90_ms=o["p90_ms"], share=o.get("share"))
+    lines = [head, table.render(None, wide=wide)]
+    if lat.get("note"):
+        lines.append(f"note: {lat['note']}")
+    return "\n".join(lines)
 
 
 def _say_int8_speed(cfg: Any, device: str) -> None:
