@@ -421,3 +421,59 @@ TINY_MODELS.update({
                     ("logits",), "tests.models:outlier_batches")
     for name in ("outlier_mlp", "outlier_chain")
 })
+
+
+# -- per-layer fidelity on a device (issue 28) --------------------------------------------------
+SPIKE = 100.0
+
+
+class DivergeAtFc3(nn.Module):
+    """INT8 breaks at one known layer, ``fc3``, and nowhere before it.
+
+    ``fc2`` writes two outlier channels (its rows 0-1 are ``SPIKE`` times the others, kept
+    positive so they survive the ReLU; ``fc3``'s columns 0-1 are divided by ``SPIKE``, so the
+    float model is ordinary). Per-tensor activation quantization of ``fc2``'s output spends its
+    256 levels on the two outliers and rounds the other 30 channels to a step or two: that
+    tensor itself keeps a cosine near 1 (the outliers hold its energy and quantize well), but
+    ``fc3``, which reads the lost channels, is the first layer whose output is far from the
+    FP32 model's (cosine ~0.88). A skip from ``fc1`` carries most of the logits, so the INT8
+    build still passes export's output check (cosine >= 0.9) and ships."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = nn.Linear(32, 32)
+        self.fc2 = nn.Linear(32, 32)
+        self.fc3 = nn.Linear(32, 32)
+        self.fc4 = nn.Linear(32, 32)
+        self.head = nn.Linear(32, 10)
+        self.skip = nn.Linear(32, 10)
+        with torch.no_grad():
+            for m in (self.fc1, self.fc2, self.fc3, self.fc4, self.head, self.skip):
+                nn.init.normal_(m.weight, 0.0, (2.0 / 32) ** 0.5)
+                m.bias.zero_()
+            self.skip.weight *= 4.0
+            self.fc2.weight[:2] = self.fc2.weight[:2].abs() * SPIKE
+            self.fc3.weight[:, :2] /= SPIKE
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h1 = torch.relu(self.fc1(x))
+        h = torch.relu(self.fc2(h1))
+        h = torch.relu(self.fc3(h))
+        h = torch.relu(self.fc4(h))
+        return self.head(h) + self.skip(h1)
+
+
+def diverge_at_fc3() -> nn.Module:
+    return DivergeAtFc3().eval()
+
+
+def diverge_batches() -> Any:
+    g = torch.Generator().manual_seed(5)
+    for _ in range(8):
+        yield {"x": torch.randn(4, 32, generator=g).numpy()}
+
+
+TINY_MODELS["diverge_at_fc3"] = TinyModel(
+    "diverge_at_fc3", "tests.models:diverge_at_fc3", (InputSpec(name="x", shape=(1, 32), dtype="float32"),),
+    ("logits",), "tests.models:diverge_batches")
