@@ -70,6 +70,9 @@ calibration_samples = 16
 [targets.onnx]
 precisions = ["fp32", "int8"]
 
+[targets.tflite]
+precisions = ["fp32", "int8"]
+
 [profile]
 threads = 1
 min_runs = 64
@@ -255,3 +258,49 @@ def test_eval_layers_on_the_emulated_cortex_a76_names_fc3(diverging: Any, arm64_
         rec = out[f"pi5/{name}"]
         assert rec["cpu"]["cpu_class"] == "arm64-dotprod", rec["cpu"]
         _first(rec)
+
+
+def test_one_view_explain_side_by_side_and_the_html_sections(diverging: Any, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """explain ARTIFACT --device puts the host ranking, the device's fidelity and its op times in
+    one table; report.html draws the op bars and the fidelity line with fc3 marked; a later
+    host eval keeps the device's per-layer records."""
+    from edgeship.artifact.selection import find_artifacts
+    from edgeship.cli import main
+    from edgeship.measure.device_layers import device_layers
+    from edgeship.measure.evaluate import evaluate
+    from edgeship.measure.op_profile import all_ops, profile_ops
+    from edgeship.measure.profile import profile
+    from edgeship.reports.drawing import WIDE
+    from edgeship.reports.html_device import fidelity_line_plot, op_time_plot
+    from edgeship.types import Precision, Target
+
+    cfg = _with_devices(diverging, tmp_path)
+    toml = _toml(cfg, tmp_path / "edgeship.toml")
+    onnx = find_artifacts(cfg, (Target.ONNX,), (Precision.INT8,))
+    assert main(["--config", str(toml), "explain", "onnx-int8", "--device", "local", "--json", "-n", "8"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["device_layers"] is None and first["ops"] is None
+    assert any("run 'edgeship eval --device local --layers -t onnx -p int8'" in n for n in first["notes"])
+
+    layers = device_layers(cfg, "local", onnx, samples=4)
+    profile(cfg, "local", (Target.ONNX,), (Precision.INT8,))
+    profile_ops(cfg, "local", (Target.ONNX,), (Precision.INT8,), runs=20)
+    evaluate(cfg, (Target.ONNX,), (Precision.INT8,))          # the host eval rewrites eval.json ...
+    saved = json.loads((cfg.build / "reports" / "eval.json").read_text())
+    assert saved["device_layers"]["local/onnx-int8"] == layers["local/onnx-int8"]      # ... and keeps these
+
+    assert main(["--config", str(toml), "explain", "onnx-int8", "--device", "local", "--json", "-n", "8"]) == 0
+    view = json.loads(capsys.readouterr().out)
+    rows = {r["layer"]: r for r in view["side_by_side"]}
+    assert view["notes"] == [] and rows["node_Gemm_2"]["first_divergent"] and rows["node_Gemm_2"]["module"] == "fc3"
+    assert rows["node_Gemm_2"]["device_cosine_min"] < 0.99 < rows["node_Gemm_0"]["device_cosine_min"]
+    assert all(r["op_p50_ms"] is not None and r["host_sqnr_db"] is not None for r in rows.values())
+    assert main(["--config", str(toml), "explain", "onnx-int8", "--device", "local", "-n", "8"]) == 0
+    assert "first divergent layer on 'local': node_Gemm_2 (fc3)" in capsys.readouterr().out
+
+    report = {"op_profiles": all_ops(cfg), "eval": saved}
+    bars, line = op_time_plot(report, WIDE), fidelity_line_plot(report, WIDE)
+    assert bars is not None and "node_Gemm_2 · QGemm" in bars and "onnx-int8 on local" in bars
+    assert line is not None and "first divergent: node_Gemm_2 (fc3)" in line
+    assert op_time_plot({"op_profiles": []}, WIDE) is None and fidelity_line_plot({"eval": {}}, WIDE) is None

@@ -204,3 +204,27 @@ def fp32_twin(refs: Sequence[ArtifactRef], ref: ArtifactRef) -> ArtifactRef:
             return r
     raise ArtifactError(f"{ref.name}: per-layer fidelity compares with the FP32 {ref.target.value} artifact of the same "
                         f"export, and there is none; run 'edgeship export --target {ref.target.value} --precision fp32'")
+
+
+def side_by_side(host: dict[str, Any], device: dict[str, Any] | None, ops: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per layer of the host-side ranking (its order) with what the device measured for
+    the same layer: fidelity (``eval --device --layers``) and time (``profile --ops``). A layer
+    is matched by its node name (ONNX), else by its PyTorch module (TFLite)."""
+    dev_rows = (device or {}).get("layers") or []
+    by_layer = {r["layer"]: r for r in dev_rows}
+    by_module = {r["module"]: r for r in dev_rows if r.get("module")}
+    first = ((device or {}).get("first_divergent") or {}).get("layer")
+    times: dict[str, float] = {}
+    if ops and not ops.get("times_skipped"):
+        for o in ops.get("ops") or []:
+            key = re.sub(r"_token_\d+$", "", o["name"])   # ORT's layout pass renames a node it rewrites
+            times[key] = times.get(key, 0.0) + float(o["p50_ms"])
+    out = []
+    for h in host.get("layers") or []:
+        d = by_layer.get(h["layer"]) or (by_module.get(h["module"]) if h.get("module") else None) or {}
+        out.append({"layer": h["layer"], "module": h.get("module"), "op_type": h.get("op_type"),
+                    "host_sqnr_db": h.get("sqnr_db"), "gain_if_float": h.get("gain_if_float"),
+                    "device_cosine_min": d.get("cosine_min"), "device_sqnr_db": d.get("sqnr_db"),
+                    "first_divergent": bool(d) and d.get("layer") == first,
+                    "op_p50_ms": times.get(h["layer"])})
+    return out

@@ -648,9 +648,17 @@ def build_report(cfg: Config, checks: list[CheckResult], results: list[dict[str,
         "checks": [c.to_dict() for c in checks],
         "results": res_out,
         "eval": eval_report,
+        # shown in report.html only: op-profiling runs never enter a verdict (measure/op_profile.py)
+        "op_profiles": _op_profiles(cfg),
         "baseline": with_baseline,
         "warnings": list(warnings),
     }
+
+
+def _op_profiles(cfg: Config) -> list[dict[str, Any]]:
+    from edgeship.measure.op_profile import all_ops
+
+    return all_ops(cfg)
 
 
 def load_report(path: Path) -> dict[str, Any]:

@@ -102,8 +102,9 @@ def _merge_locked(cfg: Config, scorer: Scorer, old: dict[str, Any] | None,
     }
     for e in entries:
         report["entries"][entry_key(e["device"], e["artifact"])] = e
-    if old and old.get("layers"):   # per-layer reports (edgeship explain, edgeship/accuracy/report.py)
-        report["layers"] = old["layers"]
+    for key in ("layers", "device_layers"):   # per-layer reports (explain; eval --device --layers) are kept
+        if old and old.get(key):
+            report[key] = old[key]
     write_json_atomic(eval_path(cfg), report)
     # fidelity and size over commits: one history line per measured entry (sessions.py)
     record_evals(cfg, entries)

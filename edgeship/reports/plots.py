@@ -31,6 +31,7 @@ from edgeship.reports.drawing import (
     to_svg,
 )
 from edgeship.reports.fmt import effective_verdict, sig
+from edgeship.reports.html_device import fidelity_line_plot, op_time_plot
 from edgeship.reports.html_layers import layers_plot
 
 Plot = Callable[[dict[str, Any], Layout], "str | None"]
@@ -243,6 +244,12 @@ PLOTS: list[tuple[str, str, Callable[[dict[str, Any], Layout], str | None]]] = [
     ("Per-layer INT8 error (worst 20)",
      "edgeship explain: the worst-first ranking the accuracy-aware fallback reverts layers in",
      lambda report, layout: _layers(report, layout)),
+    ("Per-op time on the device (slowest 20)",
+     "edgeship profile --ops: the runtime's profiler in a separate run, p50 per run; never a latency verdict",
+     lambda report, layout: _drawn(op_time_plot)(report, layout)),
+    ("Per-layer fidelity on the device",
+     "edgeship eval --device --layers: each layer's output vs the FP32 model's same tensor; X marks the first divergent",
+     lambda report, layout: _drawn(fidelity_line_plot)(report, layout)),
 ]
 
 
