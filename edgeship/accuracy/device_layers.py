@@ -142,14 +142,36 @@ def tflite_reference(fp32: ArtifactRef, feeds: Sequence[dict[str, np.ndarray]]) 
 
 
 def tflite_module(tensor: str) -> str | None:
-    """The module litert-torch names a tensor after: ``.../torch.nn.modules.linear.Linear_fc3;...`` -> fc3."""
-    m = re.search(r"\.([A-Za-z0-9]+)_([^;/]+)$", tensor.split(";")[0])
-    return m.group(2) if m else None
+    """The module litert-torch names a tensor after, one ``<class>_<name>`` per nesting level:
+    ``Root/torch.nn.modules.container.Sequential_features/torch.nn.modules.conv.Conv2d_3`` -> features.3
+    (the last location of a fused op's name is its own: ``ReLU_2;;...Conv2d_0`` -> features.0)."""
+    parts = [p for p in _locations(tensor) if "/" in p]
+    if not parts:
+        return None
+    names = [m.group(1) for seg in parts[-1].split("/")[1:] if (m := re.search(r"\.[A-Za-z0-9]+_([^.;/]+)$", seg))]
+    return ".".join(names) or None
 
 
 def _normal(name: str) -> str:
     # litert-torch numbers a repeated location ("...;1") differently in the FP32 and INT8 graphs
     return re.sub(r"(;\d*)+$", "", name)
+
+
+def _locations(name: str) -> list[str]:
+    """The source locations a litert-torch tensor name joins with ";;" (a fused op names all of its ops)."""
+    return [_normal(p) for p in name.split(";;") if _normal(p)]
+
+
+def _by_location(name: str, reference: dict[str, list[np.ndarray]]) -> list[np.ndarray] | None:
+    """The one reference tensor sharing the most module locations with ``name`` (INT8 names a fused
+    conv+relu "relu;;conv", FP32 "conv"); None when none or several tie."""
+    mine = {p for p in _locations(name) if "/" in p}
+    if not mine:
+        return None
+    scored = sorted(((len(mine & {p for p in _locations(k) if "/" in p}), k) for k in reference), reverse=True)
+    if not scored or scored[0][0] == 0 or (len(scored) > 1 and scored[1][0] == scored[0][0]):
+        return None
+    return reference[scored[0][1]]
 
 
 # ---- the comparison ----------------------------------------------------------------------
@@ -163,7 +185,7 @@ def compare_layers(index: list[dict[str, Any]], arrays: dict[str, np.ndarray], r
     unmatched = []
     for t in index:
         name = t.get("match") or t["name"]
-        ref = reference.get(name) or by_normal.get(_normal(name))
+        ref = reference.get(name) or by_normal.get(_normal(name)) or (_by_location(name, reference) if target == "tflite" else None)
         got = arrays.get(t["key"])
         if ref is None or got is None or list(np.shape(ref[0])) != list(got.shape[1:]) or len(ref) != len(got):
             unmatched.append(name)

@@ -139,8 +139,8 @@ def _against_latency(cfg: Config, device: str, artifact: str, digest: str, ops: 
                            "outputs, the Python call, moving between nodes), which weighs most on a fast model")
         else:
             out["note"] = (f"per-op times sum to {coverage:.0%} of the median latency ({total:.4g} of {median:.4g} ms): "
-                           "the profiler's own cost inside each kernel event (timestamps, fences) exceeds the "
-                           "time between kernels")
+                           "the profiler's own cost inside each kernel event (timestamps, fences, whole "
+                           "microseconds in onnxruntime) exceeds the time between kernels; rank the ops, do not add them")
     return out
 
 
