@@ -51,6 +51,12 @@ class Device(ABC):
         return self._workdir
 
     @property
+    def emulated(self) -> bool:
+        """Timings not representative (``timing = "not representative"``, or qemu-user): profiling
+        labels them, the gate SKIPs latency and memory budgets on them (devices/boards.py)."""
+        return getattr(self.config, "timing", "representative") == "not representative"
+
+    @property
     @abstractmethod
     def python(self) -> str | None:
         """Python interpreter on the device, or None (adb: native binaries only)."""

@@ -30,6 +30,8 @@ def describe(cfg: Config) -> list[dict[str, str]]:
             where = f"this machine, qemu-user {d.arch} -cpu {d.cpu} ({d.cpu_class}; numerics only)"
         else:
             where = "this machine"
+        if getattr(d, "timing", "representative") == "not representative":
+            where += " (timing not representative: numerics only)"
         rows.append({"name": name, "kind": d.kind, "where": where})
     return rows
 

@@ -37,10 +37,45 @@ _ENTER = ("import os, subprocess, sys\n"
 _TCG_WARNING = "warning: TCG doesn't support requested feature"
 
 
+def enter_argv(cpuinfo: str) -> list[str]:
+    """argv prefix: a private mount namespace with the emulated ``cpuinfo``, then exec the rest."""
+    userns = [] if os.geteuid() == 0 else ["--map-root-user"]
+    return ["unshare", *userns, "--mount", "--propagation", "private", "--",
+            sys.executable, "-I", "-c", _ENTER, cpuinfo]
+
+
+def qemu_argv(qemu: str, cpu: str, root: Path | None) -> list[str]:
+    """qemu-user as ``cpu``; with an arm64 userland ``root``, its libraries and site dir."""
+    argv = [qemu, "-cpu", cpu]
+    if root is not None:
+        # -E sets the guest's environment: the board's site dir, and nothing from the host's
+        argv += ["-L", str(root), "-E", f"PYTHONPATH={boards.site_dir(root)}", "-E", "PYTHONNOUSERSITE=1",
+                 "-U", "PYTHONHOME"]
+    return argv
+
+
+def board_command(config: EmulatedDeviceConfig, cpuinfo: Path, where: str) -> list[str]:
+    """The argv that starts the emulated board's python (append its arguments), for use outside
+    this device: a board behind sshd whose ``python`` is a script exec'ing this with "$@"
+    (tests/netns.py). Writes the model's cpuinfo to ``cpuinfo``; DeviceError when qemu or the
+    userland is missing."""
+    qemu = boards.require_qemu(config.arch, where)
+    root = boards.userland_dir(config.arch, config.python or "3.11") if config.arch == "arm64" else None
+    if root is not None and not boards.is_complete(root):
+        raise DeviceError(f"{where}: the {config.arch} userland is not built ({root}); run 'edgeship devices setup' "
+                          "for an emulated board of this arch once")
+    cpuinfo.write_text(cpuinfo_text(config.arch, config.cpu, os.cpu_count() or 1))
+    python = sys.executable if root is None else str(boards.board_python(root, config.python or "3.11"))
+    return [*enter_argv(str(cpuinfo)), *qemu_argv(qemu, config.cpu, root), python]
+
+
 @DEVICES.register("emulated")
 class EmulatedDevice(LocalDevice):
     kind = "emulated"
-    emulated = True     # profiling labels its timing/memory; the gate SKIPs latency/memory budgets
+
+    @property
+    def emulated(self) -> bool:   # profiling labels its timing/memory; the gate SKIPs latency/memory budgets
+        return True
 
     def __init__(self, name: str, config: EmulatedDeviceConfig) -> None:
         super().__init__(name, config)   # type: ignore[arg-type]
@@ -89,21 +124,12 @@ class EmulatedDevice(LocalDevice):
                               "(sysctl kernel.unprivileged_userns_clone=1)")
 
     def _enter(self) -> list[str]:
-        """argv prefix: a private mount namespace with the emulated cpuinfo, then exec the rest."""
-        userns = [] if os.geteuid() == 0 else ["--map-root-user"]
-        return ["unshare", *userns, "--mount", "--propagation", "private", "--",
-                sys.executable, "-I", "-c", _ENTER, str(self._cpuinfo)]
+        return enter_argv(str(self._cpuinfo))
 
     def _command(self, argv: list[str]) -> list[str]:
         if self._qemu is None or self._cpuinfo is None:
             raise DeviceError(f"device '{self.name}': not connected")
-        qemu = [self._qemu, "-cpu", self.config.cpu]
-        root = self.root
-        if root is not None:
-            # -E sets the guest's environment: the board's site dir, and nothing from the host's
-            qemu += ["-L", str(root), "-E", f"PYTHONPATH={boards.site_dir(root)}", "-E", "PYTHONNOUSERSITE=1",
-                     "-U", "PYTHONHOME"]
-        return [*self._enter(), *qemu, *argv]
+        return [*self._enter(), *qemu_argv(self._qemu, self.config.cpu, self.root), *argv]
 
     def run(self, argv: list[str], timeout: float, cwd: str | None = None) -> RunResult:
         res = super().run(argv, timeout, cwd)

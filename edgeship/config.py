@@ -173,6 +173,9 @@ class _DeviceBase(_Frozen):
     # the latency CV between measurement sessions on this device, when its history is not kept
     # (a fresh CI machine): the gate widens latency intervals to at least this (docs/gate.md)
     session_cv: float | None = Field(None, gt=0, le=10)
+    # "not representative": the device is emulated (an arm64 userland under qemu behind sshd, an
+    # Android emulator): its numerics are gated, its latency and memory recorded but SKIPPED
+    timing: Literal["representative", "not representative"] = "representative"
 
     @field_validator("cpu_class")
     @classmethod

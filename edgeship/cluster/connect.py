@@ -35,6 +35,7 @@ def connect(address: str, timeout_s: float) -> Any:
     if ray.is_initialized():
         return ray
     probe(address, timeout_s)
+    _require_local_node(ray, address)
     try:
         # the nodes' own prints stay on the nodes: results come back through the tasks
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, namespace="edgeship")
@@ -118,3 +119,18 @@ def _host_port(address: str) -> tuple[str, int] | None:
         raise UsageError(f"--cluster {address}: not an address; write HOST:PORT (the head's GCS port, 6379), "
                          "ray://HOST:10001 or auto (see docs/cluster.md)")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _require_local_node(ray: Any, address: str) -> None:
+    """``ray.init(address=HOST:PORT)`` attaches to a Ray node of this host; without one it searches
+    for a minute, then fails naming no cause. Ray Client (ray://) needs none."""
+    if "://" in address:
+        return
+    try:
+        from ray._private.services import find_node_ids  # Ray's own lookup (private: checked, never assumed)
+    except ImportError:
+        return
+    if not find_node_ids():
+        raise UsageError(f"--cluster {address}: this host runs no Ray node, and Ray's driver attaches to one; join "
+                         f"it first with 'ray start --address {address} --num-cpus 0' (it offers no CPUs or devices), "
+                         "or submit from the head's host (see docs/cluster.md)")

@@ -111,6 +111,8 @@ def _check(cfg: object, name: str) -> int:
         print(f"  emulated: qemu-user {r.info.get('arch')} -cpu {r.info.get('emulated_cpu')} "
               f"(class {r.info.get('cpu_class')}); numerics count, timings do not")
         print(f"  userland: {r.info.get('userland') or 'this host python'}")
+    elif getattr(cfg.devices[name], "timing", "representative") == "not representative":   # type: ignore[attr-defined]
+        print('  timing = "not representative": numerics count, latency and memory budgets are SKIPPED')
     if r.error:   # reached, but the interpreter or a probe failed there
         print(f"  {r.error}")
         print("  usable: NO")
