@@ -10,7 +10,7 @@ PRECISION ?= all
 DEVICE ?= local
 PYTEST_ARGS ?=
 
-.PHONY: setup export eval profile gate report lint test test-all bench clean
+.PHONY: setup export eval profile gate report lint test test-all bench lab clean
 
 setup: $(STAMP)
 
@@ -53,6 +53,11 @@ test-all: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
+
+# root only: an arm64 board behind ssh and a Ray lab (head + 2 workers) on network namespaces,
+# the demo through them end to end, then torn down (tests/lab.py; docs/devices.md, docs/cluster.md)
+lab: setup
+	$(BIN)/python -m tests.lab
 
 clean:
 	rm -rf build

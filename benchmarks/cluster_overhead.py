@@ -13,7 +13,13 @@ processes), nodes started with the resources and environment `edgeship worker` g
    in-process profiles one after another. The devices share this machine's cores here, so the
    parallel speed-up is bounded by the core count (2 on the dev box), not by the lab.
 
-    .venv/bin/python benchmarks/cluster_overhead.py [--tasks 30] [--out FILE]
+4. Across hosts (``--namespaces``, default: when this runs as root): the same per-task cost and
+   single-artifact profile with the nodes on hosts of their own (tests/netns.py: network and
+   PID namespaces on a private bridge): ``ray start --head`` on one, ``edgeship worker`` on two
+   (``ray start --address``), the submitter on a fourth joined with ``--num-cpus 0``. Every
+   task's bytes then cross veth pairs and a bridge (real TCP, not loopback).
+
+    .venv/bin/python benchmarks/cluster_overhead.py [--tasks 30] [--out FILE] [--namespaces auto|yes|no]
 """
 
 from __future__ import annotations
@@ -82,23 +88,82 @@ def scheduling_overhead(cfg: Any, tasks: int) -> dict[str, Any]:
             "goal_ms": 50.0, "samples_ms": times}
 
 
+def _config(tmp: Path) -> Any:
+    from tests.conftest import make_config
+
+    return make_config(tmp, profile=FAST, devices={d: {"kind": "local"} for ds in DEVICES.values() for d in ds})
+
+
+def _driver(address: str, tmp: Path, tasks: int) -> int:
+    """Run on the submitting namespace host: the per-task cost and one profile, as JSON."""
+    os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)   # a real host address here, not loopback
+    import ray
+
+    from edgeship.api import profile
+    from edgeship.types import Precision, Target
+
+    cfg = _config(tmp)      # the same config (and build dir) as the main process's
+    ray.init(address=address, log_to_driver=False, namespace="edgeship")
+    sched = scheduling_overhead(cfg, tasks)
+    sel = ((Target.ONNX,), (Precision.FP32,))
+    profile(cfg, "d3", *sel, cluster=address)            # the node's worker process warm
+    t0 = time.perf_counter()
+    profile(cfg, "d3", *sel, cluster=address)
+    print(json.dumps({"scheduling": sched, "one_artifact_cluster_s": time.perf_counter() - t0}))
+    return 0
+
+
+def across_namespaces(tmp: Path, tasks: int) -> dict[str, Any]:
+    """Section 4: the lab on network-namespace hosts (root only)."""
+    from tests import netns
+    from tests.conftest import cli_project
+
+    ray_tmp = Path(tempfile.mkdtemp(prefix="esl"))    # short: Ray's socket paths live under it
+    try:
+        with netns.Lab(["head", "A", "B", "ci"]) as lab:
+            address = netns.start_head(lab["head"], ray_tmp / "head")
+            for node, devices in DEVICES.items():
+                (tmp / f"ns-{node}").mkdir()
+                toml = cli_project(tmp / f"ns-{node}", append="".join(f'\n[devices.{d}]\nkind = "local"\n'
+                                                                     for d in devices))
+                netns.start_worker(lab[node], address, toml, devices, tmp / f"ns-{node}.log")
+            netns.join_client(lab["ci"], address, ray_tmp / "ci")
+            r = lab["ci"].run([sys.executable, str(Path(__file__).resolve()), "--driver", address,
+                               "--tmp", str(tmp), "--tasks", str(tasks)], timeout=600, env=netns.ray_env())
+            return json.loads(r.stdout.strip().splitlines()[-1])
+    finally:
+        import shutil
+
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tasks", type=int, default=30)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--namespaces", choices=("auto", "yes", "no"), default="auto",
+                    help="also measure across network-namespace hosts (root; auto: when possible)")
+    ap.add_argument("--driver", metavar="ADDRESS", help=argparse.SUPPRESS)    # section 4's submitter
+    ap.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.driver:
+        return _driver(args.driver, args.tmp, args.tasks)
+    from tests import netns
+
+    why = netns.skip_reason() if args.namespaces != "no" else "--namespaces no"
+    if why and args.namespaces == "yes":
+        print(f"cluster_overhead: --namespaces yes: {why}", file=sys.stderr)
+        return 2
 
     import ray
 
     from edgeship.api import profile
     from edgeship.exporting.pipeline import export
     from edgeship.types import Precision, Target
-    from tests.conftest import make_config
 
     with tempfile.TemporaryDirectory(prefix="edgeship-lab-bench-") as t:
         tmp = Path(t)
-        devices = {d: {"kind": "local"} for ds in DEVICES.values() for d in ds}
-        cfg = make_config(tmp, profile=FAST, devices=devices)
+        cfg = _config(tmp)
         export(cfg, (Target.ONNX,), (Precision.FP32,))
         cluster = _start_lab(tmp)
         try:
@@ -123,6 +188,7 @@ def main() -> int:
         finally:
             ray.shutdown()
             cluster.shutdown()
+        ns = across_namespaces(tmp, args.tasks) if why is None else None
     out = {
         "schema": "edgeship.bench.cluster/1", "ray": ray.__version__, "cpu_count": os.cpu_count(),
         "machine": platform.machine(), "python": platform.python_version(),
@@ -130,10 +196,21 @@ def main() -> int:
         "one_artifact_s": {"in_process": one_local, "cluster": one_lab, "added": one_lab - one_local},
         "four_devices_two_nodes_s": {"sequential": sequential, "cluster_cold": lab[0], "cluster_warm": lab[1],
                                      "speedup_warm": sequential / lab[1]},
+        "namespaces": ({"scheduling": ns["scheduling"],
+                        "one_artifact_s": {"in_process": one_local, "cluster": ns["one_artifact_cluster_s"],
+                                           "added": ns["one_artifact_cluster_s"] - one_local}}
+                       if ns else {"skipped": why}),
     }
     text = json.dumps(out, indent=2)
-    print(json.dumps({k: v for k, v in out.items() if k != "scheduling"} | {
-        "scheduling": {k: v for k, v in sched.items() if k != "samples_ms"}}, indent=2))
+    def brief(block: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in block.items() if k != "samples_ms"}
+
+    shown = {k: v for k, v in out.items() if k not in ("scheduling", "namespaces")} | {"scheduling": brief(sched)}
+    shown["namespaces"] = ({**out["namespaces"], "scheduling": brief(ns["scheduling"])} if ns else out["namespaces"])
+    print(json.dumps(shown, indent=2))
+    if ns:
+        print(f"per task: {sched['median_ms']:.1f} ms on loopback (in-process cluster), "
+              f"{ns['scheduling']['median_ms']:.1f} ms across namespace hosts")
     if args.out:
         args.out.write_text(text + "\n")
     ok = sched["median_ms"] < sched["goal_ms"]
