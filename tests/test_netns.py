@@ -307,20 +307,21 @@ def test_worker_host_torn_down_mid_run(lab, ray_lab, demo_project, tmp_path: Pat
 
 @pytest.mark.parametrize("case", ["unreachable", "not-ray", "not-a-node"])
 def test_bad_cluster_address_fails_fast(lab, ray_lab, board, demo_project, tmp_path: Path, case: str) -> None:
-    """One line, exit 2, within the probe's 10 s: an address nobody answers at, a port that is
+    """One line, exit 2, within [cluster] connect_timeout_s (15 s): an address nobody answers at, a port that is
     not a Ray head (the board's sshd), and a submitter host that runs no Ray node."""
     hosts, _ = lab
     toml = _submitter(tmp_path, demo_project, "")
     host, address, want = {
         # nothing has that address: ARP fails ("No route to host") or the probe times out
-        "unreachable": (hosts["ci"], f"{hosts.net}.99:6379", "cannot reach the Ray head ("),
-        "not-ray": (hosts["ci"], f"{hosts['board'].addr}:22", "something other than a Ray head answers there ('SSH-"),
-        "not-a-node": (hosts["board"], ray_lab, "this host runs no Ray node"),
+        "unreachable": (hosts["ci"], f"{hosts.net}.99:6379", ("cannot reach", "no answer from a Ray head")),
+        "not-ray": (hosts["ci"], f"{hosts['board'].addr}:22", ("is not a Ray head",)),
+        "not-a-node": (hosts["board"], ray_lab, ("this host runs no Ray node",)),
     }[case]
     t0 = time.monotonic()
     r = _edgeship(host, "-c", str(toml), "profile", "--cluster", address, "--device", "boxa", timeout=120)
     took = time.monotonic() - t0
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 2, r.stderr
-    assert len(lines) == 1 and lines[0].startswith(f"edgeship: error: --cluster {address}: ") and want in lines[0], lines
+    assert len(lines) == 1 and lines[0].startswith(f"edgeship: error: --cluster {address}: "), lines
+    assert any(w in lines[0] for w in want), lines
     assert took < 60, took
