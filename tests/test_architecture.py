@@ -33,7 +33,8 @@ LAYERS: list[tuple[str, ...]] = [
     # the ground floor: what config validates against is data, so it sits here too
     ("edgeship.config", "edgeship.devices.board_cpus", "edgeship.devices.ssh_policy", "edgeship.metrics",
      "edgeship.ui"),
-    ("edgeship", "edgeship.errors", "edgeship.types", "edgeship.registry", "edgeship.lazy", "edgeship.determinism"),
+    ("edgeship", "edgeship.errors", "edgeship.types", "edgeship.registry", "edgeship.lazy", "edgeship.determinism",
+     "edgeship.untrusted"),
 ]
 # the standalone runner pushed to boards: numpy + one runtime, nothing of edgeship
 INDEPENDENT = ("edgeship.runtimes",)

@@ -19,7 +19,6 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -30,6 +29,8 @@ import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from edgeship.untrusted import dumps
 
 # Leftovers older than this process are candidates for sweeping (if nobody holds their lock).
 RUN_STARTED = time.time()
@@ -99,7 +100,9 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """Strict JSON (a non-finite number is null): edgeship reads its files back as untrusted
+    input (edgeship.untrusted), which refuses NaN and Infinity."""
+    write_text_atomic(path, dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 @contextlib.contextmanager

@@ -6,13 +6,13 @@ eval (edgeship/measure/evaluate.py) merges its entries into it; the per-layer IN
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edgeship.config import Config
 from edgeship.errors import ArtifactError
+from edgeship.untrusted import UntrustedJSONError, loads
 
 SCHEMA = "edgeship.eval/2"
 
@@ -31,8 +31,8 @@ def load_eval(cfg: Config, on_event: Callable[[str], None] | None = None) -> dic
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text())
-    except ValueError as exc:
+        data = loads(path.read_bytes())
+    except UntrustedJSONError as exc:   # not UTF-8, not JSON, NaN, nested too deep
         raise ArtifactError(f"{path}: unreadable ({exc}); delete it and run 'edgeship eval' again") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("entries"), dict):
         if on_event is not None:

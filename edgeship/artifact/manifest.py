@@ -7,7 +7,6 @@ gate and by the standalone runner on a device.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from dataclasses import asdict, dataclass, field, fields
@@ -16,6 +15,7 @@ from typing import Any
 
 from edgeship.artifact.atomic import sha256_file, tree_files, write_json_atomic
 from edgeship.errors import ArtifactError
+from edgeship.untrusted import loads
 
 SCHEMA = "edgeship.manifest/1"
 MANIFEST = "manifest.json"
@@ -104,8 +104,8 @@ def read_manifest(directory: Path, verify: bool = True, expect_model: str | None
     if not mpath.is_file():
         raise ArtifactError(f"{directory}: no {MANIFEST}; not an edgeship artifact (re-run 'edgeship export')")
     try:
-        m = Manifest.from_dict(json.loads(mpath.read_text(encoding="utf-8")))
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        m = Manifest.from_dict(loads(mpath.read_bytes()))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:   # UntrustedJSONError is a ValueError
         raise ArtifactError(f"{mpath}: corrupt manifest ({exc}); re-run 'edgeship export'") from None
     if m.schema != SCHEMA:
         raise ArtifactError(f"{mpath}: manifest schema {m.schema!r}, expected {SCHEMA!r}; re-export")

@@ -17,7 +17,6 @@ Exit code: 0 every check passed, 1 a check failed; usage errors raise (exit 2).
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
@@ -74,6 +73,8 @@ from edgeship.measure.stats import (
     timing_summary,
 )
 from edgeship.types import Evidence, Verdict
+from edgeship.untrusted import UntrustedJSONError
+from edgeship.untrusted import loads as untrusted_loads
 
 REPORT_SCHEMA = "edgeship.report/1"
 # what a simulated eval entry measured (edgeship.measure.evaluate.simulated_scores)
@@ -611,8 +612,8 @@ def _load_eval(cfg: Config) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = untrusted_loads(path.read_bytes())
+    except UntrustedJSONError as exc:   # not UTF-8, not JSON, NaN, nested too deep
         raise UsageError(f"{path}: corrupt eval report ({exc}); delete it and re-run 'edgeship eval'") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read the eval report ({exc.strerror or exc})") from None
@@ -664,14 +665,14 @@ def _op_profiles(cfg: Config) -> list[dict[str, Any]]:
 def load_report(path: Path) -> dict[str, Any]:
 
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = untrusted_loads(Path(path).read_bytes())
     except FileNotFoundError:
         raise UsageError(f"{path}: report not found") from None
     except IsADirectoryError:
         raise UsageError(f"{path}: is a directory; pass the report.json file in it") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except ValueError as exc:   # truncated, not JSON, not UTF-8
+    except UntrustedJSONError as exc:   # truncated, not JSON, not UTF-8, NaN, nested too deep
         raise UsageError(f"{path}: not a JSON report ({exc}); re-run 'edgeship gate' to write it again") from None
     if isinstance(data, dict) and data.get("schema") != REPORT_SCHEMA:
         raise UsageError(f"{path}: schema {data.get('schema')!r} is not {REPORT_SCHEMA!r}; pass a report.json written by 'edgeship gate'")

@@ -9,13 +9,15 @@ baseline comparison read is checked; other keys pass through untouched (extra="a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgeship.errors import UsageError
 
 Number = float   # strict mode: a JSON int or float, never a string or a bool
+# sizes and durations: >= 0, and small enough that sums and ratios of them stay finite
+Amount = Annotated[float, Field(ge=0, le=1e18)]
 
 
 class _Loose(BaseModel):
@@ -39,11 +41,30 @@ class _Named(_Loose):
 
 
 class _Artifact(_Named):
-    size_bytes: Number
+    size_bytes: Amount
+    model: str | None = None
+    target: str | None = None
+    precision: str | None = None
+
+
+class _Round(_Loose):
+    samples_ns: list[Amount] | None = None
 
 
 class _Timing(_Loose):
-    samples_ns: list[Number] = []
+    samples_ns: list[Amount] = []
+    rounds: list[_Round] | None = None
+
+
+class _Summary(_Loose):
+    count: int
+    p90: Number | None   # the renderers index these two; the others are read with .get
+
+
+class _Runtime(_Loose):
+    name: str | None = None
+    version: str | None = None
+    threads: int | None = None
 
 
 class _Memory(_Loose):
@@ -56,10 +77,44 @@ class _Result(_Loose):
     artifact: _Artifact
     status: str
     skip_reason: str | None = None
-    summary_ms: dict[str, Number | None] | None = None
+    summary_ms: _Summary | None = None
     timing: _Timing | None = None
     memory: _Memory | None = None
     env: dict[str, Any] | None = None
+    runtime: _Runtime | None = None
+
+
+class _EvalEntry(_Loose):
+    device: str | None = None
+    artifact: str | None = None
+    status: str | None = None
+    created: str | None = None
+    accuracy: Number | None = None
+    accuracy_drop: Number | None = None
+    cosine_mean: Number | None = None
+    cosine_min: Number | None = None
+
+
+class _LayerRow(_Loose):
+    layer: str
+    op_type: str
+    module: str | None = None
+    sqnr_db: Number | None = None
+    gain_if_float: Number | None = None
+
+
+class _Layers(_Loose):
+    layers: list[_LayerRow] = []
+    kept_float: list[str] | None = None
+    cpu_class: str | None = None
+
+
+class _Eval(_Loose):
+    """eval.json as embedded in the report: the entries and layers the plots and tables read."""
+    schema_: str | None = Field(None, alias="schema")
+    entries: dict[str, _EvalEntry] | None = None
+    artifacts: dict[str, _EvalEntry] | None = None
+    layers: dict[str, _Layers] | None = None
 
 
 class _Report(_Loose):
@@ -70,7 +125,7 @@ class _Report(_Loose):
     counts: dict[str, int]
     checks: list[_Check]
     results: list[_Result]
-    eval: dict[str, Any] | None = None
+    eval: _Eval | None = None
     warnings: list[str] = []
 
 

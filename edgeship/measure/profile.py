@@ -30,6 +30,7 @@ from edgeship.devices.base import Device, open_device
 from edgeship.errors import ArtifactError, DeviceError, EdgeshipError, InputDataError, RuntimeFailure
 from edgeship.measure.inputs import profiling_inputs
 from edgeship.types import Precision, Target
+from edgeship.untrusted import UntrustedJSONError, loads
 
 SCHEMA = "edgeship.result/1"
 # exit codes of runtimes/runner.py (kept in sync by tests/test_runner.py)
@@ -386,8 +387,8 @@ def _read_result(f: Path, device: str) -> dict[str, Any]:
     """One saved result, checked for the blocks the gate joins on; bad files are one line, exit 2."""
     redo = f"delete it or re-run 'edgeship profile --device {device}'"
     try:
-        r = json.loads(f.read_bytes().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+        r = loads(f.read_bytes())
+    except UntrustedJSONError as exc:   # not UTF-8, not JSON, NaN, nested too deep
         raise ArtifactError(f"{f}: corrupt result file ({exc}); {redo}") from None
     except OSError as exc:
         raise ArtifactError(f"{f}: cannot read the result file ({exc.strerror or exc}); {redo}") from None

@@ -30,7 +30,6 @@ Only ``kind`` "profile" lines (the default of lines written before kinds) teach 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from typing import Any
 from edgeship import __version__
 from edgeship.config import Config
 from edgeship.errors import UsageError
+from edgeship.untrusted import UntrustedJSONError, dumps, loads
 
 # Records kept per device file (oldest dropped first): a line is ~300 bytes.
 MAX_RECORDS = 2000
@@ -114,28 +114,68 @@ def _cpu_class(cpu: Any) -> str | None:
 
 def read_history(cfg: Config, device: str, kinds: tuple[str, ...] | None = (PROFILE,)) -> list[dict[str, Any]]:
     """The records of ``device``'s history file of ``kinds`` (default: the profile sessions;
-    None: every line), none when there is no file."""
+    None: every line), none when there is no file. The file is untrusted input: a line that is
+    not a record as ``session_record``/``eval_record`` write it is one UsageError naming the file
+    and line, never a number that turns the noise into NaN."""
     path = history_path(cfg, device)
+    again = "delete the file to start the device's history afresh (it only widens latency intervals, see docs/gate.md)"
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the session history ({exc.strerror or exc}); {again}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise UsageError(f"{path} line {line}: not UTF-8 text; {again}") from None
     out = []
     for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
-            ok = (isinstance(rec, dict) and isinstance(rec.get("digest"), str)
-                  and (isinstance(rec.get("stats"), dict) or rec.get("kind") == EVAL))
-        except json.JSONDecodeError:
-            ok = False
-        if not ok:
-            raise UsageError(f"{path} line {i}: not a session record; delete the file to start the device's "
-                             "history afresh (it only widens latency intervals, see docs/gate.md)")
+            rec = loads(line)
+        except UntrustedJSONError as exc:
+            raise UsageError(f"{path} line {i}: not a session record ({exc}); {again}") from None
+        why = _bad_record(rec)
+        if why is not None:
+            raise UsageError(f"{path} line {i}: not a session record ({why}); {again}")
         if kinds is None or kind_of(rec) in kinds:
             out.append(rec)
     return out
+
+
+# The fields of a session record the gate reads, and the JSON types each may hold (None: null).
+_RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "created": (str, type(None)), "artifact": (str, type(None)), "runtime": (str, type(None)),
+    "threads": (int, type(None)), "rounds": (int, type(None)), "samples": (int, type(None)),
+    "cpu_share": (int, float, type(None)),
+}
+
+
+def _bad_record(rec: Any) -> str | None:
+    """Why ``rec`` is not a session record, or None when it is one."""
+    if not isinstance(rec, dict):
+        return f"a JSON {type(rec).__name__}, expected an object"
+    if not isinstance(rec.get("digest"), str):
+        return "'digest' is not a string"
+    for key, types in _RECORD_FIELDS.items():
+        v = rec.get(key)
+        if isinstance(v, bool) or not isinstance(v, types):
+            return f"'{key}' is a {type(v).__name__}"
+    kind = rec.get("kind", PROFILE)
+    if kind not in (PROFILE, EVAL):
+        return f"'kind' is {kind!r}, not {PROFILE!r} or {EVAL!r}"
+    # a profile line's latency statistics; an eval line's fidelity (cosine, accuracy, drop may be < 0)
+    field, nonneg = ("stats", True) if kind == PROFILE else ("fidelity", False)
+    values = rec.get(field)
+    if not isinstance(values, dict):
+        return f"'{field}' is not an object"
+    for name, v in values.items():
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or (nonneg and v < 0)):
+            return f"'{field}.{name}' is not a number" + (" >= 0" if nonneg else "")
+    return None
 
 
 def record_sessions(cfg: Config, device: str, results: Iterable[dict[str, Any]]) -> int:
@@ -177,7 +217,7 @@ def _record(cfg: Config, device: str, new: list[dict[str, Any]]) -> int:
                 r["verdicts"] = before["verdicts"]
         keys = {_line_key(r) for r in new}
         kept = [r for k, r in old.items() if k not in keys]
-        lines = [json.dumps(r, sort_keys=True) for r in [*kept, *new][-MAX_RECORDS:]]
+        lines = [dumps(r, sort_keys=True) for r in [*kept, *new][-MAX_RECORDS:]]
         write_text_atomic(path, "\n".join(lines) + "\n")
     return len(new)
 
@@ -201,7 +241,7 @@ def record_verdicts(cfg: Config, device: str, marks: dict[tuple[str, str, str], 
                 r["verdicts"] = {**(r.get("verdicts") or {}), **mark}
                 hit += 1
         if hit:
-            write_text_atomic(path, "\n".join(json.dumps(r, sort_keys=True) for r in records) + "\n")
+            write_text_atomic(path, "\n".join(dumps(r, sort_keys=True) for r in records) + "\n")
     return hit
 
 

@@ -9,13 +9,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edgeship.artifact.atomic import publish_set
 from edgeship.errors import UsageError
+from edgeship.untrusted import dumps, finite
 
 Renderer = Callable[[dict[str, Any]], str]
 
@@ -39,9 +39,12 @@ def write_reports(report: dict[str, Any], out_dir: Path, json_too: bool = True, 
     UsageError line, and the previous set stays whole.
     """
     out_dir = Path(out_dir)
+    # what report.json holds is what every renderer shows: 'report --from' reproduces them
+    report = finite(report)
     files: dict[str, bytes] = {}
     if json_too:
-        files["report.json"] = (json.dumps(report, indent=1) + "\n").encode("utf-8")
+        # strict JSON: a non-finite number (no statistic) is null, never NaN that parsers reject
+        files["report.json"] = (dumps(report, indent=1) + "\n").encode("utf-8")
     for name, render in renderers(html).items():
         files[name] = render(report).encode("utf-8")
     try:
