@@ -27,6 +27,7 @@ from edgeship.artifact.atomic import atomic_directory, sha256_file, sweep, write
 from edgeship.config import Config
 from edgeship.errors import ArtifactError, ConfigError, ExportError, UsageError
 from edgeship.lazy import require
+from edgeship.untrusted import UntrustedJSONError, loads
 
 SCHEMA = "edgeship.compressed/1"
 MODEL_FILE = "model.pt2"
@@ -94,17 +95,83 @@ def read(directory: Path) -> tuple[dict[str, Any], str]:
         raise ArtifactError(f"{directory}: no {MANIFEST}; re-run 'edgeship compress'")
     raw = mpath.read_bytes()
     try:
-        m = json.loads(raw)
-        files = {f: m["files"][f] for f in (WEIGHTS_FILE, MODEL_FILE)}
-    except (ValueError, KeyError, TypeError) as exc:
+        m = loads(raw)
+    except UntrustedJSONError as exc:
         raise ArtifactError(f"{mpath}: corrupt compressed manifest ({exc}); re-run 'edgeship compress'") from None
-    if m.get("schema") != SCHEMA:
+    if isinstance(m, dict) and m.get("schema") != SCHEMA:
         raise ArtifactError(f"{mpath}: schema {m.get('schema')!r}, expected {SCHEMA!r}; re-run 'edgeship compress'")
+    why = _manifest_problem(m)
+    if why is not None:
+        raise ArtifactError(f"{mpath}: corrupt compressed manifest ({why}); re-run 'edgeship compress'")
+    files = {f: m["files"][f] for f in (WEIGHTS_FILE, MODEL_FILE)}
     for name, meta in files.items():
         p = directory / name
         if not p.is_file() or p.stat().st_size != meta["size"] or sha256_file(p) != meta["sha256"]:
             raise ArtifactError(f"{p}: sha256 does not match {mpath}; refusing to load it, re-run 'edgeship compress'")
     return m, hashlib.sha256(raw).hexdigest()
+
+
+def _manifest_problem(m: Any) -> str | None:
+    """What of the compressed manifest is not as ``save`` writes it (the fields edgeship reads),
+    or None: a hand-edited one is refused with the field, never a KeyError later."""
+    if not isinstance(m, dict):
+        return f"a JSON {type(m).__name__}, expected an object"
+    files = m.get("files")
+    for f in (WEIGHTS_FILE, MODEL_FILE):
+        meta = files.get(f) if isinstance(files, dict) else None
+        if not isinstance(meta, dict) or not isinstance(meta.get("sha256"), str) or \
+                isinstance(meta.get("size"), bool) or not isinstance(meta.get("size"), int):
+            return f"'files.{f}' is not {{sha256, size}}"
+    steps = m.get("steps")
+    if not isinstance(steps, list) or not all(isinstance(st, dict) and isinstance(st.get("kind"), str) for st in steps):
+        return "'steps' is not a list of step records"
+    for key in ("original", "compressed"):
+        block = m.get(key)
+        acc = block.get("accuracy", "missing") if isinstance(block, dict) else "missing"
+        if acc is not None and (isinstance(acc, bool) or not isinstance(acc, (int, float))):
+            return f"'{key}.accuracy' is not a number"
+    return None
+
+
+def _read_weights(path: Path, expected: dict[str, Any]) -> dict[str, Any]:
+    """The tensors of ``weights.npz``, each checked against the rebuilt model's before it is
+    read (name, shape, numeric dtype: a header claiming a huge shape allocates nothing), then
+    for its exact dtype and finite values. The sha256 only says the file is the one the
+    manifest names; a manifest re-signed over a bad file must be refused here, with the file."""
+    import zipfile
+
+    torch = require("torch", "torch")
+    again = "re-run 'edgeship compress'"
+    state: dict[str, Any] = {}
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ArtifactError(f"{path}: a single array, not an .npz of the model's tensors; {again}")
+        with loaded as z:
+            members = {n.removesuffix(".npy"): n for n in z.zip.namelist()}
+            for key in sorted(set(expected) ^ set(members)):
+                what = "lacks" if key in expected else "has an unexpected"
+                raise ArtifactError(f"{path}: {what} tensor '{key}' for the rebuilt model; {again}")
+            for key, name in members.items():
+                with z.zip.open(name) as f:
+                    version = np.lib.format.read_magic(f)
+                    header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, _fortran, dtype = header(f)
+                want = tuple(expected[key].shape)
+                if tuple(shape) != want or dtype.kind not in "biuf":
+                    raise ArtifactError(f"{path}: tensor '{key}' is {dtype} {list(shape)}, the rebuilt model's is "
+                                        f"{expected[key].dtype} {list(want)}; {again}")
+                t = torch.from_numpy(z[key])
+                if t.dtype != expected[key].dtype:
+                    raise ArtifactError(f"{path}: tensor '{key}' is {t.dtype}, the rebuilt model's is "
+                                        f"{expected[key].dtype}; {again}")
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                    raise ArtifactError(f"{path}: tensor '{key}' holds NaN or inf; {again}")
+                state[key] = t
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:   # not a zip, not .npy members, truncated
+        msg = " ".join(str(exc).split())[:200]
+        raise ArtifactError(f"{path}: not a readable .npz of the model's tensors ({msg}); {again}") from None
+    return state
 
 
 def load_verified(cfg: Config, directory: Path | None = None) -> tuple[Any, dict[str, Any], str]:
@@ -123,10 +190,18 @@ def load_verified(cfg: Config, directory: Path | None = None) -> tuple[Any, dict
         )
     model = load_reference(cfg)
     example = tuple(torch.from_numpy(a) for a in synthetic_inputs(cfg.model.inputs).values())
+    mpath = directory / MANIFEST
+    kinds = [step.kind for step in cfg.compress.steps]
+    if [record["kind"] for record in m["steps"]] != kinds:
+        raise ArtifactError(f"{mpath}: records steps {[r['kind'] for r in m['steps']]}, the config {kinds}; "
+                            "re-run 'edgeship compress'")
     for i, (step, record) in enumerate(zip(cfg.compress.steps, m["steps"])):
-        model = get_step(step, i).rebuild(model, record, example)
-    with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as z:
-        state = {k: torch.from_numpy(z[k]) for k in z.files}
+        try:
+            model = get_step(step, i).rebuild(model, record, example)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:   # a record not as the step wrote it
+            raise ArtifactError(f"{mpath}: 'steps[{i}]' ({step.kind}) is not a record this step wrote "
+                                f"({type(exc).__name__}: {exc}); re-run 'edgeship compress'") from None
+    state = _read_weights(directory / WEIGHTS_FILE, model.state_dict())
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
