@@ -126,7 +126,9 @@ def load_samples(
             if n is not None and arr.shape[0] != n:
                 raise source.fail(f"inputs of batch {i} differ in batch size")
             n = arr.shape[0]
-            pending[spec.name].append(_cast(arr, spec, source, i))
+            arr = _cast(arr, spec, source, i)
+            _finite(arr, source, f"batch {i}: input '{spec.name}'")
+            pending[spec.name].append(arr)
         if label_key in raw:
             lab = _array(raw[label_key], source, f"batch {i}, '{label_key}'")
             if lab.ndim == 0 or lab.shape[0] != n:
@@ -163,6 +165,16 @@ def _array(value: Any, source: DataSource, what: str) -> np.ndarray:
     if arr.dtype.kind not in "biuf":
         raise source.fail(f"{what} has dtype {arr.dtype} ({type(value).__name__}), expected numbers")
     return arr
+
+
+def _finite(arr: np.ndarray, source: DataSource, what: str) -> None:
+    """NaN or inf in the data would reach calibration ranges and the reference outputs, and
+    surface as a mismatch of the artifact's outputs that never names the data: say it here."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        kinds = " and ".join(k for k, hit in (("NaN", np.isnan(arr).any()), ("inf", np.isinf(arr).any())) if hit)
+        raise source.fail(f"{what} holds {kinds} (first at index {list(map(int, bad))}); "
+                          "every input value must be a finite number")
 
 
 def _cast(arr: np.ndarray, spec: InputSpec, source: DataSource, i: int) -> np.ndarray:
