@@ -9,7 +9,9 @@ torch/onnx/litert/coremltools inside their methods, never at module level.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import importlib.metadata
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +85,36 @@ class ExportResult:
     built_for: dict[str, Any] | None = None            # manifest built_for (CPU-class-specific recipes)
 
 
+# OS errors that mean the artifact's directory cannot take the file (full, read-only, denied,
+# a name too long): no conversion failed, so they are bad input naming the path, not an
+# export failure recorded as the artifact's (which said "No space left" without a path).
+_DISK_HINT = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some disk quota",
+              errno.EROFS: "the file system is read-only; choose another build directory (-o)",
+              errno.EACCES: "check its permissions", errno.EPERM: "check its permissions",
+              errno.ENAMETOOLONG: "choose a shorter build directory (-o)"}
+
+
+def _disk_error(exc: BaseException) -> OSError | None:
+    """The OSError of ``_DISK_HINT`` in ``exc``'s chain (a converter wraps it), or None."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in _DISK_HINT:
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _disk_path(err: OSError, tmp: Path, out_dir: Path) -> Path:
+    """The path to name: the artifact's (not our temp directory's), or the foreign one the error names."""
+    name = err.filename2 or err.filename
+    if name is None:
+        return out_dir
+    path = Path(os.fsdecode(name))
+    return out_dir if path == tmp or tmp in path.parents else path
+
+
 class Exporter(ABC):
     target: ClassVar[Target]
     runtime: ClassVar[str]                       # runtime name in edgeship.runtimes
@@ -101,9 +133,16 @@ class Exporter(ABC):
             try:
                 with quiet():
                     res = self._export(job, precision, tmp)
-            except (UsageError, ExportError):
+            except UsageError:
                 raise
             except Exception as exc:
+                full = _disk_error(exc)
+                if full is not None:   # the disk, not the conversion: the user's to fix, exit 2
+                    where = _disk_path(full, tmp, out_dir)
+                    raise UsageError(f"{where}: cannot write the artifact ({full.strerror or full}); "
+                                     f"{_DISK_HINT.get(full.errno, 'choose another build directory (-o)')}") from exc
+                if isinstance(exc, ExportError):
+                    raise
                 raise ExportError(
                     f"{job.model_name}: {self.target}-{precision} export failed: {type(exc).__name__}: {exc}"
                 ) from exc
