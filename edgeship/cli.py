@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeship.commands import COMMANDS
-from edgeship.errors import EdgeshipError
+from edgeship.errors import EdgeshipError, one_line
 
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
@@ -186,7 +186,7 @@ def _dispatch(args: argparse.Namespace, verbose: bool) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"edgeship: error: {_os_error_line(exc)}", file=sys.stderr)
+        print(f"edgeship: error: {_one_line(_os_error_line(exc))}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001  (a bug of ours: one line, the traceback on request)
         return _internal(exc, verbose)
@@ -205,7 +205,7 @@ def _internal(exc: BaseException, verbose: bool) -> int:
 
 def _one_line(msg: str) -> str:
     """A foreign error's multi-line text (torch, a compiler) joined: the error is always one line."""
-    return " ".join(part.strip() for part in msg.splitlines() if part.strip())
+    return one_line(msg)
 
 
 def _os_error_line(exc: OSError) -> str:
@@ -218,7 +218,7 @@ def _os_error_line(exc: OSError) -> str:
         path = path.parent   # mkstemp/mkdtemp in a directory we may not write to
     hint = {errno.EACCES: "check its permissions", errno.EPERM: "check its permissions",
             errno.EROFS: "the file system is read-only", errno.ENOSPC: "free some disk space",
-            errno.EISDIR: "it is a directory; pass a file", errno.ENOTDIR: "a part of it is not a directory"}
+            errno.EISDIR: "pass a file", errno.ENOTDIR: "a part of it is not a directory"}
     extra = f"; {hint[exc.errno]}" if exc.errno in hint else ""
     return f"{path}: {exc.strerror or exc}{extra}"
 

@@ -350,6 +350,7 @@ CompressStep = Annotated[PruneStep | LowRankStep | DistillStep | Weights4Step, F
 
 
 _STEP_KINDS = ("prune", "low_rank", "distill", "weights4")
+_DEVICE_KINDS = ("local", "ssh", "adb", "emulated")
 
 
 class CompressConfig(_Frozen):
@@ -483,7 +484,8 @@ def _first_error(exc: ValidationError, source: str) -> ConfigError:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] in ("union_tag_not_found", "union_tag_invalid"):
         tag = err.get("ctx", {}).get("tag")
-        kinds = ["local", "ssh", "adb"]
+        # the kinds of the table the error is in: a compress step's, else a device's
+        kinds = list(_STEP_KINDS) if loc[:1] == ("compress",) else list(_DEVICE_KINDS)
         msg = (f"missing 'kind' (one of {', '.join(kinds)})" if tag is None
                else f"kind {_choice_msg(str(tag), kinds)}")
     elif "enum" in err["type"]:

@@ -18,6 +18,17 @@ EdgeshipError is a user-facing condition (exit 2 from the CLI); a traceback mean
 
 from __future__ import annotations
 
+import re
+
+# Terminal control sequences (CSI colours, OSC titles) and other control characters: torch
+# colours its error text, which must not reach a CI log or a piped stderr as escape codes.
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b.?|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def one_line(msg: str) -> str:
+    """An error's text as one plain line: lines joined, terminal escapes and control characters dropped."""
+    return " ".join(part.strip() for part in _CONTROL.sub("", msg).splitlines() if part.strip())
+
 
 class EdgeshipError(Exception):
     """Base of every error edgeship raises on purpose."""

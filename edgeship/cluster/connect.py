@@ -8,6 +8,7 @@ import socket
 import time
 from typing import Any
 
+from edgeship.config import Config
 from edgeship.errors import MissingDependency, UsageError
 
 # what every HTTP/2 client sends first, then an empty SETTINGS frame (RFC 9113 3.4, 6.5): the
@@ -24,25 +25,33 @@ def ray_module() -> Any:
     return ray
 
 
-def connect(address: str, timeout_s: float) -> Any:
-    """The ray module, connected to ``address`` (a no-op when this process already is).
+def connect(address: str, cfg: Config) -> Any:
+    """The ray module, connected to ``address`` (a no-op when this process already is); an
+    address that is ``cfg``'s ``[cluster] address`` is named as that key in errors.
 
-    UsageError within about ``timeout_s`` ([cluster] connect_timeout_s) when nothing answers there
+    UsageError within about ``[cluster] connect_timeout_s`` when nothing answers there
     as a Ray head: ``ray.init`` itself retries an unreachable head for many minutes (20 tries of
     its GCS client, ~40 s each, in Ray 2.60), printing nothing we could show.
     """
     ray = ray_module()
     if ray.is_initialized():
         return ray
-    probe(address, timeout_s)
+    probe(address, cfg.cluster.connect_timeout_s, _origin(address, cfg))
     _require_local_node(ray, address)
     try:
         # the nodes' own prints stay on the nodes: results come back through the tasks
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, namespace="edgeship")
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise UsageError(f"--cluster {address}: cannot reach the Ray cluster ({str(exc).splitlines()[0]}); start its "
+        raise UsageError(f"{_origin(address, cfg)}: cannot reach the Ray cluster ({str(exc).splitlines()[0]}); start its "
                          "head with 'ray start --head' (see docs/cluster.md)") from None
     return ray
+
+
+def _origin(address: str, cfg: Config | None) -> str:
+    """Where the user wrote ``address``: the config's key, else the command line."""
+    if cfg is not None and cfg.cluster.address == address:
+        return f"[cluster] address = \"{address}\" in {cfg.path or 'edgeship.toml'}"
+    return f"--cluster {address}"
 
 
 def advertised(ray: Any) -> dict[str, dict[str, str]]:
@@ -60,7 +69,7 @@ def advertised(ray: Any) -> dict[str, dict[str, str]]:
     return out
 
 
-def probe(address: str, timeout_s: float) -> None:
+def probe(address: str, timeout_s: float, origin: str | None = None) -> None:
     """Make sure a gRPC server (a Ray head) answers at ``address`` within ``timeout_s``, else
     one UsageError line naming the address and what to do.
 
@@ -68,6 +77,7 @@ def probe(address: str, timeout_s: float) -> None:
     not HTTP/2) fails at the deadline. With RAY_USE_TLS the handshake is TLS, which this plain
     probe cannot speak, so only the TCP connection is checked then.
     """
+    origin = origin or f"--cluster {address}"
     where = _host_port(address)
     if where is None:   # "auto" with no cluster recorded on this host: ray.init says so at once
         return
@@ -84,16 +94,16 @@ def probe(address: str, timeout_s: float) -> None:
                 sock.settimeout(max(deadline - time.monotonic(), 0.001))
                 chunk = sock.recv(9 - len(head))
                 if not chunk:
-                    raise UsageError(f"--cluster {address}: {host}:{port} closed the connection without answering "
+                    raise UsageError(f"{origin}: {host}:{port} closed the connection without answering "
                                      f"as a Ray head; is it the head's GCS port (6379) or Ray Client port (10001)? {fix}")
                 head += chunk
     except TimeoutError:
-        raise UsageError(f"--cluster {address}: no answer from a Ray head at {host}:{port} within {timeout_s:g} s "
+        raise UsageError(f"{origin}: no answer from a Ray head at {host}:{port} within {timeout_s:g} s "
                          f"([cluster] connect_timeout_s); {fix}") from None
     except OSError as exc:
-        raise UsageError(f"--cluster {address}: cannot reach {host}:{port} ({exc.strerror or exc}); {fix}") from None
+        raise UsageError(f"{origin}: cannot reach {host}:{port} ({exc.strerror or exc}); {fix}") from None
     if head[3] != _H2_SETTINGS:
-        raise UsageError(f"--cluster {address}: {host}:{port} is not a Ray head (it does not speak gRPC); {fix}")
+        raise UsageError(f"{origin}: {host}:{port} is not a Ray head (it does not speak gRPC); {fix}")
 
 
 def _host_port(address: str) -> tuple[str, int] | None:

@@ -35,7 +35,7 @@ def evaluate_on_cluster(cfg: Config, address: str, device: str, refs: list[Any],
     from edgeship.cluster.submit import run_tasks
     from edgeship.measure.scoring import cpu_block, new_entry
 
-    ray = connect(address, cfg.cluster.connect_timeout_s)
+    ray = connect(address, cfg)
     opts = {"samples": _Samples([_Sample(s.inputs) for s in scorer.samples]), "chunk": chunk}
     o = run_tasks(ray, cfg, {device: refs}, opts, say, fn=eval_device)[device]
     got = {r["artifact"]: r for r in o["results"]}

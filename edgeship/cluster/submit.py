@@ -44,7 +44,7 @@ def profile_on_cluster(cfg: Config, address: str, devices: list[str], targets: t
     say = on_event or (lambda _m: None)
     found = find_artifacts(cfg, targets, precisions)
     inputs = profiling_inputs(cfg)
-    ray = connect(address, cfg.cluster.connect_timeout_s)
+    ray = connect(address, cfg)
     # a remote device's CPU class is only known when declared (this host's is not the node's)
     per_device = {d: [r for r in pick_for_class(found, _declared_class(cfg, d)) if wanted is None or wanted(d, r)]
                   for d in devices}
@@ -188,7 +188,7 @@ def remeasure_on_cluster(cfg: Config, address: str) -> Callable[[str, str], list
     from edgeship.measure.inputs import profiling_inputs
 
     def remeasure(device: str, artifact: str) -> list[int]:
-        ray = connect(address, cfg.cluster.connect_timeout_s)
+        ray = connect(address, cfg)
         ref = next(r for r in scan_artifacts(cfg)[0] if r.name == artifact)
         opts = {"inputs": profiling_inputs(cfg), "reference": None, "min_runs": None, "min_seconds": None,
                 "threads": None, "rounds": 1}

@@ -11,7 +11,7 @@ from edgeship.artifact.manifest import Manifest
 from edgeship.calibration import DataSource, Sample, load_samples
 from edgeship.compress.store import export_source
 from edgeship.config import Config
-from edgeship.errors import ConfigError, ExportError, MissingDependency, UsageError, interrupted
+from edgeship.errors import ConfigError, ExportError, MissingDependency, UsageError, interrupted, one_line
 from edgeship.exporters.base import EXPORTERS, ExportJob, get_exporter
 from edgeship.exporting.cpuclass import host_target
 from edgeship.exporting.failures import ExportFailure, ExportIncomplete, ExportSummary, clear_failure, record_failure
@@ -168,7 +168,7 @@ def export_all(
 
 def _reason(text: str, model: str, name: str) -> str:
     """The error on one line, without the model/artifact prefix the failure line already names."""
-    line = " ".join(text.split())
+    line = " ".join(one_line(text).split())
     for prefix in (f"{model}: ", f"{name}: ", f"{name} "):
         line = line.removeprefix(prefix)
     return line
