@@ -34,10 +34,11 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, sigint_as_from_a_terminal
+from tests.conftest import ROOT, missing_component, sigint_as_from_a_terminal
 
 # Branches whose cases are expected to fail until the lead merges them: empty this set after
 # merging h11a (evidence/gate verdicts), h11b (manifest integrity, atomic dirs, ssh) and
@@ -146,6 +147,37 @@ def model_raises():
 
 def model_none():
     return None
+
+
+def _poisoned(value, at=0, where=(0, 0, 3, 5), dtype=np.float32):
+    for i in range(64):
+        b = _batch()
+        b["image"] = b["image"].astype(dtype)
+        if i == at:
+            b["image"][where] = value
+        yield b
+
+
+def nan_first():
+    yield from _poisoned(np.nan)
+
+
+def inf_late():
+    yield from _poisoned(np.inf, at=5)
+
+
+def neg_inf():
+    yield from _poisoned(-np.inf, at=1, where=(2, 0, 0, 0))
+
+
+def overflows_float32():
+    # finite in float64, inf once cast to the input's float32
+    yield from _poisoned(1e300, dtype=np.float64)
+
+
+def model_ansi():
+    # what torch's coloured error text looks like on a terminal
+    raise RuntimeError("\x1b[1;31mcheckpoint\x1b[0m is \x1b[4mmissing\x1b[0m")
 '''
 
 # A pickle that creates a file when unpickled: a .pt2 must never be loaded like this.
@@ -254,6 +286,7 @@ class Case:
     run: Callable[[Project, list[str], dict[str, str]], tuple[int, str]] | None = None
     check: Callable[[Project], None] | None = None
     out_names: tuple[str, ...] = ()      # substrings stdout must contain (exit 1: the verdict is there)
+    absent: tuple[str, ...] = ()         # substrings the error line must not contain (misleading words)
 
 
 def edit(old: str, new: str) -> Callable[[Project], None]:
@@ -952,6 +985,326 @@ case("cluster-silent-listener", "devices", (), ("no answer from a Ray head", "wi
      run=_silent_listener)
 
 
+# -- untrusted JSON: every file edgeship reads back (issue 25) -----------------------------------
+HISTORY = "build/history/local.jsonl"
+REPORT_FROM = ("report", "--from", "bad.json", "--out", "out")
+BASELINE = (*GATE, "--baseline", "bad.json")
+DEEP = "[" * 100_000                                 # past the interpreter's recursion limit
+NESTED = '{"a": ' * 100 + "1" + "}" * 100             # parses, but deeper than any file of ours
+HUGE_INT = "9" * 5000                                # more digits than int() converts
+
+
+def sub_text(rel: str, pattern: str, repl: str, dest: str | None = None) -> Callable[[Project], None]:
+    """``rel`` with the first match of ``pattern`` replaced (raw text: NaN, deep nesting ...),
+    written back or to ``dest``."""
+
+    def run(p: Project) -> None:
+        text = p.path(rel).read_text()
+        new, n = re.subn(pattern, lambda _m: repl, text, count=1)
+        assert n == 1, f"{pattern!r} not in {rel}"
+        p.write(dest or rel, new)
+
+    return run
+
+
+def history_line(line: str | bytes) -> Callable[[Project], None]:
+    """One more line at the end of the local device's session history."""
+
+    def run(p: Project) -> None:
+        data = line if isinstance(line, bytes) else line.encode()
+        p.path(HISTORY).write_bytes(p.path(HISTORY).read_bytes() + data + b"\n")
+
+    return run
+
+
+def history_sub(pattern: str, repl: str) -> Callable[[Project], None]:
+    return sub_text(HISTORY, pattern, repl)
+
+
+def report_sub(pattern: str, repl: str) -> Callable[[Project], None]:
+    """bad.json: the base project's report.json text with one value replaced."""
+    return sub_text(f"{REPORTS}/report.json", pattern, repl, dest="bad.json")
+
+
+def _strict_json(p: Project) -> None:
+    """report.json parses with a strict parser: no NaN or Infinity (RFC 8259 has neither)."""
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"report.json holds {name}")
+
+    json.loads(p.path(f"{REPORTS}/report.json").read_text(), parse_constant=refuse)
+
+
+# the session history (build/history/<device>.jsonl), read by every gate of a latency budget
+for name, fn in [
+    ("not-utf8", history_line(b'{"digest": "\xff\xfe"}')),
+    ("deep-nesting", history_line(DEEP)),
+    ("nested", history_line(NESTED)),
+    ("stats-list", history_sub(r'"p90": [0-9.e-]+', '"p90": [1, 2]')),
+    ("stats-string", history_sub(r'"p90": [0-9.e-]+', '"p90": "fast"')),
+    ("stats-object", history_sub(r'"p90": [0-9.e-]+', '"p90": {"ms": 1}')),
+    ("stats-negative", history_sub(r'"p90": [0-9.e-]+', '"p90": -1.0')),
+    ("stats-infinity", history_sub(r'"p90": [0-9.e-]+', '"p90": Infinity')),
+    ("stats-neg-infinity", history_sub(r'"mean": [0-9.e-]+', '"mean": -Infinity')),
+    ("stats-nan", history_sub(r'"p50": [0-9.e-]+', '"p50": NaN')),
+    ("stats-huge-float", history_sub(r'"p90": [0-9.e-]+', '"p90": 1e400')),
+    ("stats-huge-int", history_sub(r'"p90": [0-9.e-]+', f'"p90": {HUGE_INT}')),
+    ("stats-not-object", history_sub(r'"stats": \{[^}]*\}', '"stats": [0.1, 0.2]')),
+    ("digest-number", history_sub(r'"digest": "[0-9a-f]+"', '"digest": 42')),
+    ("runtime-list", history_sub(r'"runtime": "[^"]*"', '"runtime": ["onnxruntime"]')),
+    ("threads-list", history_sub(r'"threads": \d+', '"threads": [1]')),
+    ("cpu-share-string", history_sub(r'"cpu_share": [0-9.]+', '"cpu_share": "all"')),
+    ("created-number", history_sub(r'"created": "[^"]*"', '"created": 1700000000')),
+    ("record-list", history_line("[]")),
+    ("record-null", history_line("null")),
+    ("truncated", history_line('{"digest": "abc", "stats": {"p90": 0.0')),
+]:
+    case(f"history-{name}", "history", GATE, ("local.jsonl",), fn)
+case("history-is-directory", "history", GATE, ("local.jsonl",),
+     both(lambda p: p.path(HISTORY).unlink(), lambda p: p.path(HISTORY).mkdir()))
+case("report-json-is-strict", "history", GATE, (), code=0, changes=GATE_WRITES, check=_strict_json)
+
+# report --from and gate --baseline: files the user names
+HOSTILE_REPORTS: list[tuple[str, Callable[[Project], None]]] = [
+    ("deep-nesting", write("bad.json", DEEP)),
+    ("nested", report_with(lambda r: r.update(extra=json.loads(NESTED)))),
+    ("nan", report_sub(r'"value": [0-9.e-]+', '"value": NaN')),
+    ("infinity", report_sub(r'"samples_ns": \[\s*\d+', '"samples_ns": [Infinity')),
+    ("huge-float", report_sub(r'"limit": [0-9.e-]+', '"limit": 1e999')),
+    ("huge-int", report_sub(r'"size_bytes": \d+', f'"size_bytes": {HUGE_INT}')),
+    ("utf16", lambda p: p.write("bad.json", p.path(f"{REPORTS}/report.json").read_text().encode("utf-16"))),
+    ("empty", write("bad.json", "")),
+    ("null", write("bad.json", "null")),
+    ("results-string", report_with(lambda r: r.update(results="all ok"))),
+    ("artifact-target-list", report_with(lambda r: r["results"][0]["artifact"].update(target=["onnx"]))),
+    ("size-absurd", report_with(lambda r: r["results"][0]["artifact"].update(size_bytes=1e308))),
+    ("summary-empty", report_with(lambda r: r["results"][0].update(summary_ms={}))),
+    ("runtime-string", report_with(lambda r: r["results"][0].update(runtime="onnxruntime"))),
+    ("rounds-string", report_with(lambda r: r["results"][0]["timing"].update(rounds="five"))),
+    ("negative-samples", report_with(lambda r: r["results"][0]["timing"].update(samples_ns=[-1] * 70))),
+    ("eval-entries-list", report_with(lambda r: r["eval"].update(entries=[1]))),
+    ("eval-accuracy-string", report_with(lambda r: next(iter(r["eval"]["entries"].values())).update(accuracy="97%"))),
+    ("eval-cosine-object", report_with(lambda r: next(iter(r["eval"]["entries"].values())).update(cosine_mean={}))),
+    ("counts-string", report_with(lambda r: r.update(counts="many"))),
+]
+for name, fn in HOSTILE_REPORTS:
+    case(f"report-from-{name}", "report", REPORT_FROM, ("bad.json",), fn)
+for name, fn in HOSTILE_REPORTS[:8] + [HOSTILE_REPORTS[13], HOSTILE_REPORTS[14], HOSTILE_REPORTS[15]]:
+    case(f"gate-baseline-{name}", "gate", BASELINE, ("bad.json",), fn)
+case("report-baseline-deep-nesting", "report",
+     ("report", "--from", f"{REPORTS}/report.json", "--out", "out", "--baseline", "bad.json"), ("bad.json",),
+     write("bad.json", DEEP))
+
+# the other JSON edgeship wrote and reads back: manifests, results, eval.json
+for rel, argv, named in [(f"{ART}/onnx-fp32/manifest.json", GATE, "manifest.json"),
+                         (f"{RESULTS}/onnx-fp32.json", GATE, "onnx-fp32.json"),
+                         (f"{REPORTS}/eval.json", GATE, "eval.json")]:
+    kind = named.split(".")[0].replace("onnx-fp32", "result")
+    case(f"{kind}-deep-nesting", "artifacts", argv, (named,), write(rel, DEEP))
+    case(f"{kind}-nan", "artifacts", argv, (named,), sub_text(rel, r'": [0-9]+\.[0-9]+', '": NaN'))
+    case(f"{kind}-huge-int", "artifacts", argv, (named,), sub_text(rel, r'": [0-9]+(?=[,\n])', f'": {HUGE_INT}'))
+
+# NaN/inf in the data: the data source and the input are named, not a mismatch of outputs
+for name, fn in [("nan_first", "NaN"), ("inf_late", "inf"), ("neg_inf", "inf"), ("overflows_float32", "inf")]:
+    case(f"calibration-{name.replace('_', '-')}", "data", EXPORT_INT8,
+         (f'[data] calibration = "corpus_data:{name}"', "input 'image'", fn), calib(f"corpus_data:{name}"))
+for name, fn in [("nan_first", "NaN"), ("inf_late", "inf")]:
+    case(f"evaluation-{name.replace('_', '-')}", "data", EVAL,
+         (f'[data] evaluation = "corpus_data:{name}"', "input 'image'", fn), evaluation(f"corpus_data:{name}"))
+
+
+def _npz_with_nan(p: Project) -> None:
+    import numpy as np
+
+    img = np.zeros((4, 1, 8, 8), np.float32)
+    img[1, 0, 2, 2] = np.nan
+    path = p.path("calib/0.npz")
+    path.parent.mkdir()
+    np.savez(path, image=img)
+
+
+case("calibration-dir-nan", "data", EXPORT_INT8, ('[data] calibration = "calib/"', "NaN"), both(_npz_with_nan, calib("calib/")))
+
+
+# a compressed model (build/compressed) whose manifest was re-signed over a bad weights.npz
+COMPRESS = '[compress]\n[[compress.steps]]\nkind = "weights4"'
+
+
+def _npz(arrays: dict[str, object]) -> bytes:
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def _demo_state() -> dict[str, Any]:
+    from edgeship.demo import _net
+
+    return {k: v.numpy() for k, v in _net().state_dict().items()}
+
+
+def compressed(weights: Callable[[], bytes], mutate: Callable[[dict], object] | None = None,
+               raw: str | None = None) -> Callable[[Project], None]:
+    """A build/compressed/ store for this config made of ``weights`` with a matching
+    (re-signed) manifest, then ``mutate``d, or ``raw`` manifest text."""
+
+    def run(p: Project) -> None:
+        from edgeship.compress.store import MANIFEST, MODEL_FILE, SCHEMA, WEIGHTS_FILE, recipe_digest
+        from edgeship.config import load_config
+
+        p.append(COMPRESS)
+        cfg = load_config(p.toml)
+        d = p.path(f"build/compressed/{MODEL}")
+        d.mkdir(parents=True)
+        (d / WEIGHTS_FILE).write_bytes(weights())
+        (d / MODEL_FILE).write_bytes(b"never loaded: a .pt2 unpickles")
+        files = {f: {"sha256": hashlib.sha256((d / f).read_bytes()).hexdigest(), "size": (d / f).stat().st_size}
+                 for f in (WEIGHTS_FILE, MODEL_FILE)}
+        m = {"schema": SCHEMA, "steps": [{"kind": "weights4"}], "original": {"accuracy": 0.97},
+             "compressed": {"accuracy": 0.96}, "recipe_digest": recipe_digest(cfg), "config_digest": cfg.digest,
+             "files": files}
+        if mutate is not None:
+            mutate(m)
+        (d / MANIFEST).write_text(raw if raw is not None else json.dumps(m))
+
+    return run
+
+
+def _pickled_object() -> bytes:
+    import numpy as np
+
+    return _npz({"w": np.array([{"a": 1}], dtype=object)})
+
+
+def _state_with(key_fn: Callable[[dict[str, Any]], None]) -> Callable[[], bytes]:
+    def make() -> bytes:
+        state = _demo_state()
+        key_fn(state)
+        return _npz(state)
+
+    return make
+
+
+def _first(state: dict[str, Any], value: object) -> None:
+    state[next(iter(state))] = value
+
+
+def _npy() -> bytes:
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(3, np.float32))
+    return buf.getvalue()
+
+
+def _strings(state: dict[str, Any]) -> None:
+    import numpy as np
+
+    _first(state, np.array(["w"] * 4))
+
+
+def _nan_weights(state: dict[str, Any]) -> None:
+    import numpy as np
+
+    _first(state, np.full(state[next(iter(state))].shape, np.nan, dtype=np.float32))
+
+
+def _float64(state: dict[str, Any]) -> None:
+    _first(state, state[next(iter(state))].astype("float64"))
+
+
+def _huge_header() -> bytes:
+    """A valid-looking .npy member that claims 10^12 floats (what a bomb would allocate)."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    state = _demo_state()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for k, v in state.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, v)  # type: ignore[arg-type]
+            data = member.getvalue()
+            if k == next(iter(state)):
+                header = {"descr": "<f4", "fortran_order": False, "shape": (10**12,)}
+                member = io.BytesIO()
+                np.lib.format.write_array_header_1_0(member, header)
+                data = member.getvalue() + b"\0" * 64
+            z.writestr(f"{k}.npy", data)
+    return buf.getvalue()
+
+
+for name, weights in [
+    ("not-a-zip", lambda: b"not an npz at all"),
+    ("truncated", lambda: _npz(_demo_state())[:300]),
+    ("pickled-object", _pickled_object),
+    ("single-array", _npy),
+    ("strings", _state_with(_strings)),
+    ("nan-weights", _state_with(_nan_weights)),
+    ("wrong-dtype", _state_with(_float64)),
+    ("huge-shape", _huge_header),
+]:
+    case(f"compressed-weights-{name}", "artifacts", EXPORT, ("weights.npz",), compressed(weights))
+case("compressed-manifest-deep-nesting", "artifacts", EXPORT, ("manifest.json",), compressed(lambda: b"x", raw=DEEP))
+case("compressed-manifest-nan", "artifacts", EXPORT, ("manifest.json",),
+     compressed(lambda: b"x", raw='{"schema": "edgeship.compressed/1", "files": NaN}'))
+case("compressed-manifest-steps-string", "artifacts", EXPORT, ("manifest.json", "steps"),
+     compressed(_state_with(lambda s: None), lambda m: m.update(steps="weights4")))
+case("compressed-manifest-no-accuracy", "artifacts", EXPORT, ("manifest.json", "original"),
+     compressed(_state_with(lambda s: None), lambda m: m.update(original={})))
+case("compressed-manifest-other-steps", "artifacts", EXPORT, ("manifest.json", "steps"),
+     compressed(_state_with(lambda s: None), lambda m: m.update(steps=[{"kind": "prune", "channels": {}}])))
+
+
+# a full, or otherwise unusable, disk: the path and the reason, exit 2 (ENOSPC, ENAMETOOLONG)
+def _small_tmpfs(*argv: str, size: str = "16k") -> Callable[[Project, list[str], dict[str, str]], tuple[int, str]]:
+    """Run ``argv`` with ``-o full``, ``full`` a tmpfs of ``size`` mounted in a private mount namespace."""
+
+    def run(p: Project, cmd: list[str], env: dict[str, str]) -> tuple[int, str]:
+        unshare = shutil.which("unshare")
+        if os.geteuid() != 0 or unshare is None:
+            missing_component("the disk-full cases mount a tmpfs: run them as root with unshare (util-linux)")
+        full = p.path("full")
+        full.mkdir()
+        script = 'mount -t tmpfs -o size="$1" tmpfs "$2" && shift 2 && exec "$@"'
+        base = cmd[:cmd.index("--config") + 2]
+        proc = subprocess.run([str(unshare), "-m", "sh", "-c", script, "sh", size, str(full), *base, "-o", str(full), *argv],
+                              cwd=p.root, env=env, capture_output=True, text=True, timeout=300, check=False)
+        if "unshare failed" in proc.stderr or "mount:" in proc.stderr:
+            missing_component(f"cannot mount a tmpfs in a private mount namespace here: {proc.stderr.strip()[-300:]}")
+        return proc.returncode, proc.stderr
+
+    return run
+
+
+case("export-disk-full", "disk", (), ("full/artifacts/digits_cnn/onnx-fp32", "No space left"), run=_small_tmpfs(*EXPORT),
+     absent=("artifact(s) failed",))
+case("report-out-disk-full", "disk", (), ("full", "No space left"),
+     run=_small_tmpfs("report", "--from", f"{REPORTS}/report.json", "--out", "full"))
+case("report-out-name-too-long", "disk", ("report", "--from", f"{REPORTS}/report.json", "--out", "x" * 300),
+     ("x" * 40, "File name too long"))
+case("export-name-too-long", "disk", ("-o", "y" * 300, *EXPORT), ("y" * 40, "File name too long"))
+
+# messages that must not mislead
+case("compress-step-kind-typo", "messages", EXPORT, ("prnue", "prune"), append('[compress]\n[[compress.steps]]\nkind = "prnue"'),
+     absent=("ssh", "local"))
+case("device-kind-typo-emulated", "messages", PROFILE, ("emulatd", "emulated"), append('[devices.pi]\nkind = "emulatd"'))
+case("device-kind-missing-lists-emulated", "messages", PROFILE, ("devices.pi", "emulated"), append('[devices.pi]\nhost = "pi"'))
+case("factory-ansi-colours", "messages", EXPORT, ("model.factory", "checkpoint is missing"), factory("corpus_data:model_ansi"))
+case("init-over-directory", "messages", ("init", "--force"), ("edgeship.toml", "is a directory"),
+     both(lambda p: p.toml.unlink(), lambda p: p.toml.mkdir()), absent=("it is a directory",))
+case("cluster-address-from-config", "messages", PROFILE, ("[cluster] address", "127.0.0.1:notaport"),
+     append('[cluster]\naddress = "127.0.0.1:notaport"'), absent=("--cluster",))
+case("cluster-address-from-option", "messages", (*PROFILE, "--cluster", "127.0.0.1:notaport"), ("--cluster", "notaport"))
+
+
 # --------------------------------------------------------------------------------------------
 # the test
 
@@ -986,9 +1339,10 @@ def _params() -> list[object]:
 
 def test_corpus_is_big_and_covers_every_category() -> None:
     cats = {c.category for c in C}
-    assert len(C) >= 100, len(C)
+    assert len(C) >= 250, len(C)
     assert len({c.id for c in C}) == len(C), "duplicate case ids"
-    assert {"config", "model", "data", "artifacts", "devices", "gate", "report", "signals", "concurrency"} <= cats
+    assert {"config", "model", "data", "artifacts", "devices", "gate", "report", "signals", "concurrency", "history",
+            "disk", "messages"} <= cats
 
 
 @pytest.mark.parametrize("c", _params())
@@ -1062,6 +1416,9 @@ def _run_case(c: Case, base: Path, root: Path) -> None:
         assert "Traceback" in err, err[-3000:]
     for name in c.names:   # case-insensitive: 'stricthostkeychecking=false' may be echoed as written
         assert name.lower() in (lines[-1] if lines else "").lower(), f"{name!r} not named in: {lines}"
+    for word in c.absent:
+        assert word.lower() not in (lines[-1] if lines else "").lower(), f"{word!r} must not be in: {lines}"
+    assert "\x1b" not in err, f"terminal escape codes on stderr: {err[-3000:]!r}"
     after = _snapshot(p.build)
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     unexpected = [k for k in changed if not any(fnmatch.fnmatch(k, g) or fnmatch.fnmatch(k, g + "/*") for g in c.changes)]

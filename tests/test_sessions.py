@@ -96,7 +96,7 @@ def test_a_corrupt_history_line_is_one_message_naming_the_file(cfg) -> None:
     path = history_path(cfg, "local")
     path.parent.mkdir(parents=True)
     path.write_text('{"digest": "x", "stats": {}}\nnot json\n')
-    with pytest.raises(UsageError, match=r"local\.jsonl line 2: not a session record; delete the file"):
+    with pytest.raises(UsageError, match=r"local\.jsonl line 2: not a session record \(not valid JSON .*\); delete the file"):
         read_history(cfg, "local")
 
 
