@@ -158,6 +158,9 @@ class GateConfig(_Frozen):
     # sessions within this many hours teach the gate each device's session-to-session noise
     # (edgeship/measure/sessions.py); older ones are kept but not used
     session_window_hours: float = Field(168.0, gt=0)
+    # where the session history lives (default <build>/history): a CI cache path outside build/
+    # lets a fresh checkout start with the runner's learned noise; relative to edgeship.toml
+    history_dir: Path | None = None
 
 
 class ClusterConfig(_Frozen):
@@ -400,6 +403,12 @@ class Config(_Frozen):
     @property
     def build(self) -> Path:
         return self.resolve(self.build_dir)
+
+    @property
+    def history_dir(self) -> Path:
+        """Where each device's session history is kept ([gate] history_dir, else build/history)."""
+        h = self.gate.history_dir
+        return self.build / "history" if h is None else self.resolve(Path(h).expanduser())
 
     @property
     def artifacts_dir(self) -> Path:

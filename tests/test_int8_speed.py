@@ -73,5 +73,19 @@ def test_profile_summary_says_it_on_stderr_from_the_saved_results(tmp_path, caps
     _say_int8_speed(cfg, "local")
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.splitlines() == [("note: local: onnx-int8 is 0.80x the speed of onnx-fp32 (median 2.5 ms vs 2 ms): "
-                                         "INT8 does not pay on this CPU (x86-avx2)")]
+    assert " ".join(captured.err.split()) == ("note: local: onnx-int8 is 0.80x the speed of onnx-fp32 (median 2.5 ms vs "
+                                              "2 ms): INT8 does not pay on this CPU (x86-avx2)")
+    assert max(len(ln) for ln in captured.err.splitlines()) <= 100      # wrapped like the tables when piped
+
+
+def test_weight_only_int8_is_for_size_and_its_note_says_so() -> None:
+    """tflite-int8-weight computes in float: 1.00x FP32 is expected, not "INT8 does not pay"."""
+    fp32 = _result("local", "tflite", "fp32", 2.0)
+    fp32["artifact"]["size_bytes"] = 150 * 1024
+    weight = _result("local", "tflite", "int8-weight", 2.0)
+    weight["artifact"]["size_bytes"] = 41 * 1024
+    lines = int8_does_not_pay([fp32, weight, _result("local", "tflite", "int8-dynamic", 2.1)])
+    assert lines[0] == ("local: tflite-int8-weight is 1.00x the speed of tflite-fp32: weight-only INT8 computes in "
+                        "float and saves size (41 KiB vs 150 KiB), not time")
+    assert "does not pay" not in lines[0] and lines[1].startswith("local: tflite-int8-dynamic is 0.95x")
+    assert lines[1].endswith("INT8 does not pay on this CPU (Some CPU)") and len(lines) == 2

@@ -293,7 +293,7 @@ def test_profile_table_warns_when_rounds_disagree(demo_config) -> None:
                 "timing": {**timing(rs), "load_ns": 1, "first_ns": 1}, "memory": {}}
 
     noisy = format_results([result([1.0, 1.3, 0.8, 1.25, 0.9])], demo_config)
-    assert "warning: onnx-int8: too noisy: p90 varies" in noisy
+    assert "warning: onnx-int8: too noisy: round p90 varies" in noisy
     assert "too noisy" not in format_results([result([1.0, 1.01, 0.99, 1.0, 1.0])], demo_config)
 
 

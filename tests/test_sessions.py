@@ -253,7 +253,13 @@ def test_profile_writes_the_history_and_the_gate_uses_it(profiled: Path, tmp_pat
     for _ in range(3):
         profile(cfg, "local", targets=(Target.ONNX,), precisions=(Precision.FP32,))
     recs = [r for r in read_history(cfg, "local") if r["artifact"] == "onnx-fp32"]
-    assert len(recs) == 4
+    assert len(recs) == 4 and all(isinstance(r["cpu_share"], float) for r in recs)
+    # On a busy machine the runner is descheduled and these sessions are set aside as contended
+    # (they teach no noise: issue 27 saw `KeyError: 'sessions'`). What is tested here is that
+    # the gate reads the history profile wrote, not how quiet the host is: the sessions are
+    # declared quiet, as a runner with a CPU to itself reports them.
+    path = history_path(cfg, "local")
+    path.write_text("".join(json.dumps({**r, "cpu_share": 1.0}) + "\n" for r in read_history(cfg, "local")))
     report = gate(cfg, remeasure=lambda d, a: []).report
     lat = [c for c in report["checks"] if c["metric"] == "latency_p90_ms" and c["artifact"] == "onnx-fp32"]
     assert lat and all(c["rounds"]["sessions"]["source"] == "learned" and c["rounds"]["sessions"]["df"] >= 2 for c in lat)
@@ -294,3 +300,38 @@ def test_concurrent_profiles_lose_no_session(tmp_path: Path) -> None:
     assert all(p.wait(timeout=120) == 0 for p in procs)
     recs = read_history(make_config(tmp_path), "local")
     assert len(recs) == 60 and len({r["created"] for r in recs}) == 60
+
+
+def test_history_dir_may_live_outside_build(tmp_path: Path) -> None:
+    """[gate] history_dir: a CI cache path (relative to edgeship.toml, or absolute) holds the
+    history, in the documented line format (docs/gate.md, "History that travels")."""
+    cfg = make_config(tmp_path, gate={"history_dir": "ci-cache/edgeship-history"})
+    assert cfg.history_dir == tmp_path / "ci-cache" / "edgeship-history"
+    history(cfg, [1.0, 1.1, 1.0])
+    path = tmp_path / "ci-cache" / "edgeship-history" / "local.jsonl"
+    assert history_path(cfg, "local") == path and not (tmp_path / "build" / "history").exists()
+    line = json.loads(path.read_text().splitlines()[0])
+    assert set(line) == {"v", "created", "artifact", "digest", "runtime", "threads", "rounds", "samples", "stats",
+                         "cpu_share"} and line["v"] == 1 and set(line["stats"]) == {"p50", "p90", "p99", "mean"}
+    # a fresh checkout whose build/ is empty learns from the cache at once
+    fresh = make_config(tmp_path / "checkout", gate={"history_dir": str(tmp_path / "ci-cache" / "edgeship-history")})
+    noise = device_noise(fresh, "local", "p90")
+    assert noise is not None and noise.sessions == 3 and noise.source == "learned"
+    assert make_config(tmp_path).history_dir == tmp_path / "build" / "history"
+
+
+def test_concurrent_jobs_share_a_history_dir_outside_build(tmp_path: Path) -> None:
+    """Two projects (CI jobs on one runner) appending to one cache directory at once lose nothing."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    shared = tmp_path / "cache"
+    writer = _WRITER.replace("make_config(Path(sys.argv[1]))",
+                             f"make_config(Path(sys.argv[1]), gate={{'history_dir': {str(shared)!r}}})")
+    procs = [subprocess.Popen([sys.executable, "-c", writer, str(tmp_path / f"job{k}"), f"{k:03d}"], cwd=ROOT)
+             for k in range(3)]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    recs = read_history(make_config(tmp_path / "job0", gate={"history_dir": str(shared)}), "local")
+    assert len(recs) == 45 and len({r["created"] for r in recs}) == 45

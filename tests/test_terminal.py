@@ -128,6 +128,7 @@ def test_every_command_fits_100_columns_plain_with_json(demo: Path, capsys: pyte
         code, out, err = _run(capsys, "--config", str(demo), *argv)
         assert code in (0, 1), (argv, err)
         assert _widest(out) <= 100, (argv, out)
+        assert _widest(err) <= 100, (argv, err)      # warnings and notes too (issue 27: they reached 138)
         assert not ANSI.search(out + err), (argv, out + err)   # piped: no colour, no cursor movement
         assert "warning:" not in out and "Traceback" not in err, (argv, out, err)
         if argv[0] == "profile":   # 20 samples and p90 gated on local: the sample-count warning, on stderr

@@ -142,24 +142,26 @@ def format_ops(r: dict[str, Any], top: int = 10, wide: bool = False) -> str:
 
 
 def _say_int8_speed(cfg: Any, device: str) -> None:
-    """One stderr line per INT8 artifact not >= 1.1x faster than FP32 on this device.
+    """One stderr line per static or dynamic INT8 artifact not >= 1.1x faster than FP32 on this
+    device (a weight-only build's line says it saves size, not time).
 
     Judged on every saved result of the device, so profiling only the INT8 artifacts still
     compares them with the FP32 measured earlier.
     """
-    import sys
-
     from edgeship.gating.int8_speed import int8_does_not_pay
     from edgeship.measure.profile import load_results
+    from edgeship.ui.table import warn
 
-    for line in int8_does_not_pay(load_results(cfg, device)):
-        print(f"note: {line}", file=sys.stderr)
+    warn(int8_does_not_pay(load_results(cfg, device)), prefix="note: ")
 
 
 def profile_table(results: list[dict[str, Any]], cfg: Any = None) -> tuple[Any, list[str]]:
     """The profile table and its warnings; with ``cfg``, sample-count warnings only for gated statistics."""
+    import numpy as np
+
     from edgeship.measure.profile import gated_statistics
-    from edgeship.measure.stats import ns_to_ms, stability_warnings, timing_summary
+    from edgeship.measure.rounds import CONTENDED_SHARE, cpu_shares
+    from edgeship.measure.stats import ns_to_ms, stability_warning, timing_summary
     from edgeship.ui.table import Column, Table
 
     table = Table([
@@ -199,8 +201,15 @@ def profile_table(results: list[dict[str, Any]], cfg: Any = None) -> tuple[Any, 
         elif t.get("samples_ns"):
             gated = ("p90",) if cfg is None else gated_statistics(cfg, r["device"]["name"], a["target"], a["precision"])
             rounds = [ns_to_ms(e["samples_ns"]) for e in t.get("rounds") or [] if e.get("samples_ns")]
+            if not rounds:    # a result from before rounds: its samples are its one round
+                rounds = [ns_to_ms(t["samples_ns"])]
             max_cv = cfg.gate.max_round_cv if cfg is not None else 0.10
-            notes += [f"{a['name']}: {w}" for w in stability_warnings(s, gated, rounds, max_cv)]
+            shares = cpu_shares(t)
+            share = float(np.median(shares)) if shares else None
+            # one line per artifact at most, and only for what changes a verdict (stats.stability_warning)
+            w = stability_warning(s, gated, rounds, max_cv, share, CONTENDED_SHARE)
+            if w:
+                notes.append(f"{a['name']}: {w}")
         else:
             row_notes.append(f"aggregates from {r['runtime'].get('name')}")
             notes.append(f"{a['name']}: aggregates printed by {r['runtime'].get('name')}; no per-run samples")

@@ -6,6 +6,10 @@ INT8 for a speed-up the device does not give, so for every device and target who
 median (any int8* precision) is not at least ``MIN_SPEEDUP`` times faster than the FP32
 median of the same target on the same device, one line says so. Used by the profile summary
 and by the gate's reports (from report.json's results, so reports stay reproducible).
+
+Only static and dynamic INT8 (``int8``, ``int8-dynamic``) are built to be faster: their integer
+kernels are the point. A weight-only build (``int8-weight``) computes in float and is for size;
+being no faster is expected, so its line says what it saves instead of "does not pay".
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from collections.abc import Iterable
 from typing import Any
 
 MIN_SPEEDUP = 1.1
+# float compute with int8 weights: built for size, not speed
+WEIGHT_ONLY = ("int8-weight",)
 
 
 def median_ms(result: dict[str, Any]) -> float | None:
@@ -58,8 +64,20 @@ def int8_does_not_pay(results: Iterable[dict[str, Any]], min_speedup: float = MI
         fp32, fp_med = next((x for x in g["fp32"] if x[0]["artifact"]["name"] == f"{target}-fp32"), g["fp32"][0])
         for r, med in g["int8"]:
             speed = fp_med / med
-            if speed < min_speedup:
+            if speed >= min_speedup:
+                continue
+            if r["artifact"].get("precision") in WEIGHT_ONLY:
+                lines.append(f"{device}: {r['artifact']['name']} is {speed:.2f}x the speed of {fp32['artifact']['name']}: "
+                             f"weight-only INT8 computes in float and saves size{_sizes(r, fp32)}, not time")
+            else:
                 lines.append(
                     f"{device}: {r['artifact']['name']} is {speed:.2f}x the speed of {fp32['artifact']['name']} "
                     f"(median {med:.3g} ms vs {fp_med:.3g} ms): INT8 does not pay on this CPU ({cpu_label(r.get('env'))})")
     return lines
+
+
+def _sizes(r: dict[str, Any], fp32: dict[str, Any]) -> str:
+    a, b = (x.get("artifact", {}).get("size_bytes") for x in (r, fp32))
+    if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not b:
+        return ""
+    return f" ({a / 1024:.0f} KiB vs {b / 1024:.0f} KiB)"

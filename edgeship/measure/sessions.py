@@ -47,10 +47,14 @@ MAX_RECORDS = 2000
 # 3 artifacts, or 3 sessions of one): fewer leave the standard deviation itself unknown.
 MIN_DF = 2
 STATS = ("p50", "p90", "p99", "mean")
+# The line format of a history file (docs/gate.md, "History that travels"); lines without "v"
+# were written before it was numbered and read the same.
+HISTORY_VERSION = 1
 
 
 def history_path(cfg: Config, device: str) -> Path:
-    return cfg.build / "history" / f"{device}.jsonl"
+    """``<history_dir>/<device>.jsonl`` (``[gate] history_dir``, default build/history)."""
+    return cfg.history_dir / f"{device}.jsonl"
 
 
 PROFILE, EVAL = "profile", "eval"
@@ -82,6 +86,7 @@ def session_record(result: dict[str, Any]) -> dict[str, Any] | None:
     mem = result.get("memory") or {}
     peaks = [v for v in (mem.get("init_peak_kb"), mem.get("steady_peak_kb")) if isinstance(v, (int, float))]
     return {
+        "v": HISTORY_VERSION,
         "kind": PROFILE, "created": result.get("created"), "artifact": art.get("name"), "digest": art["artifact_digest"],
         "runtime": f"{rt.get('name')} {rt.get('version') or ''}".strip(),
         "threads": (result.get("settings") or {}).get("threads"),
@@ -99,7 +104,7 @@ def eval_record(entry: dict[str, Any]) -> dict[str, Any] | None:
     if entry.get("status") != "ok" or not isinstance(entry.get("artifact_digest"), str):
         return None
     return {
-        "kind": EVAL, "created": entry.get("created"), "artifact": entry.get("artifact"),
+        "v": HISTORY_VERSION, "kind": EVAL, "created": entry.get("created"), "artifact": entry.get("artifact"),
         "digest": entry["artifact_digest"], "samples": entry.get("samples"),
         "fidelity": {k: entry.get(k) for k in FIDELITY}, "size_bytes": entry.get("size_bytes"),
         "config_digest": entry.get("config_digest"), "edgeship": __version__,
@@ -200,7 +205,12 @@ def _line_key(r: dict[str, Any]) -> tuple[str, Any, Any]:
 def _record(cfg: Config, device: str, new: list[dict[str, Any]]) -> int:
     """Add ``new`` lines, replacing those of the same kind, digest and ``created``: a replaced
     line keeps the commit it was first recorded at and the gate's verdicts (a gate that
-    re-measured rounds rewrites its session's line, maybe after a commit of unrelated files)."""
+    re-measured rounds rewrites its session's line, maybe after a commit of unrelated files).
+
+    The read-modify-write holds the history directory's lock (artifact/atomic.exclusive) and
+    replaces the file atomically, so concurrent writers (two profiles, a cluster's devices, CI
+    jobs sharing a ``[gate] history_dir`` on one host) lose no line and a reader never sees half of one.
+    """
     from edgeship.artifact.atomic import exclusive, write_text_atomic
     from edgeship.measure.provenance import project_source
 

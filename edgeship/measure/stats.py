@@ -105,24 +105,62 @@ def summarize(samples_ms: Sequence[float]) -> Summary:
     )
 
 
-def stability_warnings(s: Summary, gated: Sequence[str] = ("p90",), rounds: Sequence[Sequence[float] | np.ndarray] | None = None,
-                       max_round_cv: float = 0.10) -> list[str]:
-    """pyperf-style warnings: noisy runs, rounds that disagree (``rounds``: per-round samples in
-    ms) and too few samples for the gated statistic."""
-    out = []
-    if s.mean > 0 and s.std >= 0.10 * s.mean:
-        out.append(f"unstable: std is {100 * s.std / s.mean:.0f}% of the mean (>= 10%); close other programs or pin CPUs")
-    if rounds is not None and len(rounds) >= 2:
-        for name in gated:
-            cv = round_spread(rounds, name).cv
-            if cv > max_round_cv:
-                out.append(f"too noisy: {name} varies {100 * cv:.0f}% between rounds (> {100 * max_round_cv:.0f}%); "
-                           "pin CPUs, isolate the device or add rounds (docs/gate.md)")
+def robust_cv(values: Sequence[float] | np.ndarray) -> float:
+    """Robust relative spread: 1.4826 x MAD / median (the CV of a normal sample, but a few
+    preempted runs or one outlying round cannot inflate it); 0 for fewer than 2 values."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 2:
+        return 0.0
+    med = float(np.median(v))
+    return 1.4826 * float(np.median(np.abs(v - med))) / med if med > 0 else 0.0
+
+
+def iqr_ratio(samples: Sequence[float] | np.ndarray) -> float:
+    """(p75 - p25) / p50 of one process's samples: its spread, blind to the tail of preempted runs."""
+    x = np.asarray(samples, dtype=np.float64)
+    if x.size < 4:
+        return 0.0
+    q25, q50, q75 = np.percentile(x, [25, 50, 75])
+    return float((q75 - q25) / q50) if q50 > 0 else 0.0
+
+
+def stability_warning(s: Summary, gated: Sequence[str] = ("p90",), rounds: Sequence[Sequence[float] | np.ndarray] | None = None,
+                      max_cv: float = 0.10, cpu_share: float | None = None, contended_share: float = 0.9) -> str | None:
+    """At most one warning for one artifact's measurement, and only for what changes a verdict.
+
+    The standard deviation of raw samples is not judged: the tail of a few preempted runs makes
+    it 10x the mean on a healthy measurement (p50 7.20 us, p90 7.42 us, std 1019% of the mean),
+    while the gate's intervals are over rounds. What the gate's verdict depends on, in order:
+    too few samples for a gated statistic (no interval: MARGINAL), a starved runner (``cpu_share``
+    below ``contended_share``: a co-tenant; a FAIL becomes MARGINAL), the gated statistic of the
+    rounds spreading more than ``max_cv`` (robust: MAD over the median of the round values; the
+    gate flags such a device "too noisy"), and for a single round (no run-to-run spread to see)
+    its samples' IQR over their median above ``max_cv``. ``rounds``: per-round samples in ms.
+    """
     for name in gated:
         need = MIN_SAMPLES[name]
         if s.count < need:
-            out.append(f"{s.count} samples are too few for {name} (need >= {need}); raise profile.min_runs")
-    return out
+            return f"{s.count} samples are too few for {name} (need >= {need}); raise profile.min_runs"
+    if cpu_share is not None and cpu_share < contended_share:
+        return (f"contended: the runner got {cpu_share:.0%} of a CPU (< {contended_share:.0%}), so co-tenants slowed it; "
+                "pin CPUs or isolate the device (docs/gate.md)")
+    arrs = [np.asarray(r, dtype=np.float64) for r in rounds or [] if len(r)]
+    if len(arrs) >= 2:
+        worst = max(((robust_cv([float(statistic(a, n)) for a in arrs]), n) for n in gated), default=(0.0, ""))
+        if worst[0] > max_cv:
+            return (f"too noisy: round {worst[1]} varies {100 * worst[0]:.0f}% (MAD/median over {len(arrs)} rounds, "
+                    f"> {100 * max_cv:.0f}%); pin CPUs, isolate the device or add rounds (docs/gate.md)")
+    elif arrs and (spread := iqr_ratio(arrs[0])) > max_cv:
+        return (f"unstable: IQR is {100 * spread:.0f}% of the median in its one round (> {100 * max_cv:.0f}%); "
+                "pin CPUs or measure rounds (docs/gate.md)")
+    return None
+
+
+def stability_warnings(s: Summary, gated: Sequence[str] = ("p90",), rounds: Sequence[Sequence[float] | np.ndarray] | None = None,
+                       max_round_cv: float = 0.10) -> list[str]:
+    """``stability_warning`` as a list (empty or one line), for callers of the older API."""
+    w = stability_warning(s, gated, rounds, max_round_cv)
+    return [w] if w else []
 
 
 def ns_to_ms(samples_ns: Sequence[int]) -> np.ndarray:
@@ -282,3 +320,4 @@ def permutation_pvalue(new: Sequence[float], old: Sequence[float], shift: float 
     if splits <= max_exact:
         return hits / splits, 1.0 / splits
     return (hits + 1) / (resamples + 1), 1.0 / (resamples + 1)
+

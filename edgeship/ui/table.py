@@ -217,9 +217,18 @@ def show(table: Table, wide: bool = False, stream: TextIO | None = None) -> None
 
 
 def warn(lines: Iterable[str], prefix: str = "warning: ") -> None:
-    """Warnings and notes go to stderr, never into a table on stdout."""
+    """Warnings and notes go to stderr, never into a table on stdout, wrapped like the tables at
+    the terminal's width (``PLAIN_WIDTH`` when piped), continuation lines indented; words are
+    never cut, so a path or command longer than the width stays whole."""
+    import textwrap
+
+    width = terminal_width(sys.stderr)
     for line in lines:
-        print(f"{prefix}{line}", file=sys.stderr)
+        text = f"{prefix}{line}"
+        if len(text) > width:
+            text = "\n".join(textwrap.wrap(text, width, subsequent_indent="  ", break_long_words=False,
+                                           break_on_hyphens=False))
+        print(text, file=sys.stderr)
 
 
 def render(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
