@@ -154,6 +154,9 @@ class GateConfig(_Frozen):
     max_round_cv: float = Field(0.10, gt=0, le=10)    # between-round CV above this: the device is too noisy
     regression_threshold: float = Field(0.05, ge=0, lt=1)   # baseline: minimum effect size
     regression_alpha: float = Field(0.01, gt=0, lt=1)
+    # gate --baseline with the baseline's artifacts: round pairs measured interleaved (then
+    # max_rounds more when the answer is unknown); 10 pairs let p reach 1/1024
+    compare_pairs: int = Field(10, ge=2, le=1000)
     memory_tolerance_mb: float = Field(0.5, ge=0)
     # sessions within this many hours teach the gate each device's session-to-session noise
     # (edgeship/measure/sessions.py); older ones are kept but not used
@@ -288,6 +291,9 @@ class BudgetConfig(_Frozen):
     min_cosine: float | None = Field(None, ge=-1, le=1)
     # eval's retrieval_agreement (embedding outputs): fraction of nearest neighbours kept
     min_retrieval_agreement: float | None = Field(None, ge=0, le=1)
+    # INT8 (or FP16) at least this many times the speed of the same target's FP32 on each device,
+    # judged from their rounds interleaved in one profile session (gate/speedup.py)
+    min_speedup_vs_fp32: float | None = Field(None, gt=0, le=1000)
     require: bool = False        # a SKIPPED run (no runtime on the device) counts as FAIL
     # every fidelity and accuracy limit (min_cosine, min_retrieval_agreement, max_accuracy_drop) vs the FP32
     # model the artifact was exported from, or vs the original

@@ -121,6 +121,8 @@ def test_gate_across_both_nodes(lab, project, capsys: pytest.CaptureFixture[str]
     _, _, address = lab
     budget = 'device = "local"\ntarget = "*"\nprecision = "*"\nlatency_ms = { p90 = 1.0 }'
     lab_budget = 'device = "box[ab]"\ntarget = "onnx"\nprecision = "fp32"\nlatency_ms = { p90 = 1000.0 }'
+    # INT8 must pay on each lab device: the lab profiles onnx-fp32 with onnx-int8 in one task
+    lab_budget += '\n\n[[budgets]]\ndevice = "box[ab]"\ntarget = "onnx"\nprecision = "int8"\nmin_speedup_vs_fp32 = 0.01'
     toml = cli_project(project.root, {budget: lab_budget},
                        append='\n[devices.boxa]\nkind = "local"\n\n[devices.boxb]\nkind = "local"\n')
     code = main(["-c", str(toml), "gate", "--cluster", address, "--no-remeasure"])
@@ -129,6 +131,8 @@ def test_gate_across_both_nodes(lab, project, capsys: pytest.CaptureFixture[str]
     report = json.loads((project.build / "reports" / "report.json").read_text())
     lat = {c["device"]: c["verdict"] for c in report["checks"] if c["metric"] == "latency_p90_ms"}
     assert lat == {"boxa": "PASS", "boxb": "PASS"}
+    speed = {c["device"]: c["verdict"] for c in report["checks"] if c["metric"] == "speedup_vs_fp32"}
+    assert speed == {"boxa": "PASS", "boxb": "PASS"}, [c["detail"] for c in report["checks"]]
     assert "device boxa: done on node 127.0.0.1" in err
 
 

@@ -335,3 +335,10 @@ def test_concurrent_jobs_share_a_history_dir_outside_build(tmp_path: Path) -> No
     assert all(p.wait(timeout=120) == 0 for p in procs)
     recs = read_history(make_config(tmp_path / "job0", gate={"history_dir": str(shared)}), "local")
     assert len(recs) == 45 and len({r["created"] for r in recs}) == 45
+
+
+def test_a_history_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("not a folder\n")
+    cfg = make_config(tmp_path, gate={"history_dir": "taken"})
+    with pytest.raises(UsageError, match=r"taken: cannot write the device's history there .*fix \[gate\] history_dir"):
+        history(cfg, [1.0])

@@ -128,8 +128,10 @@ def test_profile_and_gate_over_ssh(sshd: SSHServer, demo_project, tmp_path: Path
         f'python = "{sys.executable}"\nidentity_file = "{sshd.client_key}"\n'
         f'ssh_options = ["UserKnownHostsFile={sshd.known_hosts}", "StrictHostKeyChecking=yes"]\n'
         '\n[[budgets]]\ndevice = "board"\ntarget = "onnx"\nprecision = "*"\nlatency_ms = { p90 = 50.0 }\n'
+        # far below any speed-up a CPU gives: the verdict does not depend on this machine's load
+        '\n[[budgets]]\ndevice = "board"\ntarget = "onnx"\nprecision = "int8"\nmin_speedup_vs_fp32 = 0.01\n'
     ))
-    code = main(["--config", str(toml), "profile", "--device", "board", "-t", "onnx", "-p", "int8"])
+    code = main(["--config", str(toml), "profile", "--device", "board", "-t", "onnx", "-p", "fp32,int8"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert any(ln.split()[:2] == ["onnx-int8", "board"] for ln in out.splitlines()), out
@@ -142,6 +144,8 @@ def test_profile_and_gate_over_ssh(sshd: SSHServer, demo_project, tmp_path: Path
     report = json.loads((tmp_path / "build" / "reports" / "report.json").read_text())
     devices = {c["device"] for c in report["checks"] if c["metric"].startswith("latency")}
     assert devices == {"board"}
+    (speedup,) = [c for c in report["checks"] if c["metric"] == "speedup_vs_fp32"]
+    assert speedup["device"] == "board" and speedup["verdict"] == "PASS", speedup   # one session's paired rounds
 
 
 def test_server_killed_mid_run(sshd: SSHServer, demo_project, tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from edgeship.config import Config
 
 
 def _device_budgets(cfg: Config) -> list[Any]:
-    return [b for b in cfg.budgets if b.latency_ms is not None or b.peak_memory_mb is not None]
+    return [b for b in cfg.budgets
+            if b.latency_ms is not None or b.peak_memory_mb is not None or b.min_speedup_vs_fp32 is not None]
 
 
 def lab_devices(cfg: Config, only: str | None) -> list[str]:
@@ -32,9 +33,15 @@ def lab_devices(cfg: Config, only: str | None) -> list[str]:
 
 
 def judged(cfg: Config, device: str, ref: Any) -> bool:
-    """Does a latency/memory budget judge this artifact on this device?"""
-    return any(fnmatchcase(device, b.device) and fnmatchcase(ref.manifest.target, b.target)
-               and fnmatchcase(ref.manifest.precision, b.precision) for b in _device_budgets(cfg))
+    """Does a latency/memory/speed-up budget judge this artifact on this device? The FP32 build
+    of a target with a ``min_speedup_vs_fp32`` budget is, too: it is measured in the same task,
+    its rounds interleaved with the INT8 ones (gate/speedup.py)."""
+    def precision(b: Any) -> bool:
+        return fnmatchcase(ref.manifest.precision, b.precision) or (
+            b.min_speedup_vs_fp32 is not None and ref.manifest.precision == "fp32")
+
+    return any(fnmatchcase(device, b.device) and fnmatchcase(ref.manifest.target, b.target) and precision(b)
+               for b in _device_budgets(cfg))
 
 
 def profile_lab(cfg: Config, address: str, only: str | None, say: Callable[[str], None]) -> dict[str, str]:

@@ -12,7 +12,9 @@ class Gate:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", "-d", help="latency/memory checks of this device only (default: every device the budgets name)")
-        p.add_argument("--baseline", metavar="REPORT_JSON", help="flag latency regressions against an earlier report.json")
+        p.add_argument("--baseline", metavar="PATH", help="flag latency regressions: against the baseline build's folder "
+                       "(its artifacts measured now, interleaved with these: slower / not slower / unknown) or an "
+                       "earlier report.json")
         p.add_argument("--threshold", type=float, help="minimum slowdown that counts as a regression, a fraction in [0, 1) (default 0.05)")
         p.add_argument("--force", action="store_true", help="compare with a baseline from different hardware")
         p.add_argument("--no-remeasure", action="store_true", help="decide on the saved samples only (no extra rounds)")
@@ -24,17 +26,24 @@ class Gate:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
+        from pathlib import Path
+
         from edgeship.commands import load_cfg
+        from edgeship.errors import UsageError
         from edgeship.gating.judge import check_threshold, gate, load_report
         from edgeship.reports import write_reports
         from edgeship.ui.progress import Progress
 
         check_threshold(args.threshold)     # before any file is read
         cfg = load_cfg(args)
-        baseline = load_report(args.baseline) if args.baseline else None
+        build = Path(args.baseline) if args.baseline and Path(args.baseline).is_dir() else None
+        baseline = load_report(args.baseline) if args.baseline and build is None else None
         remeasure = (lambda _d, _a: []) if args.no_remeasure else None
         address = args.cluster or cfg.cluster.address
         unmeasured: dict[str, str] = {}
+        if build is not None and address:
+            raise UsageError(f"--baseline {args.baseline}: a baseline build is measured interleaved from this host; "
+                             "gate it without --cluster (or pass the baseline's report.json)")
         if address:     # measure on the lab first; failed devices then FAIL, their old results unjudged
             from edgeship.cluster.gate import lab_remeasure, profile_lab
 
@@ -43,7 +52,7 @@ class Gate:
             remeasure = remeasure or lab_remeasure(cfg, address)
         with Progress(title="gate") as progress:
             result = gate(cfg, args.device, remeasure, baseline, args.force, args.threshold, progress.event,
-                          unmeasured=unmeasured)
+                          unmeasured=unmeasured, baseline_build=build, more_pairs=not args.no_remeasure)
         paths = write_reports(result.report, cfg.build / "reports")
         show_report(result.report, args)
         if not args.json:

@@ -10,11 +10,18 @@ median round medians, is the check's value. With too few rounds for the test to 
 alpha (1 round: a report from before rounds; 2+2 or 3+3 rounds at alpha 0.01), the verdict is
 MARGINAL, decided on the effect size alone, and says why. Results from different hardware are
 refused unless ``force``: a baseline from another CPU says nothing about this change.
+
+The stronger mode (``compare_interleaved``) measures the baseline's artifacts and the
+candidate's now, in interleaved pairs of rounds (edgeship.measure.interleave), so the
+machine's drift cancels, and answers slower / not slower / unknown with a stated
+false-alarm rate: the mode for a fresh CI runner that has no history of its own noise.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,8 +30,9 @@ from edgeship.config import Config
 from edgeship.errors import UsageError
 from edgeship.gating.budgets import Check
 from edgeship.gating.checks import CheckResult
+from edgeship.measure.interleave import Pair
 from edgeship.measure.rounds import timing_rounds
-from edgeship.measure.stats import permutation_pvalue
+from edgeship.measure.stats import paired_interval, permutation_pvalue, sign_flip_pvalue
 from edgeship.types import Verdict
 
 HARDWARE_KEYS = ("cpu", "machine", "cpu_count")
@@ -87,3 +95,78 @@ def compare_baseline(cfg: Config, results: list[dict[str, Any]], baseline: dict[
         detail = f"median {ratio:.3f}x baseline over {rounds}, permutation p={p:.2g} ({rule})"
         out.append(CheckResult(check, Verdict.FAIL if regressed else Verdict.PASS, not regressed, ratio, detail=detail))
     return out
+
+
+# -- interleaved: baseline and candidate measured in the same minutes ---------------------------
+
+SLOWER, NOT_SLOWER, UNKNOWN = "slower", "not slower", "unknown: run more"
+
+
+@dataclass(frozen=True)
+class PairedDecision:
+    """What the paired rounds say: ``outcome`` is SLOWER, NOT_SLOWER or UNKNOWN."""
+
+    outcome: str
+    ratio: float        # candidate / baseline: exp(mean log ratio of the pairs' medians)
+    low: float          # two-sided interval at 1 - 2 alpha_look; high is the one-sided (1 - alpha_look) bound
+    high: float
+    p: float            # sign-flip p value of "the candidate is slower"
+    floor: float        # the smallest p these pairs allow
+    alpha_look: float
+    pairs: int
+
+
+def decide_pairs(log_ratios: Sequence[float], alpha: float, threshold: float, looks: int = 1) -> PairedDecision:
+    """Slower / not slower / unknown from interleaved pairs (Pinpoint's three answers, asv's
+    significance-plus-size rule).
+
+    - **slower**: the sign-flip test rejects "same artifact" at ``alpha / looks`` and the
+      candidate is at least ``1 + threshold`` times the baseline (point estimate). With the
+      order of each pair drawn at random, an A/A comparison says slower with probability at
+      most ``alpha`` over all looks (exact; Bonferroni over the looks), however the machine drifts.
+    - **not slower**: the one-sided upper (1 - alpha / looks) bound of the ratio is below
+      ``1 + threshold``: a slowdown of the minimum size is ruled out at the same level
+      (Student-t over the pairs' log ratios: drift cancels within a pair, so pairs are independent).
+    - **unknown: run more** otherwise: too few pairs, or too much noise, for either.
+    """
+    a = alpha / looks
+    d = np.asarray(log_ratios, dtype=np.float64)
+    p, floor = sign_flip_pvalue(d)
+    ratio, low, high = paired_interval(d, 1.0 - 2.0 * a)
+    if p <= a and ratio >= 1.0 + threshold:
+        outcome = SLOWER
+    elif d.size >= 2 and high < 1.0 + threshold:
+        outcome = NOT_SLOWER
+    else:
+        outcome = UNKNOWN
+    return PairedDecision(outcome, ratio, low, high, p, floor, a, int(d.size))
+
+
+def compare_interleaved(cfg: Config, device: str, candidate: str, baseline_name: str, measure: Callable[[int], list[Pair]],
+                        threshold: float | None = None, more: bool = True) -> CheckResult:
+    """One ``latency_regression`` check from pairs measured now (edgeship.measure.interleave):
+    ``gate.compare_pairs`` pairs, and when the answer is unknown ``gate.max_rounds`` more (with
+    ``more``), each look at alpha / 2. Verdict: FAIL slower, PASS not slower, MARGINAL unknown
+    (which passes or fails on the point estimate like every MARGINAL)."""
+    g = cfg.gate
+    thr = g.regression_threshold if threshold is None else threshold
+    looks = 2 if more and g.max_rounds > 0 else 1
+    pairs = measure(g.compare_pairs)
+    dec = decide_pairs([x.log_ratio() for x in pairs], g.regression_alpha, thr, looks)
+    if dec.outcome == UNKNOWN and looks == 2:
+        pairs += measure(g.max_rounds)
+        dec = decide_pairs([x.log_ratio() for x in pairs], g.regression_alpha, thr, looks)
+    check = Check(-1, device, candidate, "latency_regression", thr)
+    base = "" if baseline_name == candidate else f" ({baseline_name})"
+    ci = "" if math.isnan(dec.low) else f", {100 * (1 - 2 * dec.alpha_look):.3g}% CI [{dec.low:.3f}, {dec.high:.3f}]"
+    detail = (f"{dec.outcome}: median {dec.ratio:.3f}x the baseline{base}{ci} over {dec.pairs} interleaved round pairs, "
+              f"sign-flip p={dec.p:.2g} (slower: p <= {dec.alpha_look:.2g} and >= +{100 * thr:.0f}%; "
+              f"false-alarm rate <= {g.regression_alpha:g})")
+    if dec.outcome == UNKNOWN and dec.floor > dec.alpha_look:
+        detail += f"; {dec.pairs} pairs cannot reach p <= {dec.alpha_look:.2g}: raise [gate] compare_pairs"
+    elif dec.outcome == UNKNOWN:
+        detail += "; re-run the gate or raise [gate] compare_pairs"
+    verdict = {SLOWER: Verdict.FAIL, NOT_SLOWER: Verdict.PASS}.get(dec.outcome, Verdict.MARGINAL)
+    passed = dec.outcome == NOT_SLOWER or (dec.outcome == UNKNOWN and dec.ratio < 1.0 + thr)
+    return CheckResult(check, verdict, passed, dec.ratio, None if math.isnan(dec.low) else dec.low,
+                       None if math.isnan(dec.high) else dec.high, detail)

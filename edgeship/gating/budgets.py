@@ -22,6 +22,7 @@ SIZE = "size_kb"
 ACCURACY = "accuracy_drop"
 COSINE = "cosine_mean"
 RETRIEVAL = "retrieval_agreement"
+SPEEDUP = "speedup_vs_fp32"       # judged per device on paired FP32/INT8 rounds (gate/speedup.py)
 EVAL_METRICS = (ACCURACY, COSINE, RETRIEVAL)     # judged on eval.json entries
 
 
@@ -61,6 +62,8 @@ def _metrics(b: BudgetConfig) -> tuple[list[tuple[str, float]], list[tuple[str, 
                 dev.append((f"latency_{stat}_ms", v))
     if b.peak_memory_mb is not None:
         dev.append((MEMORY, b.peak_memory_mb))
+    if b.min_speedup_vs_fp32 is not None:
+        dev.append((SPEEDUP, b.min_speedup_vs_fp32))
     art: list[tuple[str, float]] = []
     if b.size_kb is not None:
         art.append((SIZE, b.size_kb))
@@ -112,7 +115,7 @@ def expand(cfg: Config, artifacts: Sequence[Candidate], only_device: str | None 
         dev_metrics, art_metrics = _metrics(b)
         if not dev_metrics and not art_metrics:
             raise ConfigError(f"{where}: sets no limit (latency_ms, peak_memory_mb, size_kb, max_accuracy_drop, min_cosine, "
-                              "min_retrieval_agreement)")
+                              "min_retrieval_agreement, min_speedup_vs_fp32)")
         matching = [a for a in artifacts if _matches(b, str(a.target), str(a.precision))]
         if not matching:
             have = ", ".join(a.name for a in artifacts) or "none"
@@ -121,6 +124,9 @@ def expand(cfg: Config, artifacts: Sequence[Candidate], only_device: str | None 
         if only_device is not None and not fnmatch.fnmatchcase(only_device, b.device):
             continue     # validated above like every budget, but it promises nothing for this device
         pairs = list(dict.fromkeys((str(a.target), str(a.precision)) for a in matching))
+        if any(m == SPEEDUP for m, _ in dev_metrics) and all(p == "fp32" for _, p in pairs):
+            raise ConfigError(f"{where}: min_speedup_vs_fp32 compares a precision with FP32, but the budget matches only "
+                              "fp32 artifacts; set precision = \"int8\" (or another one)")
 
         for metric, limit in art_metrics:
             rel = b.relative_to if metric in EVAL_METRICS else ""
@@ -134,5 +140,7 @@ def expand(cfg: Config, artifacts: Sequence[Candidate], only_device: str | None 
             if only_device is not None and d != only_device:
                 continue
             for t, p in pairs:
-                checks += [Check(i, d, judged_artifact(cfg, d, t, p), metric, limit, b.require, t, p) for metric, limit in dev_metrics]
+                # the speed-up of FP32 over itself is 1 by definition: not a check
+                checks += [Check(i, d, judged_artifact(cfg, d, t, p), metric, limit, b.require, t, p) for metric, limit in dev_metrics
+                           if not (metric == SPEEDUP and p == "fp32")]
     return checks

@@ -33,8 +33,8 @@ from edgeship.devices.base import open_device
 from edgeship.devices.boards import EMULATED_TIMING, timing_counts
 from edgeship.errors import ArtifactError, UsageError
 from edgeship.exporting.failures import load_failures
-from edgeship.gating.baseline import compare_baseline
-from edgeship.gating.budgets import ACCURACY, COSINE, EVAL_METRICS, MEMORY, RETRIEVAL, SIZE, Check, expand
+from edgeship.gating.baseline import compare_baseline, compare_interleaved
+from edgeship.gating.budgets import ACCURACY, COSINE, EVAL_METRICS, MEMORY, RETRIEVAL, SIZE, SPEEDUP, Check, expand
 from edgeship.gating.checks import CheckResult, GateReport
 from edgeship.gating.evidence import (
     EVAL_SCHEMA_V1,
@@ -47,6 +47,8 @@ from edgeship.gating.evidence import (
     profile_command,
 )
 from edgeship.gating.report_schema import validate_report
+from edgeship.gating.speedup import fp32_artifact, judge_speedup
+from edgeship.measure.interleave import Interleave, baseline_artifacts, interleaved
 from edgeship.measure.profile import load_results, profile_artifact
 from edgeship.measure.rounds import CONTENDED_SHARE, cpu_shares, keep_rounds, round_plan, timing_rounds
 from edgeship.measure.sessions import (
@@ -313,6 +315,7 @@ def gate(
     cfg: Config, device: str | None = None, remeasure: Remeasure | None = None,
     baseline: dict[str, Any] | None = None, force: bool = False, threshold: float | None = None,
     on_event: Callable[[str], None] | None = None, unmeasured: Mapping[str, str] | None = None,
+    baseline_build: Path | None = None, interleave: Interleave | None = None, more_pairs: bool = True,
 ) -> GateReport:
     """Expand the budgets over the artifacts on disk and judge each check on matching evidence.
 
@@ -321,6 +324,11 @@ def gate(
     names the command to re-run. Usage errors (unknown device, zero checks) raise UsageError.
     ``unmeasured``: device -> why profiling it failed in this run (gate --cluster): its latency
     and memory checks FAIL with that line, not judged on the earlier result still on disk.
+
+    ``baseline`` is a saved report.json (its rounds compared with this session's);
+    ``baseline_build`` the baseline build's folder, whose artifacts are measured now, interleaved
+    with the candidate's (``interleave``, default: on the device from this process), for every
+    (device, artifact) a latency budget judges (gate/baseline.py, compare_interleaved).
     """
 
     say = on_event or (lambda _m: None)
@@ -383,6 +391,10 @@ def gate(
             out.append(_evidence_fail(c, f"profiling in this run failed: {unmeasured[c.device]}",
                                       profile_command(c.device, c.target, c.precision)))
             continue
+        elif c.metric == SPEEDUP:
+            res, changed = judge_speedup(c, by_key.get((c.device, c.artifact)),
+                                         by_key.get((c.device, fp32_artifact(cfg, c))), digests, cfg, remeasure)
+            kind = "profile"
         else:
             res, changed = _device_check(c, by_key.get((c.device, c.artifact)), digests[c.artifact], cfg, remeasure)
             kind = "profile"
@@ -395,7 +407,9 @@ def gate(
     if baseline is not None:
 
         out += compare_baseline(cfg, fresh, baseline, force, threshold)
-    report = build_report(cfg, out, fresh, eval_report, baseline is not None, warnings)
+    if baseline_build is not None:
+        out += _compare_builds(cfg, checks, refs, baseline_build, interleave, threshold, more_pairs, say)
+    report = build_report(cfg, out, fresh, eval_report, baseline is not None or baseline_build is not None, warnings)
     return GateReport(tuple(out), report)
 
 
@@ -451,6 +465,28 @@ def mark_history(cfg: Config, out: Sequence[CheckResult], by_key: dict[tuple[str
                 mark(r["device"]["name"], (PROFILE, digests[c.artifact], r["created"]), res)
     for device, m in marks.items():
         record_verdicts(cfg, device, m)
+
+
+def _compare_builds(cfg: Config, checks: list[Check], refs: dict[str, Any], baseline_build: Path,
+                    interleave: Interleave | None, threshold: float | None, more: bool,
+                    say: Callable[[str], None]) -> list[CheckResult]:
+    """One latency_regression check per (device, artifact) that a latency budget judges and the
+    baseline build also has, from round pairs of both measured now."""
+    base = baseline_artifacts(cfg, baseline_build)
+    measure = interleave or interleaved(cfg, say=say)
+    thr = cfg.gate.regression_threshold if threshold is None else threshold
+    out = []
+    for dev, name in dict.fromkeys((c.device, c.artifact) for c in checks if c.metric.startswith("latency_")):
+        if name not in refs or name not in base:
+            continue      # nothing to compare: a new artifact, or one that failed to build (its own rows say so)
+        if getattr(cfg.devices.get(dev), "kind", None) == "emulated":
+            out.append(CheckResult(Check(-1, dev, name, "latency_regression", thr), Verdict.SKIPPED, True,
+                                   detail=EMULATED_TIMING))
+            continue
+        say(f"compare {name} on {dev} with the baseline ...")
+        out.append(compare_interleaved(cfg, dev, name, name,
+                                       lambda n, d=dev, a=name: measure(d, base[a], refs[a], n), threshold, more))
+    return out
 
 
 def _per_device(checks: list[Check], entries: dict[tuple[str, str], dict[str, Any]],

@@ -303,11 +303,16 @@ def measure_rounds(cfg: Config, dev: Device, refs: list[ArtifactRef], inputs: di
     artifact's merged result once all its rounds are done (the submitting host writes it; a
     cluster node only collects it). Never a partial one: a result of 1 of 5 rounds would replace
     complete evidence with weaker evidence, and an interrupted run must leave the old one."""
+    import uuid
+
     from edgeship.measure.rounds import merge_rounds, round_plan
 
     device = dev.name
     warned: set[str] = set()
     plan = round_plan(cfg, dev.kind, min_runs, min_seconds, rounds)
+    # names the session: round i of every artifact here ran within the same pass over them, so
+    # two results of one session can be compared round by round (gate/speedup.py)
+    session = uuid.uuid4().hex
     done: dict[str, list[dict[str, Any]]] = {ref.name: [] for ref in refs}
     for i in range(plan.rounds):
         for ref in refs:
@@ -323,10 +328,10 @@ def measure_rounds(cfg: Config, dev: Device, refs: list[ArtifactRef], inputs: di
                                   f"({runs[-1].get('skip_reason')}) although round 1 ran; check the device")
             skipped = runs[0]["status"] != "ok"    # SKIPPED in round 1 is complete: no more rounds
             if skipped or i == plan.rounds - 1:
-                save(ref.name, merge_rounds(runs))   # round 1's outputs comparison rides along
+                save(ref.name, {**merge_rounds(runs), "session": session})   # round 1's outputs comparison rides along
             if skipped:
                 say(f"  {ref.name}: SKIPPED ({runs[0]['skip_reason']})")
-    return [merge_rounds(done[ref.name]) for ref in refs]
+    return [{**merge_rounds(done[ref.name]), "session": session} for ref in refs]
 
 
 def known_device_class(cfg: Config, device: str) -> str | None:

@@ -135,6 +135,9 @@ def read_history(cfg: Config, device: str, kinds: tuple[str, ...] | None = (PROF
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise UsageError(f"{path} line {line}: not UTF-8 text; {again}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the device's history ({getattr(exc, 'strerror', None) or exc}); "
+                         "check [gate] history_dir or delete the file") from None
     out = []
     for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -218,17 +221,21 @@ def _record(cfg: Config, device: str, new: list[dict[str, Any]]) -> int:
         return 0
     source = project_source(cfg)
     path = history_path(cfg, device)
-    with exclusive(path.parent):
-        old = {_line_key(r): r for r in read_history(cfg, device, kinds=None)}
-        for r in new:
-            before = old.get(_line_key(r), {})
-            r.update({k: before.get(k, source[k]) for k in ("commit", "dirty")})
-            if "verdicts" in before:
-                r["verdicts"] = before["verdicts"]
-        keys = {_line_key(r) for r in new}
-        kept = [r for k, r in old.items() if k not in keys]
-        lines = [dumps(r, sort_keys=True) for r in [*kept, *new][-MAX_RECORDS:]]
-        write_text_atomic(path, "\n".join(lines) + "\n")
+    try:
+        with exclusive(path.parent):
+            old = {_line_key(r): r for r in read_history(cfg, device, kinds=None)}
+            for r in new:
+                before = old.get(_line_key(r), {})
+                r.update({k: before.get(k, source[k]) for k in ("commit", "dirty")})
+                if "verdicts" in before:
+                    r["verdicts"] = before["verdicts"]
+            keys = {_line_key(r) for r in new}
+            kept = [r for k, r in old.items() if k not in keys]
+            lines = [dumps(r, sort_keys=True) for r in [*kept, *new][-MAX_RECORDS:]]
+            write_text_atomic(path, "\n".join(lines) + "\n")
+    except OSError as exc:     # [gate] history_dir on a file, read-only or full: bad input, not a bug
+        raise UsageError(f"{path.parent}: cannot write the device's history there ({exc.strerror or exc}); "
+                         "fix [gate] history_dir (a writable folder)") from None
     return len(new)
 
 

@@ -18,6 +18,7 @@ UNITS: dict[str, tuple[str, float]] = {
     "size_kb": ("KiB", 1.0),
     "accuracy_drop": ("pt", 100.0),       # a fraction in the report; points of accuracy here
     "cosine_mean": ("", 1.0),
+    "speedup_vs_fp32": ("x", 1.0),     # times the speed of the same target's FP32 on the device
 }
 
 
