@@ -123,7 +123,8 @@ def test_gate_across_both_nodes(lab, project, capsys: pytest.CaptureFixture[str]
     lab_budget = 'device = "box[ab]"\ntarget = "onnx"\nprecision = "fp32"\nlatency_ms = { p90 = 1000.0 }'
     # INT8 must pay on each lab device: the lab profiles onnx-fp32 with onnx-int8 in one task
     lab_budget += '\n\n[[budgets]]\ndevice = "box[ab]"\ntarget = "onnx"\nprecision = "int8"\nmin_speedup_vs_fp32 = 0.01'
-    toml = cli_project(project.root, {budget: lab_budget},
+    # 4 rounds: 4 FP32/INT8 pairs per device, enough for a speed-up interval without re-measuring
+    toml = cli_project(project.root, {budget: lab_budget, "rounds = 2": "rounds = 4"},
                        append='\n[devices.boxa]\nkind = "local"\n\n[devices.boxb]\nkind = "local"\n')
     code = main(["-c", str(toml), "gate", "--cluster", address, "--no-remeasure"])
     out, err = capsys.readouterr()

@@ -123,20 +123,23 @@ def test_budget_expands_to_non_fp32_artifacts_per_device(tmp_path: Path) -> None
 
 
 def test_the_gate_judges_a_real_profile_session(profiled: Path, tmp_path: Path) -> None:
-    """The demo profiled on local (every artifact in one session): the speed-up check is decided
-    from its paired rounds and shows in report.json with its unit. The budget sits far below any
-    speed-up a CPU gives, so the verdict does not depend on how busy this machine is."""
+    """The demo's onnx fp32 and int8 profiled on local in one call (5 rounds each, interleaved):
+    the speed-up check is decided from its paired rounds and shows in report.json with its unit.
+    The budget sits far below any speed-up a CPU gives, so the verdict does not depend on how
+    busy this machine is (5 pairs: a t interval with 4 degrees of freedom)."""
     from edgeship.gating.judge import gate
+    from edgeship.measure.profile import profile
     from edgeship.reports.fmt import metric_value
+    from edgeship.types import Precision, Target
+    from tests.conftest import FAST_PROFILE
 
     budget = {"device": "local", "target": "onnx", "precision": "int8", "min_speedup_vs_fp32": 0.05}
-    cfg = project_copy(tmp_path, make_config(profiled), budgets=[budget])
-    import shutil
-
-    shutil.copytree(profiled / "build" / "results", cfg.build / "results")
+    cfg = project_copy(tmp_path, make_config(profiled), budgets=[budget], profile={**FAST_PROFILE, "rounds": 5})
+    results = profile(cfg, "local", (Target.ONNX,), (Precision.FP32, Precision.INT8))
+    assert len({r["session"] for r in results}) == 1 and len(results) == 2     # one profile call: one session
     saved = [json.loads(p.read_text()) for p in (cfg.build / "results" / "local").glob("onnx-*.json")]
-    assert len({r["session"] for r in saved}) == 1          # one profile call: one session
+    assert {r["session"] for r in saved} == {results[0]["session"]}
     report = gate(cfg, remeasure=lambda d, a: []).report
     (c,) = [c for c in report["checks"] if c["metric"] == SPEEDUP]
     assert c["verdict"] == "PASS" and c["low"] >= 0.05 and "the speed of onnx-fp32" in c["detail"], c
-    assert metric_value(SPEEDUP, c["limit"]) == "0.05 x"
+    assert "over 5 interleaved round pairs" in c["detail"] and metric_value(SPEEDUP, c["limit"]) == "0.05 x"
