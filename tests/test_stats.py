@@ -154,5 +154,11 @@ def test_stability_warnings_judge_robust_spread_not_the_tail_of_raw_samples() ->
     one = [np.array([1.0, 2.0, 1.0, 3.0] * 20)]       # a single round: its IQR over its median
     assert stability_warning(summarize(one[0]), ("p90",), one).startswith("unstable: IQR is 83% of the median")
     assert stability_warnings(summarize([1.0] * 100), rounds=[[1.0] * 100]) == []
+    # only when the verdict could change: a budget far outside the rounds' spread changes nothing
+    ds = summarize(np.concatenate(drifting))
+    far, near = {"p90": [100 * ds.p90]}, {"p90": [100 * ds.p90, 1.1 * ds.p90]}
+    assert stability_warning(ds, ("p90",), drifting, limits=far) is None
+    assert stability_warning(ds, ("p90",), drifting, limits=near).startswith("too noisy: round p90")
+    assert stability_warning(s, ("p90",), healthy, cpu_share=0.55, limits=far).startswith("contended")
 
 

@@ -159,7 +159,7 @@ def profile_table(results: list[dict[str, Any]], cfg: Any = None) -> tuple[Any, 
     """The profile table and its warnings; with ``cfg``, sample-count warnings only for gated statistics."""
     import numpy as np
 
-    from edgeship.measure.profile import gated_statistics
+    from edgeship.measure.profile import gated_statistics, latency_limits
     from edgeship.measure.rounds import CONTENDED_SHARE, cpu_shares
     from edgeship.measure.stats import ns_to_ms, stability_warning, timing_summary
     from edgeship.ui.table import Column, Table
@@ -207,7 +207,8 @@ def profile_table(results: list[dict[str, Any]], cfg: Any = None) -> tuple[Any, 
             shares = cpu_shares(t)
             share = float(np.median(shares)) if shares else None
             # one line per artifact at most, and only for what changes a verdict (stats.stability_warning)
-            w = stability_warning(s, gated, rounds, max_cv, share, CONTENDED_SHARE)
+            limits = None if cfg is None else latency_limits(cfg, r["device"]["name"], a["target"], a["precision"])
+            w = stability_warning(s, gated, rounds, max_cv, share, CONTENDED_SHARE, limits)
             if w:
                 notes.append(f"{a['name']}: {w}")
         else:

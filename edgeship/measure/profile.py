@@ -372,6 +372,21 @@ def gated_statistics(cfg: Config, device: str, target: str, precision: str) -> t
     return tuple(dict.fromkeys(out))
 
 
+def latency_limits(cfg: Config, device: str, target: str, precision: str) -> dict[str, list[float]]:
+    """Per latency statistic, the budgets (ms) that ``[[budgets]]`` set for this device and artifact."""
+    import fnmatch
+
+    out: dict[str, list[float]] = {}
+    for b in cfg.budgets:
+        if b.latency_ms is None or not all(fnmatch.fnmatchcase(v, pat) for v, pat in
+                                           ((device, b.device), (target, b.target), (precision, b.precision))):
+            continue
+        for stat in ("p50", "p90", "p99", "mean"):
+            if getattr(b.latency_ms, stat) is not None:
+                out.setdefault(stat, []).append(float(getattr(b.latency_ms, stat)))
+    return out
+
+
 def load_results(cfg: Config, device: str | None = None) -> list[dict[str, Any]]:
     """Saved results of the configured model, for every device (or one)."""
     root = cfg.build / "results"

@@ -124,8 +124,14 @@ def iqr_ratio(samples: Sequence[float] | np.ndarray) -> float:
     return float((q75 - q25) / q50) if q50 > 0 else 0.0
 
 
+# How far (in robust spreads, log scale) a rerun's statistic may land from this one's: a budget
+# inside point * exp(+-BAND * spread) is one whose verdict the spread could change.
+BAND = 3.0
+
+
 def stability_warning(s: Summary, gated: Sequence[str] = ("p90",), rounds: Sequence[Sequence[float] | np.ndarray] | None = None,
-                      max_cv: float = 0.10, cpu_share: float | None = None, contended_share: float = 0.9) -> str | None:
+                      max_cv: float = 0.10, cpu_share: float | None = None, contended_share: float = 0.9,
+                      limits: dict[str, Sequence[float]] | None = None) -> str | None:
     """At most one warning for one artifact's measurement, and only for what changes a verdict.
 
     The standard deviation of raw samples is not judged: the tail of a few preempted runs makes
@@ -136,7 +142,21 @@ def stability_warning(s: Summary, gated: Sequence[str] = ("p90",), rounds: Seque
     rounds spreading more than ``max_cv`` (robust: MAD over the median of the round values; the
     gate flags such a device "too noisy"), and for a single round (no run-to-run spread to see)
     its samples' IQR over their median above ``max_cv``. ``rounds``: per-round samples in ms.
+
+    ``limits`` (statistic -> the latency budgets in ms that gate it here): a spread warns only
+    when a budget lies within ``point * exp(+-BAND * spread)``, where a rerun could land on its
+    other side; a p90 of 10 us that wanders 18% between rounds changes no verdict of a 1 ms
+    budget. Without ``limits`` every gated statistic counts. A starved runner always warns: its
+    session teaches the gate no noise, and every number it measured is inflated.
     """
+
+    def could_flip(name: str, spread: float) -> bool:
+        if limits is None:
+            return True
+        point = s.get(name)
+        return any(point * math.exp(-BAND * spread) <= lim <= point * math.exp(BAND * spread)
+                   for lim in limits.get(name, ()))
+
     for name in gated:
         need = MIN_SAMPLES[name]
         if s.count < need:
@@ -146,11 +166,12 @@ def stability_warning(s: Summary, gated: Sequence[str] = ("p90",), rounds: Seque
                 "pin CPUs or isolate the device (docs/gate.md)")
     arrs = [np.asarray(r, dtype=np.float64) for r in rounds or [] if len(r)]
     if len(arrs) >= 2:
-        worst = max(((robust_cv([float(statistic(a, n)) for a in arrs]), n) for n in gated), default=(0.0, ""))
+        spreads = [(robust_cv([float(statistic(a, n)) for a in arrs]), n) for n in gated]
+        worst = max(((cv, n) for cv, n in spreads if could_flip(n, cv)), default=(0.0, ""))
         if worst[0] > max_cv:
             return (f"too noisy: round {worst[1]} varies {100 * worst[0]:.0f}% (MAD/median over {len(arrs)} rounds, "
                     f"> {100 * max_cv:.0f}%); pin CPUs, isolate the device or add rounds (docs/gate.md)")
-    elif arrs and (spread := iqr_ratio(arrs[0])) > max_cv:
+    elif arrs and (spread := iqr_ratio(arrs[0])) > max_cv and any(could_flip(n, spread) for n in gated):
         return (f"unstable: IQR is {100 * spread:.0f}% of the median in its one round (> {100 * max_cv:.0f}%); "
                 "pin CPUs or measure rounds (docs/gate.md)")
     return None
