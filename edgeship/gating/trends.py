@@ -99,7 +99,7 @@ class Trends:
 
 
 def history_devices(cfg: Config) -> list[str]:
-    d = cfg.build / "history"
+    d = cfg.history_dir
     return sorted(p.stem for p in d.glob("*.jsonl")) if d.is_dir() else []
 
 

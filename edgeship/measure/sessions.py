@@ -129,15 +129,13 @@ def read_history(cfg: Config, device: str, kinds: tuple[str, ...] | None = (PROF
     except FileNotFoundError:
         return []
     except OSError as exc:
-        raise UsageError(f"{path}: cannot read the session history ({exc.strerror or exc}); {again}") from None
+        raise UsageError(f"{path}: cannot read the session history ({exc.strerror or exc}); check [gate] history_dir "
+                         f"or {again}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise UsageError(f"{path} line {line}: not UTF-8 text; {again}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{path}: cannot read the device's history ({getattr(exc, 'strerror', None) or exc}); "
-                         "check [gate] history_dir or delete the file") from None
     out = []
     for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
