@@ -9,6 +9,11 @@
   (dynamic: onnxruntime has DynamicQuantizeLSTM; it has no integer GRU, which stays float).
 
 The chosen scope and why are recorded in the manifest recipe (``scope``, ``scope_why``).
+
+onnxruntime's ``MatMulConstBOnly`` is honoured by its QOperator/dynamic MatMul only, not by the
+QDQ MatMul quantize_static emits, so the transformer scope names the attention MatMuls (both
+inputs computed at run time) in ``nodes_to_exclude`` itself (``attention_matmuls``), on the
+pre-processed graph the quantizer sees; the recipe lists them under ``float_by_scope``.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ def scope(fp32: Path, dynamic: bool, per_channel: bool, setting: str = "auto") -
         why = "set in [targets.onnx] int8_scope" if setting == "transformer" else None
     if why is not None:
         return {"op_types": TRANSFORMER_OPS, "per_channel": True, "extra_options": {"MatMulConstBOnly": True},
+                "transformer": True,
                 "record": {"scope": "transformer: MatMul/Gemm with constant weights, per-channel weights",
                            "scope_why": f"{why}: ORT's transformer recipe; Softmax, LayerNormalization, Add, "
                                         "GELU and attention score MatMuls stay float"}}
@@ -61,3 +67,16 @@ def scope(fp32: Path, dynamic: bool, per_channel: bool, setting: str = "auto") -
                            "ORT's dynamic quantization of MatMul/Gemm/LSTM (it has no integer GRU)"}}
     return {"op_types": None, "per_channel": per_channel, "extra_options": {},
             "record": {"scope": "every op onnxruntime quantizes (QDQ)", "scope_why": because}}
+
+
+def attention_matmuls(path: Path) -> list[str]:
+    """Names of the MatMul nodes of the ONNX graph at ``path`` whose inputs are both computed at
+    run time (attention scores and their product with V): neither traces back to constants only."""
+    onnx = require("onnx", "onnx")
+    g = onnx.load(str(path), load_external_data=False).graph
+    const = {i.name for i in g.initializer}
+    for n in g.node:     # topological order: a node of constants only is a constant
+        if all(not i or i in const for i in n.input):
+            const.update(n.output)
+    return [n.name for n in g.node if n.op_type == "MatMul" and len(n.input) == 2
+            and n.input[0] not in const and n.input[1] not in const]

@@ -27,7 +27,9 @@ from edgeship.accuracy.layers import LayerError
 from edgeship.calibration import Sample
 from edgeship.exporting.cpuclass import OrtRecipe
 
-GAIN_TOP_K = 8
+# a net of up to this many quantized layers has every layer's gain measured: SQNR accumulates
+# through the graph, so a second culprit behind the first can look no worse than its neighbours
+GAIN_TOP_K = 16
 TOOL = "onnxruntime.quantization.qdq_loss_debug"
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 _Q_INPUT = "_QuantizeLinear_Input"
@@ -60,6 +62,8 @@ def outputs_on_class(cpu_class: str, paths: dict[str, Path],
 
 def _module(node: Any) -> str | None:
     """The PyTorch module a node came from: torch.onnx (dynamo) records its name scopes."""
+    if node is None:
+        return None
     for p in node.metadata_props:
         if p.key == "pkg.torch.onnx.name_scopes":
             try:
@@ -71,10 +75,18 @@ def _module(node: Any) -> str | None:
     return None
 
 
-def quantized_nodes(model: Any) -> list[Any]:
-    """Nodes computing on dequantized inputs (QDQ format): the layers INT8 changes."""
+def quantized_nodes(model: Any, op_types: Sequence[str] | None = None) -> list[Any]:
+    """Nodes computing on dequantized inputs (QDQ format): the layers INT8 changes.
+
+    Only ops the recipe quantizes (``op_types``, None: any) that compute: a Reshape, Transpose or
+    bias Add that merely reads a dequantized tensor has nothing to give back if kept float, so
+    the search never ranks or re-exports it.
+    """
+    from edgeship.exporters._onnx_float_ops import DATA_OPS
+
     dq_out = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
-    return [n for n in model.graph.node if n.op_type not in _QDQ and any(i in dq_out for i in n.input)]
+    return [n for n in model.graph.node if n.op_type not in _QDQ and n.op_type not in DATA_OPS
+            and (op_types is None or n.op_type in op_types) and any(i in dq_out for i in n.input)]
 
 
 def _recipe(manifest_recipe: dict[str, Any]) -> OrtRecipe:
@@ -88,6 +100,28 @@ def _activations(path: Path, out: Path, feeds: Sequence[dict[str, np.ndarray]]) 
 
     modify_model_output_intermediate_tensors(str(path), str(out))
     return collect_activations(str(out), iter([dict(f) for f in feeds]))   # type: ignore[arg-type]
+
+
+def _outputs(path: Path, out: Path, feeds: Sequence[dict[str, np.ndarray]], names: Sequence[str]) -> dict[str, list[np.ndarray]]:
+    """The tensors ``names`` (those ``path`` computes) on each feed, graph optimizations off."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    produced = {o for n in model.graph.node for o in n.output}
+    have = {o.name for o in model.graph.output}
+    add = [x for x in dict.fromkeys(names) if x in produced and x not in have]
+    model.graph.output.extend(onnx.ValueInfoProto(name=x) for x in add)
+    onnx.save(model, str(out))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"])
+    keys = [x for x in dict.fromkeys(names) if x in produced]
+    acts: dict[str, list[np.ndarray]] = {x: [] for x in keys}
+    for f in feeds:
+        for x, v in zip(keys, sess.run(keys, dict(f))):
+            acts[x].append(v)
+    return acts
 
 
 def _err(ref: Sequence[Sequence[np.ndarray]], got: Sequence[Sequence[np.ndarray]]) -> float:
@@ -115,6 +149,7 @@ def layer_report(exporter: Any, job: Any, artifact_dir: Path, samples: Sequence[
 
     from edgeship.artifact.manifest import read_manifest
     from edgeship.exporters._onnx_int8_scope import scope as int8_scope
+    from edgeship.exporters._onnx_names import name_nodes
 
     manifest = read_manifest(artifact_dir)
     q_path = artifact_dir / manifest.model_file
@@ -127,12 +162,25 @@ def layer_report(exporter: Any, job: Any, artifact_dir: Path, samples: Sequence[
         exporter._export_fp32(job, fp32)
         # the graph both quantizers start from (ORT pre-processing): same node and tensor names as the artifact
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        name_nodes(pre)     # the ids the artifact's build gave its unnamed nodes (never "")
         src_path = pre
         sc = int8_scope(fp32, dynamic, job.quantization.per_channel, job.target_config.int8_scope)
-        float_acts = _activations(src_path, scratch / "float-aug.onnx", feeds)
-        q_acts = _activations(q_path, scratch / "q-aug.onnx", feeds)
-        errors = {} if dynamic else compute_activation_error(create_activation_matching(q_acts, float_acts))
         float_model = onnx.load(str(src_path))
+        # a node ORT's pre-processing fused ("node_MatMul_6/MatMulAddFusion") lost torch's scope
+        # metadata; the FP32 node it came from still has it
+        fp32_by_name = {n.name: n for n in onnx.load(str(fp32)).graph.node}
+        if dynamic:
+            # only the quantized ops' outputs: exposing every intermediate tensor of a dynamic
+            # graph as an output is what made onnxruntime refuse it ("Attempt to replace the
+            # existing tensor") on a 6-layer encoder
+            wanted = [n.output[0] for n in float_model.graph.node if n.op_type in ("MatMul", "Gemm")]
+            float_acts = _outputs(src_path, scratch / "float-aug.onnx", feeds, wanted)
+            q_acts = _outputs(q_path, scratch / "q-aug.onnx", feeds, wanted)
+            errors: dict[str, Any] = {}
+        else:
+            float_acts = _activations(src_path, scratch / "float-aug.onnx", feeds)
+            q_acts = _activations(q_path, scratch / "q-aug.onnx", feeds)
+            errors = compute_activation_error(create_activation_matching(q_acts, float_acts))
         inits = {i.name: int(np.prod(i.dims)) for i in float_model.graph.initializer}
         q_model = onnx.load(str(q_path))
         by_name = {n.name: n for n in float_model.graph.node}
@@ -147,7 +195,8 @@ def layer_report(exporter: Any, job: Any, artifact_dir: Path, samples: Sequence[
                     if src is not None:
                         nodes.append((layer, src.op_type, src.output[0], src))
         else:
-            nodes = [(n.name, n.op_type, n.output[0], by_name.get(n.name)) for n in quantized_nodes(q_model)]
+            nodes = [(n.name, n.op_type, n.output[0], by_name.get(n.name))
+                     for n in quantized_nodes(q_model, sc["op_types"])]
         rows: list[dict[str, Any]] = []
         for layer, op_type, out, src in nodes:
             if layer in kept:
@@ -157,7 +206,7 @@ def layer_report(exporter: Any, job: Any, artifact_dir: Path, samples: Sequence[
             if sqnr is None and out in float_acts and out in q_acts:
                 sqnr = compute_signal_to_quantization_noice_ratio(float_acts[out], q_acts[out])
             rows.append({"layer": layer, "op_type": op_type,
-                         "module": _module(src) if src is not None else None,
+                         "module": _module(src if src is not None and _module(src) else fp32_by_name.get(layer.split("/")[0])),
                          "sqnr_db": float(sqnr) if sqnr is not None else float("nan"),
                          "params": sum(inits.get(i, 0) for i in (src.input if src is not None else ()))})
         gains, how = _gains(exporter, job, manifest, src_path, q_path, rows, kept, cpu_class, feeds, scratch, dynamic, sc)

@@ -53,3 +53,29 @@ def _fresh(base: str, taken: set[str]) -> str:
         name = f"{base}_{i}"
     taken.add(name)
     return name
+
+
+def name_nodes(path: Any) -> int:
+    """Give every unnamed node of the ONNX file at ``path`` a stable name, in place; returns how many.
+
+    onnxruntime's graph optimizations (quant_pre_process) emit fused nodes without a name, and
+    the quantizer's ``nodes_to_exclude`` matches by name: one empty id would keep every unnamed
+    node float while the manifest lists ``""``. The name is the op type and its place among the
+    unnamed nodes of that type (``HardSigmoid_unnamed_3``), the same on every build of the model.
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    nodes = list(model.graph.node)
+    taken = {n.name for n in nodes if n.name}
+    count: dict[str, int] = {}
+    named = 0
+    for n in nodes:
+        if n.name:
+            continue
+        k = count[n.op_type] = count.get(n.op_type, -1) + 1
+        n.name = _fresh(f"{n.op_type}_unnamed_{k}", taken)
+        named += 1
+    if named:
+        onnx.save(model, str(path))
+    return named
