@@ -56,6 +56,11 @@ class ExportJob:
     source_note: str | None = None
     # accuracy-aware INT8 (edgeship/accuracy/layers.py): LayerError.layer ids kept in float
     keep_float: tuple[str, ...] = ()
+    # ... and ids whose activations are quantized to 16 bits (A16W8), where the backend has it
+    int16_layers: tuple[str, ...] = ()
+    # the accuracy-aware search judges this build (edgeship/accuracy/search.py): the export-time
+    # cosine bound is recorded, not raised, and the pipeline enforces it on the build that ships
+    defer_bound: bool = False
 
     def calibration_samples(self) -> Sequence[Sample]:
         if self.calibration is None:
@@ -180,6 +185,15 @@ class Exporter(ABC):
         """Per-layer error of the quantized artifact in ``artifact_dir`` (edgeship/accuracy/layers.py)."""
         raise UsageError(f"target '{self.target}' has no per-layer error report for precision '{precision}'")
 
+    def calibration_variants(self, job: ExportJob, precision: Precision) -> tuple[list[tuple[str, ExportJob]], list[str]]:
+        """The search's first stage: ``job`` with the other calibration methods this backend has at
+        ``precision``, as (name, job); and one line per method it cannot try, saying why."""
+        return [], [f"{self.target}-{precision}: no calibration methods to try"]
+
+    def int16_activations(self, precision: Precision) -> str | None:
+        """None if ``job.int16_layers`` is honoured at ``precision`` (A16W8); else why not."""
+        return f"{self.target}-{precision} has no 16-bit activations"
+
     @abstractmethod
     def _export(self, job: ExportJob, precision: Precision, workdir: Path) -> ExportResult:
         """Convert ``job.model`` at ``precision``, writing files into ``workdir``."""
@@ -234,9 +248,26 @@ def check_outputs(
                 )
     fid = fidelity(reference, candidate)
     bound = MIN_EXPORT_COSINE[precision]
+    if job.defer_bound:
+        # the search starts from this build; enforce_bound judges the one that ships
+        return {**fid, "bound": bound, "bound_deferred": True}
     if fid["cosine_min"] < bound:
         raise ExportError(
             f"{job.model_name}: {target}-{precision}: outputs do not match the PyTorch reference "
             f"(min cosine {fid['cosine_min']:.5f} < {bound}); the artifact was not written"
         )
     return fid
+
+
+def enforce_bound(model_name: str, manifest: Manifest) -> None:
+    """The export-time sanity bound on the build that ships, where the search deferred it
+    (``ExportJob.defer_bound``): ExportError if its recorded min cosine is below the bound."""
+    fid = manifest.recipe.get("fidelity_check") or {}
+    if not fid.get("bound_deferred"):
+        return
+    bound = MIN_EXPORT_COSINE[Precision(manifest.precision)]
+    if fid["cosine_min"] is None or not fid["cosine_min"] >= bound:
+        raise ExportError(
+            f"{model_name}: {manifest.target}-{manifest.precision}: outputs do not match the PyTorch reference "
+            f"(min cosine {fid['cosine_min']:.5f} < {bound}) after the accuracy-aware search; the artifact was not written"
+        )

@@ -22,7 +22,9 @@ from edgeship.accuracy.layers import LayerError
 from edgeship.calibration import Sample
 from edgeship.errors import ExportError, UsageError
 from edgeship.exporters._onnx_float_ops import float_report
+from edgeship.exporters._onnx_int8_scope import attention_matmuls
 from edgeship.exporters._onnx_int8_scope import scope as int8_scope
+from edgeship.exporters._onnx_names import name_nodes
 from edgeship.exporters.base import EXPORTERS, Exporter, ExportJob, ExportResult, check_outputs
 from edgeship.exporting.cpuclass import OrtRecipe, host_target, onnx_candidates
 from edgeship.lazy import require
@@ -64,6 +66,7 @@ class OnnxExporter(Exporter):
             from onnxruntime.quantization.shape_inference import quant_pre_process
 
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            name_nodes(pre)
             sc = int8_scope(fp32, False, job.quantization.per_channel, job.target_config.int8_scope)
             built_for = self._for_class(job, False, scratch, fp32, out,
                                         lambda r, dst: self._int8_static(job, pre, dst, samples, r, sc))
@@ -76,6 +79,7 @@ class OnnxExporter(Exporter):
             # ORT's pre-processing folds constants: an LSTM's weights must be initializers to quantize
             pre = scratch / "pre.onnx"
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            name_nodes(pre)
             sc = int8_scope(fp32, True, job.quantization.per_channel, job.target_config.int8_scope)
             built_for = self._for_class(job, True, scratch, fp32, out,
                                         lambda r, dst: self._int8_dynamic(pre, dst, r, sc, job.keep_float))
@@ -172,6 +176,13 @@ class OnnxExporter(Exporter):
         extra: dict[str, Any] = {"CalibMovingAverage": False, **sc["extra_options"]}
         if q.method is CalibrationMethod.PERCENTILE:
             extra["CalibPercentile"] = q.percentile
+        by_scope = attention_matmuls(pre) if sc.get("transformer") else []
+        int16 = _int16_overrides(pre, job.int16_layers)
+        if int16:
+            # A16W8: the activations these layers read are 16-bit (weights stay int8); opset < 21
+            # has 16-bit Q/DQ in the com.microsoft domain only
+            extra.update(TensorQuantOverrides={t: [{"quant_type": OrtType.QUInt16}] for t in int16},
+                         UseQDQContribOps=True)
 
         class Reader(CalibrationDataReader):  # type: ignore[misc]
             def __init__(self) -> None:
@@ -186,7 +197,7 @@ class OnnxExporter(Exporter):
             op_types_to_quantize=sc["op_types"],
             reduce_range=r.reduce_range, activation_type=ort_type[r.activation_type],
             weight_type=ort_type[r.weight_type], calibrate_method=method, extra_options=extra,
-            nodes_to_exclude=list(job.keep_float),
+            nodes_to_exclude=list(job.keep_float) + [n for n in by_scope if n not in job.keep_float],
         )
         lstm = _dynamic_lstm(dst, ort_type[r.weight_type], r.reduce_range)
         return {
@@ -197,6 +208,8 @@ class OnnxExporter(Exporter):
             "preprocess": "quant_pre_process (onnx shape inference + ORT graph optimization)",
             **({"lstm": lstm} if lstm else {}), **float_report(dst),
             **({"kept_float": list(job.keep_float)} if job.keep_float else {}),
+            **({"float_by_scope": by_scope} if by_scope else {}),
+            **({"int16_activations": {"layers": list(job.int16_layers), "tensors": int16}} if int16 else {}),
         }
 
     @staticmethod
@@ -206,13 +219,35 @@ class OnnxExporter(Exporter):
         from onnxruntime.quantization import quantize_dynamic
 
         weight = OrtType.QUInt8 if r.weight_type == "uint8" else OrtType.QInt8
+        by_scope = [n for n in attention_matmuls(src) if n not in keep_float] if sc.get("transformer") else []
         quantize_dynamic(str(src), str(dst), weight_type=weight, reduce_range=r.reduce_range,
                          op_types_to_quantize=sc["op_types"], per_channel=sc["per_channel"],
-                         extra_options=sc["extra_options"], nodes_to_exclude=list(keep_float))
+                         extra_options=sc["extra_options"], nodes_to_exclude=list(keep_float) + by_scope)
         return {"quantizer": "onnxruntime.quantization.quantize_dynamic", "weight_type": r.weight_type,
                 "reduce_range": r.reduce_range, "activations": "quantized at run time (uint8)",
                 "op_types": sc["op_types"], "per_channel": sc["per_channel"], **sc["record"], **float_report(dst),
-                **({"kept_float": list(keep_float)} if keep_float else {})}
+                **({"kept_float": list(keep_float)} if keep_float else {}),
+                **({"float_by_scope": by_scope} if by_scope else {})}
+
+    def calibration_variants(self, job: ExportJob, precision: Precision) -> tuple[list[tuple[str, ExportJob]], list[str]]:
+        """Static INT8: the calibration methods onnxruntime has besides the configured one."""
+        import dataclasses
+
+        if Precision(precision) is not Precision.INT8:
+            return [], [f"onnx-{precision}: dynamic quantization has no calibration (activations are quantized at run time)"]
+        q = job.quantization
+        out = [(f"calibration {m.value}", dataclasses.replace(job, quantization=q.model_copy(update={"method": m})))
+               for m in (CalibrationMethod.MINMAX, CalibrationMethod.PERCENTILE, CalibrationMethod.ENTROPY)
+               if m is not q.method]
+        # ORT's SmoothQuant (extra_options SmoothQuant) runs neural-compressor's transform, which
+        # this environment does not ship; said, not silently left out
+        skipped = ["SmoothQuant: not tried (onnxruntime's SmoothQuant needs neural-compressor, not a dependency of edgeship)"]
+        return out, skipped
+
+    def int16_activations(self, precision: Precision) -> str | None:
+        if Precision(precision) is Precision.INT8:
+            return None
+        return "onnx-int8-dynamic: quantize_dynamic's activations are uint8 at run time"
 
     def layer_report(self, job: ExportJob, precision: Precision, artifact_dir: Path,
                      samples: Sequence[Sample]) -> list[LayerError]:
@@ -222,8 +257,15 @@ class OnnxExporter(Exporter):
         from edgeship.exporters._onnx_layers import layer_report
         from edgeship.exporting.quiet import quiet
 
-        with quiet():   # the quantizers' and torch.onnx's own chatter, as in export()
-            return layer_report(self, job, artifact_dir, samples, dynamic=Precision(precision) is Precision.INT8_DYNAMIC)
+        try:
+            with quiet():   # the quantizers' and torch.onnx's own chatter, as in export()
+                return layer_report(self, job, artifact_dir, samples, dynamic=Precision(precision) is Precision.INT8_DYNAMIC)
+        except (UsageError, ExportError):
+            raise
+        except Exception as exc:
+            # onnxruntime's tools refusing a graph is a fact about this artifact, said in one line, not a crash
+            raise ExportError(f"{job.model_name}: onnx-{precision}: the per-layer report failed inside onnxruntime: "
+                              f"{type(exc).__name__}: {_first_line(exc)}") from exc
 
     # -- checks ------------------------------------------------------------------------------
     def _validate(self, job: ExportJob, precision: Precision, path: Path) -> dict[str, Any]:
@@ -260,6 +302,26 @@ class OnnxExporter(Exporter):
 
 
 _FP32_CACHE: dict[str, bytes] = {}
+
+
+def _int16_overrides(pre: Path, layers: Sequence[str]) -> list[str]:
+    """The activation tensors (not initializers) the nodes named in ``layers`` read, in ``pre``."""
+    if not layers:
+        return []
+    import onnx
+
+    g = onnx.load(str(pre), load_external_data=False).graph
+    inits = {i.name for i in g.initializer}
+    by_name = {n.name: n for n in g.node}
+    missing = [x for x in layers if x not in by_name]
+    if missing:
+        raise UsageError(f"int16 activations: no node {', '.join(missing)} in the pre-processed graph")
+    out: list[str] = []
+    for x in layers:
+        for i in by_name[x].input[:1] if by_name[x].op_type in ("Gemm", "MatMul", "Conv") else by_name[x].input:
+            if i and i not in inits and i not in out:
+                out.append(i)
+    return out
 
 
 def _fp32_key(job: ExportJob) -> str | None:

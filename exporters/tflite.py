@@ -153,13 +153,39 @@ class TFLiteExporter(Exporter):
                 io_dtypes[name] = p["dtype"]
                 io_quant[name] = {"scale": p["scale"], "zero_point": p["zero_point"]}
 
+    def calibration_variants(self, job: ExportJob, precision: Precision) -> tuple[list[tuple[str, ExportJob]], list[str]]:
+        """INT8: the other PT2E activation observer (minmax <-> percentile's HistogramObserver)."""
+        import dataclasses
+
+        from edgeship.types import CalibrationMethod
+
+        if Precision(precision) is not Precision.INT8:
+            return [], [f"tflite-{precision}: no calibration (activations are float or quantized at run time)"]
+        q = job.quantization
+        other = CalibrationMethod.PERCENTILE if q.method is not CalibrationMethod.PERCENTILE else CalibrationMethod.MINMAX
+        return ([(f"calibration {other.value}", dataclasses.replace(job, quantization=q.model_copy(update={"method": other})))],
+                ["entropy: PT2E has no KL-divergence observer"])
+
+    def int16_activations(self, precision: Precision) -> str | None:
+        return ("tflite-int8: litert-torch's PT2E quantizer has 8-bit activation configs only (16-bit activations "
+                "would need ai-edge-quantizer's static A16W8 recipe on a float model, another build path)")
+
     def layer_report(self, job: ExportJob, precision: Precision, artifact_dir: Path,
                      samples: Sequence[Sample]) -> list[Any]:
         if Precision(precision) is not Precision.INT8:
             return super().layer_report(job, precision, artifact_dir, samples)
+        from edgeship.errors import UsageError
         from edgeship.exporters._tflite_layers import layer_report
+        from edgeship.exporters._tflite_pt2e import first_line
 
-        return layer_report(job, artifact_dir, samples)
+        try:
+            return layer_report(job, artifact_dir, samples)
+        except (UsageError, ExportError):
+            raise
+        except Exception as exc:
+            # torch.export / PT2E refusing the re-quantization is a fact about this model, said in one line
+            raise ExportError(f"{job.model_name}: tflite-int8: the per-layer report failed in PT2E: "
+                              f"{first_line(f'{type(exc).__name__}: {exc}')}") from exc
 
     # -- conversions -------------------------------------------------------------------------
     def _convert_float(self, litert_torch: Any, job: ExportJob, precision: Precision, out: Path) -> None:

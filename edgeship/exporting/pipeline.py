@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from functools import lru_cache
 
-from edgeship.accuracy.search import accuracy_aware
+from edgeship.accuracy.search import accuracy_aware, search_budget
 from edgeship.artifact.manifest import Manifest
 from edgeship.calibration import DataSource, Sample, load_samples
 from edgeship.compress.store import export_source
@@ -149,9 +150,14 @@ def export_all(
             if p is Precision.INT8 and base_job.calibration is not None:
                 say(f"  calibrating on {len(base_job.calibration())} samples from {cfg.data.calibration}")
             job = dataclasses.replace(jobs[t], cpu_target=cpu)  # type: ignore[type-var]
+            # with an accuracy budget the search judges the build: plain INT8 below the export
+            # bound is its starting point, and the bound judges the build that ships
+            searched = search_budget(cfg, t.value, p, cpu.devices) is not None
+            job = dataclasses.replace(job, defer_bound=searched)  # type: ignore[type-var]
             try:
+                started = time.perf_counter()
                 m = get_exporter(t).export(job, p, out_dir)
-                m = accuracy_aware(cfg, get_exporter(t), job, p, out_dir, m, say)
+                m = accuracy_aware(cfg, get_exporter(t), job, p, out_dir, m, say, time.perf_counter() - started)
             except (ExportError, MissingDependency) as exc:
                 if interrupted():   # Ctrl-C inside a backend's import, reported as its ImportError
                     raise KeyboardInterrupt from exc
