@@ -219,7 +219,13 @@ class CoreMLExporter(Exporter):
         try:
             traced = torch.jit.trace(final, job.example_args())
         except Exception as exc:
-            raise ExportError(f"{job.model_name}: coreml-int8: W8A8 calibration in torch failed: {_first_line(exc)}") from exc
+            # calibration succeeded; it is the capture for the converter that failed. The PT2E
+            # path captures with torch.export instead (the way models torch.fx cannot trace go)
+            why = f"torch.jit.trace of the calibrated module failed: {_first_line(exc)[:160]}"
+            if job.keep_float:
+                raise ExportError(f"{job.model_name}: coreml-int8: {why}; layers cannot be kept float on the "
+                                  "torch.export + PT2E path") from exc
+            return self._w8a8_pt2e(ct, job, samples, dep, why)
         # quantize/dequantize ops of activations need iOS17 / macOS14 ML Programs
         dep17 = max(dep, ct.target.iOS17)
         model = self._convert(ct, job, traced, ct.precision.FLOAT32, dep17)
@@ -246,12 +252,15 @@ class CoreMLExporter(Exporter):
         from edgeship.exporters import _coreml_pt2e
 
         feeds = [tuple(torch.from_numpy(np.ascontiguousarray(s.inputs[i.name])) for i in job.inputs) for s in samples]
+        step = "PT2E calibration (torch.export, prepare_pt2e, observers, convert_pt2e)"
         try:
             final = _coreml_pt2e.calibrate(job.model, job.example_args(), feeds)
             simulated = _simulated_fidelity(job, final, samples, "PT2E quantize/dequantize module")
+            step = "torch.export of the converted PT2E module"
             program = torch.export.export(final, job.example_args()).run_decompositions({})
         except Exception as exc:
-            raise ExportError(f"{job.model_name}: coreml-int8: W8A8 through torch.export + PT2E failed: {_first_line(exc)}") from exc
+            raise ExportError(f"{job.model_name}: coreml-int8: W8A8 through torch.export + PT2E failed at {step} "
+                              f"(tried because {why}): {_first_line(exc)}") from exc
         _check_simulation(job, simulated)
         dep17 = max(dep, ct.target.iOS17)
         model = self._convert(ct, job, program, ct.precision.FLOAT32, dep17)
@@ -260,7 +269,8 @@ class CoreMLExporter(Exporter):
             "quantized_ops": "inputs and weights of linear/conv; the rest float",
             "observers": "torchao PT2E observers",   # moved into the manifest's calibration record
             "quantizer": "torchao PT2E (prepare_pt2e/convert_pt2e), exporters/_coreml_pt2e.py's W8A8 annotation",
-            "why_pt2e": f"coremltools' LinearQuantizer needs torch.fx symbolic tracing, which fails on this model ({why})",
+            "why_pt2e": (why if why.startswith("torch.jit.trace") else
+                         f"coremltools' LinearQuantizer needs torch.fx symbolic tracing, which fails on this model ({why})"),
             "capture": "torch.export of the converted PT2E module",
             "why_not_linear_quantize_activations": "it calibrates with MLModel.predict, which needs macOS",
             "compute_precision": "float32",

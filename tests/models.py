@@ -477,3 +477,109 @@ def diverge_batches() -> Any:
 TINY_MODELS["diverge_at_fc3"] = TinyModel(
     "diverge_at_fc3", "tests.models:diverge_at_fc3", (InputSpec(name="x", shape=(1, 32), dtype="float32"),),
     ("logits",), "tests.models:diverge_batches")
+
+
+# -- accuracy-aware INT8, badly broken models (issue 26) ---------------------------------------
+VIT_OUTLIER = 400.0
+
+
+class TinyViT(nn.Module):
+    """A small vision transformer: patch embedding (a strided conv), a learned position embedding,
+    one pre-norm block (``nn.MultiheadAttention``, LayerNorm, GELU MLP), mean pooling, a head.
+
+    Built to break INT8 the way big transformers do ("massive activations"): two channels of the
+    first LayerNorm's scale are ~400x the rest (the attention's input projection divides them back,
+    so the float model is ordinary). Per-tensor quantization of that LayerNorm output rounds the
+    other 30 channels away: plain INT8 is far below 0.9; keeping the attention (its input
+    projection reads that tensor) in float rescues it."""
+
+    def __init__(self, img: int = 16, patch: int = 4, dim: int = 32, heads: int = 4, classes: int = 10) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        n = (img // patch) ** 2
+        self.patch = nn.Conv2d(3, dim, patch, patch)
+        self.pos = nn.Parameter(torch.randn(1, n, dim) * 0.02)
+        self.ln1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.ln2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+        with torch.no_grad():
+            self.patch.weight *= 0.2       # a quiet residual stream: the blocks' outputs carry the signal
+            self.patch.bias *= 0.2
+            self.ln1.weight[:2] *= VIT_OUTLIER
+            self.attn.in_proj_weight[:, :2] /= VIT_OUTLIER
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = self.patch(image).flatten(2).transpose(1, 2) + self.pos
+        h = self.ln1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        x = x + self.mlp(self.ln2(x))
+        return self.head(self.norm(x).mean(1))
+
+
+MLP_OUTLIER = 300.0
+
+
+class OutlierMLP12(nn.Module):
+    """Twelve Linear layers; the input has two channels ~300x the rest (``trunk.0``'s weights for
+    them 300x smaller, so the float model is ordinary). Per-tensor INT8 of the input spends its
+    256 levels on those two and rounds the other thirty to nothing: plain INT8 is far below the
+    export bound (min cosine ~0.4), where OutlierMLP's ~50x is only mildly off. ``trunk.0`` is the
+    input's only reader: keeping it float keeps the input float and rescues the net."""
+
+    def __init__(self, dim: int = 32) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.trunk = nn.ModuleList([nn.Linear(dim, dim) for _ in range(11)])
+        self.head = nn.Linear(dim, 10)
+        with torch.no_grad():
+            for m in list(self.trunk) + [self.head]:
+                nn.init.normal_(m.weight, 0.0, (2.0 / dim) ** 0.5)
+                m.bias.zero_()
+            self.trunk[0].weight[:, :2] /= MLP_OUTLIER
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for fc in self.trunk:
+            x = torch.relu(fc(x))
+        return self.head(x)
+
+
+def tiny_vit() -> nn.Module:
+    return TinyViT().eval()
+
+
+def outlier_mlp12() -> nn.Module:
+    return OutlierMLP12().eval()
+
+
+def bert6() -> nn.Module:
+    """A 6-layer BERT-style sentence encoder (random-initialised, MiniLM's depth)."""
+    return BertEmbedder(layers=6).eval()
+
+
+def vit_batches() -> Any:
+    g = torch.Generator().manual_seed(6)
+    for _ in range(8):
+        yield {"image": torch.randn(4, 3, 16, 16, generator=g).numpy()}
+
+
+def outlier12_batches() -> Any:
+    g = torch.Generator().manual_seed(7)
+    for _ in range(8):
+        x = torch.randn(4, 32, generator=g)
+        x[:, :2] *= MLP_OUTLIER
+        yield {"x": x.numpy()}
+
+
+TINY_MODELS.update({
+    "tiny_vit": TinyModel("tiny_vit", "tests.models:tiny_vit",
+                          (InputSpec(name="image", shape=(1, 3, 16, 16), dtype="float32"),),
+                          ("logits",), "tests.models:vit_batches"),
+    "outlier_mlp12": TinyModel("outlier_mlp12", "tests.models:outlier_mlp12",
+                               (InputSpec(name="x", shape=(1, 32), dtype="float32"),),
+                               ("logits",), "tests.models:outlier12_batches"),
+    "bert6": TinyModel("bert6", "tests.models:bert6", TINY_MODELS["bert_embedder"].inputs, ("embedding",),
+                       "tests.models:bert_batches"),
+})
