@@ -909,7 +909,8 @@ case("gate-baseline-missing", "gate", (*GATE, "--baseline", "nope.json"), ("nope
 case("gate-read-only-build", "gate", GATE, ("reports",), lambda p: p.read_only("build"), as_nobody=True)
 case("gate-read-only-reports", "gate", GATE, ("reports",), lambda p: p.read_only(REPORTS), as_nobody=True)
 
-case("eval-subset-merges", "gate", EVAL, (), code=0, changes=(f"{REPORTS}/eval.json",), owner="h12b",
+# eval leaves one fidelity line per device x artifact in the history (edgeship history draws it)
+case("eval-subset-merges", "gate", EVAL, (), code=0, changes=(f"{REPORTS}/eval.json", "build/history/*"), owner="h12b",
      check=_eval_kept_others)
 
 # -- report ----------------------------------------------------------------------------------------
@@ -977,7 +978,7 @@ case("two-exports-at-once", "concurrency", (), (), code=0, run=_two_at_once(*EXP
 case("two-gates-at-once", "concurrency", (), (), code=0, run=_two_at_once(*GATE), changes=GATE_WRITES,
      owner="h11b")
 case("two-evals-at-once", "concurrency", (), (), _drop_two_eval_entries, code=0, run=_concurrently(*TWO_EVALS),
-     changes=(f"{REPORTS}/eval.json",), check=_both_evals_kept)
+     changes=(f"{REPORTS}/eval.json", "build/history/*"), check=_both_evals_kept)
 
 # -- cluster: an address where no Ray head answers is one line, exit 2, within connect_timeout_s ---------
 case("cluster-closed-port", "devices", GATE, ("cannot reach 127.0.0.1:", "ray start --head"), _closed_port)

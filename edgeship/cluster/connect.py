@@ -37,7 +37,7 @@ def connect(address: str, cfg: Config) -> Any:
     if ray.is_initialized():
         return ray
     probe(address, cfg.cluster.connect_timeout_s, _origin(address, cfg))
-    _require_local_node(ray, address)
+    _require_local_node(ray, address, _origin(address, cfg))
     try:
         # the nodes' own prints stay on the nodes: results come back through the tasks
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, namespace="edgeship")
@@ -78,7 +78,7 @@ def probe(address: str, timeout_s: float, origin: str | None = None) -> None:
     probe cannot speak, so only the TCP connection is checked then.
     """
     origin = origin or f"--cluster {address}"
-    where = _host_port(address)
+    where = _host_port(address, origin)
     if where is None:   # "auto" with no cluster recorded on this host: ray.init says so at once
         return
     host, port = where
@@ -106,7 +106,7 @@ def probe(address: str, timeout_s: float, origin: str | None = None) -> None:
         raise UsageError(f"{origin}: {host}:{port} is not a Ray head (it does not speak gRPC); {fix}")
 
 
-def _host_port(address: str) -> tuple[str, int] | None:
+def _host_port(address: str, origin: str) -> tuple[str, int] | None:
     """(host, port) that ``address`` ("host:port", "ray://host:port", "auto") names, or None
     for "auto" with no cluster recorded on this host."""
     target = address
@@ -116,7 +116,7 @@ def _host_port(address: str) -> tuple[str, int] | None:
         try:
             target = canonicalize_bootstrap_address(address) or ""
         except (ConnectionError, ValueError) as exc:
-            raise UsageError(f"--cluster auto: {str(exc).splitlines()[0]}; start a head with 'ray start --head' "
+            raise UsageError(f"{origin}: {str(exc).splitlines()[0]}; start a head with 'ray start --head' "
                              "(see docs/cluster.md)") from None
         if not target:
             return None
@@ -126,12 +126,12 @@ def _host_port(address: str) -> tuple[str, int] | None:
         target += ":10001"   # Ray Client's default port
     host, sep, port = target.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--cluster {address}: not an address; write HOST:PORT (the head's GCS port, 6379), "
+        raise UsageError(f"{origin}: not an address; write HOST:PORT (the head's GCS port, 6379), "
                          "ray://HOST:10001 or auto (see docs/cluster.md)")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def _require_local_node(ray: Any, address: str) -> None:
+def _require_local_node(ray: Any, address: str, origin: str) -> None:
     """``ray.init(address=HOST:PORT)`` attaches to a Ray node of this host; without one it searches
     for a minute, then fails naming no cause. Ray Client (ray://) needs none."""
     if "://" in address:
@@ -141,6 +141,6 @@ def _require_local_node(ray: Any, address: str) -> None:
     except ImportError:
         return
     if not find_node_ids():
-        raise UsageError(f"--cluster {address}: this host runs no Ray node, and Ray's driver attaches to one; join "
+        raise UsageError(f"{origin}: this host runs no Ray node, and Ray's driver attaches to one; join "
                          f"it first with 'ray start --address {address} --num-cpus 0' (it offers no CPUs or devices), "
                          "or submit from the head's host (see docs/cluster.md)")

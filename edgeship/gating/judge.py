@@ -403,7 +403,13 @@ def gate(
             config_changed.add((kind, c.device, c.artifact))
     warnings = [config_warning(len(config_changed))] if config_changed else []
     out = flag_noisy_devices(out, cfg)
-    mark_history(cfg, out, by_key, entries, digests)
+    try:
+        mark_history(cfg, out, by_key, entries, digests)
+    except OSError as exc:
+        # the marks only decorate `edgeship history`: a history folder that cannot be written
+        # (a read-only build, a full disk) is said, and the verdicts and reports go on
+        say(f"  warning: {exc.filename or cfg.history_dir}: the gate's verdicts were not marked in the history "
+            f"({exc.strerror or exc})")
     if baseline is not None:
 
         out += compare_baseline(cfg, fresh, baseline, force, threshold)

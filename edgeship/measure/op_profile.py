@@ -25,7 +25,7 @@ from typing import Any
 from edgeship.artifact.atomic import write_json_atomic
 from edgeship.artifact.bundle import build_bundle
 from edgeship.artifact.manifest import artifact_digest
-from edgeship.artifact.selection import ArtifactRef, find_artifacts, pick_for_class
+from edgeship.artifact.selection import ArtifactRef, find_artifacts, pick_for_class, scan_artifacts
 from edgeship.config import Config
 from edgeship.devices.base import Device, open_device
 from edgeship.devices.boards import EMULATED_TIMING
@@ -163,8 +163,12 @@ def all_ops(cfg: Config) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if not root.is_dir():
         return out
-    current = {r.name: artifact_digest(r.path) for r in find_artifacts(cfg)}
-    for f in sorted(root.glob("*/ops/*.json")):
+    files = sorted(root.glob("*/ops/*.json"))
+    if not files:
+        return out
+    # display only: an artifact that is missing or broken (judged as such by the gate) has none
+    current = {r.name: artifact_digest(r.path) for r in scan_artifacts(cfg)[0]}
+    for f in files:
         data = load_ops(cfg, f.parent.parent.name, f.stem, current.get(f.stem, "-"))
         if data is not None and (data.get("artifact") or {}).get("model") == cfg.model.name:
             out.append(data)
