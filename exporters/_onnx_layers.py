@@ -15,7 +15,6 @@ excluded (one ``quantize_static`` each), which bounds the time on big graphs.
 
 from __future__ import annotations
 
-import ast
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 from edgeship.accuracy.layers import LayerError
 from edgeship.calibration import Sample
+from edgeship.exporters._onnx_names import torch_module
 from edgeship.exporting.cpuclass import OrtRecipe
 
 # a net of up to this many quantized layers has every layer's gain measured: SQNR accumulates
@@ -58,21 +58,6 @@ def outputs_on_class(cpu_class: str, paths: dict[str, Path],
     else:
         raise NotMeasurable(f"this host is not {cpu_class} and cannot emulate it")
     return {k: [list(o) for o in v["outputs"]] for k, v in runs.items()}, how
-
-
-def _module(node: Any) -> str | None:
-    """The PyTorch module a node came from: torch.onnx (dynamo) records its name scopes."""
-    if node is None:
-        return None
-    for p in node.metadata_props:
-        if p.key == "pkg.torch.onnx.name_scopes":
-            try:
-                scopes = [s for s in ast.literal_eval(p.value) if s]
-            except (ValueError, SyntaxError):
-                return None
-            # each scope is a full module path ("body", "body.6"); the last one is the aten op
-            return scopes[-2] if len(scopes) >= 2 else None
-    return None
 
 
 def quantized_nodes(model: Any, op_types: Sequence[str] | None = None) -> list[Any]:
@@ -206,7 +191,7 @@ def layer_report(exporter: Any, job: Any, artifact_dir: Path, samples: Sequence[
             if sqnr is None and out in float_acts and out in q_acts:
                 sqnr = compute_signal_to_quantization_noice_ratio(float_acts[out], q_acts[out])
             rows.append({"layer": layer, "op_type": op_type,
-                         "module": _module(src if src is not None and _module(src) else fp32_by_name.get(layer.split("/")[0])),
+                         "module": torch_module(src if src is not None and torch_module(src) else fp32_by_name.get(layer.split("/")[0])),
                          "sqnr_db": float(sqnr) if sqnr is not None else float("nan"),
                          "params": sum(inits.get(i, 0) for i in (src.input if src is not None else ()))})
         gains, how = _gains(exporter, job, manifest, src_path, q_path, rows, kept, cpu_class, feeds, scratch, dynamic, sc)

@@ -9,6 +9,7 @@ configured names is renamed out of the way first, and only then are the I/O valu
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,3 +80,18 @@ def name_nodes(path: Any) -> int:
     if named:
         onnx.save(model, str(path))
     return named
+
+
+def torch_module(node: Any) -> str | None:
+    """The PyTorch module a node came from: torch.onnx (dynamo) records its name scopes."""
+    if node is None:
+        return None
+    for p in node.metadata_props:
+        if p.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = [s for s in ast.literal_eval(p.value) if s]
+            except (ValueError, SyntaxError):
+                return None
+            # each scope is a full module path ("body", "body.6"); the last one is the aten op
+            return scopes[-2] if len(scopes) >= 2 else None
+    return None

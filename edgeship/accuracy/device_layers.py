@@ -16,7 +16,6 @@ float model taps every node output. The copy's sha256 is recorded next to the ar
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 from edgeship.artifact.atomic import sha256_file
 from edgeship.artifact.selection import ArtifactRef
 from edgeship.errors import ArtifactError
+from edgeship.exporters._onnx_names import torch_module
 
 DEFAULT_THRESHOLD = 0.99
 DEFAULT_SAMPLES = 8
@@ -34,18 +34,6 @@ _Q_INPUT = "_QuantizeLinear_Input"
 
 
 # ---- ONNX: the debug copy ----------------------------------------------------------------
-
-def _module(node: Any) -> str | None:
-    """The PyTorch module a node came from (torch.onnx records its name scopes)."""
-    for p in node.metadata_props:
-        if p.key == "pkg.torch.onnx.name_scopes":
-            try:
-                scopes = [s for s in ast.literal_eval(p.value) if s]
-            except (ValueError, SyntaxError):
-                return None
-            return scopes[-2] if len(scopes) >= 2 else None
-    return None
-
 
 def onnx_debug_copy(model_path: Path, dest: Path, every_tensor: bool = False) -> tuple[str, list[dict[str, Any]]]:
     """Write the debug copy of ``model_path`` to ``dest``; (its sha256, the taps in execution order).
@@ -104,7 +92,7 @@ def onnx_modules(fp32_model: Path) -> dict[str, str]:
     """Node name -> PyTorch module, from the FP32 export (the QDQ copy keeps the node names)."""
     import onnx
 
-    return {n.name: m for n in onnx.load(str(fp32_model)).graph.node if (m := _module(n))}
+    return {n.name: m for n in onnx.load(str(fp32_model)).graph.node if (m := torch_module(n))}
 
 
 def onnx_reference(fp32: ArtifactRef, feeds: Sequence[dict[str, np.ndarray]], scratch: Path) -> dict[str, list[np.ndarray]]:
