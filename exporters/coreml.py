@@ -329,8 +329,9 @@ def _check_simulation(job: ExportJob, simulated: dict[str, Any]) -> None:
     if cos is None or not cos >= bound:   # nan, None: no number that says it works
         got = "none" if cos is None else f"{cos:.5f}"
         raise ExportError(
-            f"{job.model_name}: coreml-int8: the W8A8 simulation in torch does not match the PyTorch reference "
-            f"(min cosine {got} < {bound} on {simulated['samples']} calibration samples); the artifact was not written")
+            f"{job.model_name}: coreml-int8: the W8A8 simulation in torch ({simulated.get('what', 'fake-quant module')}) "
+            f"does not match the PyTorch reference (min cosine {got} < {bound} on {simulated['samples']} calibration "
+            "samples); the artifact was not written")
 
 
 def _reference_shapes(job: ExportJob) -> dict[str, list[int]]:
