@@ -312,10 +312,21 @@ def ray_env(**extra: str) -> dict[str, str]:
 
 def start_head(host: Host, temp_dir: Path) -> str:
     """``ray start --head`` on ``host``'s address (no CPUs, no devices); returns ``ADDR:6379``."""
-    host.run([_ray(), "start", "--head", "--node-ip-address", host.addr, "--port", str(RAY_PORT), "--num-cpus", "0",
-              "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp_dir)],
-             timeout=120, env=ray_env())
+    _ray_start(host, ["--head", "--node-ip-address", host.addr, "--port", str(RAY_PORT), "--num-cpus", "0",
+                      "--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp_dir)])
     return f"{host.addr}:{RAY_PORT}"
+
+
+def _ray_start(host: Host, args: list[str]) -> None:
+    """``ray start ARGS`` on ``host``, started again when it missed Ray's fixed startup window."""
+    for attempt in range(STARTUP_TRIES):
+        r = host.run([_ray(), "start", *args], timeout=120, env=ray_env(), check=False)
+        if r.returncode == 0:
+            return
+        said = (r.stderr.strip() or r.stdout.strip())[-2000:]
+        if attempt == STARTUP_TRIES - 1 or _STARTUP_TIMEOUT not in said:
+            raise RuntimeError(f"on host {host.name}: ray start {args[0]}... exit {r.returncode}: {said}")
+        stop_ray(host)
 
 
 def start_worker(host: Host, address: str, toml: Path, devices: list[str], log: Path, timeout: float = 120,
@@ -326,10 +337,48 @@ def start_worker(host: Host, address: str, toml: Path, devices: list[str], log: 
 
     argv = [sys.executable, "-m", "edgeship", "-c", str(toml), "worker", "--cluster", address,
             "--devices", ",".join(devices), "--node-ip-address", host.addr, "--num-cpus", "1"]
-    proc = host.popen(argv, log, env=ray_env())
-    if wait:
+    for attempt in range(STARTUP_TRIES):
+        proc = host.popen(argv, log, env=ray_env())
+        if not wait:
+            return proc, log
+        try:
+            joined(proc, log, timeout)
+            return proc, log
+        except RuntimeError:
+            if attempt == STARTUP_TRIES - 1 or not startup_timed_out(log):
+                raise
+            stop_ray(host)
+    raise AssertionError("unreachable")
+
+
+# Ray gives a new raylet a fixed 30 s to register with the head (ray/_private/node.py, not
+# configurable); on a loaded 2-core machine three workers starting at once can miss it. That is
+# the machine, not the lab: such a worker is stopped and started again, a bounded number of times.
+STARTUP_TRIES = 3
+_STARTUP_TIMEOUT = "The current node timed out during startup"
+
+
+def startup_timed_out(log: Path) -> bool:
+    return _STARTUP_TIMEOUT in log.read_text(errors="replace")
+
+
+def stop_ray(host: Host) -> None:
+    """``ray stop --force`` on ``host`` only (its own PID namespace: other hosts' nodes are untouched)."""
+    host.run([_ray(), "stop", "--force"], timeout=120, env=ray_env(), check=False)
+
+
+def retry_worker(host: Host, address: str, toml: Path, devices: list[str], log: Path,
+                 proc: subprocess.Popen[bytes], timeout: float = 120) -> tuple[subprocess.Popen[bytes], Path]:
+    """Wait for a worker started with ``wait=False``; one that missed Ray's startup window is
+    started again (``start_worker``'s bounded retries)."""
+    try:
         joined(proc, log, timeout)
-    return proc, log
+        return proc, log
+    except RuntimeError:
+        if not startup_timed_out(log):
+            raise
+    stop_ray(host)
+    return start_worker(host, address, toml, devices, log, timeout)
 
 
 def joined(proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
@@ -344,6 +393,6 @@ def joined(proc: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> No
 def join_client(host: Host, address: str, temp_dir: Path) -> None:
     """A submitting host joins as a node with nothing to offer (``ray start --num-cpus 0``):
     Ray's driver attaches to a node of its own host."""
-    host.run([_ray(), "start", "--address", address, "--node-ip-address", host.addr, "--num-cpus", "0",
-              "--disable-usage-stats", "--temp-dir", str(temp_dir)], timeout=120, env=ray_env())
+    _ray_start(host, ["--address", address, "--node-ip-address", host.addr, "--num-cpus", "0",
+                      "--disable-usage-stats", "--temp-dir", str(temp_dir)])
 

@@ -100,10 +100,11 @@ def ray_lab(lab):
     for host, device in WORKERS.items():     # the three join at once: each `ray start` takes seconds
         (root / host).mkdir()
         toml = cli_project(root / host, append=f'\n[devices.{device}]\nkind = "local"\n')
-        started.append(netns.start_worker(hosts[host], address, toml, [device], root / f"{host}.log", wait=False))
+        proc, log = netns.start_worker(hosts[host], address, toml, [device], root / f"{host}.log", wait=False)
+        started.append((hosts[host], toml, [device], log, proc))
     netns.join_client(hosts["ci"], address, root / "ray-ci")
-    for proc, log in started:
-        netns.joined(proc, log)
+    for host_, toml, devices, log, proc in started:
+        netns.retry_worker(host_, address, toml, devices, log, proc)
     return address
 
 
@@ -325,3 +326,29 @@ def test_bad_cluster_address_fails_fast(lab, ray_lab, board, demo_project, tmp_p
     assert len(lines) == 1 and lines[0].startswith(f"edgeship: error: --cluster {address}: "), lines
     assert any(w in lines[0] for w in want), lines
     assert took < 60, took
+
+
+def test_a_ray_start_that_misses_the_startup_window_is_tried_again(tmp_path: Path) -> None:
+    """The kit's retry (Ray gives a raylet a fixed 30 s to register; a loaded machine misses it):
+    a stand-in host whose first two `ray start` time out, then succeed; and one that always fails
+    for another reason is not retried."""
+    class StandIn:
+        name = "standin"
+
+        def __init__(self, outcomes: list[tuple[int, str]]) -> None:
+            self.outcomes, self.calls = outcomes, []
+
+        def run(self, argv: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+            self.calls.append(argv[1])
+            if argv[1] == "stop":
+                return subprocess.CompletedProcess(argv, 0, "", "")
+            code, err = self.outcomes.pop(0)
+            return subprocess.CompletedProcess(argv, code, "", err)
+
+    slow = StandIn([(1, netns._STARTUP_TIMEOUT + ". This could happen ..."), (1, netns._STARTUP_TIMEOUT), (0, "")])
+    netns._ray_start(slow, ["--address", "10.0.0.1:6379"])   # type: ignore[arg-type]
+    assert slow.calls == ["start", "stop", "start", "stop", "start"]
+    broken = StandIn([(1, "ValueError: bad address")])
+    with pytest.raises(RuntimeError, match="bad address"):
+        netns._ray_start(broken, ["--address", "nowhere"])   # type: ignore[arg-type]
+    assert broken.calls == ["start"]
