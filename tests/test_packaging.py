@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, missing_component
 
 MAPPED = ("exporters", "calibration", "runtimes", "devices")
 TINY = textwrap.dedent("""\
@@ -65,7 +65,8 @@ def _tracked_copy(dest: Path) -> Path:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("git") is None or not (ROOT / ".git").exists():
-        pytest.skip("needs a git checkout of edgeship")
+        # the wheel is built from the tracked files: skipped with the fix outside CI, a failure under CI=true
+        missing_component("the wheel test needs git and a git checkout of edgeship; install git: apt-get install git")
     src = _tracked_copy(tmp_path_factory.mktemp("src"))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(src),
