@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgeship import __version__
+from edgeship.artifact.eval_file import eval_path
 from edgeship.artifact.manifest import artifact_digest
 from edgeship.artifact.selection import BrokenArtifact, scan_artifacts, unreachable_artifacts
 from edgeship.config import Config
@@ -650,7 +651,7 @@ def default_remeasure(cfg: Config) -> Remeasure:
 
 def _load_eval(cfg: Config) -> dict[str, Any] | None:
     """eval.json, or None when there is none (every accuracy/cosine check then FAILs as missing)."""
-    path = cfg.build / "reports" / "eval.json"
+    path = eval_path(cfg)
     if not path.is_file():
         return None
     try:
