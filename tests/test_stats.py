@@ -160,5 +160,11 @@ def test_stability_warnings_judge_robust_spread_not_the_tail_of_raw_samples() ->
     assert stability_warning(ds, ("p90",), drifting, limits=far) is None
     assert stability_warning(ds, ("p90",), drifting, limits=near).startswith("too noisy: round p90")
     assert stability_warning(s, ("p90",), healthy, cpu_share=0.55, limits=far).startswith("contended")
+    # a busy device (Linux CPU pressure over the loops): the runner kept its CPU, the rounds agree,
+    # yet other tasks queued for the CPUs; a quiet machine's 0-3% pressure says nothing
+    assert stability_warning(s, ("p90",), healthy, cpu_share=0.99, pressure=0.02) is None
+    w = stability_warning(s, ("p90",), healthy, cpu_share=0.99, pressure=0.93, limits=far)
+    assert w is not None and w.startswith("busy: other tasks waited for a CPU 93% of the measured time")
+    assert stability_warning(s, ("p90",), healthy, cpu_share=0.55, pressure=0.93).startswith("contended")  # one line
 
 

@@ -160,7 +160,7 @@ def profile_table(results: list[dict[str, Any]], cfg: Any = None) -> tuple[Any, 
     import numpy as np
 
     from edgeship.measure.profile import gated_statistics, latency_limits
-    from edgeship.measure.rounds import CONTENDED_SHARE, cpu_shares
+    from edgeship.measure.rounds import BUSY_PRESSURE, CONTENDED_SHARE, cpu_pressures, cpu_shares
     from edgeship.measure.stats import ns_to_ms, stability_warning, timing_summary
     from edgeship.ui.table import Column, Table
 
@@ -208,7 +208,9 @@ def profile_table(results: list[dict[str, Any]], cfg: Any = None) -> tuple[Any, 
             share = float(np.median(shares)) if shares else None
             # one line per artifact at most, and only for what changes a verdict (stats.stability_warning)
             limits = None if cfg is None else latency_limits(cfg, r["device"]["name"], a["target"], a["precision"])
-            w = stability_warning(s, gated, rounds, max_cv, share, CONTENDED_SHARE, limits)
+            pressures = cpu_pressures(t)
+            pressure = float(np.median(pressures)) if pressures else None
+            w = stability_warning(s, gated, rounds, max_cv, share, CONTENDED_SHARE, limits, pressure, BUSY_PRESSURE)
             if w:
                 notes.append(f"{a['name']}: {w}")
         else:

@@ -59,7 +59,8 @@ def round_entry(result: dict[str, Any]) -> dict[str, Any]:
     t = result["timing"]
     entry: dict[str, Any] = {"samples_ns": list(t.get("samples_ns") or []), "load_ns": t.get("load_ns"),
                              "first_ns": t.get("first_ns"), "capped": bool(t.get("capped"))}
-    for key in ("cpu_ns", "wall_ns"):    # the runner's CPU vs wall time of its measured loop
+    # the runner's CPU vs wall time of its measured loop, and the system's CPU pressure over it
+    for key in ("cpu_ns", "wall_ns", "cpu_pressure_ns"):
         if isinstance(t.get(key), int):
             entry[key] = t[key]
     if t.get("aggregate") is not None:
@@ -166,3 +167,20 @@ def cpu_shares(timing: dict[str, Any] | list[int]) -> list[float]:
     entries = timing.get("rounds") or [timing]
     return [e["cpu_ns"] / e["wall_ns"] for e in entries
             if isinstance(e.get("cpu_ns"), int) and isinstance(e.get("wall_ns"), int) and e["wall_ns"] > 0]
+
+
+# Linux PSI "some" over the measured loop: the share of its wall time in which some task waited
+# for a CPU. A quiet 2-core machine shows 0-3%; a co-tenant that keeps every core busy, near
+# 100%, even when the runner itself was not descheduled (a short loop outruns the co-tenant:
+# a new process is scheduled first) and its CPU share looks healthy.
+BUSY_PRESSURE = 0.25
+
+
+def cpu_pressures(timing: dict[str, Any] | list[int]) -> list[float]:
+    """Per round, the CPU pressure (PSI "some") during the runner's measured loop over the loop's
+    wall time (rounds whose device has no PSI are left out)."""
+    if isinstance(timing, list):
+        return []
+    entries = timing.get("rounds") or [timing]
+    return [e["cpu_pressure_ns"] / e["wall_ns"] for e in entries
+            if isinstance(e.get("cpu_pressure_ns"), int) and isinstance(e.get("wall_ns"), int) and e["wall_ns"] > 0]

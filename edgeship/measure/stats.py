@@ -131,7 +131,8 @@ BAND = 3.0
 
 def stability_warning(s: Summary, gated: Sequence[str] = ("p90",), rounds: Sequence[Sequence[float] | np.ndarray] | None = None,
                       max_cv: float = 0.10, cpu_share: float | None = None, contended_share: float = 0.9,
-                      limits: dict[str, Sequence[float]] | None = None) -> str | None:
+                      limits: dict[str, Sequence[float]] | None = None, pressure: float | None = None,
+                      busy_pressure: float = 0.25) -> str | None:
     """At most one warning for one artifact's measurement, and only for what changes a verdict.
 
     The standard deviation of raw samples is not judged: the tail of a few preempted runs makes
@@ -142,6 +143,10 @@ def stability_warning(s: Summary, gated: Sequence[str] = ("p90",), rounds: Seque
     rounds spreading more than ``max_cv`` (robust: MAD over the median of the round values; the
     gate flags such a device "too noisy"), and for a single round (no run-to-run spread to see)
     its samples' IQR over their median above ``max_cv``. ``rounds``: per-round samples in ms.
+    A busy device comes before the spreads: ``pressure`` (the CPU pressure over the measured
+    loops, edgeship.measure.rounds.cpu_pressures) at or above ``busy_pressure`` means other tasks
+    queued for its CPUs. A short loop can outrun such a co-tenant (the runner got its CPU, the
+    rounds agree), yet the next profile may not: the numbers are one draw of a shared machine.
 
     ``limits`` (statistic -> the latency budgets in ms that gate it here): a spread warns only
     when a budget lies within ``point * exp(+-BAND * spread)``, where a rerun could land on its
@@ -164,6 +169,9 @@ def stability_warning(s: Summary, gated: Sequence[str] = ("p90",), rounds: Seque
     if cpu_share is not None and cpu_share < contended_share:
         return (f"contended: the runner got {cpu_share:.0%} of a CPU (< {contended_share:.0%}), so co-tenants slowed it; "
                 "pin CPUs or isolate the device (docs/gate.md)")
+    if pressure is not None and pressure >= busy_pressure:
+        return (f"busy: other tasks waited for a CPU {pressure:.0%} of the measured time (CPU pressure >= "
+                f"{busy_pressure:.0%}): a co-tenant may have slowed it; measure on a quiet device (docs/gate.md)")
     arrs = [np.asarray(r, dtype=np.float64) for r in rounds or [] if len(r)]
     if len(arrs) >= 2:
         spreads = [(robust_cv([float(statistic(a, n)) for a in arrs]), n) for n in gated]
