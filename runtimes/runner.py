@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 from array import array
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -261,6 +261,17 @@ def timed_loop(rt: Any, prepared: Any, min_runs: int, min_seconds: float, max_se
             return samples
 
 
+def find_runtime(manifest: Dict[str, Any], result: Dict[str, Any], **absent: Any) -> Optional[Tuple[Any, str]]:
+    """The manifest's runtime class and its version (importing the runtime package), or None
+    with ``result`` marked skipped (plus ``absent``) when this device lacks the runtime."""
+    try:
+        cls = get_runtime(manifest["runtime"])
+        return cls, cls.version()
+    except RuntimeUnavailable as exc:
+        result.update(status="skipped", skip_reason=str(exc), runtime={"name": manifest["runtime"]}, **absent)
+        return None
+
+
 def measure(args: argparse.Namespace, manifest: Dict[str, Any], feeds: Dict[str, np.ndarray],
             options: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     mem = MemoryProbe()
@@ -271,13 +282,10 @@ def measure(args: argparse.Namespace, manifest: Dict[str, Any], feeds: Dict[str,
     }
     result = {"schema": SCHEMA, "status": "ok", "skip_reason": None, "settings": settings,
               "env": environment()}  # type: Dict[str, Any]
-    try:
-        cls = get_runtime(manifest["runtime"])
-        version = cls.version()   # imports the runtime package, so the baseline includes it
-    except RuntimeUnavailable as exc:
-        result.update(status="skipped", skip_reason=str(exc), runtime={"name": manifest["runtime"]},
-                      timing=None, memory=None)
+    found = find_runtime(manifest, result, timing=None, memory=None)   # before the baseline: it includes the import
+    if found is None:
         return result
+    cls, version = found
     baseline = mem.peak_kb()
     model_path = os.path.join(args.artifact, manifest["model_file"])
     rt = cls(model_path, manifest, args.threads, options)
@@ -360,12 +368,10 @@ def evaluate_batch(args: argparse.Namespace, manifest: Dict[str, Any], stacked: 
     """Run every sample of the chunk once; write the outputs stacked per output name."""
     result = {"schema": SCHEMA, "status": "ok", "skip_reason": None, "env": environment(),
               "timing": None, "memory": None}  # type: Dict[str, Any]
-    try:
-        cls = get_runtime(manifest["runtime"])
-        version = cls.version()
-    except RuntimeUnavailable as exc:
-        result.update(status="skipped", skip_reason=str(exc), runtime={"name": manifest["runtime"]})
+    found = find_runtime(manifest, result)
+    if found is None:
         return result
+    cls, version = found
     rt = cls(os.path.join(args.artifact, manifest["model_file"]), manifest, args.threads, options)
     try:
         rt.load()
@@ -500,12 +506,10 @@ def profile_ops(args: argparse.Namespace, manifest: Dict[str, Any], feeds: Dict[
                 "max_seconds": args.max_seconds, "max_runs": max_runs}
     result = {"schema": OPS_SCHEMA, "status": "ok", "skip_reason": None, "settings": settings,
               "env": environment()}  # type: Dict[str, Any]
-    try:
-        cls = get_runtime(manifest["runtime"])
-        version = cls.version()
-    except RuntimeUnavailable as exc:
-        result.update(status="skipped", skip_reason=str(exc), runtime={"name": manifest["runtime"]})
+    found = find_runtime(manifest, result)
+    if found is None:
         return result
+    cls, version = found
     reason = cls.op_times_reason()
     if reason is not None:       # known before running: no timed loop whose numbers nobody gets
         result.update(status="unreported", skip_reason=reason, runtime={"name": manifest["runtime"], "version": version})
